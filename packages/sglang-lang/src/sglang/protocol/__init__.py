@@ -1,0 +1,5 @@
+"""Wire-level types shared by the frontend, server and runtime (torch-free)."""
+
+from sglang.protocol.sampling_params import SAMPLING_EPS, SamplingParams
+
+__all__ = ["SAMPLING_EPS", "SamplingParams"]

@@ -1,0 +1,161 @@
+"""Per-request sampling parameters, shared by the frontend, the server and the runtime.
+
+Kept free of torch so the frontend and the HTTP layer can validate requests cheaply; the runtime
+turns a batch of these into tensors in `sglang.runtime.layers.sampler`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+# Temperatures below this are treated as greedy: dividing logits by them overflows float32.
+SAMPLING_EPS = 1e-6
+
+_PATH_RE = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
+_UNKNOWN_RE = re.compile(r"unknown field `([^`]*)`")
+_MISSING_RE = re.compile(r"missing required field `([^`]*)`")
+
+
+class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Defaults mirror SGLang's `SamplingParams` so requests behave the same on both."""
+
+    max_new_tokens: int = 128
+    min_new_tokens: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    min_p: float = 0.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool = False
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    no_stop_trim: bool = False
+    n: int = 1
+    seed: int | None = None
+    regex: str | None = None
+    json_schema: str | None = None
+    ebnf: str | None = None
+
+    # ---- validation -----------------------------------------------------------------------
+
+    def verify(self, vocab_size: int | None = None) -> None:
+        """Raise ValueError naming the first offending field, its value and the allowed range.
+
+        Comparisons are written as `not (lo <= x <= hi)` so that NaN is rejected too.
+        """
+        _check_int(self, "max_new_tokens")
+        _check_int(self, "min_new_tokens")
+        _check_int(self, "top_k")
+        _check_int(self, "n")
+        if not self.temperature >= 0.0:
+            _bad("temperature", self.temperature, "must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            _bad("top_p", self.top_p, "must be in (0, 1]")
+        if not (self.top_k == -1 or self.top_k >= 1):
+            _bad("top_k", self.top_k, "must be -1 (disabled) or >= 1")
+        if not 0.0 <= self.min_p <= 1.0:
+            _bad("min_p", self.min_p, "must be in [0, 1]")
+        if not -2.0 <= self.frequency_penalty <= 2.0:
+            _bad("frequency_penalty", self.frequency_penalty, "must be in [-2, 2]")
+        if not -2.0 <= self.presence_penalty <= 2.0:
+            _bad("presence_penalty", self.presence_penalty, "must be in [-2, 2]")
+        if not 0.0 < self.repetition_penalty <= 2.0:
+            _bad("repetition_penalty", self.repetition_penalty, "must be in (0, 2]")
+        if self.max_new_tokens < 0:
+            _bad("max_new_tokens", self.max_new_tokens, "must be >= 0")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            _bad(
+                "min_new_tokens",
+                self.min_new_tokens,
+                f"must be in [0, max_new_tokens={self.max_new_tokens}]",
+            )
+        if self.n < 1:
+            _bad("n", self.n, "must be >= 1")
+        constraints = [k for k in ("regex", "json_schema", "ebnf") if getattr(self, k) is not None]
+        if len(constraints) > 1:
+            raise ValueError(
+                f"only one of regex, json_schema, ebnf may be set, got {', '.join(constraints)}"
+            )
+        for s in self.stop_strs:
+            if not isinstance(s, str) or not s:
+                _bad("stop", self.stop, "stop strings must be non-empty strings")
+        if self.stop_token_ids is not None:
+            for t in self.stop_token_ids:
+                if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+                    _bad("stop_token_ids", t, "must be non-negative token ids")
+                if vocab_size is not None and t >= vocab_size:
+                    _bad("stop_token_ids", t, f"must be in [0, {vocab_size})")
+
+    # ---- derived views --------------------------------------------------------------------
+
+    @property
+    def stop_strs(self) -> list[str]:
+        if self.stop is None:
+            return []
+        if isinstance(self.stop, str):
+            return [self.stop]
+        return list(self.stop)
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature < SAMPLING_EPS or self.top_k == 1
+
+    def normalized(self) -> SamplingParams:
+        """A copy with list-valued `stop` / `stop_token_ids` (never None) so consumers
+        need no type switches; the original is left untouched because callers may share it."""
+        return msgspec.structs.replace(
+            self,
+            stop=self.stop_strs,
+            stop_token_ids=list(self.stop_token_ids or []),
+        )
+
+    # ---- (de)serialisation ----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SamplingParams:
+        """Build from a JSON-like dict; type errors and unknown keys become ValueError."""
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ValueError(f"sampling params must be a dict, got {type(d).__name__}")
+        try:
+            return msgspec.convert(d, cls)
+        except msgspec.ValidationError as e:
+            raise ValueError(_describe(str(e))) from e
+
+    def to_dict(self) -> dict[str, Any]:
+        # to_builtins copies containers, so mutating the result can't alias this struct.
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+def _bad(field: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{field} {allowed}, got {value!r}")
+
+
+def _check_int(p: SamplingParams, field: str) -> None:
+    # Structs built directly (not via from_dict) skip msgspec's type checks.
+    v = getattr(p, field)
+    if isinstance(v, bool) or not isinstance(v, int):
+        _bad(field, v, "must be an integer")
+
+
+def _describe(msg: str) -> str:
+    for pattern, what in ((_UNKNOWN_RE, "unknown sampling param"), (_MISSING_RE, "missing")):
+        m = pattern.search(msg)
+        if m:
+            return f"{what} {m.group(1)!r}: {msg}"
+    m = _PATH_RE.search(msg)
+    if m:
+        return f"invalid value for {m.group(1)}: {msg}"
+    return f"invalid sampling params: {msg}"
+
+
+__all__ = ["SAMPLING_EPS", "SamplingParams"]

@@ -1,0 +1,1 @@
+"""The serving runtime: scheduler, KV cache, model runner, models and weight loading."""

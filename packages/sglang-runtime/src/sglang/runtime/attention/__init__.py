@@ -1,0 +1,1 @@
+"""Attention backends over the token-level KV pool."""

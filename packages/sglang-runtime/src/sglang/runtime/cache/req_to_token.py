@@ -1,0 +1,63 @@
+"""Request table: ``table[row, pos]`` is the KV slot of token ``pos`` of the request in ``row``.
+
+Attention kernels read K/V through this table, so a cached prefix is shared by writing its slot
+indices into a row rather than copying K/V.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ReqToTokenPool:
+    def __init__(self, max_reqs: int, max_context: int, device: torch.device | str) -> None:
+        if max_reqs <= 0 or max_context <= 0:
+            raise ValueError(f"bad ReqToTokenPool shape ({max_reqs}, {max_context})")
+        self.max_reqs = max_reqs
+        self.max_context = max_context
+        self.device = torch.device(device)
+        self.table = torch.zeros((max_reqs, max_context), dtype=torch.int64, device=self.device)
+        # Pop from the end so rows come out as 0, 1, 2, ... which keeps traces readable.
+        self._free_rows: list[int] = list(range(max_reqs - 1, -1, -1))
+        self._in_use = [False] * max_reqs
+
+    @property
+    def available(self) -> int:
+        return len(self._free_rows)
+
+    def alloc(self) -> int | None:
+        if not self._free_rows:
+            return None
+        row = self._free_rows.pop()
+        self._in_use[row] = True
+        return row
+
+    def free(self, row: int) -> None:
+        if not 0 <= row < self.max_reqs:
+            raise ValueError(f"row {row} out of range [0, {self.max_reqs})")
+        if not self._in_use[row]:
+            raise ValueError(f"double free of request row {row}")
+        self._in_use[row] = False
+        self._free_rows.append(row)
+
+    def write(self, row: int, start: int, slots: torch.Tensor) -> None:
+        n = slots.numel()
+        if not self._in_use[row]:
+            raise ValueError(f"write to unallocated request row {row}")
+        if start < 0 or start + n > self.max_context:
+            raise ValueError(
+                f"write [{start}, {start + n}) exceeds max_context {self.max_context}"
+            )
+        self.table[row, start : start + n] = slots.reshape(-1).to(
+            device=self.device, dtype=torch.int64
+        )
+
+    def read(self, row: int, length: int) -> torch.Tensor:
+        """Slots of the first ``length`` tokens of ``row`` (a view on the table's device)."""
+        return self.table[row, :length]
+
+    def __repr__(self) -> str:
+        return (
+            f"ReqToTokenPool(max_reqs={self.max_reqs}, max_context={self.max_context}, "
+            f"available={self.available}, device={self.device})"
+        )

@@ -1,0 +1,52 @@
+"""Token ids to text, incrementally: streamed deltas always join into the final text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sglang.protocol.sampling_params import SamplingParams
+
+
+class IncrementalDetokenizer:
+    """Decodes one request's output and hands out text not sent before.
+
+    Held back until more tokens arrive: a trailing incomplete UTF-8 sequence (decoded as U+FFFD),
+    and the last len(stop)-1 characters, which may turn out to start a stop string that the final
+    text trims away.
+    """
+
+    def __init__(self, tokenizer: Any, params: SamplingParams) -> None:
+        self.tokenizer = tokenizer
+        self.params = params
+        self.ids: list[int] = []
+        self.sent = 0
+        self._holdback = max((len(s) for s in params.stop_strs), default=1) - 1
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=self.params.skip_special_tokens)
+
+    def final_text(self, finish_reason: dict[str, Any] | None) -> str:
+        matched = (finish_reason or {}).get("matched")
+        if finish_reason is None or finish_reason.get("type") != "stop" or self.params.no_stop_trim:
+            return self._decode(self.ids)
+        if isinstance(matched, int):
+            return self._decode(self.ids[:-1])
+        text = self._decode(self.ids)
+        if isinstance(matched, str) and matched in text:
+            return text[: text.index(matched)]
+        return text
+
+    def add(self, new_ids: list[int], finish_reason: dict[str, Any] | None, finished: bool) -> str:
+        """Append tokens; return the text delta that is now safe to show."""
+        self.ids.extend(new_ids)
+        if finished:
+            text = self.final_text(finish_reason)
+        else:
+            text = self._decode(self.ids).rstrip("\ufffd")
+            if self._holdback:
+                text = text[: max(len(text) - self._holdback, 0)]
+        if len(text) <= self.sent:
+            return ""
+        delta = text[self.sent :]
+        self.sent = len(text)
+        return delta

@@ -1,0 +1,1 @@
+"""Model execution: forward context and the model runner."""

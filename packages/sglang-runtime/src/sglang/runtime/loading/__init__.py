@@ -1,0 +1,1 @@
+"""Weight loading: HF safetensors folders, GGUF files, dummy weights."""

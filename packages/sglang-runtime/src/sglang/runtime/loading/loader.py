@@ -1,0 +1,141 @@
+"""`load_model`: from a path, file or hub id to a ready model, config and tokenizer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sglang.runtime.loading.default_model import default_model_path
+from sglang.runtime.loading.dummy import fill_dummy_weights
+from sglang.runtime.loading.gguf_loader import open_gguf
+from sglang.runtime.loading.hf_loader import open_hf
+from sglang.runtime.loading.source import ModelSource, load_tokenizer
+from sglang.runtime.models.registry import model_class_for_config
+
+logger = logging.getLogger("sglang.runtime")
+
+# Checkpoint formats: each turns a model path into a ModelSource.
+FORMATS: dict[str, Callable[[str], ModelSource]] = {
+    "hf": open_hf,
+    "safetensors": open_hf,
+    "gguf": open_gguf,
+}
+LOAD_FORMATS = ("auto", "dummy", *FORMATS)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    config: Any  # transformers.PretrainedConfig
+    tokenizer: Any  # transformers tokenizer; None only for dummy weights without one
+    weight_bytes: int
+
+
+def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        # CPUs lack fast bf16 matmuls (and tests compare in float32); GPUs want bf16.
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _detect_format(model_path: str) -> str:
+    return "gguf" if model_path.endswith(".gguf") else "hf"
+
+
+def _weight_bytes(model: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _load_checkpoint(model: nn.Module, source: ModelSource) -> None:
+    progress = tqdm(total=source.count_tensors(), desc="Loading weights", unit="tensor")
+
+    def tracked() -> Any:
+        for item in source.iter_weights():
+            yield item
+            progress.update()
+
+    with progress:
+        model.load_weights(tracked())
+
+
+def load_model(
+    model_path: str | None,
+    load_format: str = "auto",
+    dtype: torch.dtype | str = "auto",
+    device: torch.device | str = "cpu",
+    tokenizer_path: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Build the model named by `model_path` (None: the default SmolLM2 GGUF).
+
+    `load_format`: "auto" (gguf for *.gguf files, hf for folders and hub ids), "hf"
+    (alias "safetensors"), "gguf", or "dummy" (the config of `model_path`, random weights).
+    """
+    if load_format not in LOAD_FORMATS:
+        raise ValueError(f"unknown load_format {load_format!r}; choose from {LOAD_FORMATS}")
+    model_path = str(model_path) if model_path is not None else default_model_path()
+    device = torch.device(device)
+    dtype = resolve_dtype(dtype, device)
+    checkpoint_format = (
+        _detect_format(model_path) if load_format in ("auto", "dummy") else load_format
+    )
+    source = FORMATS[checkpoint_format](model_path)
+    model_cls = model_class_for_config(source.config)
+
+    start = time.perf_counter()
+    with torch.device(device):
+        model = model_cls(source.config, dtype)
+    if load_format == "dummy":
+        fill_dummy_weights(model, seed)
+    else:
+        _load_checkpoint(model, source)
+    model.eval()
+    weight_bytes = _weight_bytes(model)
+    logger.info(
+        "loaded %s (%s, %s weights) on %s: %.1f MiB of %s weights in %.1f s",
+        model_cls.__name__,
+        Path(model_path).name,
+        load_format,
+        device,
+        weight_bytes / 2**20,
+        str(dtype).removeprefix("torch."),
+        time.perf_counter() - start,
+    )
+    tokenizer = _tokenizer(source, tokenizer_path, dummy=load_format == "dummy")
+    return LoadedModel(model, source.config, tokenizer, weight_bytes)
+
+
+def _tokenizer(source: ModelSource, tokenizer_path: str | None, dummy: bool) -> Any:
+    if tokenizer_path is not None:
+        return load_tokenizer(tokenizer_path)
+    try:
+        return source.load_tokenizer()
+    except (OSError, ValueError, TypeError) as e:
+        if not dummy:
+            raise
+        # Benchmarks often point dummy loads at a bare config.json.
+        logger.warning("no tokenizer next to the model (%s); tokenizer is None", e)
+        return None

@@ -1,0 +1,103 @@
+"""Turns the scheduler's chosen requests into a ForwardBatch of flat device tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sglang.runtime.cache.kv_pool import KVPool
+from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
+from sglang.runtime.scheduler.request import Req
+
+
+@dataclass
+class LogitRows:
+    """Which rows of the returned logits belong to a request: [start, start + count)."""
+
+    start: int
+    count: int
+
+
+def _tensor(values: list[int], device: torch.device) -> torch.Tensor:
+    # Build on the host and copy once; pinned + non_blocking keeps the GPU path asynchronous.
+    t = torch.tensor(values, dtype=torch.int64)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+def build_extend(
+    reqs: list[Req],
+    slots: list[torch.Tensor],
+    req_to_token: torch.Tensor,
+    kv_pool: KVPool,
+    needs_logits: list[bool],
+) -> tuple[ForwardBatch, list[LogitRows]]:
+    """An EXTEND batch: each request computes `extend_len` tokens after its `kv_len` prefix.
+
+    Requests that want prompt logprobs get logits for every new token; others get the last
+    token's only when `needs_logits` says their prompt finishes in this chunk.
+    """
+    device = req_to_token.device
+    input_ids: list[int] = []
+    positions: list[int] = []
+    logits_indices: list[int] = []
+    rows: list[LogitRows] = []
+    for req, want in zip(reqs, needs_logits):
+        start, n = req.kv_len, req.extend_len
+        offset = len(input_ids)
+        input_ids.extend(req.fill_ids[start : start + n])
+        positions.extend(range(start, start + n))
+        first = len(logits_indices)
+        if req.wants_input_logprobs and not req.output_ids:
+            logits_indices.extend(range(offset, offset + n))
+        elif want:
+            logits_indices.append(offset + n - 1)
+        rows.append(LogitRows(first, len(logits_indices) - first))
+    prefix = [r.kv_len for r in reqs]
+    ext = [r.extend_len for r in reqs]
+    seq = [p + e for p, e in zip(prefix, ext)]
+    batch = ForwardBatch(
+        mode=ForwardMode.EXTEND,
+        input_ids=_tensor(input_ids, device),
+        positions=_tensor(positions, device),
+        out_cache_loc=torch.cat(slots).to(device, non_blocking=True),
+        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
+        seq_lens=_tensor(seq, device),
+        prefix_lens=_tensor(prefix, device),
+        extend_lens=_tensor(ext, device),
+        req_to_token=req_to_token,
+        kv_pool=kv_pool,
+        seq_lens_cpu=seq,
+        prefix_lens_cpu=prefix,
+        extend_lens_cpu=ext,
+        logits_indices=_tensor(logits_indices, device),
+    )
+    return batch, rows
+
+
+def build_decode(
+    reqs: list[Req], slots: torch.Tensor, req_to_token: torch.Tensor, kv_pool: KVPool
+) -> ForwardBatch:
+    """A DECODE batch: one new token per request, the last sampled one (whose KV is not yet
+    computed, so kv_len == len(fill_ids) - 1)."""
+    device = req_to_token.device
+    prefix = [r.kv_len for r in reqs]
+    seq = [p + 1 for p in prefix]
+    n = len(reqs)
+    return ForwardBatch(
+        mode=ForwardMode.DECODE,
+        input_ids=_tensor([r.output_ids[-1] for r in reqs], device),
+        positions=_tensor(prefix, device),
+        out_cache_loc=slots.to(device, non_blocking=True),
+        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
+        seq_lens=_tensor(seq, device),
+        prefix_lens=_tensor(prefix, device),
+        extend_lens=_tensor([1] * n, device),
+        req_to_token=req_to_token,
+        kv_pool=kv_pool,
+        seq_lens_cpu=seq,
+        prefix_lens_cpu=prefix,
+        extend_lens_cpu=[1] * n,
+    )

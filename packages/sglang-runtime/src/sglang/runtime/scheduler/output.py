@@ -1,0 +1,128 @@
+"""From logits to tokens and messages: sampling, logprobs, stop conditions, TokenOutput."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sample, top_logprobs
+from sglang.runtime.messages import TokenOutput
+from sglang.runtime.scheduler.request import Req
+
+
+class OutputProcessor:
+    def __init__(self, tokenizer: Any, eos_ids: set[int], vocab_size: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.vocab_size = vocab_size
+
+    # ---- sampling -------------------------------------------------------------------------
+    def sample(self, reqs: list[Req], logits: torch.Tensor) -> list[int]:
+        logits = logits[:, : self.vocab_size]
+        batch = SamplingBatch.build(
+            [r.params for r in reqs],
+            [r.generator for r in reqs],
+            [r.output_ids for r in reqs],
+            [r.prompt_ids for r in reqs],
+            self.vocab_size,
+            logits.device,
+            [self._stop_ids(r) for r in reqs],
+        )
+        next_ids = sample(logits, batch)
+        if any(r.return_logprob for r in reqs):
+            self._record_output_logprobs(reqs, logits, next_ids)
+        return next_ids.tolist()
+
+    def _stop_ids(self, req: Req) -> list[int]:
+        ids = list(req.params.stop_token_ids or ())
+        if not req.params.ignore_eos:
+            ids.extend(self.eos_ids)
+        return ids
+
+    def _record_output_logprobs(
+        self, reqs: list[Req], logits: torch.Tensor, next_ids: torch.Tensor
+    ) -> None:
+        rows = [i for i, r in enumerate(reqs) if r.return_logprob]
+        lp = compute_logprobs(logits[rows])
+        chosen = lp.gather(1, next_ids[rows].view(-1, 1)).view(-1).tolist()
+        k = max(reqs[i].top_logprobs_num for i in rows)
+        top_v, top_i = top_logprobs(lp, k) if k > 0 else (None, None)
+        for j, i in enumerate(rows):
+            req = reqs[i]
+            req.logprobs.output_token.append((chosen[j], int(next_ids[i])))
+            if req.top_logprobs_num > 0:
+                n = req.top_logprobs_num
+                req.logprobs.output_top.append(
+                    list(zip(top_v[j, :n].tolist(), top_i[j, :n].tolist()))  # type: ignore[index]
+                )
+
+    def record_input_logprobs(self, req: Req, logits: torch.Tensor) -> None:
+        """`logits` has one row per token of this extend chunk; row j predicts the token at
+        position kv_len + j + 1."""
+        start, prompt = req.kv_len, req.prompt_ids
+        rec = req.logprobs
+        if start == 0 and req.logprob_start_len == 0:
+            rec.input_token.append((None, prompt[0]))
+            rec.input_top.append(None)
+        positions = range(start + 1, min(start + req.extend_len + 1, len(prompt)))
+        keep = [p for p in positions if p >= req.logprob_start_len]
+        if not keep:
+            return
+        lp = compute_logprobs(logits[[p - start - 1 for p in keep], : self.vocab_size])
+        targets = torch.tensor([prompt[p] for p in keep], device=lp.device)
+        values = lp.gather(1, targets.view(-1, 1)).view(-1).tolist()
+        rec.input_token.extend(zip(values, (prompt[p] for p in keep)))
+        if req.top_logprobs_num > 0:
+            top_v, top_i = top_logprobs(lp, req.top_logprobs_num)
+            rec.input_top.extend(
+                list(zip(v, i)) for v, i in zip(top_v.tolist(), top_i.tolist())
+            )
+        else:
+            rec.input_top.extend([None] * len(keep))
+
+    # ---- stopping -------------------------------------------------------------------------
+    def check_finish(self, req: Req, context_len: int) -> None:
+        """SGLang's order: length first, then stop token ids / EOS, then stop strings."""
+        p = req.params
+        tok = req.output_ids[-1]
+        if len(req.output_ids) >= p.max_new_tokens:
+            req.finish_reason = {"type": "length", "length": p.max_new_tokens}
+        elif tok in (p.stop_token_ids or ()) or (not p.ignore_eos and tok in self.eos_ids):
+            req.finish_reason = {"type": "stop", "matched": tok}
+        elif p.stop_strs and (matched := self._matched_stop_str(req)) is not None:
+            req.finish_reason = {"type": "stop", "matched": matched}
+        elif len(req.prompt_ids) + len(req.output_ids) >= context_len:
+            req.finish_reason = {"type": "length", "length": len(req.output_ids)}
+
+    def _matched_stop_str(self, req: Req) -> str | None:
+        # Only the tail can hold a new match: a stop string spans at most len(stop) tokens.
+        window = max(len(s) for s in req.params.stop_strs) + 1
+        tail = self.tokenizer.decode(req.output_ids[-window:], skip_special_tokens=False)
+        for s in req.params.stop_strs:
+            if s in tail:
+                return s
+        return None
+
+    # ---- messages -------------------------------------------------------------------------
+    def emit(self, req: Req, new_ids: list[int]) -> TokenOutput:
+        out = TokenOutput(
+            rid=req.rid,
+            new_token_ids=new_ids,
+            finished=req.finished,
+            finish_reason=req.finish_reason,
+            prompt_tokens=len(req.prompt_ids),
+            completion_tokens=len(req.output_ids),
+            cached_tokens=req.cached_tokens or 0,
+        )
+        if req.return_logprob:
+            rec = req.logprobs
+            out.output_token_logprobs = rec.output_token[req.sent_output_logprobs :]
+            if req.top_logprobs_num > 0:
+                out.output_top_logprobs = rec.output_top[req.sent_output_logprobs :]
+            req.sent_output_logprobs = len(rec.output_token)
+            if not req.sent_input_logprobs and req.wants_input_logprobs:
+                out.input_token_logprobs = rec.input_token
+                out.input_top_logprobs = rec.input_top
+                req.sent_input_logprobs = True
+        return out

@@ -1,0 +1,246 @@
+"""The scheduler: continuous batching over one model runner.
+
+Each `step()` either extends (admits waiting requests, prefills their uncached tokens, possibly in
+chunks) or decodes one token for every running request. Extend has priority. When decode runs
+out of slots it evicts cache, then retracts the requests with the least progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import torch
+
+from sglang.runtime.config import RuntimeArgs
+from sglang.runtime.executor.model_runner import ModelRunner
+from sglang.runtime.messages import TokenOutput
+from sglang.runtime.scheduler.batch_builder import LogitRows, build_decode, build_extend
+from sglang.runtime.scheduler.kv_manager import KVManager
+from sglang.runtime.scheduler.output import OutputProcessor
+from sglang.runtime.scheduler.policy import get_policy
+from sglang.runtime.scheduler.request import Req, ReqState
+
+logger = logging.getLogger("sglang.runtime")
+
+# Requests whose uncached prompts start with the same tokens are not prefilled in the same
+# step: the first one computes the shared part, the rest find it in the cache a step later.
+IN_BATCH_PREFIX_KEY = 32
+
+
+class Scheduler:
+    def __init__(
+        self,
+        args: RuntimeArgs,
+        runner: ModelRunner,
+        kv: KVManager,
+        output: OutputProcessor,
+        context_len: int,
+        max_running: int,
+        chunk_size: int,
+    ) -> None:
+        self.args = args
+        self.runner = runner
+        self.kv = kv
+        self.out = output
+        self.context_len = context_len
+        self.max_running = max_running
+        self.chunk_size = chunk_size
+        self.policy = get_policy(args.schedule_policy)
+        self.waiting: deque[Req] = deque()
+        self.running: list[Req] = []
+        self.chunked: Req | None = None  # the request in the middle of a chunked prefill
+        self.new_token_ratio = args.init_new_token_ratio
+        self._arrivals = 0
+        self.num_retractions = 0
+        self.forward_steps = 0
+
+    # ---- requests in and out -------------------------------------------------------------
+    def add_request(self, req: Req) -> None:
+        if len(req.prompt_ids) == 0:
+            raise ValueError("the prompt is empty: give text or input_ids with at least one token")
+        if len(req.prompt_ids) >= self.context_len:
+            raise ValueError(
+                f"the prompt has {len(req.prompt_ids)} tokens; the context length is "
+                f"{self.context_len}, which must leave room for at least one new token"
+            )
+        if len(req.prompt_ids) + 1 > self.kv.num_slots:
+            raise ValueError(
+                f"the prompt has {len(req.prompt_ids)} tokens but the KV pool holds only "
+                f"{self.kv.num_slots}; raise max_total_tokens"
+            )
+        # Generation stops at the context length, whatever max_new_tokens says.
+        req.arrival = self._arrivals
+        self._arrivals += 1
+        self.waiting.append(req)
+
+    def abort(self, rid: str) -> TokenOutput | None:
+        for req in [*self.waiting, *self.running, *([self.chunked] if self.chunked else [])]:
+            if req.rid == rid:
+                req.finish_reason = {"type": "abort", "message": "aborted by the client"}
+                return self.finish_request(req, [])
+        return None
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.chunked)
+
+    def active_requests(self) -> list[Req]:
+        return [*self.running, *([self.chunked] if self.chunked else [])]
+
+    # ---- the loop body --------------------------------------------------------------------
+    def step(self) -> list[TokenOutput]:
+        outputs: list[TokenOutput] = []
+        reqs = self._schedule_extend()
+        if reqs:
+            self._run_extend(reqs, outputs)
+        elif self.running:
+            self._run_decode(outputs)
+        if self.args.debug_check_integrity or not self.has_work:
+            self.check_integrity()
+        return outputs
+
+    def check_integrity(self) -> None:
+        self.kv.check_integrity(self.active_requests())
+
+    # ---- extend ---------------------------------------------------------------------------
+    def _schedule_extend(self) -> list[Req]:
+        budget = self.chunk_size
+        batch: list[Req] = []
+        if self.chunked is not None:
+            req = self.chunked
+            n = min(len(req.fill_ids) - req.kv_len, budget)
+            if self.kv.grow(req, n) is None:
+                if not self.running:
+                    # Nothing else can free slots: start this prompt over later.
+                    self.kv.retract(req)
+                    req.state = ReqState.WAITING
+                    self.waiting.appendleft(req)
+                    self.chunked = None
+                return []
+            req.extend_len = n
+            batch.append(req)
+            budget -= n
+            if req.kv_len + n < len(req.fill_ids):
+                return batch
+            self.chunked = None
+        if not self.waiting or budget <= 0:
+            return batch
+        reserved = sum(r.remaining_new_tokens for r in self.running) * self.new_token_ratio
+        seen_keys: set[tuple[int, ...]] = set()
+        admitted: set[int] = set()
+        for req in self.policy(list(self.waiting), self.kv.cache):
+            if len(self.running) + len(batch) >= self.max_running or budget <= 0:
+                break
+            m = self.kv.match(req)
+            extend = len(req.fill_ids) - m.cached_len
+            key = (m.cached_len, *req.fill_ids[m.cached_len : m.cached_len + IN_BATCH_PREFIX_KEY])
+            if len(key) > IN_BATCH_PREFIX_KEY and key in seen_keys:
+                continue  # shares an uncached prefix with a request admitted this step
+            need = extend + req.remaining_new_tokens * self.new_token_ratio
+            idle = not self.running and not batch
+            # With nothing running, admit whatever fits now: retraction covers the headroom.
+            if need > self.kv.available_tokens - reserved and not (
+                idle and extend <= self.kv.available_tokens
+            ):
+                break
+            chunk = min(extend, budget)
+            if self.kv.admit(req, m, chunk) is None:
+                break
+            if req.cached_tokens is None:
+                req.cached_tokens = m.cached_len
+            req.state = ReqState.PREFILLING
+            seen_keys.add(key)
+            admitted.add(id(req))
+            batch.append(req)
+            budget -= chunk
+            reserved += req.remaining_new_tokens * self.new_token_ratio
+            if chunk < extend:
+                self.chunked = req
+                break
+        if admitted:
+            self.waiting = deque(r for r in self.waiting if id(r) not in admitted)
+        return batch
+
+    def _run_extend(self, reqs: list[Req], outputs: list[TokenOutput]) -> None:
+        done = [r.kv_len + r.extend_len >= len(r.fill_ids) for r in reqs]
+        batch, rows = build_extend(
+            reqs, [self._pending_slots(r) for r in reqs], self.kv.req_pool.table,
+            self.kv.kv_pool, done,
+        )
+        logits = self.runner.forward(batch)
+        self.forward_steps += 1
+        sample_reqs: list[Req] = []
+        sample_rows: list[int] = []
+        for req, row, finished_prefill in zip(reqs, rows, done):
+            if req.wants_input_logprobs and not req.output_ids:
+                self.out.record_input_logprobs(req, logits[row.start : row.start + row.count])
+            req.kv_len += req.extend_len
+            req.extend_len = 0
+            if finished_prefill:
+                self.kv.cache_prefix(req)
+                req.state = ReqState.DECODING
+                sample_reqs.append(req)
+                sample_rows.append(row.start + row.count - 1)
+        if sample_reqs:
+            self._sample_and_emit(sample_reqs, logits[sample_rows], outputs)
+            self.running.extend(r for r in sample_reqs if not r.finished)
+
+    def _pending_slots(self, req: Req) -> torch.Tensor:
+        return self.kv.req_pool.table[req.row, req.kv_len : req.kv_len + req.extend_len]
+
+    # ---- decode ---------------------------------------------------------------------------
+    def _run_decode(self, outputs: list[TokenOutput]) -> None:
+        slots = self._reserve_decode_slots()
+        if not self.running:
+            return
+        for req, slot in zip(self.running, slots):
+            self.kv.req_pool.write(req.row, req.kv_len, slot.view(1))  # type: ignore[arg-type]
+        batch = build_decode(self.running, slots, self.kv.req_pool.table, self.kv.kv_pool)
+        logits = self.runner.forward(batch)
+        self.forward_steps += 1
+        for req in self.running:
+            req.kv_len += 1
+        reqs = list(self.running)
+        self._sample_and_emit(reqs, logits, outputs)
+        self.running = [r for r in reqs if not r.finished]
+        self.new_token_ratio = max(
+            self.new_token_ratio - self.args.new_token_ratio_decay, self.args.min_new_token_ratio
+        )
+
+    def _reserve_decode_slots(self) -> torch.Tensor:
+        """One slot per running request, retracting the least advanced requests if needed."""
+        while self.running:
+            slots = self.kv.alloc_slots(len(self.running))
+            if slots is not None:
+                return slots
+            victim = min(self.running, key=lambda r: (len(r.output_ids), -len(r.prompt_ids)))
+            self.running.remove(victim)
+            self.kv.retract(victim)
+            victim.state = ReqState.WAITING
+            self.waiting.appendleft(victim)
+            self.num_retractions += 1
+            self.new_token_ratio = self.args.init_new_token_ratio
+            logger.info("retracted request %s (KV pool full)", victim.rid)
+        return torch.empty(0, dtype=torch.int64)
+
+    # ---- sampling and finishing -----------------------------------------------------------
+    def _sample_and_emit(
+        self, reqs: list[Req], logits: torch.Tensor, outputs: list[TokenOutput]
+    ) -> None:
+        next_ids = self.out.sample(reqs, logits)
+        for req, tok in zip(reqs, next_ids):
+            req.output_ids.append(tok)
+            self.out.check_finish(req, self.context_len)
+            outputs.append(self.finish_request(req, [tok]) if req.finished else self.out.emit(req, [tok]))
+
+    def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
+        if req in self.running:
+            self.running.remove(req)
+        if req is self.chunked:
+            self.chunked = None
+        if req in self.waiting:
+            self.waiting.remove(req)
+        self.kv.release(req)
+        req.state = ReqState.FINISHED
+        return self.out.emit(req, new_ids)
