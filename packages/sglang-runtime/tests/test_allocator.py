@@ -93,13 +93,23 @@ def test_is_free_and_free_slots() -> None:
 
 def test_large_alloc_free_is_fast() -> None:
     # Thousands of slots per step must not loop in Python per slot.
-    a = SlotAllocator(1_000_000)
-    start = time.perf_counter()
-    for _ in range(200):
-        s = a.alloc(4096)
-        assert s is not None
-        a.free(s)
-    assert time.perf_counter() - start < 2.0
+    # The bound is loose (the CI box may be busy): vectorised ops take milliseconds here, while a
+    # per-slot Python loop over 2M slot operations would take seconds.
+    # One intra-op thread: on a small, shared box torch's thread pool contends and adds noise
+    # that has nothing to do with the allocator.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = SlotAllocator(1_000_000)
+        start = time.perf_counter()
+        for _ in range(20):
+            s = a.alloc(50_000)
+            assert s is not None
+            a.free(s)
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    assert elapsed < 5.0
     assert a.available == 1_000_000
 
 

@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sglang.runtime.cache import RadixCache, RadixNode, SlotAllocator
+from sglang.runtime.cache import (
+    InsertResult,
+    MatchResult,
+    RadixCache,
+    RadixNode,
+    SlotAllocator,
+)
 
 Prefix = tuple[int, ...]
 
@@ -44,7 +50,7 @@ def tree_prefixes(cache: RadixCache) -> dict[Prefix, int]:
     stack: list[tuple[Prefix, RadixNode]] = [((), cache.root)]
     while stack:
         base, node = stack.pop()
-        for i, tok in enumerate(node.key):
+        for i in range(len(node.key)):
             out[base + node.key[: i + 1]] = int(node.slots[i])
         for child in node.children.values():
             stack.append((base + node.key, child))
@@ -305,7 +311,7 @@ class RadixMachine(RuleBasedStateMachine):
             n += 1
         return n
 
-    def _match(self, ids: list[int]):  # noqa: ANN202
+    def _match(self, ids: list[int]) -> MatchResult:
         expected = self._longest(ids)
         m = self.cache.match(ids)
         assert m.cached_len == expected
@@ -316,7 +322,7 @@ class RadixMachine(RuleBasedStateMachine):
             self.atime[tuple(ids[: i + 1])] = self.clock
         return m
 
-    def _insert(self, ids: list[int], slots: torch.Tensor):  # noqa: ANN202
+    def _insert(self, ids: list[int], slots: torch.Tensor) -> InsertResult:
         expected = self._longest(ids)
         r = self.cache.insert(ids, slots)
         assert r.already_cached_len == expected
@@ -347,7 +353,8 @@ class RadixMachine(RuleBasedStateMachine):
         if evicted:
             assert bool(self.alloc.is_free(torch.tensor([before[p] for p in evicted])).all())
             leaves = [
-                p for p in after
+                p
+                for p in after
                 if p not in lockset and not any(p + (t,) in after for t in range(4))
             ]
             if leaves:
@@ -488,7 +495,7 @@ class RadixMachine(RuleBasedStateMachine):
 
 
 RadixMachine.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=200,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

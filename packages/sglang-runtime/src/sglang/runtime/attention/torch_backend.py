@@ -7,10 +7,12 @@ dominated by the matmuls, not by the Python loop.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sglang.runtime.attention.base import AttentionBackend, register_backend
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
@@ -33,6 +35,15 @@ class _ExtendRequest:
 @dataclass
 class _ExtendMetadata:
     requests: list[_ExtendRequest]
+
+
+# cuDNN attention builds a graph per new shape, and decode's key length grows every step: tens
+# of ms per call. The other CUDA kernels have no per-shape setup.
+_CUDA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def _kernel_choice(x: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    return sdpa_kernel(_CUDA_KERNELS) if x.is_cuda else contextlib.nullcontext()
 
 
 def _lens(batch: ForwardBatch) -> tuple[list[int], list[int]]:
@@ -117,18 +128,18 @@ class TorchAttentionBackend(AttentionBackend):
         scale: float,
         meta: _DecodeMetadata,
     ) -> torch.Tensor:
-        # [batch, kv_heads, max_len, head_dim]; one query token per request.
+        # [batch, kv_heads, max_len, head_dim]
         keys = k_cache[meta.kv_index].transpose(1, 2)
         values = v_cache[meta.kv_index].transpose(1, 2)
-        out = F.scaled_dot_product_attention(
-            q.unsqueeze(2).to(keys.dtype),
-            keys,
-            values,
-            attn_mask=meta.mask,
-            scale=scale,
-            enable_gqa=True,
-        )
-        return out.squeeze(2).to(q.dtype)
+        batch, num_heads, head_dim = q.shape
+        # One query token per request, so the query heads sharing a KV head can ride in the
+        # query-length axis: GQA without repeating K/V, and the mask broadcasts over them.
+        q_grouped = q.reshape(batch, keys.shape[1], -1, head_dim).to(keys.dtype)
+        with _kernel_choice(q):
+            out = F.scaled_dot_product_attention(
+                q_grouped, keys, values, attn_mask=meta.mask, scale=scale
+            )
+        return out.reshape(batch, num_heads, head_dim).to(q.dtype)
 
     def _extend(
         self,
@@ -146,14 +157,15 @@ class TorchAttentionBackend(AttentionBackend):
             q_r = q[req.start : req.end].transpose(0, 1).unsqueeze(0).to(k_cache.dtype)
             k_r = k_cache[req.kv_index].transpose(0, 1).unsqueeze(0)
             v_r = v_cache[req.kv_index].transpose(0, 1).unsqueeze(0)
-            o = F.scaled_dot_product_attention(
-                q_r,
-                k_r,
-                v_r,
-                attn_mask=req.mask,
-                is_causal=req.mask is None,
-                scale=scale,
-                enable_gqa=True,
-            )
+            with _kernel_choice(q):
+                o = F.scaled_dot_product_attention(
+                    q_r,
+                    k_r,
+                    v_r,
+                    attn_mask=req.mask,
+                    is_causal=req.mask is None,
+                    scale=scale,
+                    enable_gqa=True,
+                )
             out[req.start : req.end] = o.squeeze(0).transpose(0, 1).to(q.dtype)
         return out

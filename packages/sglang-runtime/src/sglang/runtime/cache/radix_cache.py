@@ -135,7 +135,7 @@ class RadixCache:
         assert parent is not None and 0 < n < len(node.key)
         upper = RadixNode(node.key[:n], node.slots[:n], parent)
         # Both halves keep the count: every lock that covered the old edge covers both pieces.
-        upper.lock_ref = 0
+        upper.lock_ref = node.lock_ref
         upper.last_access = node.last_access
         upper.children[node.key[n]] = node
         parent.children[node.key[0]] = upper

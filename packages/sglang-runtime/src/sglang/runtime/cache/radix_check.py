@@ -67,7 +67,9 @@ def check_tree(cache: RadixCache) -> None:
     assert evictable == cache.evictable_size, (
         f"evictable_size {cache.evictable_size} but recount gives {evictable}"
     )
-    assert locked == cache.locked_size, f"locked_size {cache.locked_size} but recount gives {locked}"
+    assert locked == cache.locked_size, (
+        f"locked_size {cache.locked_size} but recount gives {locked}"
+    )
     assert leaves == cache._candidates, (
         f"eviction candidates out of date: {len(cache._candidates)} tracked, {len(leaves)} real"
     )

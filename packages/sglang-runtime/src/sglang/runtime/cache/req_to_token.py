@@ -45,9 +45,7 @@ class ReqToTokenPool:
         if not self._in_use[row]:
             raise ValueError(f"write to unallocated request row {row}")
         if start < 0 or start + n > self.max_context:
-            raise ValueError(
-                f"write [{start}, {start + n}) exceeds max_context {self.max_context}"
-            )
+            raise ValueError(f"write [{start}, {start + n}) exceeds max_context {self.max_context}")
         self.table[row, start : start + n] = slots.reshape(-1).to(
             device=self.device, dtype=torch.int64
         )

@@ -63,8 +63,9 @@ def gguf_config(reader: Any) -> Any:
         return _field(reader, f"llama.{key}", default)
 
     hidden, heads = int(meta("embedding_length")), int(meta("attention.head_count"))
-    tokens = _field(reader, "tokenizer.ggml.tokens", None)
-    vocab_size = len(tokens) if tokens is not None else int(meta("vocab_size"))
+    # `data` indexes the array's items; decoding ~50k token strings just to count them is slow.
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    vocab_size = len(tokens.data) if tokens is not None else int(meta("vocab_size"))
     return LlamaConfig(
         architectures=["LlamaForCausalLM"],
         vocab_size=vocab_size,
@@ -108,8 +109,11 @@ def _iter_tensors(reader: Any, config: Any) -> NamedTensors:
     from gguf.quants import dequantize
 
     for tensor in reader.tensors:
-        # dequantize returns numpy rows in HF order ([out, in]); copy off the memory map.
-        array = np.ascontiguousarray(dequantize(tensor.data, tensor.tensor_type), np.float32)
+        # dequantize returns numpy rows in HF order ([out, in]); unquantized tensors come back
+        # as read-only views of the memory map, which torch must not alias.
+        array = np.asarray(dequantize(tensor.data, tensor.tensor_type), np.float32)
+        if not array.flags.writeable or not array.flags.c_contiguous:
+            array = array.copy()
         weight = torch.from_numpy(array)
         name = hf_name(tensor.name)
         if ".q_proj." in name:

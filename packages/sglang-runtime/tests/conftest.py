@@ -1,0 +1,1 @@
+from engine_fixtures import engine, hf_reference  # noqa: F401  (pytest fixtures)
