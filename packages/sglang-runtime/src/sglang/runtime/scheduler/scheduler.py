@@ -15,7 +15,7 @@ import torch
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.messages import TokenOutput
-from sglang.runtime.scheduler.batch_builder import LogitRows, build_decode, build_extend
+from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.policy import get_policy
