@@ -105,7 +105,8 @@ def build_runtime(args: RuntimeArgs) -> Runtime:
         RadixCache(allocator, disabled=args.disable_radix_cache),
     )
     backend_name = "torch" if args.attention_backend == "auto" else args.attention_backend
-    runner = ModelRunner(loaded.model, kv_pool, create_backend(backend_name))
+    backend = create_backend(backend_name, sliding_window=getattr(loaded.model, "sliding_window", None))
+    runner = ModelRunner(loaded.model, kv_pool, backend)
     vocab = int(cfg.vocab_size)
     output = OutputProcessor(loaded.tokenizer, _eos_ids(cfg, loaded.tokenizer), vocab)
     chunk = min(
