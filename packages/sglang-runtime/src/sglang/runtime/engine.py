@@ -8,14 +8,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import torch
+import msgspec
 
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import build_runtime
 from sglang.runtime.config import RuntimeArgs
-from sglang.runtime.messages import TokenOutput
+from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
 from sglang.runtime.result import RequestResult
-from sglang.runtime.scheduler.request import Req
+from sglang.runtime.scheduler.request import Req, make_req
 from sglang.runtime.scheduler.thread_loop import SchedulerThread
 
 Prompt = str | list[int]
@@ -67,17 +67,17 @@ class Engine:
         if top_logprobs_num < 0:
             raise ValueError(f"invalid top_logprobs_num={top_logprobs_num}: expected >= 0")
         reqs: list[Req] = []
-        device = self.runtime.device
         for ids, p in zip(ids_list, params):
             for copy in range(p.n):
-                gen = None
-                if p.seed is not None:
-                    gen = torch.Generator(device=device).manual_seed(p.seed + copy)
-                reqs.append(Req(
-                    rid=uuid.uuid4().hex, prompt_ids=ids, params=p,
+                # Copies of one prompt differ: each gets the next seed.
+                seed = None if p.seed is None else p.seed + copy
+                msg = TokenizedGenerateReq(
+                    rid=uuid.uuid4().hex, input_ids=ids,
+                    sampling_params=msgspec.structs.replace(p, n=1, seed=seed),
                     return_logprob=return_logprob, logprob_start_len=logprob_start_len,
-                    top_logprobs_num=top_logprobs_num, generator=gen,
-                ))
+                    top_logprobs_num=top_logprobs_num,
+                )
+                reqs.append(make_req(msg, self.runtime.device))
         return reqs, single and params[0].n == 1
 
     def _params(self, p: dict | SamplingParams | None) -> SamplingParams:
@@ -185,13 +185,7 @@ class Engine:
     def flush_cache(self) -> bool:
         """Drop every cached prefix; refused (False) while requests are in flight."""
 
-        def flush(s: Any) -> bool:
-            if s.has_work:
-                return False
-            s.kv.cache.reset()
-            return True
-
-        return bool(self._call(flush))
+        return bool(self._call(lambda s: s.flush_cache()))
 
     def check_integrity(self) -> None:
         self._call(lambda s: s.check_integrity())

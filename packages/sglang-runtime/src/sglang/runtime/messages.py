@@ -1,4 +1,5 @@
-"""Messages that leave the scheduler (to the Engine now, to the detokenizer process later)."""
+"""Messages between the runtime's parts: msgspec Structs, tagged so one socket can carry several
+kinds (`msgspec.msgpack.Decoder(SchedulerInput)` decodes any of them)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,43 @@ from typing import Any
 
 import msgspec
 
+from sglang.protocol.sampling_params import SamplingParams
+
 # (logprob, token_id); a prompt's first token has no logprob.
 TokenLogprob = tuple[float | None, int]
 TopLogprobs = list[tuple[float, int]]
 
 
-class TokenOutput(msgspec.Struct, kw_only=True):
+# ---- into the scheduler ------------------------------------------------------------------
+class TokenizedGenerateReq(msgspec.Struct, kw_only=True, tag=True):
+    """One prompt, tokenized and validated by the tokenizer manager (n == 1: fan-out of n
+    happens before, each copy with its own rid and seed)."""
+
+    rid: str
+    input_ids: list[int]
+    sampling_params: SamplingParams
+    return_logprob: bool = False
+    logprob_start_len: int = -1
+    top_logprobs_num: int = 0
+
+
+class AbortReq(msgspec.Struct, kw_only=True, tag=True):
+    rid: str
+
+
+class FlushCacheReq(msgspec.Struct, kw_only=True, tag=True):
+    pass
+
+
+class StatsReq(msgspec.Struct, kw_only=True, tag=True):
+    pass
+
+
+SchedulerInput = TokenizedGenerateReq | AbortReq | FlushCacheReq | StatsReq
+
+
+# ---- out of the scheduler ----------------------------------------------------------------
+class TokenOutput(msgspec.Struct, kw_only=True, tag=True):
     """What one scheduler step produced for one request: new tokens, and at the end why it
     finished. Logprob lists are deltas, in step with `new_token_ids`."""
 
@@ -28,3 +60,29 @@ class TokenOutput(msgspec.Struct, kw_only=True):
     input_token_logprobs: list[TokenLogprob] | None = None
     input_top_logprobs: list[TopLogprobs | None] | None = None
     error: str | None = None
+
+
+class TokenOutputBatch(msgspec.Struct, kw_only=True, tag=True):
+    outputs: list[TokenOutput]
+
+
+class FlushCacheResult(msgspec.Struct, kw_only=True, tag=True):
+    success: bool
+    message: str = ""
+
+
+class SchedulerStats(msgspec.Struct, kw_only=True, tag=True):
+    num_running: int
+    num_waiting: int
+    kv_used_tokens: int
+    kv_total_tokens: int
+    cached_prompt_tokens: int  # total prompt tokens served from the radix cache
+    prompt_tokens: int  # total prompt tokens admitted
+    generated_tokens: int
+    forward_steps: int
+    decode_steps: int
+    decode_batch_tokens: int  # sum of decode batch sizes (mean batch = this / decode_steps)
+    num_retractions: int
+
+
+SchedulerOutput = TokenOutputBatch | FlushCacheResult | SchedulerStats

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.messages import TokenizedGenerateReq
 
 
 class ReqState(enum.Enum):
@@ -89,3 +90,17 @@ class Req:
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+
+def make_req(msg: TokenizedGenerateReq, device: torch.device) -> Req:
+    """A scheduler request from its message; a seeded request gets its own generator so its
+    samples do not depend on what else shares the batch."""
+    p = msg.sampling_params
+    gen = None
+    if p.seed is not None:
+        gen = torch.Generator(device=device).manual_seed(p.seed)
+    return Req(
+        rid=msg.rid, prompt_ids=list(msg.input_ids), params=p,
+        return_logprob=msg.return_logprob, logprob_start_len=msg.logprob_start_len,
+        top_logprobs_num=msg.top_logprobs_num, generator=gen,
+    )

@@ -14,7 +14,7 @@ import torch
 
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
-from sglang.runtime.messages import TokenOutput
+from sglang.runtime.messages import SchedulerStats, TokenOutput
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
@@ -54,6 +54,11 @@ class Scheduler:
         self._arrivals = 0
         self.num_retractions = 0
         self.forward_steps = 0
+        self.decode_steps = 0
+        self.decode_batch_tokens = 0
+        self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0
+        self.generated_tokens = 0
 
     # ---- requests in and out -------------------------------------------------------------
     def add_request(self, req: Req) -> None:
@@ -84,6 +89,29 @@ class Scheduler:
     @property
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self.chunked)
+
+    def stats(self) -> SchedulerStats:
+        kv = self.kv
+        return SchedulerStats(
+            num_running=len(self.active_requests()),
+            num_waiting=len(self.waiting),
+            kv_used_tokens=kv.num_slots - kv.allocator.available - kv.cache.evictable_size,
+            kv_total_tokens=kv.num_slots,
+            cached_prompt_tokens=self.cached_prompt_tokens,
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=self.generated_tokens,
+            forward_steps=self.forward_steps,
+            decode_steps=self.decode_steps,
+            decode_batch_tokens=self.decode_batch_tokens,
+            num_retractions=self.num_retractions,
+        )
+
+    def flush_cache(self) -> bool:
+        """Drop every cached prefix; refused (False) while requests are in flight."""
+        if self.has_work:
+            return False
+        self.kv.cache.reset()
+        return True
 
     def active_requests(self) -> list[Req]:
         return [*self.running, *([self.chunked] if self.chunked else [])]
@@ -149,6 +177,8 @@ class Scheduler:
                 break
             if req.cached_tokens is None:
                 req.cached_tokens = m.cached_len
+                self.cached_prompt_tokens += m.cached_len
+                self.prompt_tokens += len(req.prompt_ids)
             req.state = ReqState.PREFILLING
             seen_keys.add(key)
             admitted.add(id(req))
@@ -199,6 +229,8 @@ class Scheduler:
         batch = build_decode(self.running, slots, self.kv.req_pool.table, self.kv.kv_pool)
         logits = self.runner.forward(batch)
         self.forward_steps += 1
+        self.decode_steps += 1
+        self.decode_batch_tokens += len(self.running)
         for req in self.running:
             req.kv_len += 1
         reqs = list(self.running)
@@ -229,6 +261,7 @@ class Scheduler:
         self, reqs: list[Req], logits: torch.Tensor, outputs: list[TokenOutput]
     ) -> None:
         next_ids = self.out.sample(reqs, logits)
+        self.generated_tokens += len(reqs)
         for req, tok in zip(reqs, next_ids):
             req.output_ids.append(tok)
             self.out.check_finish(req, self.context_len)

@@ -1,0 +1,68 @@
+"""The native `/generate` request body, shared by the frontend (client) and the server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One prompt or a batch. Exactly one of `text` / `input_ids` is given; `sampling_params` is
+    one dict for all prompts or a list with one per prompt."""
+
+    text: str | list[str] | None = None
+    input_ids: list[int] | list[list[int]] | None = None
+    sampling_params: dict[str, Any] | list[dict[str, Any]] | None = None
+    rid: str | list[str] | None = None
+    return_logprob: bool = False
+    logprob_start_len: int = -1
+    top_logprobs_num: int = 0
+    return_text_in_logprobs: bool = False
+    stream: bool = False
+
+    @property
+    def is_batch(self) -> bool:
+        if self.text is not None:
+            return isinstance(self.text, list)
+        return bool(self.input_ids) and isinstance(self.input_ids[0], list)  # type: ignore[index]
+
+    @property
+    def batch_size(self) -> int:
+        if not self.is_batch:
+            return 1
+        return len(self.text if self.text is not None else self.input_ids)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending field."""
+        if (self.text is None) == (self.input_ids is None):
+            raise ValueError("give exactly one of 'text' or 'input_ids'")
+        if self.is_batch and self.batch_size == 0:
+            raise ValueError("'text'/'input_ids' is an empty batch")
+        if isinstance(self.sampling_params, list) and len(self.sampling_params) != self.batch_size:
+            raise ValueError(
+                f"'sampling_params' has {len(self.sampling_params)} entries for "
+                f"{self.batch_size} prompts"
+            )
+        if isinstance(self.rid, list) and len(self.rid) != self.batch_size:
+            raise ValueError(f"'rid' has {len(self.rid)} entries for {self.batch_size} prompts")
+        if self.top_logprobs_num < 0:
+            raise ValueError(f"'top_logprobs_num' must be >= 0, got {self.top_logprobs_num}")
+        if self.logprob_start_len < -1:
+            raise ValueError(f"'logprob_start_len' must be >= -1, got {self.logprob_start_len}")
+
+    def split(self) -> list[GenerateReqInput]:
+        """One single-prompt request per prompt of a batch."""
+        if not self.is_batch:
+            return [self]
+        out = []
+        for i in range(self.batch_size):
+            sp = self.sampling_params
+            out.append(msgspec.structs.replace(
+                self,
+                text=self.text[i] if self.text is not None else None,  # type: ignore[index]
+                input_ids=self.input_ids[i] if self.input_ids is not None else None,  # type: ignore[index]
+                sampling_params=sp[i] if isinstance(sp, list) else sp,
+                rid=self.rid[i] if isinstance(self.rid, list) else None,
+            ))
+        return out
