@@ -91,16 +91,17 @@ def few_shot_examples(rng: random.Random) -> list[str]:
 def shared_prefix_prompts(tok: Any, n: int, rng: random.Random) -> list[list[int]]:
     header = ("You are a helpful assistant. Answer each question briefly and correctly, "
               "following the style of the examples.\n\n")
-    ids = tok.encode(header, add_special_tokens=False)
+    prefix = tok.encode(header, add_special_tokens=False)
+    # Whole examples only, stopping at whichever side of PREFIX_TOKENS is closer.
     for ex in few_shot_examples(rng):
-        if len(ids) >= PREFIX_TOKENS:
+        ex_ids = tok.encode(ex, add_special_tokens=False)
+        if len(prefix) + len(ex_ids) > PREFIX_TOKENS:
+            if len(prefix) + len(ex_ids) - PREFIX_TOKENS < PREFIX_TOKENS - len(prefix):
+                prefix += ex_ids
             break
-        ids += tok.encode(ex, add_special_tokens=False)
-    # Trim at the token level so the prefix is exactly PREFIX_TOKENS long (it is only ever used as
-    # token ids, so cutting inside an example does not matter for either system).
-    prefix = ids[:PREFIX_TOKENS]
-    if len(prefix) < PREFIX_TOKENS:
-        raise RuntimeError(f"few-shot prefix only reached {len(prefix)} tokens")
+        prefix += ex_ids
+    if abs(len(prefix) - PREFIX_TOKENS) > 50:
+        raise RuntimeError(f"few-shot prefix has {len(prefix)} tokens, wanted ~{PREFIX_TOKENS}")
     questions = distinct_questions(n, rng, short=True)
     return [prefix + tok.encode("\n" + q + "\nA:", add_special_tokens=False) for q in questions]
 
@@ -138,8 +139,18 @@ def distinct_questions(n: int, rng: random.Random, short: bool = False) -> list[
     return out
 
 
+LEAD_INS = [
+    "", "", "Please answer carefully. ", "I am studying for a school quiz tomorrow. ",
+    "My friend asked me this at lunch and I was not sure what to say. ",
+    "Here is something I have always wondered about, ever since I was a small child "
+    "growing up near the sea: ",
+]
+
+
 def distinct_prompts(tok: Any, n: int, rng: random.Random) -> list[list[int]]:
-    return [tok.encode(q, add_special_tokens=False) for q in distinct_questions(n, rng)]
+    # Random lead-ins spread the lengths over roughly 10-40 tokens.
+    return [tok.encode(rng.choice(LEAD_INS) + q, add_special_tokens=False)
+            for q in distinct_questions(n, rng)]
 
 
 def build_workloads(tok: Any, names: list[str], n: int) -> dict[str, list[list[int]]]:
@@ -151,6 +162,41 @@ def build_workloads(tok: Any, names: list[str], n: int) -> dict[str, list[list[i
         # One RNG per workload so each workload's prompts do not depend on which others run.
         out[name] = builders[name](tok, n, random.Random(f"{SEED}-{name}"))
     return out
+
+
+# ---- contention -----------------------------------------------------------------------------
+class CpuMeter:
+    """How busy other processes kept the CPUs while a measurement ran.
+
+    The box may be shared; with torch using every core, a single competing process can slow a
+    run many-fold (OpenMP threads wait on the one that lost its core), so each timing carries
+    the share of total CPU time that went to other processes. Linux only; None elsewhere.
+    """
+
+    def __enter__(self) -> CpuMeter:
+        self.other_share: float | None = None
+        self._busy0 = self._busy_seconds()
+        self._self0 = time.process_time()
+        self._wall0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy1 = self._busy_seconds()
+        if self._busy0 is None or busy1 is None:
+            return
+        wall = time.perf_counter() - self._wall0
+        other = (busy1 - self._busy0) - (time.process_time() - self._self0)
+        self.other_share = max(other, 0.0) / max(wall * (os.cpu_count() or 1), 1e-9)
+
+    @staticmethod
+    def _busy_seconds() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- results ------------------------------------------------------------------------------
@@ -184,15 +230,16 @@ def run_ours(llm: Any, prompts: list[list[int]], output_len: int) -> SystemRun:
     if not llm.flush_cache():
         raise RuntimeError("flush_cache refused: requests still in flight")
     params = {"temperature": 0, "max_new_tokens": output_len, "ignore_eos": True}
-    start = time.perf_counter()
-    outs = llm.generate(input_ids=prompts, sampling_params=params)
-    seconds = time.perf_counter() - start
+    with CpuMeter() as meter:
+        start = time.perf_counter()
+        outs = llm.generate(input_ids=prompts, sampling_params=params)
+        seconds = time.perf_counter() - start
     n_out = sum(int(o["meta_info"]["completion_tokens"]) for o in outs)
     cached = sum(int(o["meta_info"].get("cached_tokens", 0)) for o in outs)
     return SystemRun(
         seconds=seconds, output_tokens=n_out, tok_per_s=n_out / seconds,
         outputs=[list(o["output_ids"]) for o in outs],
-        extra={"cached_tokens": cached,
+        extra={"cached_tokens": cached, "other_cpu_share": meter.other_share,
                "finish_reasons": sorted({str(o["meta_info"]["finish_reason"]) for o in outs})},
     )
 
@@ -201,8 +248,8 @@ def run_ours(llm: Any, prompts: list[list[int]], output_len: int) -> SystemRun:
 def run_hf(model: Any, pad_id: int, prompts: list[list[int]], output_len: int,
            batch_size: int) -> SystemRun:
     outputs: list[list[int]] = []
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with CpuMeter() as meter, torch.inference_mode():
+        start = time.perf_counter()
         for lo in range(0, len(prompts), batch_size):
             batch = prompts[lo:lo + batch_size]
             width = max(len(p) for p in batch)
@@ -218,10 +265,10 @@ def run_hf(model: Any, pad_id: int, prompts: list[list[int]], output_len: int,
                 max_new_tokens=output_len, min_new_tokens=output_len, pad_token_id=pad_id,
             )
             outputs.extend(gen[:, width:].tolist())
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     n_out = sum(len(o) for o in outputs)
     return SystemRun(seconds=seconds, output_tokens=n_out, tok_per_s=n_out / seconds,
-                     outputs=outputs)
+                     outputs=outputs, extra={"other_cpu_share": meter.other_share})
 
 
 def agreement(ours: list[list[int]], theirs: list[list[int]], k: int,
@@ -259,6 +306,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default, all cores)")
     return p.parse_args()
+
+
+def contention(run: SystemRun) -> str:
+    share = run.extra.get("other_cpu_share")
+    return "" if share is None else f" (other processes used {share:.0%} of the CPUs)"
 
 
 def fmt(x: float | None, spec: str = ".1f") -> str:
@@ -300,7 +352,8 @@ def main() -> None:
         ours_runs[name] = run
         results[name].ours = {k: v for k, v in asdict(run).items() if k != "outputs"}
         print(f"[ours] {name}: {run.output_tokens} tokens in {run.seconds:.2f}s = "
-              f"{run.tok_per_s:.1f} tok/s, cached_tokens={run.extra['cached_tokens']}", flush=True)
+              f"{run.tok_per_s:.1f} tok/s, cached_tokens={run.extra['cached_tokens']}"
+              f"{contention(run)}", flush=True)
     llm.shutdown()
     del llm
     gc.collect()
@@ -324,7 +377,7 @@ def main() -> None:
                 run = run_hf(model, pad_id, prompts, args.output_len, bs)
                 res.hf[str(bs)] = {k: v for k, v in asdict(run).items() if k != "outputs"}
                 print(f"[hf] {name} batch {bs}: {run.output_tokens} tokens in {run.seconds:.2f}s "
-                      f"= {run.tok_per_s:.1f} tok/s", flush=True)
+                      f"= {run.tok_per_s:.1f} tok/s{contention(run)}", flush=True)
                 if best is None or run.tok_per_s > best[1].tok_per_s:
                     best = (bs, run)
             if best is not None:

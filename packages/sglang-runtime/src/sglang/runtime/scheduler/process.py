@@ -1,0 +1,274 @@
+"""The scheduler as its own process behind ZMQ: the server's sibling of `thread_loop.py`.
+
+Requests come in on a PULL socket (msgpack `SchedulerInput`, plus `CheckIntegrityReq`); every
+step's outputs go out on a PUSH socket to the detokenizer as one `TokenOutputBatch`. Replies to
+flush / stats / integrity requests travel on the same PUSH socket, so the detokenizer forwards them
+in order. Before a request's first output the process echoes the request (without its prompt
+ids) on that socket too: the detokenizer needs its sampling params (stop strings, special-token
+handling), and one socket keeps the echo ahead of the outputs it describes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from sglang.runtime.config import RuntimeArgs
+from sglang.runtime.messages import (
+    AbortReq,
+    FlushCacheReq,
+    FlushCacheResult,
+    SchedulerInput,
+    StatsReq,
+    TokenizedGenerateReq,
+    TokenOutput,
+    TokenOutputBatch,
+)
+
+logger = logging.getLogger("sglang.runtime")
+
+# How long an idle loop blocks on its socket before checking that the parent still lives.
+IDLE_POLL_MS = 500
+
+
+class CheckIntegrityReq(msgspec.Struct, kw_only=True, tag=True):
+    """Ask the scheduler to run its KV accounting check now (between steps)."""
+
+
+class IntegrityResult(msgspec.Struct, kw_only=True, tag=True):
+    ok: bool
+    message: str = ""
+    idle: bool = True
+    # KV slots held by the tree's locks or by running requests: 0 whenever idle.
+    kv_used_tokens: int = 0
+    # Failures of the checks the loop ran on its own (each time it fell idle) since start.
+    idle_check_failures: int = 0
+    last_failure: str = ""
+
+
+ProcessInput = SchedulerInput | CheckIntegrityReq
+
+
+def _prctl_setup(name: str) -> None:
+    """Linux only, best effort: SIGTERM us when the parent dies (backed up by polling the
+    parent pid), and name the process `sglang:<name>` (what ps / pgrep / psutil show)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_name, pr_set_pdeathsig = 15, 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        libc.prctl(pr_set_name, f"sglang:{name}"[:15].encode(), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def child_process_setup(log_level: str, name: str) -> int:
+    """Common setup of the server's child processes; returns the parent's pid to watch.
+
+    The parent decides how to shut down and stops its children itself: they leave its process
+    group (a Ctrl-C or a group-wide SIGTERM reaches only the parent) and ignore SIGINT.
+    """
+    import multiprocessing
+
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level.upper(), format=f"%(asctime)s [{name}] %(levelname)s %(message)s"
+    )
+    _prctl_setup(name)
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid else os.getppid()
+
+
+class SchedulerProcessLoop:
+    def __init__(self, runtime: Any, pull: Any, push: Any, parent_pid: int) -> None:
+        import zmq
+
+        self.rt = runtime
+        self.sched = runtime.scheduler
+        self.pull = pull
+        self.push = push
+        self.parent_pid = parent_pid
+        self.poller = zmq.Poller()
+        self.poller.register(pull, zmq.POLLIN)
+        self.decoder = msgspec.msgpack.Decoder(ProcessInput)
+        self.encoder = msgspec.msgpack.Encoder()
+        self.pending: list[TokenOutput] = []
+        self.idle_check_failures = 0
+        self.last_failure = ""
+        # Something changed the KV state since the last idle check (an add or an abort).
+        self.dirty = False
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def drain(self, timeout_ms: int) -> None:
+        import zmq
+
+        if not self.poller.poll(timeout_ms):
+            return
+        while True:
+            try:
+                raw = self.pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = self.decoder.decode(raw)
+            except msgspec.DecodeError:
+                logger.error("scheduler: dropped an undecodable message:\n%s", traceback.format_exc())
+                continue
+            self.handle(msg)
+
+    def handle(self, msg: ProcessInput) -> None:
+        from sglang.runtime.scheduler.request import make_req
+
+        if isinstance(msg, TokenizedGenerateReq):
+            # The echo: sampling params for the detokenizer, ahead of any output.
+            self.send(msgspec.structs.replace(msg, input_ids=[]))
+            try:
+                self.sched.add_request(make_req(msg, self.rt.device))
+            except ValueError as e:
+                self.pending.append(TokenOutput(
+                    rid=msg.rid, new_token_ids=[], finished=True, error=str(e),
+                    finish_reason={"type": "abort", "message": str(e), "status_code": 400},
+                    prompt_tokens=len(msg.input_ids),
+                ))
+            self.dirty = True
+        elif isinstance(msg, AbortReq):
+            out = self.sched.abort(msg.rid)
+            if out is not None:
+                self.pending.append(out)
+            self.dirty = True
+        elif isinstance(msg, FlushCacheReq):
+            ok = self.sched.flush_cache()
+            self.send(FlushCacheResult(
+                success=ok,
+                message="cache flushed" if ok else "not flushed: requests are still running",
+            ))
+        elif isinstance(msg, StatsReq):
+            self.send(self.sched.stats())
+        elif isinstance(msg, CheckIntegrityReq):
+            self.send(self.integrity())
+
+    # ---- outputs --------------------------------------------------------------------------
+    def send(self, msg: Any) -> None:
+        self.push.send(self.encoder.encode(msg), copy=False)
+
+    def flush_outputs(self) -> None:
+        if self.pending:
+            self.send(TokenOutputBatch(outputs=self.pending))
+            self.pending = []
+
+    # ---- integrity ------------------------------------------------------------------------
+    def integrity(self) -> IntegrityResult:
+        stats = self.sched.stats()
+        try:
+            self.sched.check_integrity()
+            ok, message = True, ""
+        except AssertionError as e:
+            ok, message = False, str(e) or "integrity check failed"
+        return IntegrityResult(
+            ok=ok, message=message, idle=not self.sched.has_work,
+            kv_used_tokens=stats.kv_used_tokens, idle_check_failures=self.idle_check_failures,
+            last_failure=self.last_failure,
+        )
+
+    def idle_check(self) -> None:
+        """The scheduler checks itself when a step leaves it idle; aborts and rejected adds
+        don't step, so the loop checks after those too."""
+        self.dirty = False
+        try:
+            self.sched.check_integrity()
+        except AssertionError as e:
+            self.record_failure(str(e))
+
+    def record_failure(self, message: str) -> None:
+        self.idle_check_failures += 1
+        self.last_failure = message
+        logger.error("KV integrity check failed: %s", message)
+
+    # ---- the loop -------------------------------------------------------------------------
+    def parent_alive(self) -> bool:
+        return os.getppid() == self.parent_pid
+
+    def step(self) -> None:
+        try:
+            self.pending.extend(self.sched.step())
+        except AssertionError as e:
+            # step() runs the integrity check when it ends idle; a failure there is a bug in
+            # the accounting, not in the requests (they have already received their outputs).
+            if self.sched.has_work:
+                self.fail_all(traceback.format_exc())
+            else:
+                self.record_failure(str(e))
+        except Exception:
+            self.fail_all(traceback.format_exc())
+
+    def fail_all(self, tb: str) -> None:
+        """A step crashed: every request in flight gets the error; the loop keeps serving."""
+        logger.error("scheduler step failed:\n%s", tb)
+        sched = self.sched
+        error = tb.strip().splitlines()[-1]
+        for req in [*sched.waiting, *sched.active_requests()]:
+            req.finish_reason = {"type": "abort", "message": "internal error", "status_code": 500}
+            try:
+                out = sched.finish_request(req, [])
+            except Exception:  # keep failing the others; this one still gets an answer
+                out = TokenOutput(rid=req.rid, new_token_ids=[], finished=True,
+                                  finish_reason=req.finish_reason)
+            out.error = error
+            self.pending.append(out)
+
+    def run_forever(self) -> None:
+        while self.parent_alive():
+            self.drain(0 if self.sched.has_work else IDLE_POLL_MS)
+            if self.sched.has_work:
+                self.step()
+            elif self.dirty:
+                self.idle_check()
+            self.flush_outputs()
+        logger.warning("scheduler: the server process is gone; exiting")
+
+
+def run_scheduler_process(
+    args: RuntimeArgs, in_addr: str, out_addr: str, ready: Connection
+) -> None:
+    """Entry point of the scheduler process: build, report ready (or the traceback), serve."""
+    parent = child_process_setup(args.log_level, "sched")
+    try:
+        import zmq
+
+        from sglang.runtime.builder import build_runtime
+
+        runtime = build_runtime(args)
+        ctx = zmq.Context()
+        pull = ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, 0)
+        pull.bind(in_addr)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 0)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(out_addr)
+        loop = SchedulerProcessLoop(runtime, pull, push, parent)
+    except BaseException:
+        ready.send({"ok": False, "error": traceback.format_exc()})
+        ready.close()
+        raise SystemExit(1)
+    ready.send({
+        "ok": True,
+        "context_len": runtime.context_len,
+        "vocab_size": int(runtime.config.vocab_size),
+        "kv_total_tokens": runtime.scheduler.kv.num_slots,
+        "max_running_requests": runtime.scheduler.max_running,
+        "device": str(runtime.device),
+    })
+    ready.close()
+    try:
+        loop.run_forever()
+    finally:
+        ctx.destroy(linger=0)
