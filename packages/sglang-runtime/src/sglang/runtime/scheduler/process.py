@@ -69,6 +69,10 @@ def _prctl_setup(name: str) -> None:
         pass
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def child_process_setup(log_level: str, name: str) -> int:
     """Common setup of the server's child processes; returns the parent's pid to watch.
 
@@ -79,6 +83,9 @@ def child_process_setup(log_level: str, name: str) -> int:
 
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (from the parent, or PR_SET_PDEATHSIG) exits through the interpreter's normal
+    # shutdown, so finalizers run (e.g. semaphores that tqdm created get unlinked).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s [{name}] %(levelname)s %(message)s"
     )
@@ -132,10 +139,14 @@ class SchedulerProcessLoop:
             self.send(msgspec.structs.replace(msg, input_ids=[]))
             try:
                 self.sched.add_request(make_req(msg, self.rt.device))
-            except ValueError as e:
+            except Exception as e:  # refused (ValueError: the request's fault) or a bug
+                status = 400 if isinstance(e, ValueError) else 500
+                if status == 500:
+                    logger.error("scheduler: adding %s failed:\n%s", msg.rid,
+                                 traceback.format_exc())
                 self.pending.append(TokenOutput(
                     rid=msg.rid, new_token_ids=[], finished=True, error=str(e),
-                    finish_reason={"type": "abort", "message": str(e), "status_code": 400},
+                    finish_reason={"type": "abort", "message": str(e), "status_code": status},
                     prompt_tokens=len(msg.input_ids),
                 ))
             self.dirty = True
@@ -258,7 +269,7 @@ def run_scheduler_process(
     except BaseException:
         ready.send({"ok": False, "error": traceback.format_exc()})
         ready.close()
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     ready.send({
         "ok": True,
         "context_len": runtime.context_len,

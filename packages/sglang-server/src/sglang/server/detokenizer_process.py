@@ -1,0 +1,137 @@
+"""The detokenizer process: token ids from the scheduler in, text deltas to the tokenizer manager out.
+
+It holds only a tokenizer. The scheduler echoes each request (its sampling params, no prompt)
+before the request's first output on the same socket, so an `IncrementalDetokenizer` with the
+right stop strings and special-token handling exists by the time tokens arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.detokenizer import IncrementalDetokenizer
+from sglang.runtime.messages import (
+    FlushCacheResult,
+    SchedulerStats,
+    TokenizedGenerateReq,
+    TokenOutput,
+    TokenOutputBatch,
+)
+from sglang.runtime.scheduler.process import IntegrityResult, child_process_setup
+from sglang.server.ipc import DetokOutput, DetokOutputBatch, pull_socket, push_socket
+
+logger = logging.getLogger("sglang.server")
+
+IDLE_POLL_MS = 500
+
+DetokenizerInput = (
+    TokenizedGenerateReq | TokenOutputBatch | FlushCacheResult | SchedulerStats | IntegrityResult
+)
+
+
+class DetokenizerState:
+    """Per-request incremental detokenizers, keyed by rid; a request's entry goes with its
+    final output."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.detoks: dict[str, IncrementalDetokenizer] = {}
+
+    def register(self, req: TokenizedGenerateReq) -> None:
+        self.detoks[req.rid] = IncrementalDetokenizer(self.tokenizer, req.sampling_params)
+
+    def convert(self, out: TokenOutput) -> DetokOutput:
+        detok = self.detoks.pop(out.rid, None) if out.finished else self.detoks.get(out.rid)
+        text = ""
+        if out.error is None:
+            if detok is None:
+                # Never expected (the echo comes first); default params still give text.
+                logger.warning("detokenizer: output for unknown request %s", out.rid)
+                detok = IncrementalDetokenizer(self.tokenizer, SamplingParams())
+                if not out.finished:
+                    self.detoks[out.rid] = detok
+            text = detok.add(out.new_token_ids, out.finish_reason, out.finished)
+        return DetokOutput(
+            rid=out.rid, text=text, output_ids=list(out.new_token_ids), finished=out.finished,
+            finish_reason=out.finish_reason, prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens, cached_tokens=out.cached_tokens,
+            output_token_logprobs=out.output_token_logprobs,
+            output_top_logprobs=out.output_top_logprobs,
+            input_token_logprobs=out.input_token_logprobs,
+            input_top_logprobs=out.input_top_logprobs, error=out.error,
+        )
+
+
+def _serve(tokenizer: Any, pull: Any, push: Any, parent_pid: int) -> None:
+    import os
+
+    import zmq
+
+    decoder = msgspec.msgpack.Decoder(DetokenizerInput)
+    encoder = msgspec.msgpack.Encoder()
+    state = DetokenizerState(tokenizer)
+    poller = zmq.Poller()
+    poller.register(pull, zmq.POLLIN)
+    while os.getppid() == parent_pid:
+        if not poller.poll(IDLE_POLL_MS):
+            continue
+        raw = pull.recv()
+        try:
+            msg = decoder.decode(raw)
+        except msgspec.DecodeError:
+            logger.error("detokenizer: dropped an undecodable message:\n%s", traceback.format_exc())
+            continue
+        if isinstance(msg, TokenizedGenerateReq):
+            state.register(msg)
+        elif isinstance(msg, TokenOutputBatch):
+            outs = []
+            for out in msg.outputs:
+                try:
+                    outs.append(state.convert(out))
+                except Exception:  # a bad token id must fail one request, not the process
+                    tb = traceback.format_exc()
+                    logger.error("detokenizer: request %s failed:\n%s", out.rid, tb)
+                    state.detoks.pop(out.rid, None)
+                    outs.append(DetokOutput(
+                        rid=out.rid, text="", output_ids=[], finished=True,
+                        finish_reason={"type": "abort", "message": "detokenization failed",
+                                       "status_code": 500},
+                        error=tb.strip().splitlines()[-1],
+                    ))
+            push.send(encoder.encode(DetokOutputBatch(outputs=outs)), copy=False)
+        else:
+            push.send(raw)  # control replies go through untouched, in order
+    logger.warning("detokenizer: the server process is gone; exiting")
+
+
+def run_detokenizer_process(
+    tokenizer_path: str, log_level: str, in_addr: str, out_addr: str, ready: Connection
+) -> None:
+    """Entry point: load the tokenizer, report ready (or the traceback), serve until the parent
+    goes away."""
+    parent = child_process_setup(log_level, "detok")
+    try:
+        import zmq
+
+        from sglang.runtime.loading.source import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_path)
+        ctx = zmq.Context()
+        pull = pull_socket(ctx, in_addr)
+        push = push_socket(ctx, out_addr)
+    except BaseException:
+        ready.send({"ok": False, "error": traceback.format_exc()})
+        ready.close()
+        raise SystemExit(1) from None
+    ready.send({"ok": True})
+    ready.close()
+    try:
+        _serve(tokenizer, pull, push, parent)
+    finally:
+        ctx.destroy(linger=0)

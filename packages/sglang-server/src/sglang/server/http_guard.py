@@ -1,0 +1,98 @@
+"""HTTP plumbing shared by every route: the API-key / draining guard and the exception handlers
+that turn every failure into an OpenAI-style error body (bad input is always a 4xx)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from sglang.server.errors import APIError, error_body
+
+logger = logging.getLogger("sglang.server")
+
+# Always answered: load balancers probe it without credentials, and it reports draining itself.
+OPEN_PATHS = frozenset({"/health"})
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    # msgspec: fast, encodes tuples, and writes non-finite floats (a -inf logprob) as null
+    # instead of failing the response.
+    return Response(msgspec.json.encode(content), status, media_type="application/json")
+
+
+def error_response(e: APIError) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+    resp = json_response(e.body(), e.status)
+    if headers:
+        resp.headers.update(headers)
+    return resp
+
+
+class GuardMiddleware:
+    """Pure ASGI (a BaseHTTPMiddleware would get in the way of streaming and disconnect
+    detection): checks the API key, and refuses new requests with 503 while draining."""
+
+    def __init__(self, app: Any, tm: Any, api_key: str | None) -> None:
+        self.app = app
+        self.tm = tm
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.expected is not None:
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                err = APIError("invalid or missing API key: send 'Authorization: Bearer <key>'",
+                               401, "authentication_error", code="invalid_api_key")
+                await error_response(err)(scope, receive, send)
+                return
+        if self.tm.draining:
+            err = APIError("the server is shutting down", 503, "server_error")
+            await error_response(err)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    param = ".".join(loc) or None
+    return f"invalid request: {first.get('msg', 'invalid value')}" + (
+        f" (at {param})" if param else ""), param
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        message, param = _validation_message(exc)
+        return error_response(APIError(message, 400, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return json_response(error_body(str(exc.detail), kind, None, exc.status_code),
+                             exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error in %s %s", request.method, request.url.path)
+        return json_response(
+            error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error", None, 500),
+            500,
+        )

@@ -1,0 +1,90 @@
+"""ZMQ plumbing between the server's processes, and the detokenizer → tokenizer-manager messages.
+
+Topology (every receiver binds its PULL socket; senders connect a PUSH socket):
+
+    TokenizerManager ──► scheduler ──► detokenizer ──► TokenizerManager
+
+Addresses are `ipc://` files in a fresh temporary folder, so two servers on one machine never
+meet and nothing listens on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from sglang.runtime.messages import FlushCacheResult, SchedulerStats, TokenLogprob, TopLogprobs
+from sglang.runtime.scheduler.process import IntegrityResult
+
+
+class DetokOutput(msgspec.Struct, kw_only=True, tag=True):
+    """One scheduler output with its text: `text` and `output_ids` are what is new since the
+    previous DetokOutput of the request (deltas join into the final text); logprob lists are
+    deltas too, except the prompt's, which come once."""
+
+    rid: str
+    text: str
+    output_ids: list[int]
+    finished: bool = False
+    finish_reason: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    output_token_logprobs: list[TokenLogprob] | None = None
+    output_top_logprobs: list[TopLogprobs] | None = None
+    input_token_logprobs: list[TokenLogprob] | None = None
+    input_top_logprobs: list[TopLogprobs | None] | None = None
+    error: str | None = None
+
+
+class DetokOutputBatch(msgspec.Struct, kw_only=True, tag=True):
+    outputs: list[DetokOutput]
+
+
+# What the tokenizer manager receives: text outputs, plus the scheduler's control replies that
+# the detokenizer forwards untouched.
+TokenizerManagerInput = DetokOutputBatch | FlushCacheResult | SchedulerStats | IntegrityResult
+
+
+@dataclass(frozen=True)
+class IpcAddrs:
+    scheduler_in: str
+    detokenizer_in: str
+    tokenizer_in: str
+    folder: str
+
+
+def make_ipc_addrs() -> IpcAddrs:
+    folder = tempfile.mkdtemp(prefix="sglang-ipc-")
+    # ipc:// paths are limited to ~107 bytes (sun_path); mkdtemp under /tmp stays far below.
+    return IpcAddrs(
+        scheduler_in=f"ipc://{os.path.join(folder, 'scheduler')}",
+        detokenizer_in=f"ipc://{os.path.join(folder, 'detokenizer')}",
+        tokenizer_in=f"ipc://{os.path.join(folder, 'tokenizer')}",
+        folder=folder,
+    )
+
+
+def pull_socket(ctx: Any, addr: str) -> Any:
+    import zmq
+
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.bind(addr)
+    return sock
+
+
+def push_socket(ctx: Any, addr: str) -> Any:
+    """A PUSH socket with no high-water mark: a burst of outputs waits in memory instead of
+    blocking the sender (the scheduler must never stall on a slow reader)."""
+    import zmq
+
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(addr)
+    return sock

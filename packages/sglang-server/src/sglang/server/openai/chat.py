@@ -1,0 +1,232 @@
+"""`POST /v1/chat/completions`: messages → prompt (server chat template or the tokenizer's) →
+token ids → n generations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from sglang.protocol.generate import GenerateReqInput
+from sglang.server.chat_templates import render_with_tokenizer
+from sglang.server.errors import bad_request
+from sglang.server.openai.common import (
+    Chunk,
+    LogprobEntry,
+    TokenizerManagerLike,
+    abort_error,
+    check_common,
+    decode_request,
+    finish_reason,
+    sampling_params,
+    token_text,
+    usage_totals,
+    with_seed,
+)
+from sglang.server.openai.protocol import (
+    MAX_TOP_LOGPROBS,
+    ChatCompletionRequest,
+    new_id,
+    now,
+    usage_dict,
+)
+from sglang.server.openai.streaming import (
+    StreamFormat,
+    gather_or_cancel,
+    json_response,
+    run_to_end,
+    sse_response,
+    start_all,
+    stream_events,
+)
+
+# "developer" is OpenAI's newer name for the system role.
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def normalize_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
+    """Role/content dicts with string content; text parts are joined with newlines."""
+    if not req.messages:
+        raise bad_request("messages must be a non-empty list", "messages")
+    out = []
+    for i, m in enumerate(req.messages):
+        role = _ROLES.get(m.role)
+        if role is None:
+            raise bad_request(
+                f"unsupported role {m.role!r}; use one of {', '.join(_ROLES)}",
+                f"messages[{i}].role",
+            )
+        if m.content is None:
+            if role != "assistant":  # OpenAI allows null content only for assistant messages
+                raise bad_request(f"a {m.role} message needs content", f"messages[{i}].content")
+            content = ""
+        elif isinstance(m.content, str):
+            content = m.content
+        else:
+            texts = []
+            for j, part in enumerate(m.content):
+                if part.type != "text" or part.text is None:
+                    raise bad_request(
+                        f"only text content parts are supported, got type {part.type!r}",
+                        f"messages[{i}].content[{j}]",
+                    )
+                texts.append(part.text)
+            content = "\n".join(texts)
+        out.append({"role": role, "content": content})
+    return out
+
+
+def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
+    """Validate; return (max_tokens or None, json_schema from response_format or None)."""
+    check_common(req)
+    param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None \
+        else req.max_tokens
+    if max_tokens is not None and max_tokens < 1:
+        raise bad_request(f"{param} must be >= 1, got {max_tokens}", param)
+    if req.top_logprobs is not None:
+        if not req.logprobs:
+            raise bad_request("top_logprobs requires logprobs to be true", "top_logprobs")
+        if not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise bad_request(
+                f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {req.top_logprobs}",
+                "top_logprobs",
+            )
+    if req.tools and req.tool_choice != "none":
+        raise bad_request("tools (function calling) are not supported", "tools")
+    return max_tokens, _response_format_schema(req)
+
+
+def _response_format_schema(req: ChatCompletionRequest) -> str | None:
+    rf = req.response_format
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        schema: Any = {"type": "object"}
+    elif rf.type == "json_schema":
+        if rf.json_schema is None or rf.json_schema.schema is None:
+            raise bad_request("response_format json_schema needs json_schema.schema",
+                              "response_format.json_schema")
+        schema = rf.json_schema.schema
+    else:
+        raise bad_request(
+            f"response_format type must be text, json_object or json_schema, got {rf.type!r}",
+            "response_format.type",
+        )
+    if req.json_schema is not None or req.regex is not None or req.ebnf is not None:
+        raise bad_request("give either response_format or regex/json_schema/ebnf, not both",
+                          "response_format")
+    return json.dumps(schema)
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    # Templates that write the BOS token themselves (most Jinja ones) must not get a second one;
+    # our built-ins leave it out and let the tokenizer add it.
+    bos = getattr(tokenizer, "bos_token", None)
+    add_special = not (isinstance(bos, str) and bos and prompt.startswith(bos))
+    return list(tokenizer.encode(prompt, add_special_tokens=add_special))
+
+
+def special_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
+    """Ids of stop strings that are single added tokens: stopping on the id also works when
+    special tokens are skipped in the detokenized text."""
+    get_added = getattr(tokenizer, "get_added_vocab", None)
+    added: dict[str, int] = get_added() if get_added is not None else {}
+    return [added[s] for s in strings if s in added]
+
+
+def chat_logprobs(entries: list[LogprobEntry], tops: list[Any], tokenizer: Any) -> list[dict]:
+    def item(e: LogprobEntry) -> dict[str, Any]:
+        text = token_text(e, tokenizer)
+        return {"token": text, "logprob": e[0], "bytes": list(text.encode("utf-8"))}
+
+    return [{**item(e), "top_logprobs": [item(t) for t in top or []]}
+            for e, top in zip(entries, tops)]
+
+
+class _ChatStream(StreamFormat):
+    object_name = "chat.completion.chunk"
+
+    def __init__(self, want_logprobs: bool, tokenizer: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.want_logprobs, self.tokenizer = want_logprobs, tokenizer
+
+    def opening(self, k: int) -> dict[str, Any]:
+        return {"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                "finish_reason": None}
+
+    def content(
+        self, k: int, chunk: Chunk, first: bool, lps: list[LogprobEntry], tops: list[Any]
+    ) -> dict[str, Any] | None:
+        text = chunk.get("delta", "")
+        if not text and not lps:
+            return None
+        logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
+            if self.want_logprobs else None
+        return {"index": k, "delta": {"content": text}, "logprobs": logprobs,
+                "finish_reason": None}
+
+    def finish(self, k: int, reason: str) -> dict[str, Any]:
+        return {"index": k, "delta": {}, "logprobs": None, "finish_reason": reason}
+
+
+async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> Response:
+    req = decode_request(await request.body(), ChatCompletionRequest)
+    messages = normalize_messages(req)
+    max_tokens, schema = check_chat(req)
+    template = tm.chat_template
+    if template is not None:
+        try:
+            prompt = template.render(messages)
+        except ValueError as e:
+            raise bad_request(str(e), "messages") from e
+        stops = template.stop_strs
+    else:
+        prompt, stops = render_with_tokenizer(tm.tokenizer, messages), []
+    input_ids = encode_prompt(tm.tokenizer, prompt)
+    if max_tokens is None:  # OpenAI: up to the context limit
+        max_tokens = max(1, tm.context_len - len(input_ids))
+    params = sampling_params(req, max_tokens, stops, special_token_ids(tm.tokenizer, stops))
+    if schema is not None:
+        params["json_schema"] = schema
+    response_id = new_id("chatcmpl")
+    base_rid = req.rid or response_id
+    objs = [
+        GenerateReqInput(
+            input_ids=input_ids,
+            sampling_params=with_seed(params, req.seed, j),
+            return_logprob=req.logprobs,
+            top_logprobs_num=req.top_logprobs or 0,
+            return_text_in_logprobs=True,
+            stream=req.stream,
+            rid=base_rid if req.n == 1 else f"{base_rid}-{j}",
+        )
+        for j in range(req.n)
+    ]
+    started = await start_all(tm, objs, request)
+    created, model = now(), tm.served_model_name
+    if req.stream:
+        fmt = _ChatStream(req.logprobs, tm.tokenizer, response_id=response_id, model=model,
+                          created=created, include_usage=req.include_usage)
+        return sse_response(stream_events(started, req.n, fmt))
+
+    gens = await gather_or_cancel([run_to_end(s) for s in started])
+    choices = []
+    for k, gen in enumerate(gens):
+        reason = finish_reason(gen.meta)
+        if reason == "abort" and not gen.text:
+            raise abort_error(gen.meta)
+        logprobs = None
+        if req.logprobs:
+            logprobs = {"content": chat_logprobs(gen.output_logprobs, gen.output_top, tm.tokenizer),
+                        "refusal": None}
+        choices.append({
+            "index": k, "message": {"role": "assistant", "content": gen.text},
+            "logprobs": logprobs, "finish_reason": reason,
+        })
+    return json_response({
+        "id": response_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": choices, "usage": usage_dict(*usage_totals(gens, req.n)),
+    })

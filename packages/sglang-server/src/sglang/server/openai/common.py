@@ -1,0 +1,183 @@
+"""Pieces shared by the completions and chat endpoints: body decoding with 400s that name the
+field, OpenAI → SGLang sampling params, accumulated generations, finish reasons and usage."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+from fastapi import Request
+
+from sglang.protocol.generate import GenerateReqInput
+from sglang.server.errors import APIError, bad_request
+from sglang.server.openai.protocol import MAX_N, _SamplingFields
+
+T = TypeVar("T")
+Chunk = dict[str, Any]
+LogprobEntry = tuple[float | None, int, str | None]  # (logprob, token id, token text)
+
+
+class TokenizerManagerLike(Protocol):
+    tokenizer: Any
+    context_len: int
+    served_model_name: str
+    chat_template: Any  # ChatTemplate | None
+
+    def generate(
+        self, obj: GenerateReqInput, request: Request | None = None
+    ) -> AsyncIterator[Chunk]: ...
+
+
+# ---- request decoding ---------------------------------------------------------------------
+
+_AT_RE = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING_RE = re.compile(r"missing required field `([^`]*)`")
+
+
+def _param_of(message: str) -> str | None:
+    at = _AT_RE.search(message)
+    path = at.group(1) if at else ""
+    missing = _MISSING_RE.search(message)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path or None
+
+
+def decode_request(body: bytes, type_: type[T]) -> T:
+    if not body.strip():
+        raise bad_request("the request body is empty; expected a JSON object")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as e:  # a subclass of DecodeError: must come first
+        raise bad_request(f"invalid request: {e}", _param_of(str(e))) from e
+    except msgspec.DecodeError as e:
+        raise bad_request(f"malformed JSON body: {e}") from e
+
+
+def check_common(req: _SamplingFields) -> None:
+    """Checks whose OpenAI name differs from the runtime's (so its error would confuse), and
+    fields we refuse rather than ignore."""
+    if not 1 <= req.n <= MAX_N:
+        raise bad_request(f"n must be in [1, {MAX_N}], got {req.n}", "n")
+    if req.logit_bias:
+        raise bad_request("logit_bias is not supported", "logit_bias")
+    if req.min_tokens is not None and req.min_tokens < 0:
+        raise bad_request(f"min_tokens must be >= 0, got {req.min_tokens}", "min_tokens")
+
+
+def sampling_params(
+    req: _SamplingFields,
+    max_new_tokens: int | None,
+    extra_stop: Iterable[str] = (),
+    extra_stop_ids: Iterable[int] = (),
+) -> dict[str, Any]:
+    """The SGLang sampling params for one generation (`n` and `seed` are set per copy)."""
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    stop += [s for s in extra_stop if s not in stop]
+    stop_ids = list(req.stop_token_ids or [])
+    stop_ids += [t for t in extra_stop_ids if t not in stop_ids]
+    values = {
+        "max_new_tokens": max_new_tokens, "min_new_tokens": req.min_tokens,
+        "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k,
+        "min_p": req.min_p, "frequency_penalty": req.frequency_penalty,
+        "presence_penalty": req.presence_penalty, "repetition_penalty": req.repetition_penalty,
+        "stop": stop or None, "stop_token_ids": stop_ids or None, "ignore_eos": req.ignore_eos,
+        "skip_special_tokens": req.skip_special_tokens,
+        "spaces_between_special_tokens": req.spaces_between_special_tokens,
+        "no_stop_trim": req.no_stop_trim, "regex": req.regex, "json_schema": req.json_schema,
+        "ebnf": req.ebnf,
+    }
+    # Unset values are left out so the runtime's own defaults apply.
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def with_seed(params: dict[str, Any], seed: int | None, copy_index: int) -> dict[str, Any]:
+    # Copy i of n gets seed + i: reproducible, yet the n samples differ.
+    return params if seed is None else {**params, "seed": seed + copy_index}
+
+
+# ---- one generation's accumulated output --------------------------------------------------
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    output_logprobs: list[LogprobEntry] = field(default_factory=list)
+    output_top: list[list[LogprobEntry] | None] = field(default_factory=list)
+    input_logprobs: list[LogprobEntry] | None = None
+    input_top: list[list[LogprobEntry] | None] | None = None
+
+    def add(self, chunk: Chunk) -> tuple[list[LogprobEntry], list[Any]]:
+        """Fold a chunk in; return its new output logprobs and their top alternatives."""
+        self.text = chunk.get("text", self.text)
+        meta = chunk.get("meta_info") or {}
+        self.meta = meta
+        lps, tops = new_output_logprobs(meta, len(self.output_logprobs))
+        self.output_logprobs += lps
+        self.output_top += tops
+        if self.input_logprobs is None and meta.get("input_token_logprobs"):
+            self.input_logprobs = list(meta["input_token_logprobs"])
+            self.input_top = list(meta.get("input_top_logprobs") or [])
+        return lps, tops
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.meta.get("prompt_tokens", 0))
+
+    @property
+    def completion_tokens(self) -> int:
+        return int(self.meta.get("completion_tokens", 0))
+
+    @property
+    def cached_tokens(self) -> int:
+        return int(self.meta.get("cached_tokens", 0) or 0)
+
+
+def new_output_logprobs(meta: dict[str, Any], seen: int) -> tuple[list[LogprobEntry], list[Any]]:
+    """The output logprobs a chunk adds to the `seen` ones before it, with their top lists.
+
+    A chunk may carry only its own tokens' logprobs or the whole list so far; the whole list is
+    exactly `completion_tokens` long, while a later chunk's own part is shorter than that.
+    """
+    lps = list(meta.get("output_token_logprobs") or [])
+    tops = list(meta.get("output_top_logprobs") or [])
+    if seen and len(lps) == meta.get("completion_tokens"):
+        lps, tops = lps[seen:], tops[seen:]
+    return lps, tops + [None] * (len(lps) - len(tops))
+
+
+def token_text(entry: LogprobEntry, tokenizer: Any) -> str:
+    text = entry[2]
+    return text if text is not None else tokenizer.decode([entry[1]])
+
+
+def finish_reason(meta: dict[str, Any]) -> str | None:
+    fr = meta.get("finish_reason")
+    if fr is None:
+        return None
+    kind = fr.get("type") if isinstance(fr, dict) else str(fr)
+    return {"stop": "stop", "length": "length"}.get(str(kind), str(kind))
+
+
+def abort_error(meta: dict[str, Any]) -> APIError:
+    fr = meta.get("finish_reason")
+    fr = fr if isinstance(fr, dict) else {}
+    status = int(fr.get("status_code") or 500)
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return APIError(str(fr.get("message") or "the request was aborted"), status, kind)
+
+
+def usage_totals(gens: list[Generation], n: int) -> tuple[int, int, int]:
+    """(prompt, completion, cached) tokens. Copies of one prompt count its tokens once; their
+    cached count is the smallest, i.e. what the copy that did the most work found cached."""
+    prompt = completion = cached = 0
+    for start in range(0, len(gens), n):
+        group = gens[start:start + n]
+        prompt += group[0].prompt_tokens
+        cached += min(g.cached_tokens for g in group)
+        completion += sum(g.completion_tokens for g in group)
+    return prompt, completion, cached

@@ -1,0 +1,307 @@
+"""The tokenizer manager: the server process's side of the pipeline.
+
+It tokenizes and validates requests, sends them to the scheduler, and routes what the
+detokenizer sends back to one `RequestState` per rid (a background task reads the socket).
+A request whose client goes away is aborted so its KV slots are freed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.messages import (
+    AbortReq,
+    FlushCacheReq,
+    FlushCacheResult,
+    SchedulerStats,
+    StatsReq,
+    TokenizedGenerateReq,
+)
+from sglang.runtime.scheduler.process import CheckIntegrityReq, IntegrityResult
+from sglang.server.args import ServerArgs
+from sglang.server.errors import APIError, bad_request
+from sglang.server.ipc import (
+    DetokOutput,
+    DetokOutputBatch,
+    IpcAddrs,
+    TokenizerManagerInput,
+    pull_socket,
+    push_socket,
+)
+from sglang.server.metrics import ServerMetrics
+from sglang.server.req_state import RequestState
+from sglang.server.validation import expand_request, tokenize_request
+
+logger = logging.getLogger("sglang.server")
+
+# How often a waiting request checks whether its HTTP client is still there.
+DISCONNECT_POLL_S = 0.5
+CONTROL_TIMEOUT_S = 60.0
+
+
+def _resolve_chat_template(name: str | None, tokenizer: Any) -> Any:
+    try:
+        from sglang.server.chat_templates import resolve_chat_template
+    except ImportError:
+        if name is not None:
+            logger.warning("--chat-template %s ignored: chat templates are not available", name)
+        return None
+    return resolve_chat_template(name, tokenizer)  # ValueError for an unknown name
+
+
+class TokenizerManager:
+    def __init__(
+        self,
+        server_args: ServerArgs,
+        tokenizer: Any,
+        addrs: IpcAddrs,
+        runtime_info: dict[str, Any],
+        model_path: str,
+        tokenizer_path: str,
+    ) -> None:
+        self.server_args = server_args
+        self.tokenizer = tokenizer
+        self.addrs = addrs
+        self.runtime_info = runtime_info
+        self.context_len: int = runtime_info["context_len"]
+        self.vocab_size: int = runtime_info["vocab_size"]
+        self.model_path = model_path
+        self.tokenizer_path = tokenizer_path
+        self.served_model_name = server_args.served_model_name or model_path
+        self.chat_template = _resolve_chat_template(server_args.chat_template, tokenizer)
+        self.metrics = ServerMetrics(self.served_model_name)
+        self.stream_interval = server_args.stream_interval
+        # Keyed by the rid the scheduler sees (`<rid>#<seq>`); meta_info reports `<rid>`.
+        self.states: dict[str, RequestState] = {}
+        self._rids_in_use: set[str] = set()
+        self._seq = 0
+        self._waiters: dict[type, deque[asyncio.Future]] = {
+            FlushCacheResult: deque(), SchedulerStats: deque(), IntegrityResult: deque()
+        }
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(TokenizerManagerInput)
+        self._push: Any = None
+        self._pull: Any = None
+        self._recv_task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Set by the launcher: why the pipeline can't serve (a child died), or that we drain.
+        self.unhealthy_reason: str | None = None
+        self.draining = False
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the sockets and start the receive loop (inside the server's event loop)."""
+        import zmq
+        import zmq.asyncio
+
+        self.loop = asyncio.get_running_loop()
+        # Sends never block (no high-water mark), so a plain socket is simplest for them.
+        self._sync_ctx = zmq.Context()
+        self._async_ctx = zmq.asyncio.Context()
+        self._push = push_socket(self._sync_ctx, self.addrs.scheduler_in)
+        self._pull = pull_socket(self._async_ctx, self.addrs.tokenizer_in)
+        self._recv_task = asyncio.create_task(self._recv_loop(), name="sglang-tm-recv")
+
+    async def stop(self) -> None:
+        if self._recv_task is not None:
+            self._recv_task.cancel()
+            try:
+                await self._recv_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for ctx in (getattr(self, "_async_ctx", None), getattr(self, "_sync_ctx", None)):
+            if ctx is not None:
+                ctx.destroy(linger=0)
+
+    @property
+    def is_healthy(self) -> bool:
+        return (
+            self.unhealthy_reason is None and self._recv_task is not None
+            and not self._recv_task.done()
+        )
+
+    def fail_all(self, reason: str) -> None:
+        """The pipeline is gone: every waiting request and control call gets an error now
+        rather than hanging."""
+        self.unhealthy_reason = reason
+        for state in list(self.states.values()):
+            state.push(DetokOutput(
+                rid=state.rid, text="", output_ids=[], finished=True, error=reason,
+                finish_reason={"type": "abort", "message": reason, "status_code": 503},
+            ))
+        for waiters in self._waiters.values():
+            while waiters:
+                fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(APIError(reason, 503, "server_error"))
+
+    # ---- the receive loop -------------------------------------------------------------------
+    async def _recv_loop(self) -> None:
+        while True:
+            raw = await self._pull.recv()
+            try:
+                msg = self._decoder.decode(raw)
+            except msgspec.DecodeError:
+                logger.exception("tokenizer manager: dropped an undecodable message")
+                continue
+            if isinstance(msg, DetokOutputBatch):
+                for out in msg.outputs:
+                    state = self.states.get(out.rid)
+                    if state is not None:  # else: aborted, its client is gone
+                        state.push(out)
+                continue
+            waiters = self._waiters[type(msg)]
+            # Replies come back in the order the requests went out.
+            if waiters:
+                fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_result(msg)
+
+    def _send(self, msg: Any) -> None:
+        if self._push is None:
+            raise APIError("the server is not started", 503, "server_error")
+        self._push.send(self._encoder.encode(msg))
+
+    async def _control(self, msg: Any, reply: type, timeout: float = CONTROL_TIMEOUT_S) -> Any:
+        if self.unhealthy_reason is not None:
+            raise APIError(self.unhealthy_reason, 503, "server_error")
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiters[reply].append(fut)
+        self._send(msg)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError as e:
+            raise APIError("the scheduler did not answer in time", 503, "server_error") from e
+
+    async def flush_cache(self) -> FlushCacheResult:
+        return await self._control(FlushCacheReq(), FlushCacheResult)
+
+    async def get_stats(self, timeout: float = CONTROL_TIMEOUT_S) -> SchedulerStats:
+        return await self._control(StatsReq(), SchedulerStats, timeout)
+
+    async def check_integrity(self) -> IntegrityResult:
+        return await self._control(CheckIntegrityReq(), IntegrityResult)
+
+    # ---- generation -------------------------------------------------------------------------
+    def expand(self, obj: GenerateReqInput) -> list[GenerateReqInput]:
+        """Split a batch and fan out n > 1: one single-prompt, n == 1 request per generation."""
+        return expand_request(obj, self.vocab_size)
+
+    def prepare(self, obj: GenerateReqInput) -> TokenizedGenerateReq:
+        """Tokenize and validate one prompt; raises APIError (400) naming the field."""
+        return tokenize_request(obj, self.tokenizer, self.context_len, self.vocab_size)
+
+    async def generate(
+        self,
+        obj: GenerateReqInput,
+        request: Any = None,
+        prepared: TokenizedGenerateReq | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run one prompt (n == 1) and yield chunks `{"text": cumulative, "delta": new text,
+        "output_ids": cumulative, "meta_info": {...}}`; the last has meta_info["finish_reason"].
+
+        `request` (a starlette Request) lets a waiting request notice its client is gone.
+        Closing the generator early (or cancelling it) aborts the request in the scheduler.
+        """
+        msg = prepared if prepared is not None else self.prepare(obj)
+        if self.unhealthy_reason is not None or self.draining:
+            raise APIError(self.unhealthy_reason or "the server is shutting down", 503,
+                           "server_error")
+        if msg.rid in self._rids_in_use:
+            raise bad_request(f"request id {msg.rid!r} is already in use", "rid")
+        # The scheduler sees a rid unique to this call: a client that reuses its rid right
+        # after an abort must not receive the aborted request's last output.
+        self._seq += 1
+        key = f"{msg.rid}#{self._seq}"
+        state = RequestState(
+            rid=msg.rid, return_logprob=msg.return_logprob,
+            top_logprobs_num=msg.top_logprobs_num, with_text=obj.return_text_in_logprobs,
+            tokenizer=self.tokenizer,
+        )
+        self.states[key] = state
+        self._rids_in_use.add(msg.rid)
+        yielded_tokens = 0
+        delta = ""
+        try:
+            self._send(msgspec.structs.replace(msg, rid=key))
+            while not state.finished:
+                outs = await self._wait(state, request)
+                if outs is None:
+                    return  # client gone: `finally` aborts
+                self._record_tokens(state, sum(len(o.output_ids) for o in outs if not o.error))
+                for out in outs:
+                    if out.error is not None:
+                        state.finished = True
+                        self._record_finish(state, "error")
+                        reason = out.finish_reason or {}
+                        status = int(reason.get("status_code", 500))
+                        raise APIError(
+                            out.error if status == 400 else f"generation failed: {out.error}",
+                            status, "invalid_request_error" if status == 400 else "server_error",
+                        )
+                    state.fold(out)
+                    delta += out.text
+                if state.finished:
+                    self._record_finish(state, (state.finish_reason or {}).get("type", "stop"))
+                if state.finished or state.completion_tokens - yielded_tokens >= self.stream_interval:
+                    yielded_tokens = state.completion_tokens
+                    chunk = state.chunk(delta)
+                    delta = ""
+                    yield chunk
+        finally:
+            self.states.pop(key, None)
+            self._rids_in_use.discard(msg.rid)
+            if not state.finished:
+                self._record_finish(state, "abort")
+                try:
+                    self._send(AbortReq(rid=key))
+                except Exception:  # shutting down: the scheduler goes too
+                    pass
+
+    async def _wait(self, state: RequestState, request: Any) -> list[DetokOutput] | None:
+        """The next outputs of a request; None once its client has disconnected. The client
+        is checked every DISCONNECT_POLL_S, also while outputs keep coming (a non-streaming
+        response only notices a lost client when it asks)."""
+        while True:
+            now = time.monotonic()
+            if request is not None and now - state.disconnect_checked_at >= DISCONNECT_POLL_S:
+                state.disconnect_checked_at = now
+                if await request.is_disconnected():
+                    logger.info("client of request %s disconnected; aborting it", state.rid)
+                    return None
+            if state.inbox:
+                return state.take()
+            if request is None:
+                await state.event.wait()
+                continue
+            try:
+                await asyncio.wait_for(state.event.wait(), DISCONNECT_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---- metrics ----------------------------------------------------------------------------
+    def _record_tokens(self, state: RequestState, n: int) -> None:
+        if n <= 0:
+            return
+        now = time.monotonic()
+        if state.first_token_at is None:
+            state.first_token_at = now
+            self.metrics.first_token(now - state.created)
+            n -= 1
+        if n > 0 and state.last_token_at is not None:
+            self.metrics.inter_token(now - state.last_token_at, n)
+        state.last_token_at = now
+
+    def _record_finish(self, state: RequestState, finish_type: str) -> None:
+        self.metrics.finished(
+            finish_type, time.monotonic() - state.created, state.prompt_tokens,
+            state.completion_tokens, state.cached_tokens,
+        )

@@ -1,0 +1,140 @@
+"""Turning a `/generate` body into scheduler requests: fan-out, tokenization, validation.
+
+Every problem becomes `APIError` (400) naming the offending field, before anything reaches the
+scheduler, so a bad batch is refused whole.
+
+Context policy: a prompt of `context_len` tokens or more is refused (no room for even one new
+token). `max_new_tokens` larger than what is left of the context is clipped to fit, as SGLang's
+scheduler does, so clients that ask for "as many as possible" get that instead of an error; the
+request then finishes with `{"type": "length"}` at the context limit.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import msgspec
+
+from sglang.protocol.generate import GenerateReqInput
+from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.messages import TokenizedGenerateReq
+from sglang.server.errors import APIError, bad_request
+
+_SP_FIELDS = frozenset(f.name for f in msgspec.structs.fields(SamplingParams))
+_FIELD_RE = re.compile(r"(?:for|sampling param|missing) '?([A-Za-z_]+)'?")
+_JSON_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def sampling_param_name(message: str) -> str | None:
+    """Best guess at the field a SamplingParams error is about (its messages start with the
+    field name, or say "invalid value for X" / "unknown sampling param 'X'")."""
+    first = message.split(" ", 1)[0]
+    if first in _SP_FIELDS:
+        return first
+    m = _FIELD_RE.search(message)
+    if m and m.group(1) in _SP_FIELDS:
+        return m.group(1)
+    return None
+
+
+def parse_sampling_params(raw: Any, vocab_size: int) -> SamplingParams:
+    try:
+        sp = SamplingParams.from_dict(raw)
+        sp.verify(vocab_size=vocab_size)
+    except ValueError as e:
+        name = sampling_param_name(str(e))
+        raise bad_request(str(e), f"sampling_params.{name}" if name else "sampling_params") from e
+    return sp
+
+
+def decode_body(body: bytes, type_: Any) -> Any:
+    """msgspec-decode a JSON body; malformed JSON and wrong types become 400s naming the path."""
+    if not body.strip():
+        raise bad_request("the request body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as e:
+        m = _JSON_PATH_RE.search(str(e))
+        raise bad_request(f"invalid request: {e}", m.group(1) if m else None) from e
+    except msgspec.DecodeError as e:
+        raise bad_request(f"malformed JSON body: {e}") from e
+
+
+def decode_generate_body(body: bytes) -> GenerateReqInput:
+    """The /generate body, type-checked; exactly-one-of and batch-length checks come later
+    (`GenerateReqInput.validate`)."""
+    return decode_body(body, GenerateReqInput)
+
+
+def expand_request(obj: GenerateReqInput, vocab_size: int) -> list[GenerateReqInput]:
+    """One single-prompt, n == 1 request per generation: a batch is split, and a prompt with
+    n > 1 becomes n copies with rids `<rid>-<i>` and seeds `seed + i` (so they differ)."""
+    try:
+        obj.validate()
+    except ValueError as e:
+        raise bad_request(str(e), getattr(e, "param", None)) from e
+    out: list[GenerateReqInput] = []
+    for sub in obj.split():
+        sp = parse_sampling_params(sub.sampling_params, vocab_size)
+        if sp.n == 1:
+            out.append(sub)
+            continue
+        base = sub.rid if isinstance(sub.rid, str) else uuid.uuid4().hex
+        for i in range(sp.n):
+            params = dict(sub.sampling_params or {})
+            params["n"] = 1
+            if sp.seed is not None:
+                params["seed"] = sp.seed + i
+            out.append(msgspec.structs.replace(sub, sampling_params=params, rid=f"{base}-{i}"))
+    return out
+
+
+def tokenize_request(
+    obj: GenerateReqInput, tokenizer: Any, context_len: int, vocab_size: int
+) -> TokenizedGenerateReq:
+    """Tokenize and validate one prompt (n == 1; `expand_request` comes first)."""
+    if obj.is_batch:
+        raise bad_request("expected one prompt; split batches with expand_request first")
+    try:
+        obj.validate()
+    except ValueError as e:
+        raise bad_request(str(e), getattr(e, "param", None)) from e
+    if obj.text is not None:
+        if not isinstance(obj.text, str):
+            raise bad_request("'text' must be a string", "text")
+        ids = list(tokenizer.encode(obj.text))
+        field = "text"
+    else:
+        ids = list(obj.input_ids or [])  # type: ignore[arg-type]
+        field = "input_ids"
+        bad = [t for t in ids if not 0 <= t < vocab_size]
+        if bad:
+            raise bad_request(
+                f"input_ids contains token id {bad[0]} outside the vocabulary [0, {vocab_size})",
+                field,
+            )
+    if not ids:
+        raise bad_request("the prompt is empty: give text or input_ids with at least one token",
+                          field)
+    if len(ids) >= context_len:
+        raise APIError(
+            f"the prompt has {len(ids)} tokens; this model's context length is {context_len}, "
+            "which must leave room for at least one new token",
+            400, param=field, code="context_length_exceeded",
+        )
+    sp = parse_sampling_params(obj.sampling_params, vocab_size)
+    if sp.n != 1:
+        raise bad_request("expected n == 1; fan out with expand_request first",
+                          "sampling_params.n")
+    room = context_len - len(ids)
+    if sp.max_new_tokens > room:
+        sp = msgspec.structs.replace(
+            sp, max_new_tokens=room, min_new_tokens=min(sp.min_new_tokens, room)
+        )
+    return TokenizedGenerateReq(
+        rid=obj.rid if isinstance(obj.rid, str) else uuid.uuid4().hex,
+        input_ids=ids, sampling_params=sp, return_logprob=obj.return_logprob,
+        logprob_start_len=obj.logprob_start_len, top_logprobs_num=obj.top_logprobs_num,
+    )
