@@ -1,0 +1,100 @@
+"""The interface every frontend backend implements (our runtime over HTTP, OpenAI, ...).
+
+The interpreter owns the program state; a backend only sees what it needs: the text so far (for
+completion-style backends) and the chat messages so far (for chat backends).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sglang.lang.chat_template import ChatTemplate
+
+
+@dataclass
+class GenParams:
+    """Sampling arguments of one `sgl.gen`, in SGLang's names; None means 'backend default'."""
+
+    max_new_tokens: int | None = None
+    min_new_tokens: int | None = None
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    ignore_eos: bool | None = None
+    regex: str | None = None
+    json_schema: str | None = None
+    dtype: type | str | None = None
+
+    def to_sampling_params(self) -> dict[str, Any]:
+        """The non-None fields as the runtime's sampling_params (dtype excluded)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "dtype"}
+
+
+@dataclass
+class Context:
+    """What a backend call sees of the program: its text so far and its chat messages so far."""
+
+    text: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class SelectResult:
+    choice: str
+    normalized_logprobs: list[float]  # one per choice, mean token logprob of the choice tokens
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+
+class BaseBackend(abc.ABC):
+    def __init__(self) -> None:
+        self.token_usage = TokenUsage()
+
+    @abc.abstractmethod
+    def get_chat_template(self) -> ChatTemplate:
+        """How role blocks (sgl.system/user/assistant) render into text for this model."""
+
+    @abc.abstractmethod
+    def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
+        """Continue `ctx`; return (generated text, meta_info)."""
+
+    def generate_stream(
+        self, ctx: Context, params: GenParams
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (text delta, meta_info) pieces; by default one piece."""
+        yield self.generate(ctx, params)
+
+    @abc.abstractmethod
+    def select(
+        self, ctx: Context, choices: list[str], temperature: float = 0.0
+    ) -> SelectResult:
+        """Pick the choice with the highest normalized logprob after `ctx`."""
+
+    def cache_prefix(self, prefix: str) -> None:
+        """Ask the runtime to compute and cache `prefix` (fork and run_batch use this)."""
+
+    def flush_cache(self) -> bool:
+        return False
+
+    def get_server_args(self) -> dict[str, Any]:
+        return {}
+
+    def shutdown(self) -> None:
+        pass
