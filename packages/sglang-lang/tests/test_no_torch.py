@@ -105,7 +105,7 @@ def test_other_distributions_extend_the_namespace(clean_venv: Path) -> None:
         clean_venv,
         """
         import importlib.metadata as md, importlib.util, json, sys
-        import sglang, sglang.kernels, sglang.multimodal, sglang.server, sglang.launch_server
+        import sglang, sglang.kernels, sglang.multimodal, sglang.server
 
         init_owners = sorted(
             dist.metadata["Name"]
@@ -118,6 +118,7 @@ def test_other_distributions_extend_the_namespace(clean_venv: Path) -> None:
             "init_owners": init_owners,
             "kernels_version": sglang.kernels.__version__,
             "runtime_found": spec is not None,
+            "launch_server_found": importlib.util.find_spec("sglang.launch_server") is not None,
             "torch_modules": sorted(m for m in sys.modules if m == "torch"),
         }))
         """,
@@ -125,16 +126,8 @@ def test_other_distributions_extend_the_namespace(clean_venv: Path) -> None:
     assert result["init_owners"] == ["sglang-lang"], result
     assert result["kernels_version"], result
     assert result["runtime_found"], result
+    assert result["launch_server_found"], result
     assert result["torch_modules"] == [], result
-
-    proc = subprocess.run(
-        [str(clean_venv), "-m", "sglang.launch_server", "--model-path", "x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2, proc
-    assert "not implemented yet" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,238 @@
+"""SglFunction (what `@sgl.function` makes): run, run_batch, bind and direct calls."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sglang.lang import ir
+from sglang.lang.backend.base import BaseBackend, GenParams
+from sglang.lang.interpreter import StreamExecutor
+from sglang.lang.state import ProgramState
+
+_default_backend: BaseBackend | None = None
+_local = threading.local()  # .depth: how many program bodies are running on this thread
+
+
+def _unwrap(backend: Any) -> BaseBackend | None:
+    # A `sgl.Runtime` is not a backend itself: it owns a server and exposes its `.endpoint`.
+    if (
+        backend is not None
+        and not isinstance(backend, BaseBackend)
+        and hasattr(backend, "endpoint")
+    ):
+        return backend.endpoint
+    return backend
+
+
+def set_default_backend(backend: Any) -> None:
+    global _default_backend
+    _default_backend = _unwrap(backend)
+
+
+def get_default_backend() -> BaseBackend | None:
+    return _default_backend
+
+
+def resolve_backend(backend: Any = None) -> BaseBackend:
+    resolved = _unwrap(backend) or _default_backend
+    if resolved is None:
+        raise ValueError(
+            "no backend: call sgl.set_default_backend(...) or pass backend=... to run/run_batch"
+        )
+    return resolved
+
+
+def in_program() -> bool:
+    return getattr(_local, "depth", 0) > 0
+
+
+def run_body(
+    func: SglFunction,
+    state: ProgramState,
+    args: tuple,
+    kwargs: dict[str, Any],
+    capture_errors: bool = False,
+) -> None:
+    """Walk the program body on this thread (it submits nodes); always closes the executor.
+
+    With `capture_errors`, an exception from the body becomes the state's error, queued after
+    what the body submitted before failing (and before the executor is closed, so a reader that
+    waits for the body also sees it)."""
+    executor = state._ex
+    executor.body_ident = threading.get_ident()
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        state.ret_value = func.invoke(state, args, kwargs)
+    except Exception as e:
+        if not capture_errors:
+            raise
+        executor.submit(ir.SglFail(e))
+    finally:
+        _local.depth -= 1
+        executor.end()
+
+
+def run_program(
+    func: SglFunction,
+    backend: BaseBackend,
+    args: tuple,
+    kwargs: dict[str, Any],
+    defaults: GenParams,
+    *,
+    stream: bool = False,
+    capture_errors: bool = False,
+    wait: bool = False,
+) -> ProgramState:
+    executor = StreamExecutor(
+        backend,
+        defaults,
+        backend.get_chat_template(),
+        stream=stream,
+        num_api_spec_tokens=func.num_api_spec_tokens,
+    )
+    state = ProgramState(executor)
+
+    if stream:  # the body runs beside the caller so that text_iter() can start right away
+        body_args = (func, state, args, kwargs, True)
+        threading.Thread(target=run_body, args=body_args, daemon=True).start()
+    else:
+        run_body(func, state, args, kwargs, capture_errors)
+        if wait:
+            executor.sync()
+    return state
+
+
+def _progress_bar(total: int) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: no bar then
+        return None
+    return tqdm(total=total)
+
+
+class SglFunction:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        num_api_spec_tokens: int | None = None,
+        bind_arguments: dict[str, Any] | None = None,
+    ) -> None:
+        self.func = func
+        self.num_api_spec_tokens = num_api_spec_tokens
+        self.bind_arguments = dict(bind_arguments or {})
+        functools.update_wrapper(self, func)
+
+    def invoke(self, state: ProgramState, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """Run the body on an existing state (nested calls land here)."""
+        return self.func(state, *args, **{**self.bind_arguments, **kwargs})
+
+    def bind(self, **kwargs: Any) -> SglFunction:
+        """A copy with some arguments fixed."""
+        return SglFunction(self.func, self.num_api_spec_tokens, {**self.bind_arguments, **kwargs})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """`f(s, ...)` runs the body on state s; inside a running program `f(...)` is a nested
+        call to add with `s += f(...)`; anywhere else it is `f.run(...)`."""
+        if args and isinstance(args[0], ProgramState):
+            return self.invoke(args[0], args[1:], kwargs)
+        if in_program():
+            return ir.SglCall(self, args, kwargs)
+        return self.run(*args, **kwargs)
+
+    def run(
+        self,
+        *args: Any,
+        max_new_tokens: int = 128,
+        min_new_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        stop_token_ids: list[int] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        ignore_eos: bool | None = None,
+        stream: bool = False,
+        backend: Any = None,
+        **kwargs: Any,
+    ) -> ProgramState:
+        """Start the program and return its state at once; reading a variable waits for it.
+        The sampling arguments are defaults for every gen (a gen's own arguments win)."""
+        defaults = GenParams(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop=stop,
+            stop_token_ids=stop_token_ids, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            ignore_eos=ignore_eos,
+        )  # fmt: skip
+        return run_program(self, resolve_backend(backend), args, kwargs, defaults, stream=stream)
+
+    def run_batch(
+        self,
+        batch_kwargs: Sequence[dict[str, Any]],
+        *,
+        num_threads: int | str = "auto",
+        progress_bar: bool = False,
+        backend: Any = None,
+        max_new_tokens: int = 128,
+        min_new_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        stop_token_ids: list[int] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        ignore_eos: bool | None = None,
+    ) -> list[ProgramState]:
+        """Run the program once per argument dict, concurrently; states come back in input
+        order and each is finished. A failing program only sets its own state's error().
+
+        With more than one program, the constant text every run starts with (found by tracing
+        the body with placeholder arguments, see `sglang.lang.tracing`) is sent to
+        `backend.cache_prefix` first, so the runs share its KV cache instead of racing to fill it.
+        """
+        from sglang.lang.tracing import trace_prefix
+
+        be = resolve_backend(backend)
+        defaults = GenParams(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop=stop,
+            stop_token_ids=stop_token_ids, temperature=temperature, top_p=top_p, top_k=top_k,
+            min_p=min_p, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            ignore_eos=ignore_eos,
+        )  # fmt: skip
+        items = list(batch_kwargs)
+        if not items:
+            return []
+        if len(items) > 1:
+            try:
+                prefix = trace_prefix(self, be, defaults)
+                if prefix:
+                    be.cache_prefix(prefix)
+            except Exception as e:  # only an optimisation: the runs still work without it
+                warnings.warn(f"run_batch could not cache the common prefix: {e!r}", stacklevel=2)
+
+        threads = min(64, len(items)) if num_threads == "auto" else max(1, int(num_threads))
+        bar = _progress_bar(len(items)) if progress_bar else None
+
+        def one(item: Any) -> ProgramState:
+            args, kwargs = ((), dict(item)) if isinstance(item, dict) else (tuple(item), {})
+            state = run_program(self, be, args, kwargs, defaults, capture_errors=True, wait=True)
+            if bar is not None:
+                bar.update(1)
+            return state
+
+        try:
+            if threads == 1:
+                return [one(item) for item in items]
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                return list(pool.map(one, items))
+        finally:
+            if bar is not None:
+                bar.close()
