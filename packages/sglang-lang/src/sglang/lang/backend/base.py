@@ -87,7 +87,7 @@ class BaseBackend(abc.ABC):
     ) -> SelectResult:
         """Pick the choice with the highest normalized logprob after `ctx`."""
 
-    def cache_prefix(self, prefix: str) -> None:
+    def cache_prefix(self, prefix: str) -> None:  # noqa: B027 - optional: a no-op by default
         """Ask the runtime to compute and cache `prefix` (fork and run_batch use this)."""
 
     def flush_cache(self) -> bool:
@@ -96,5 +96,5 @@ class BaseBackend(abc.ABC):
     def get_server_args(self) -> dict[str, Any]:
         return {}
 
-    def shutdown(self) -> None:
-        pass
+    def shutdown(self) -> None:  # noqa: B027 - optional: a no-op by default
+        """Release connections or processes the backend holds."""
