@@ -66,3 +66,27 @@ def test_cascade_decode_matches_plain(shared, suffixes, heads, kv_heads, monkeyp
     assert batch.attn_metadata.shared_slots is None
     plain = backend.forward(q, k_new, v_new, 0, d**-0.5, batch)
     torch.testing.assert_close(cascade, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_short_shared_prefix_falls_back_to_plain_decode():
+    """A shared prefix below the threshold (here 30 of 64) must not shift the key window."""
+    torch.manual_seed(1)
+    d, kv_heads, heads = 16, 2, 4
+    pool = KVPool(512, 1, kv_heads, d, torch.float32, "cpu")
+    pool.k[0][:512] = torch.randn(512, kv_heads, d)
+    pool.v[0][:512] = torch.randn(512, kv_heads, d)
+    suffixes = [40, 8]
+    batch = _decode_batch(30, suffixes, kv_heads, pool)
+    backend = TorchAttentionBackend()
+    backend.prepare(batch)
+    assert batch.attn_metadata.shared_slots is None
+    q = torch.randn(2, heads, d)
+    k_new, v_new = torch.randn(2, kv_heads, d), torch.randn(2, kv_heads, d)
+    out = backend.forward(q, k_new, v_new, 0, d**-0.5, batch)
+    # Reference: softmax attention of each query over its request's keys.
+    for i, n in enumerate(30 + s for s in suffixes):
+        slots = batch.req_to_token[i, :n]
+        k = pool.k[0][slots].repeat_interleave(heads // kv_heads, 1)
+        v = pool.v[0][slots].repeat_interleave(heads // kv_heads, 1)
+        w = torch.softmax(torch.einsum("hd,nhd->hn", q[i], k) * d**-0.5, -1)
+        torch.testing.assert_close(out[i], torch.einsum("hn,nhd->hd", w, v), atol=1e-5, rtol=1e-5)

@@ -95,6 +95,8 @@ class TorchAttentionBackend(AttentionBackend):
         if shared >= MIN_SHARED_PREFIX:
             shared_slots = rows[0, :shared]
             rows = rows[:, shared:]
+        else:
+            shared = 0  # too short to pay off: attend over the whole rows
         cols = torch.arange(shared, max_len, device=device)
         lens = batch.seq_lens.to(device)[:, None]
         valid = cols[None, :] < lens
