@@ -8,29 +8,9 @@ server for all of them, since each start costs ~10 s on a small CPU); otherwise 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
-
-def _load_stdlib_select() -> None:
-    """This folder holds `select.py` (named like SGLang's example), and Python puts a script's
-    folder first on sys.path, so `import select` (done by subprocess, selectors, asyncio) would
-    load the example instead of the standard library module. Import the real one first, with
-    this folder off the path; later imports then find it in sys.modules."""
-    if "select" in sys.modules:
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    try:
-        import select  # noqa: F401  (the standard library's)
-    finally:
-        sys.path[:] = saved
-
-
-_load_stdlib_select()
-
-import sglang as sgl  # noqa: E402
+import sglang as sgl
 
 
 def start_backend() -> tuple[Any, Any]:

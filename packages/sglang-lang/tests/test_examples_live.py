@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "quick_start"
-NAMES = ["text_qa", "streaming", "few_shot", "fork", "select", "chat"]
+NAMES = ["text_qa", "streaming", "few_shot", "fork", "choices", "chat"]
 TIMEOUT_S = 600
 
 

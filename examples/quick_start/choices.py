@@ -1,6 +1,6 @@
 """select: let the model choose among fixed options (scored by normalized logprob, no sampling).
 
-Run: python examples/quick_start/select.py
+Run: python examples/quick_start/choices.py
 """
 
 from __future__ import annotations
