@@ -16,6 +16,16 @@ def test_max_new_tokens_and_ignore_eos(engine):
     assert out["meta_info"]["finish_reason"] == {"type": "length", "length": 7}
 
 
+def test_max_new_tokens_zero_only_prefills(engine):
+    out = engine.generate(PROMPT, {"temperature": 0, "max_new_tokens": 0})
+    assert out["output_ids"] == [] and out["text"] == ""
+    assert out["meta_info"]["completion_tokens"] == 0
+    assert out["meta_info"]["finish_reason"] == {"type": "length", "length": 0}
+    again = engine.generate(PROMPT + " and", {"temperature": 0, "max_new_tokens": 1})
+    assert again["meta_info"]["cached_tokens"] >= len(engine.tokenizer.encode(PROMPT)) - 1
+    engine.check_integrity()
+
+
 def test_eos_stops_unless_ignored(engine):
     eos = engine.tokenizer.eos_token_id
     chat = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n"

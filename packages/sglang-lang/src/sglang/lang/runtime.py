@@ -100,6 +100,7 @@ class Runtime:
         argv = [sys.executable, "-m", "sglang.launch_server",
                 "--host", self.host, "--port", str(self.port), *server_args_to_cli(args)]
         # Child output goes to a file: a pipe nobody reads would fill up and block the server.
+        self._own_log = log_file is None  # a temporary log is removed after a clean stop
         if log_file is None:
             fd, log_file = tempfile.mkstemp(prefix="sglang-runtime-", suffix=".log")
             os.close(fd)
@@ -162,14 +163,18 @@ class Runtime:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 pass
-        # Also reaches any child the server left behind (they share its process group). Done
-        # once, right after the leader exited, so the group id cannot have been reused.
+        # Also ends helpers left in its process group (multiprocessing's resource tracker). The
+        # scheduler and detokenizer have their own groups: the launcher stops them, and they die
+        # with it if it is killed. Done once, right after the leader exited, so the group id
+        # cannot have been reused.
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         if self.proc.poll() is None:
             self.proc.wait(timeout=10)
+        if self._own_log and self.proc.returncode == 0 and getattr(self, "endpoint", None):
+            Path(self.log_file).unlink(missing_ok=True)
 
     # ---- conveniences, as in SGLang's Runtime ----------------------------------------------------
     def generate(self, prompt: str | list[str], sampling_params: dict[str, Any] | None = None,

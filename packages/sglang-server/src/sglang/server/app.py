@@ -23,9 +23,11 @@ from sglang.server.http_guard import (
     GuardMiddleware,
     error_response,
     install_exception_handlers,
+    json_body_openapi,
     json_response,
 )
 from sglang.server.metrics import CONTENT_TYPE
+from sglang.server.role_format import server_role_format
 from sglang.server.tokenizer_manager import TokenizerManager
 from sglang.server.validation import decode_generate_body
 
@@ -95,8 +97,12 @@ async def _stream_many(gens: list[Any]) -> AsyncIterator[bytes]:
 
 def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRouter:
     router = APIRouter()
+    chat_template = server_role_format(tm)  # for the frontend language; computed once
 
-    @router.post("/generate")
+    @router.post("/generate", openapi_extra=json_body_openapi(GenerateReqInput, example={
+        "text": "The capital of France is",
+        "sampling_params": {"max_new_tokens": 8, "temperature": 0},
+    }))
     async def generate(request: Request) -> Response:
         obj = decode_generate_body(await request.body())
         subs = tm.expand(obj)
@@ -161,6 +167,7 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
             "vocab_size": tm.vocab_size,
             "max_total_tokens": tm.runtime_info.get("kv_total_tokens"),
             "device": tm.runtime_info.get("device"),
+            "chat_template": chat_template,
         })
 
     @router.get("/get_server_args")

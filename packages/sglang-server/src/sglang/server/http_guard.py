@@ -21,6 +21,36 @@ logger = logging.getLogger("sglang.server")
 OPEN_PATHS = frozenset({"/health"})
 
 
+def json_body_openapi(type_: Any, example: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`openapi_extra` documenting a route's JSON body with the msgspec type it is decoded into.
+
+    The routes read raw bodies (msgspec is faster than pydantic and names the bad field), so
+    FastAPI can't describe them itself; without a body schema, /openapi.json is of no use to
+    clients or fuzzers. msgspec's `#/$defs/...` refs don't resolve inside an OpenAPI document,
+    so they are inlined (the request types are not recursive).
+    """
+    schema = msgspec.json.schema(type_)
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(x, seen) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref[len("#/$defs/"):]
+            if name in seen:
+                raise ValueError(f"recursive request type {name} can't be inlined")
+            return inline(defs[name], (*seen, name))
+        return {k: inline(v, seen) for k, v in node.items()}
+
+    media: dict[str, Any] = {"schema": inline(schema, ())}
+    if example is not None:
+        media["example"] = example
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}
+
+
 def json_response(content: Any, status: int = 200) -> Response:
     # msgspec: fast, encodes tuples, and writes non-finite floats (a -inf logprob) as null
     # instead of failing the response.

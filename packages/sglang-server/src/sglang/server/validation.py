@@ -22,6 +22,12 @@ from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.messages import TokenizedGenerateReq
 from sglang.server.errors import APIError, bad_request
 
+# Copies one prompt may fan out into (OpenAI's cap on `n`): expansion is synchronous, so an
+# unbounded `n` would stall the event loop and exhaust memory before the scheduler saw anything.
+MAX_N = 128
+# The IPC encoding (msgpack) and torch.Generator both take integers in [-2**63, 2**64).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
 _SP_FIELDS = frozenset(f.name for f in msgspec.structs.fields(SamplingParams))
 _FIELD_RE = re.compile(r"(?:for|sampling param|missing) '?([A-Za-z_]+)'?")
 _JSON_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -46,6 +52,12 @@ def parse_sampling_params(raw: Any, vocab_size: int) -> SamplingParams:
     except ValueError as e:
         name = sampling_param_name(str(e))
         raise bad_request(str(e), f"sampling_params.{name}" if name else "sampling_params") from e
+    # Structured output (constrained decoding) is not implemented in the runtime yet: refuse it
+    # rather than silently generating unconstrained text the caller would then mis-parse.
+    for key in ("regex", "json_schema", "ebnf"):
+        if getattr(sp, key) is not None:
+            raise bad_request(f"{key} is not supported yet: the runtime has no structured output",
+                              f"sampling_params.{key}")
     return sp
 
 
@@ -78,6 +90,8 @@ def expand_request(obj: GenerateReqInput, vocab_size: int) -> list[GenerateReqIn
     out: list[GenerateReqInput] = []
     for sub in obj.split():
         sp = parse_sampling_params(sub.sampling_params, vocab_size)
+        if sp.n > MAX_N:
+            raise bad_request(f"n must be in [1, {MAX_N}], got {sp.n}", "sampling_params.n")
         if sp.n == 1:
             out.append(sub)
             continue
@@ -128,13 +142,22 @@ def tokenize_request(
     if sp.n != 1:
         raise bad_request("expected n == 1; fan out with expand_request first",
                           "sampling_params.n")
+    if sp.seed is not None and not _INT_MIN <= sp.seed <= _INT_MAX:
+        # Also catches seed + i of an n > 1 fan-out running past the top.
+        raise bad_request(f"seed must be in [-2**63, 2**64), got {sp.seed}",
+                          "sampling_params.seed")
     room = context_len - len(ids)
     if sp.max_new_tokens > room:
         sp = msgspec.structs.replace(
             sp, max_new_tokens=room, min_new_tokens=min(sp.min_new_tokens, room)
         )
+    if sp.top_k > vocab_size:  # the same filter (none), in a range the IPC can encode
+        sp = msgspec.structs.replace(sp, top_k=vocab_size)
     return TokenizedGenerateReq(
         rid=obj.rid if isinstance(obj.rid, str) else uuid.uuid4().hex,
         input_ids=ids, sampling_params=sp, return_logprob=obj.return_logprob,
-        logprob_start_len=obj.logprob_start_len, top_logprobs_num=obj.top_logprobs_num,
+        # Clipped to what has the same effect (a start past the prompt: no prompt logprobs;
+        # more alternatives than the vocabulary: all of them), so huge values stay encodable.
+        logprob_start_len=min(obj.logprob_start_len, len(ids)),
+        top_logprobs_num=min(obj.top_logprobs_num, vocab_size),
     )

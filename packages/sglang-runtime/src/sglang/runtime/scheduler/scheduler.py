@@ -207,7 +207,11 @@ class Scheduler:
                 self.out.record_input_logprobs(req, logits[row.start : row.start + row.count])
             req.kv_len += req.extend_len
             req.extend_len = 0
-            if finished_prefill:
+            if finished_prefill and req.remaining_new_tokens == 0:
+                # max_new_tokens=0: a prefill only (caching a prefix, scoring a prompt).
+                req.finish_reason = {"type": "length", "length": req.params.max_new_tokens}
+                outputs.append(self.finish_request(req, []))
+            elif finished_prefill:
                 self.kv.cache_prefix(req)
                 req.state = ReqState.DECODING
                 sample_reqs.append(req)

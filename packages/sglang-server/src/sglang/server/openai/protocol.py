@@ -6,18 +6,39 @@ honour (`suffix`, `logit_bias`, `tools`, non-text content) are declared so they 
 with a 400 instead of silently changing the answer.
 
 Responses are plain dicts: they are built once per request or chunk and encoded straight away.
+
+Value ranges are checked in code (with messages naming the OpenAI field), so the annotations
+below only document them in the JSON schema (`/openapi.json`): `msgspec.Meta(extra_json_schema=)`
+leaves decoding unchanged.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 MAX_N = 128  # OpenAI's own cap on `n`
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap on `logprobs` (completions) / `top_logprobs` (chat)
+
+
+def _doc(**schema: Any) -> msgspec.Meta:
+    return msgspec.Meta(extra_json_schema=schema)
+
+
+_Stop = Annotated[str, _doc(minLength=1)]
+_TokenId = Annotated[int, _doc(minimum=0)]
+_TopLogprobs = Annotated[int, _doc(minimum=0, maximum=MAX_TOP_LOGPROBS)]
+# str | list[str] | list[int] | list[list[int]] (see `completions.normalize_prompts`).
+_PROMPT_SCHEMA = {"anyOf": [
+    {"type": "string"},
+    {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+    {"type": "array", "minItems": 1,
+     "items": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}},
+]}
 
 
 class StreamOptions(msgspec.Struct, forbid_unknown_fields=False):
@@ -28,25 +49,26 @@ class _SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=False)
     """Fields shared by both endpoints; SGLang extras after the OpenAI ones."""
 
     model: str | None = None  # any name is accepted: one model is served
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int = 1
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    max_tokens: Annotated[int, _doc(minimum=0)] | None = None
+    temperature: Annotated[float, _doc(minimum=0)] | None = None
+    top_p: Annotated[float, _doc(exclusiveMinimum=0, maximum=1)] | None = None
+    n: Annotated[int, _doc(minimum=1, maximum=MAX_N)] = 1
+    stop: _Stop | list[_Stop] | None = None
+    seed: Annotated[int, _doc(minimum=-(2**63), maximum=2**64 - 1)] | None = None
+    presence_penalty: Annotated[float, _doc(minimum=-2, maximum=2)] | None = None
+    frequency_penalty: Annotated[float, _doc(minimum=-2, maximum=2)] | None = None
+    # Not supported: only empty is accepted.
+    logit_bias: Annotated[dict[str, float], _doc(maxProperties=0)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     # SGLang extensions
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    min_tokens: int | None = None
+    top_k: Annotated[int, _doc(minimum=-1, **{"not": {"const": 0}})] | None = None
+    min_p: Annotated[float, _doc(minimum=0, maximum=1)] | None = None
+    repetition_penalty: Annotated[float, _doc(exclusiveMinimum=0, maximum=2)] | None = None
+    min_tokens: Annotated[int, _doc(minimum=0)] | None = None
     ignore_eos: bool | None = None
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[_TokenId] | None = None
     skip_special_tokens: bool | None = None
     spaces_between_special_tokens: bool | None = None
     no_stop_trim: bool | None = None
@@ -63,20 +85,20 @@ class _SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=False)
 class CompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=False):
     # str | list[str] | list[int] | list[list[int]]: msgspec can't express a union of list
     # types, so the shape is checked by `completions.normalize_prompts`.
-    prompt: Any
+    prompt: Annotated[Any, _doc(**_PROMPT_SCHEMA)]
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: _TopLogprobs | None = None
     best_of: int | None = None
     suffix: str | None = None
 
 
 class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    type: str
+    type: Annotated[str, _doc(enum=["text"])]  # only text parts are supported
     text: str | None = None
 
 
 class ChatMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    role: str
+    role: Annotated[str, _doc(enum=["system", "developer", "user", "assistant"])]
     content: str | list[ContentPart] | None = None
     name: str | None = None
 
@@ -88,15 +110,15 @@ class JSONSchemaFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=False
 
 
 class ResponseFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    type: str
+    type: Annotated[str, _doc(enum=["text", "json_object", "json_schema"])]
     json_schema: JSONSchemaFormat | None = None
 
 
 class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=False):
-    messages: list[ChatMessage]
-    max_completion_tokens: int | None = None
+    messages: Annotated[list[ChatMessage], _doc(minItems=1)]
+    max_completion_tokens: Annotated[int, _doc(minimum=1)] | None = None
     logprobs: bool = False
-    top_logprobs: int | None = None
+    top_logprobs: _TopLogprobs | None = None
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None

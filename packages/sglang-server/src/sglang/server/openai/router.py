@@ -6,10 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sglang.server.errors import APIError
+from sglang.server.http_guard import json_body_openapi
 from sglang.server.openai.chat import create_chat_completion
 from sglang.server.openai.common import TokenizerManagerLike
 from sglang.server.openai.completions import create_completion
-from sglang.server.openai.protocol import model_card, now
+from sglang.server.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    model_card,
+    now,
+)
 from sglang.server.openai.streaming import json_response
 
 
@@ -33,11 +39,18 @@ def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
                            code="model_not_found")
         return json_response(card())
 
-    @router.post("/v1/completions")
+    @router.post("/v1/completions", openapi_extra=json_body_openapi(CompletionRequest, example={
+        "model": "default", "prompt": "The capital of France is", "max_tokens": 8,
+        "temperature": 0,
+    }))
     async def completions(request: Request) -> Response:
         return await create_completion(tm, request)
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", openapi_extra=json_body_openapi(
+        ChatCompletionRequest, example={
+            "model": "default", "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        }))
     async def chat_completions(request: Request) -> Response:
         return await create_chat_completion(tm, request)
 
