@@ -63,12 +63,17 @@ class Req:
         return self.prompt_ids + self.output_ids
 
     @property
+    def fill_len(self) -> int:
+        """len(fill_ids) without building the list."""
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
     def owned_slots(self) -> int:
         return self.kv_len - self.tree_len
 
     @property
     def is_prefill_done(self) -> bool:
-        return self.kv_len >= len(self.fill_ids)
+        return self.kv_len >= self.fill_len
 
     @property
     def remaining_new_tokens(self) -> int:
@@ -82,7 +87,7 @@ class Req:
     def max_cacheable_prefix(self) -> int:
         """How much of fill_ids may come from the cache: the last token always needs logits, and
         prompt logprobs need logits from the position before logprob_start_len."""
-        limit = len(self.fill_ids) - 1
+        limit = self.fill_len - 1
         if self.wants_input_logprobs and not self.output_ids:
             limit = min(limit, max(self.logprob_start_len - 1, 0))
         return max(limit, 0)

@@ -137,7 +137,7 @@ class Scheduler:
         batch: list[Req] = []
         if self.chunked is not None:
             req = self.chunked
-            n = min(len(req.fill_ids) - req.kv_len, budget)
+            n = min(req.fill_len - req.kv_len, budget)
             if self.kv.grow(req, n) is None:
                 if not self.running:
                     # Nothing else can free slots: start this prompt over later.
@@ -149,7 +149,7 @@ class Scheduler:
             req.extend_len = n
             batch.append(req)
             budget -= n
-            if req.kv_len + n < len(req.fill_ids):
+            if req.kv_len + n < req.fill_len:
                 return batch
             self.chunked = None
         if not self.waiting or budget <= 0:
@@ -161,7 +161,7 @@ class Scheduler:
             if len(self.running) + len(batch) >= self.max_running or budget <= 0:
                 break
             m = self.kv.match(req)
-            extend = len(req.fill_ids) - m.cached_len
+            extend = req.fill_len - m.cached_len
             key = (m.cached_len, *req.fill_ids[m.cached_len : m.cached_len + IN_BATCH_PREFIX_KEY])
             if len(key) > IN_BATCH_PREFIX_KEY and key in seen_keys:
                 continue  # shares an uncached prefix with a request admitted this step
@@ -193,7 +193,7 @@ class Scheduler:
         return batch
 
     def _run_extend(self, reqs: list[Req], outputs: list[TokenOutput]) -> None:
-        done = [r.kv_len + r.extend_len >= len(r.fill_ids) for r in reqs]
+        done = [r.kv_len + r.extend_len >= r.fill_len for r in reqs]
         batch, rows = build_extend(
             reqs, [self._pending_slots(r) for r in reqs], self.kv.req_pool.table,
             self.kv.kv_pool, done,
