@@ -3,11 +3,24 @@
 - Tests marked ``@pytest.mark.gpu`` are skipped unless ``torch.cuda.is_available()``. torch is
   imported only when such a test was collected: sglang-lang's tests run without torch.
 - A run that collects no test says so loudly (pytest exits 5, which CI treats as a failure).
+- Without an NVIDIA GPU, Triton kernels run in Triton's CPU interpreter: ``TRITON_INTERPRET=1``
+  is set here, before any test module imports triton (triton reads it when a kernel is defined).
+  The GPU is detected from the driver's device files, so that importing this file stays torch-free.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+def _nvidia_gpu_present() -> bool:
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
+if not _nvidia_gpu_present():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def _cuda_available() -> bool:

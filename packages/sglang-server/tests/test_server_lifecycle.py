@@ -87,9 +87,10 @@ def test_killed_scheduler_makes_the_server_exit_nonzero() -> None:
 def test_bad_arguments_exit_nonzero_with_a_message() -> None:
     require_model()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in SRC_DIRS)}
-    r = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--tp", "2"],
+    r = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--tp", "3", "--nnodes",
+                        "2", "--dist-init-addr", "127.0.0.1:1"],
                        capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 2 and "tensor parallelism is not supported" in r.stderr
+    assert r.returncode == 2 and "multiple of nnodes" in r.stderr
     r = subprocess.run([sys.executable, "-m", "sglang.launch_server", "--model-path",
                         "/nonexistent/model.gguf", "--port", "1"],
                        capture_output=True, text=True, env=env, timeout=120)

@@ -1,11 +1,46 @@
 """sglang.kernels: kernels over plain torch tensors.
 
-Attention over a token-level KV pool (read through a ``req_to_token`` table), norms, rotary
-embeddings, activations and MoE, with a torch reference next to each Triton kernel. Usable
-without the rest of sglang: ``pip install sglang-kernels``.
+Attention over a token-level KV pool (read through a ``req_to_token`` table), KV store, RMSNorm,
+rotary embeddings and gated activations, each a Triton kernel with a torch reference in
+``sglang.kernels.reference``. Usable without the rest of sglang: ``pip install sglang-kernels``.
 
-Importing this package is cheap: torch (and triton, on CUDA) are imported by the submodules that
-need them.
+Importing this package is cheap: the public names below load their module (and triton) on first
+use, so ``TRITON_INTERPRET=1`` may still be set after ``import sglang.kernels``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "extend_attention": "attention.extend",
+    "decode_attention": "attention.decode",
+    "DecodeWorkspace": "attention.decode",
+    "default_num_kv_splits": "attention.decode",
+    "store_kv": "kv_store",
+    "rmsnorm": "norm",
+    "rotary_embedding": "rotary",
+    "rope_cos_sin_cache": "rotary",
+    "rope_inv_freq": "rotary",
+    "silu_and_mul": "activation",
+    "gelu_and_mul": "activation",
+    "gemv": "gemv",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

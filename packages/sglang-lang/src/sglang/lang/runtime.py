@@ -78,7 +78,8 @@ def _child_env() -> dict[str, str]:
 
 class Runtime:
     """A server for this Python process. `Runtime(model_path=None, **server_args)`: keyword
-    arguments are `launch_server` options (`mem_fraction_static=0.5`, `disable_radix_cache=True`).
+    arguments are `launch_server` options (`mem_fraction_static=0.5`, `disable_radix_cache=True`,
+    `tp_size=2` for one scheduler process per tensor-parallel rank).
     `model_path=None` serves the embedded default model. Use as a context manager, or call
     `shutdown()`; it is also stopped when the interpreter exits."""
 

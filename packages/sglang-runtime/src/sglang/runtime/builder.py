@@ -1,4 +1,8 @@
-"""Wires a scheduler together: model, KV pool sized from memory, cache, runner."""
+"""Wires a scheduler together: model, KV pool sized from memory, cache, runner.
+
+Under tensor parallelism every rank process builds its own (joining the group first, so the
+layers see their rank): its shard of the model, a KV pool for its heads whose size all ranks
+agree on (the minimum), and an output processor that takes rank 0's sampled tokens."""
 
 from __future__ import annotations
 
@@ -9,17 +13,21 @@ from typing import Any
 
 import torch
 
-from sglang.runtime.attention.base import create_backend
+from sglang.runtime.attention.base import create_backend, resolve_backend_name
 from sglang.runtime.cache.allocator import SlotAllocator
 from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.cache.radix_cache import RadixCache
 from sglang.runtime.cache.req_to_token import ReqToTokenPool
 from sglang.runtime.config import RuntimeArgs
+from sglang.runtime.distributed import all_reduce_cpu, init_distributed
 from sglang.runtime.executor.model_runner import ModelRunner
+from sglang.runtime.grammar.manager import GrammarManager
+from sglang.runtime.layers.sharding import HeadSplit
 from sglang.runtime.loading.loader import load_model
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.scheduler import Scheduler
+from sglang.runtime.scheduler.tp_output import TPOutputProcessor
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -40,14 +48,31 @@ class Runtime:
     config: Any
     device: torch.device
     context_len: int
+    tp_rank: int = 0
+    tp_size: int = 1
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`local_rank` is the rank's index on its node: rank processes of one node take
+    consecutive GPUs (from N for "cuda:N")."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available; use device='cpu'")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        return torch.device("cuda", (device.index or 0) + local_rank)
+    return device
+
+
+def _join_tp_group(args: RuntimeArgs, tp_rank: int, device: torch.device) -> None:
+    local_ranks = args.ranks_per_node
+    if device.type == "cpu" and local_ranks > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Ranks of one node share its cores; oversubscribing them slows every rank down.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
+    if args.dist_init_addr is None:
+        raise ValueError("tensor parallelism needs dist_init_addr (the launcher picks one)")
+    init_distributed(tp_rank, args.tp_size, args.dist_init_addr, device, args.dist_timeout)
 
 
 def _kv_slots(args: RuntimeArgs, device: torch.device, bytes_per_slot: int) -> int:
@@ -65,6 +90,7 @@ def _kv_slots(args: RuntimeArgs, device: torch.device, bytes_per_slot: int) -> i
     else:
         avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         budget = min(avail * CPU_KV_SHARE * args.mem_fraction_static, CPU_KV_CAP_BYTES)
+        budget /= args.ranks_per_node  # the node's ranks share its memory
     return max(int(budget // bytes_per_slot), 1)
 
 
@@ -78,10 +104,12 @@ def _eos_ids(config: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def build_runtime(args: RuntimeArgs) -> Runtime:
+def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
     logging.getLogger("sglang").setLevel(args.log_level.upper())
     torch.manual_seed(args.random_seed)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, tp_rank % args.ranks_per_node)
+    if args.distributed:
+        _join_tp_group(args, tp_rank, device)
     loaded = load_model(
         args.model_path, load_format=args.load_format, dtype=args.dtype, device=device,
         tokenizer_path=args.tokenizer_path, seed=args.random_seed,
@@ -89,10 +117,13 @@ def build_runtime(args: RuntimeArgs) -> Runtime:
     cfg = loaded.config
     context_len = args.context_length or int(getattr(cfg, "max_position_embeddings", 4096))
     dtype = next(loaded.model.parameters()).dtype
-    kv_heads = cfg.num_key_value_heads
+    kv_heads = HeadSplit.of(
+        cfg.num_attention_heads, cfg.num_key_value_heads, tp_rank, args.tp_size
+    ).num_kv_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     per_slot = KVPool.bytes_per_slot(cfg.num_hidden_layers, kv_heads, head_dim, dtype)
-    num_slots = _kv_slots(args, device, per_slot)
+    # Every rank holds every token: the smallest rank's pool bounds them all.
+    num_slots = all_reduce_cpu([_kv_slots(args, device, per_slot)], "min")[0]
     kv_pool = KVPool(num_slots, cfg.num_hidden_layers, kv_heads, head_dim, dtype, device)
     logger.info(
         "weights %.2f GiB; KV pool %d tokens (%.2f GiB)",
@@ -104,13 +135,29 @@ def build_runtime(args: RuntimeArgs) -> Runtime:
         kv_pool, allocator, ReqToTokenPool(max_running, context_len + 1, device),
         RadixCache(allocator, disabled=args.disable_radix_cache),
     )
-    backend_name = "torch" if args.attention_backend == "auto" else args.attention_backend
-    backend = create_backend(backend_name, sliding_window=getattr(loaded.model, "sliding_window", None))
+    backend = create_backend(
+        resolve_backend_name(args.attention_backend, device),
+        sliding_window=getattr(loaded.model, "sliding_window", None),
+        reduce_in_fp32=args.attention_reduce_in_fp32,
+    )
     runner = ModelRunner(loaded.model, kv_pool, backend)
     vocab = int(cfg.vocab_size)
-    output = OutputProcessor(loaded.tokenizer, _eos_ids(cfg, loaded.tokenizer), vocab)
+    output_cls = TPOutputProcessor if args.tp_size > 1 else OutputProcessor
+    eos_ids = _eos_ids(cfg, loaded.tokenizer)
+    output = output_cls(loaded.tokenizer, eos_ids, vocab)
+    grammar = GrammarManager(
+        args.grammar_backend, loaded.tokenizer, vocab, eos_ids,
+        # Jump-forward re-prefills through the radix cache; without it every jump would
+        # recompute the whole sequence.
+        jump_forward=not (args.disable_jump_forward or args.disable_radix_cache),
+        # Tensor-parallel ranks must admit a request in the same step: no racing compiles.
+        synchronous=args.tp_size > 1,
+    )
     chunk = min(
         args.chunked_prefill_size or DEFAULT_CHUNK.get(device.type, 4096), args.max_prefill_tokens
     )
-    scheduler = Scheduler(args, runner, kv, output, context_len, max_running, chunk)
-    return Runtime(args, scheduler, loaded.tokenizer, cfg, device, context_len)
+    if device.type == "cuda" and not args.disable_cuda_graph:
+        runner.enable_cuda_graphs(kv.req_pool.table, min(args.cuda_graph_max_bs or 512, max_running))
+    scheduler = Scheduler(args, runner, kv, output, context_len, max_running, chunk, grammar)
+    return Runtime(args, scheduler, loaded.tokenizer, cfg, device, context_len, tp_rank,
+                   args.tp_size)

@@ -23,6 +23,8 @@ class IncrementalDetokenizer:
         self._holdback = max((len(s) for s in params.stop_strs), default=1) - 1
 
     def _decode(self, ids: list[int]) -> str:
+        if self.tokenizer is None:  # dummy weights without a tokenizer: ids only, no text
+            return ""
         return self.tokenizer.decode(ids, skip_special_tokens=self.params.skip_special_tokens)
 
     def final_text(self, finish_reason: dict[str, Any] | None) -> str:

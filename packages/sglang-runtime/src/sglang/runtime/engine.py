@@ -9,16 +9,30 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
+import torch
 
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.builder import build_runtime
+from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
 from sglang.runtime.result import RequestResult
+from sglang.runtime.scheduler.remote import RemoteScheduler
 from sglang.runtime.scheduler.request import Req, make_req
 from sglang.runtime.scheduler.thread_loop import SchedulerThread
 
 Prompt = str | list[int]
+
+
+def _load_tokenizer(args: RuntimeArgs) -> Any:
+    from sglang.runtime.loading.default_model import default_model_path
+    from sglang.runtime.loading.source import load_tokenizer
+
+    try:
+        return load_tokenizer(args.tokenizer_path or args.model_path or default_model_path())
+    except (OSError, ValueError, TypeError):
+        if args.load_format != "dummy":
+            raise
+        return None  # dummy weights next to a bare config.json, as the loader allows
 
 
 class Engine:
@@ -26,14 +40,34 @@ class Engine:
 
     Keyword arguments are RuntimeArgs fields (model_path, dtype, device, mem_fraction_static,
     max_total_tokens, context_length, schedule_policy, disable_radix_cache, chunked_prefill_size,
-    random_seed, log_level, ...). With no model_path, the embedded SmolLM2-135M-Instruct is used.
+    random_seed, log_level, tp_size, ...). With no model_path, the embedded SmolLM2-135M-Instruct
+    is used. tp_size=1 runs the scheduler in this process; tp_size=N > 1 starts one scheduler
+    process per rank (`runtime` is then None; a dead or hung rank fails the requests in flight
+    with a message naming it, and the engine refuses new ones). The ranks are spawned, so a
+    script that uses tp_size > 1 must guard its entry point with `if __name__ == "__main__":`.
     """
 
     def __init__(self, model_path: str | None = None, **kwargs: Any) -> None:
         self.args = RuntimeArgs.from_kwargs(model_path=model_path, **kwargs)
-        self.runtime = build_runtime(self.args)
-        self.tokenizer = self.runtime.tokenizer
-        self._loop: SchedulerThread | None = SchedulerThread(self.runtime.scheduler)
+        self._loop: SchedulerThread | RemoteScheduler | None = None
+        self.runtime: Runtime | None = None
+        if self.args.tp_size > 1:
+            remote = RemoteScheduler(self.args)
+            try:  # the ranks load the model meanwhile
+                self.tokenizer = _load_tokenizer(self.args)
+                remote.wait_ready()
+            except BaseException:
+                remote.shutdown()
+                raise
+            self._loop = remote
+            self._device = torch.device("cpu")  # seeded generators live in the rank processes
+            self._vocab_size = int(self._loop.info["vocab_size"])
+        else:
+            self.runtime = build_runtime(self.args)
+            self.tokenizer = self.runtime.tokenizer
+            self._device = self.runtime.device
+            self._vocab_size = int(self.runtime.config.vocab_size)
+            self._loop = SchedulerThread(self.runtime.scheduler)
 
     # ---- requests -------------------------------------------------------------------------
     def _build_reqs(
@@ -52,6 +86,8 @@ class Engine:
             texts = [prompt] if single else list(prompt)  # type: ignore[list-item]
             if not all(isinstance(t, str) for t in texts):
                 raise ValueError("prompt must be a string or a list of strings")
+            if self.tokenizer is None:
+                raise ValueError("this model has no tokenizer: pass input_ids instead of prompt")
             ids_list = [self.tokenizer.encode(t) for t in texts]
         else:
             single = bool(input_ids) and all(isinstance(t, int) for t in input_ids)  # type: ignore[union-attr]
@@ -77,12 +113,12 @@ class Engine:
                     return_logprob=return_logprob, logprob_start_len=logprob_start_len,
                     top_logprobs_num=top_logprobs_num,
                 )
-                reqs.append(make_req(msg, self.runtime.device))
+                reqs.append(make_req(msg, self._device))
         return reqs, single and params[0].n == 1
 
     def _params(self, p: dict | SamplingParams | None) -> SamplingParams:
         sp = p if isinstance(p, SamplingParams) else SamplingParams.from_dict(p)
-        sp.verify(vocab_size=int(self.runtime.config.vocab_size))
+        sp.verify(vocab_size=self._vocab_size)
         return sp
 
     def _submit(self, reqs: list[Req], sink_for: Any) -> list[RequestResult]:
@@ -185,12 +221,21 @@ class Engine:
     def flush_cache(self) -> bool:
         """Drop every cached prefix; refused (False) while requests are in flight."""
 
+        if isinstance(self._loop, RemoteScheduler):
+            return self._loop.flush_cache()
         return bool(self._call(lambda s: s.flush_cache()))
 
     def check_integrity(self) -> None:
+        """The KV accounting invariant (on every rank, which must also agree with each other);
+        AssertionError when it does not hold."""
+        if isinstance(self._loop, RemoteScheduler):
+            self._loop.check_integrity()
+            return
         self._call(lambda s: s.check_integrity())
 
     def _call(self, fn: Any) -> Any:
+        if isinstance(self._loop, RemoteScheduler):
+            raise RuntimeError("with tp_size > 1 the scheduler runs in the rank processes")
         if self._loop is None:
             raise RuntimeError("the engine has been shut down")
         return self._loop.call(fn)
@@ -199,6 +244,19 @@ class Engine:
         if self._loop is not None:
             self._loop.shutdown()
             self._loop = None
+            if self.runtime is not None and self.args.distributed:
+                from sglang.runtime.distributed import destroy_distributed
+
+                destroy_distributed()  # the one-rank group this process joined
+            on_cuda = self.runtime is not None and self.runtime.device.type == "cuda"
+            # Drop the model, KV pool and CUDA graphs now, not whenever the Engine object dies:
+            # a second Engine in this process needs that device memory.
+            self.runtime = None
+            if on_cuda:
+                import gc
+
+                gc.collect()
+                torch.cuda.empty_cache()
 
     def __enter__(self) -> Engine:
         return self

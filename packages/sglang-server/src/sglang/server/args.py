@@ -7,7 +7,13 @@ from typing import Any
 
 import msgspec
 
-from sglang.runtime.config import DTYPES, LOAD_FORMATS, SCHEDULE_POLICIES, RuntimeArgs
+from sglang.runtime.config import (
+    DTYPES,
+    GRAMMAR_BACKENDS,
+    LOAD_FORMATS,
+    SCHEDULE_POLICIES,
+    RuntimeArgs,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -18,14 +24,10 @@ class ServerArgs(msgspec.Struct, kw_only=True):
     runtime: RuntimeArgs
     host: str = "127.0.0.1"
     port: int = 30000
-    tp_size: int = 1
     chat_template: str | None = None
     api_key: str | None = None
     served_model_name: str | None = None
     stream_interval: int = 1
-    # Accepted for command-line compatibility and stored; nothing reads it yet (CPU attention
-    # runs in float32 by default).
-    attention_reduce_in_fp32: bool = False
     # Seconds that SIGTERM waits for running requests before the server stops anyway.
     graceful_shutdown_timeout: float = 30.0
 
@@ -63,15 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     a("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     a("--port", type=int, default=30000, help="port to listen on (default: %(default)s)")
     a("--tp", "--tp-size", dest="tp_size", type=_positive_int, default=1,
-      help="tensor-parallel degree; only 1 is supported so far")
+      help="tensor-parallel degree: one scheduler process per rank (default: %(default)s)")
+    a("--nnodes", type=_positive_int, default=1,
+      help="machines the --tp ranks span, --tp/--nnodes ranks each (default: %(default)s)")
+    a("--node-rank", type=int, default=0,
+      help="this machine's index among --nnodes; only node 0 serves HTTP (default: %(default)s)")
+    a("--dist-init-addr", default=None, metavar="HOST:PORT",
+      help="where the ranks meet (node 0's address and a free port); needed with --nnodes > 1")
+    a("--dist-timeout", type=float, default=None,
+      help="seconds a collective waits for the other ranks (default: torch.distributed's)")
     a("--mem-fraction-static", type=_fraction, default=0.85,
       help="share of device memory for weights and KV cache (CUDA); on CPU, of free host "
       "memory for the KV cache (default: %(default)s)")
     a("--chat-template", default=None,
       help="chat template: a built-in name or a .json/.jinja file (default: the tokenizer's)")
     a("--attention-reduce-in-fp32", action="store_true",
-      help="accepted for compatibility and stored; no effect on CPU (attention there runs in "
-      "float32 by default), and the GPU attention kernels do not read it yet")
+      help="Triton decode attention keeps its split-KV partial results in float32")
     a("--dtype", choices=DTYPES, default="auto",
       help="weight/activation dtype (auto: float32 on CPU, bfloat16 on CUDA)")
     a("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
@@ -86,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--disable-radix-cache", action="store_true", help="do not reuse cached prompt prefixes")
     a("--chunked-prefill-size", type=_positive_int, default=None,
       help="max prompt tokens prefilled per step; longer prompts go in chunks")
+    a("--attention-backend", default="auto",
+      help="attention kernels: auto (triton on CUDA, torch on CPU), triton or torch")
+    a("--disable-cuda-graph", action="store_true", help="run decode eagerly on CUDA")
+    a("--cuda-graph-max-bs", type=_positive_int, default=None,
+      help="largest decode batch replayed from a CUDA graph (default: 512)")
+    a("--grammar-backend", choices=GRAMMAR_BACKENDS, default="xgrammar",
+      help="library for regex / json_schema / ebnf constraints (outlines: regex and "
+      "json_schema only) (default: %(default)s)")
+    a("--disable-jump-forward", action="store_true",
+      help="decode text a grammar forces token by token instead of appending it at once")
     a("--api-key", default=None,
       help="require 'Authorization: Bearer KEY' on every endpoint except /health")
     a("--load-format", choices=LOAD_FORMATS, default="auto",
@@ -105,8 +124,6 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
     """Parse the command line; exits with status 2 and a message on a bad argument."""
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if ns.tp_size != 1:
-        parser.error(f"--tp {ns.tp_size}: tensor parallelism is not supported yet; use --tp 1")
     try:
         runtime = RuntimeArgs(
             model_path=ns.model_path, tokenizer_path=ns.tokenizer_path,
@@ -115,14 +132,18 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
             context_length=ns.context_length, max_running_requests=ns.max_running_requests,
             schedule_policy=ns.schedule_policy, disable_radix_cache=ns.disable_radix_cache,
             chunked_prefill_size=ns.chunked_prefill_size, random_seed=ns.random_seed,
-            log_level=ns.log_level,
+            log_level=ns.log_level, attention_backend=ns.attention_backend,
+            attention_reduce_in_fp32=ns.attention_reduce_in_fp32,
+            disable_cuda_graph=ns.disable_cuda_graph, cuda_graph_max_bs=ns.cuda_graph_max_bs,
+            grammar_backend=ns.grammar_backend, disable_jump_forward=ns.disable_jump_forward,
+            tp_size=ns.tp_size, nnodes=ns.nnodes, node_rank=ns.node_rank,
+            dist_init_addr=ns.dist_init_addr, dist_timeout=ns.dist_timeout,
         )
     except ValueError as e:
         parser.error(str(e))
     return ServerArgs(
-        runtime=runtime, host=ns.host, port=ns.port, tp_size=ns.tp_size,
+        runtime=runtime, host=ns.host, port=ns.port,
         chat_template=ns.chat_template, api_key=ns.api_key,
         served_model_name=ns.served_model_name, stream_interval=ns.stream_interval,
-        attention_reduce_in_fp32=ns.attention_reduce_in_fp32,
         graceful_shutdown_timeout=ns.graceful_shutdown_timeout,
     )

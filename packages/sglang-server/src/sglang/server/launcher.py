@@ -7,6 +7,10 @@ Lifecycle guarantees:
   `graceful_shutdown_timeout` seconds, then the children are stopped and the server exits 0;
 - children also exit when this process dies (PR_SET_PDEATHSIG plus polling their parent pid),
   so no path leaves orphans.
+
+Tensor parallelism: one scheduler process per rank of this node (`--tp / --nnodes` of them); a
+rank that dies, or stops its heartbeat, is named and ends the server. Only node 0 serves HTTP;
+another node (`--node-rank` > 0) runs its ranks until they end, which they do when node 0 goes.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
+from sglang.runtime.scheduler.supervisor import (
+    Child,
+    StartupError,
+    find_failure,
+    start_child,
+    start_ranks,
+    stop_children,
+    wait_ready,
+)
 from sglang.server.args import ServerArgs
 from sglang.server.ipc import IpcAddrs, make_ipc_addrs
 
@@ -33,65 +45,10 @@ logger = logging.getLogger("sglang.server")
 WATCHDOG_INTERVAL_S = 0.5
 # After a child died: how long the server may take to stop on its own before it is cut short.
 FORCED_EXIT_AFTER_S = 5.0
-CHILD_STOP_TIMEOUT_S = 5.0
-
-
-class StartupError(Exception):
-    """A child (or the tokenizer) failed to start; the message says why."""
 
 
 class _Interrupted(BaseException):
     """SIGTERM/SIGINT during start-up: unwind through the `finally` that stops the children."""
-
-
-@dataclass
-class Child:
-    name: str
-    proc: Any  # multiprocessing.Process
-    conn: Any  # the parent's end of the ready pipe
-    info: dict[str, Any] | None = None
-
-
-def _start_child(ctx: Any, name: str, target: Any, args: tuple) -> Child:
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(*args, child_conn), name=f"sglang-{name}")
-    proc.start()
-    child_conn.close()  # so recv() sees EOF if the child dies without a word
-    return Child(name, proc, parent_conn)
-
-
-def _wait_ready(children: list[Child]) -> None:
-    waiting = list(children)
-    while waiting:
-        for child in list(waiting):
-            if child.conn.poll(0.2):
-                try:
-                    msg = child.conn.recv()
-                except EOFError:
-                    msg = {"ok": False, "error": f"exited with code {child.proc.exitcode} "
-                           "before reporting ready"}
-                if not msg.get("ok"):
-                    raise StartupError(f"the {child.name} process failed to start:\n{msg['error']}")
-                child.info = msg
-                waiting.remove(child)
-            elif not child.proc.is_alive():
-                raise StartupError(
-                    f"the {child.name} process died during start-up "
-                    f"(exit code {child.proc.exitcode})"
-                )
-
-
-def _stop_children(children: list[Child]) -> None:
-    for child in children:
-        if child.proc.is_alive():
-            child.proc.terminate()
-    deadline = time.monotonic() + CHILD_STOP_TIMEOUT_S
-    for child in children:
-        child.proc.join(max(deadline - time.monotonic(), 0.1))
-        if child.proc.is_alive():
-            logger.warning("%s process did not stop; killing it", child.name)
-            child.proc.kill()
-            child.proc.join(2)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -140,18 +97,21 @@ class _Uvicorn(uvicorn.Server):
 
 
 class Watchdog(threading.Thread):
-    def __init__(self, children: list[Child], on_death: Any) -> None:
+    """Calls on_failure(child, message) once, when a child dies or stops its heartbeat."""
+
+    def __init__(self, children: list[Child], on_failure: Any, hang_timeout: float) -> None:
         super().__init__(name="sglang-watchdog", daemon=True)
         self.children = children
-        self.on_death = on_death
+        self.on_failure = on_failure
+        self.hang_timeout = hang_timeout
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(WATCHDOG_INTERVAL_S):
-            for child in self.children:
-                if not child.proc.is_alive():
-                    self.on_death(child)
-                    return
+            failure = find_failure(self.children, self.hang_timeout)
+            if failure is not None:
+                self.on_failure(*failure)
+                return
 
 
 def launch_server(server_args: ServerArgs) -> int:
@@ -178,24 +138,24 @@ def launch_server(server_args: ServerArgs) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # no second signal cuts the clean-up short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop_children(children)
+        stop_children(children)
         shutil.rmtree(addrs.folder, ignore_errors=True)
 
 
 def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> int:
-    from sglang.runtime.scheduler.process import run_scheduler_process
     from sglang.server.detokenizer_process import run_detokenizer_process
 
-    _check_port(server_args.host, server_args.port)
-    ctx = multiprocessing.get_context("spawn")
     rt = server_args.runtime
-    # The scheduler loads the model while this process loads the tokenizer.
-    children.append(_start_child(ctx, "scheduler", run_scheduler_process,
-                                 (rt, addrs.scheduler_in, addrs.detokenizer_in)))
+    ctx = multiprocessing.get_context("spawn")
+    if rt.node_rank > 0:
+        return _serve_ranks_only(ctx, server_args, addrs, children)
+    _check_port(server_args.host, server_args.port)
+    # The scheduler ranks load the model while this process loads the tokenizer.
+    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in)
     tokenizer, model_path, tokenizer_path, tok_copy = _load_tokenizer(server_args, addrs.folder)
-    children.append(_start_child(ctx, "detokenizer", run_detokenizer_process,
-                                 (tok_copy, rt.log_level, addrs.detokenizer_in, addrs.tokenizer_in)))
-    _wait_ready(children)
+    children.append(start_child(ctx, "detokenizer", run_detokenizer_process,
+                                (tok_copy, rt.log_level, addrs.detokenizer_in, addrs.tokenizer_in)))
+    wait_ready(children)
 
     from sglang.server.app import build_app
     from sglang.server.tokenizer_manager import TokenizerManager
@@ -219,14 +179,15 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
 
     server = _Uvicorn(config, on_exit_signal)
 
-    def on_death(child: Child) -> None:
+    def on_failure(child: Child, what: str) -> None:
         nonlocal exit_code
         if watchdog.stopped.is_set():
             return  # we are stopping the children ourselves
         exit_code = 1
-        reason = (f"the {child.name} process died (exit code {child.proc.exitcode}); "
-                  "the server cannot serve and is exiting")
+        reason = f"{what}; the server cannot serve and is exiting"
         logger.error(reason)
+        if child.proc.is_alive():  # hung: it would not answer a polite stop either
+            child.proc.kill()
         tm.unhealthy_reason = reason
         loop = tm.loop
         if loop is not None:
@@ -236,10 +197,10 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
         # Never hang: if uvicorn has not stopped on its own by then, leave anyway.
         time.sleep(FORCED_EXIT_AFTER_S)
         logger.error("server did not stop in time; exiting now")
-        _stop_children(children)
+        stop_children(children)
         os._exit(1)
 
-    watchdog = Watchdog(children, on_death)
+    watchdog = Watchdog(children, on_failure, rt.rank_heartbeat_timeout)
     watchdog.start()
     # uvicorn re-raises the signal it handled once it has shut down; a no-op handler lets that
     # end here, so the children are stopped and the exit code is ours.
@@ -250,3 +211,26 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
     finally:
         watchdog.stopped.set()
     return exit_code
+
+
+def _serve_ranks_only(
+    ctx: Any, server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]
+) -> int:
+    """A node other than 0: run this node's ranks until they end. They end together with node
+    0 (it broadcasts the stop, or its loss breaks their collectives); exit 0 only when every
+    rank stopped cleanly."""
+    rt = server_args.runtime
+    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in)
+    wait_ready(children)
+    logger.info("node %d: tp ranks %s ready", rt.node_rank, rt.node_tp_ranks)
+    while True:
+        time.sleep(WATCHDOG_INTERVAL_S)
+        if all(c.proc.exitcode == 0 for c in children):
+            logger.info("node %d: every rank stopped; exiting", rt.node_rank)
+            return 0
+        failure = find_failure(children, rt.rank_heartbeat_timeout)
+        if failure is not None and not all(
+            c.proc.exitcode == 0 for c in children if not c.proc.is_alive()
+        ):
+            logger.error("node %d: %s; exiting", rt.node_rank, failure[1])
+            return 1

@@ -52,12 +52,11 @@ def parse_sampling_params(raw: Any, vocab_size: int) -> SamplingParams:
     except ValueError as e:
         name = sampling_param_name(str(e))
         raise bad_request(str(e), f"sampling_params.{name}" if name else "sampling_params") from e
-    # Structured output (constrained decoding) is not implemented in the runtime yet: refuse it
-    # rather than silently generating unconstrained text the caller would then mis-parse.
-    for key in ("regex", "json_schema", "ebnf"):
-        if getattr(sp, key) is not None:
-            raise bad_request(f"{key} is not supported yet: the runtime has no structured output",
-                              f"sampling_params.{key}")
+    # regex / json_schema / ebnf are compiled by the scheduler, not here: only it knows the
+    # grammar backend in use (xgrammar and outlines accept different regex dialects), it caches
+    # compiled grammars, and compiling twice would double the cost. A spec that does not compile
+    # comes back as a per-request error with status_code 400 (`invalid regex: ...`), which the
+    # tokenizer manager turns into a 400 like the refusals above, before any token is sent.
     return sp
 
 

@@ -20,6 +20,11 @@ class AttentionBackend(abc.ABC):
     request's cached prefix (read through `req_to_token`) and causally to the new tokens.
     """
 
+    # True when `prepare` + `forward` of a DECODE batch use only device work whose launch
+    # shapes depend on tensor shapes alone (no host syncs, no host-derived sizes): then decode
+    # can be captured into CUDA graphs and replayed with new values in the same buffers.
+    supports_cuda_graph: bool = False
+
     @abc.abstractmethod
     def prepare(self, batch: ForwardBatch) -> None:
         """Derive per-batch metadata and store it in `batch.attn_metadata`."""
@@ -48,9 +53,17 @@ def register_backend(name: str) -> Callable[[type[AttentionBackend]], type[Atten
     return wrap
 
 
+def resolve_backend_name(name: str, device: torch.device) -> str:
+    """"auto" is the Triton kernels on CUDA and the torch reference anywhere else."""
+    if name == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    return name
+
+
 def create_backend(name: str, **kwargs: object) -> AttentionBackend:
-    # Import the built-in backends so they register themselves.
-    from sglang.runtime.attention import torch_backend  # noqa: F401
+    # Import the built-in backends so they register themselves (the triton backend loads
+    # triton only when its kernels first run).
+    from sglang.runtime.attention import torch_backend, triton_backend  # noqa: F401
 
     if name not in _REGISTRY:
         raise ValueError(f"unknown attention backend {name!r}; available: {sorted(_REGISTRY)}")

@@ -17,6 +17,11 @@ class ReqToTokenPool:
         self.max_context = max_context
         self.device = torch.device(device)
         self.table = torch.zeros((max_reqs, max_context), dtype=torch.int64, device=self.device)
+        # The host keeps its own copy of every row on GPUs: the scheduler reads slots back
+        # (caching a prefix, releasing a request) and a device read would wait for the GPU.
+        self.host = self.table if self.device.type == "cpu" else torch.zeros_like(
+            self.table, device="cpu"
+        )
         # Pop from the end so rows come out as 0, 1, 2, ... which keeps traces readable.
         self._free_rows: list[int] = list(range(max_reqs - 1, -1, -1))
         self._in_use = [False] * max_reqs
@@ -46,9 +51,32 @@ class ReqToTokenPool:
             raise ValueError(f"write to unallocated request row {row}")
         if start < 0 or start + n > self.max_context:
             raise ValueError(f"write [{start}, {start + n}) exceeds max_context {self.max_context}")
-        self.table[row, start : start + n] = slots.reshape(-1).to(
-            device=self.device, dtype=torch.int64
-        )
+        values = slots.reshape(-1).to(dtype=torch.int64)
+        if self.host is not self.table:
+            # The device copy must come from host memory: a device tensor would need a sync.
+            values = values.cpu()
+            self.host[row, start : start + n] = values
+            values = values.pin_memory().to(self.device, non_blocking=True)
+        self.table[row, start : start + n] = values
+
+    def write_one_each(self, rows: list[int], positions: list[int], slots: torch.Tensor) -> None:
+        """table[rows[i], positions[i]] = slots[i]: a decode step's new slots in one launch
+        instead of one tiny copy per request."""
+        for row, pos in zip(rows, positions):
+            if not self._in_use[row] or not 0 <= pos < self.max_context:
+                raise ValueError(f"bad decode write at row {row}, position {pos}")
+        index = torch.tensor(rows, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64)
+        values = slots.to(dtype=torch.int64)
+        if self.host is not self.table:
+            values = values.cpu()
+            self.host.index_put_(index, values)
+            index = tuple(t.pin_memory().to(self.device, non_blocking=True) for t in index)
+            values = values.pin_memory().to(self.device, non_blocking=True)
+        self.table.index_put_(index, values)
+
+    def read_host(self, row: int, start: int, end: int) -> torch.Tensor:
+        """Slots of positions [start, end) of `row`, from the host copy (no device sync)."""
+        return self.host[row, start:end]
 
     def read(self, row: int, length: int) -> torch.Tensor:
         """Slots of the first ``length`` tokens of ``row`` (a view on the table's device)."""

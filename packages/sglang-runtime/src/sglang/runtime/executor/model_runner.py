@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.cache.kv_pool import KVPool
+from sglang.runtime.executor.cuda_graph import CudaGraphRunner
 from sglang.runtime.executor.forward_context import ForwardBatch, forward_context
+from sglang.runtime.layers.gemm import pack_cpu_weights
+
+logger = logging.getLogger("sglang.runtime")
 
 
 class ModelRunner:
@@ -18,9 +24,26 @@ class ModelRunner:
         self.model = model
         self.kv_pool = kv_pool
         self.attn_backend = attn_backend
+        self.cuda_graphs: CudaGraphRunner | None = None
+        pack_cpu_weights(model)
+
+    def enable_cuda_graphs(self, req_to_token: torch.Tensor, max_bs: int) -> bool:
+        """Capture decode graphs; False (eager decode) where the device or backend can't."""
+        if req_to_token.device.type != "cuda" or max_bs < 1:
+            return False
+        if not self.attn_backend.supports_cuda_graph:
+            logger.info("%s cannot be captured: decode runs eagerly",
+                        type(self.attn_backend).__name__)
+            return False
+        self.cuda_graphs = CudaGraphRunner(
+            self.model, self.kv_pool, self.attn_backend, req_to_token, max_bs
+        )
+        return True
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         if batch.kv_pool is not self.kv_pool:
             raise ValueError("batch.kv_pool is not the runner's KV pool")
+        if self.cuda_graphs is not None and self.cuda_graphs.can_run(batch):
+            return self.cuda_graphs.replay(batch)
         with torch.inference_mode(), forward_context(batch, self.attn_backend):
             return self.model(batch)

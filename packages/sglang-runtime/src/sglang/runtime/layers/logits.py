@@ -1,15 +1,23 @@
-"""Selects the hidden states that need logits and applies the LM head."""
+"""Selects the hidden states that need logits and applies the LM head (vocabulary-parallel:
+each rank multiplies by its rows of the head, then the slices are gathered)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sglang.runtime.distributed import all_gather, get_tp_size
 from sglang.runtime.executor.forward_context import ForwardBatch
+from sglang.runtime.layers import gemm
 
 
 class LogitsProcessor(nn.Module):
+    def __init__(self, vocab_size: int | None = None) -> None:
+        super().__init__()
+        # Gathered rows past the vocabulary are the last rank's padding.
+        self.vocab_size = vocab_size
+        self.tp_size = get_tp_size()
+
     def forward(
         self, hidden: torch.Tensor, lm_head_weight: torch.Tensor, batch: ForwardBatch
     ) -> torch.Tensor:
@@ -25,4 +33,7 @@ class LogitsProcessor(nn.Module):
         else:
             index = batch.last_token_indices()
         selected = hidden if index is None else hidden[index]
-        return F.linear(selected, lm_head_weight).float()
+        logits = gemm.linear(selected, lm_head_weight)
+        if self.tp_size > 1:
+            logits = all_gather(logits, dim=-1)[:, : self.vocab_size]
+        return logits.float()

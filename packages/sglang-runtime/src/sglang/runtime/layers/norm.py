@@ -1,9 +1,13 @@
-"""RMSNorm, optionally fused with the residual add that precedes it in pre-norm blocks."""
+"""RMSNorm, optionally fused with the residual add that precedes it in pre-norm blocks.
+
+On CUDA one Triton kernel (sglang-kernels) does the add and the norm; elsewhere torch ops."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+import sglang.kernels as kernels
 
 
 class RMSNorm(nn.Module):
@@ -25,6 +29,8 @@ class RMSNorm(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Without `residual`: norm(x). With it: (norm(x + residual), x + residual), so the
         caller carries the un-normalized sum into the next block."""
+        if x.is_cuda:
+            return kernels.rmsnorm(x, self.weight, self.eps, residual)
         if residual is None:
             return self._norm(x)
         summed = x + residual

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import sglang.kernels as kernels
+
 
 def rope_parameters(config: Any) -> dict[str, Any]:
     """The RoPE settings of an HF config as one dict with `rope_type` and `rope_theta`.
@@ -66,6 +68,8 @@ class RotaryEmbedding(nn.Module):
         # Half-width tables: both halves of a head use the same angles.
         self.register_buffer("cos", freqs.cos(), persistent=False)
         self.register_buffer("sin", freqs.sin(), persistent=False)
+        # The same angles as one [max_position, rotary_dim] table for the CUDA kernel.
+        self.register_buffer("cos_sin", torch.cat((freqs.cos(), freqs.sin()), -1), persistent=False)
 
     @classmethod
     def from_config(cls, config: Any, head_dim: int) -> RotaryEmbedding:
@@ -80,7 +84,10 @@ class RotaryEmbedding(nn.Module):
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q: [tokens, heads, head_dim], k: [tokens, kv_heads, head_dim]."""
+        """q: [tokens, heads, head_dim], k: [tokens, kv_heads, head_dim]. On CUDA they are
+        rotated in place by one Triton kernel (sglang-kernels)."""
+        if q.is_cuda and q.stride(-1) == 1 and k.stride(-1) == 1:
+            return kernels.rotary_embedding(positions, q, k, self.cos_sin, is_neox=True)
         cos = self.cos[positions].unsqueeze(1).to(q.dtype)
         sin = self.sin[positions].unsqueeze(1).to(q.dtype)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)

@@ -1,27 +1,49 @@
-"""Random weights for benchmarks: realistic shapes and magnitudes, no checkpoint needed."""
+"""Random weights for benchmarks: realistic shapes and magnitudes, no checkpoint needed.
+
+Each checkpoint-level tensor (every q/k/v/gate/up part of a fused layer too) is drawn from its
+own generator, seeded from `seed` and its name, at its full (unsplit) shape; a tensor-parallel
+rank keeps its slice. So a dummy model computes the same function at every tp_size.
+"""
 
 from __future__ import annotations
+
+import zlib
 
 import torch
 from torch import nn
 
+from sglang.runtime.layers.linear import MergedLinear
 from sglang.runtime.layers.norm import RMSNorm
+from sglang.runtime.layers.sharding import ShardSpec
+from sglang.runtime.models.weight_utils import copy_shard
 
 
 @torch.no_grad()
 def fill_dummy_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> None:
     """Matrices ~ N(0, std), biases zero, norm scales one: activations stay O(1) through
     deep stacks, so timings aren't distorted by inf/nan paths. Deterministic per device."""
-    norm_params = {id(m.weight) for m in model.modules() if isinstance(m, RMSNorm)}
-    generator: torch.Generator | None = None
-    for _, param in model.named_parameters():
-        if generator is None:
-            # Generate on the parameter's device: a CPU generator would make 8B-sized dummy
-            # models take minutes to build.
-            generator = torch.Generator(device=param.device).manual_seed(seed)
-        if id(param) in norm_params:
-            param.fill_(1.0)
-        elif param.dim() == 1:
-            param.zero_()
-        else:
-            param.normal_(0.0, std, generator=generator)
+    for path, module in model.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            name = f"{path}.{pname}" if path else pname
+            if isinstance(module, RMSNorm):
+                param.fill_(1.0)
+            elif param.dim() == 1:
+                param.zero_()
+            elif isinstance(module, MergedLinear):
+                for shard in module.shard_rows:
+                    spec = module.shard_spec(pname, shard)
+                    assert spec is not None
+                    _fill(spec, f"{name}:{shard}", seed, std)
+            else:
+                spec = module.shard_spec(pname) if hasattr(module, "shard_spec") else None
+                _fill(spec or ShardSpec(param), name, seed, std)
+
+
+def _fill(spec: ShardSpec, name: str, seed: int, std: float) -> None:
+    # Generated on the parameter's device: a CPU generator would make 8B-sized dummy models
+    # take minutes to build.
+    device = spec.dest.device
+    generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+    full = torch.empty(spec.checkpoint_shape, dtype=spec.dest.dtype, device=device)
+    full.normal_(0.0, std, generator=generator)
+    copy_shard(spec, full, name)

@@ -105,22 +105,48 @@ def hf_name(gguf_name: str) -> str:
     return f"{_GLOBAL_NAMES[base]}.{suffix}"
 
 
-def _iter_tensors(reader: Any, config: Any) -> NamedTensors:
-    from gguf.quants import dequantize
+class LazyGGUFTensor:
+    """A GGUF tensor, dequantized on demand. A quantization block never spans two rows, so a
+    row slice (what a tensor-parallel rank keeps of most matrices) dequantizes only its rows;
+    q/k rows are un-permuted per head, so their slices must hold whole heads."""
 
-    for tensor in reader.tensors:
+    def __init__(self, tensor: Any, heads: int | None) -> None:
+        self._tensor = tensor
+        self._heads = heads  # q/k projections: llama.cpp permuted rows within each head
+        # GGUF lists dimensions innermost first; HF order is the reverse.
+        self.shape = torch.Size(int(d) for d in reversed(tensor.shape))
+
+    def _dequantize(self, data: Any) -> torch.Tensor:
+        from gguf.quants import dequantize
+
         # dequantize returns numpy rows in HF order ([out, in]); unquantized tensors come back
         # as read-only views of the memory map, which torch must not alias.
-        array = np.asarray(dequantize(tensor.data, tensor.tensor_type), np.float32)
+        array = np.asarray(dequantize(data, self._tensor.tensor_type), np.float32)
         if not array.flags.writeable or not array.flags.c_contiguous:
             array = array.copy()
-        weight = torch.from_numpy(array)
+        return torch.from_numpy(array).reshape(-1, *self.shape[1:])
+
+    def load(self) -> torch.Tensor:
+        weight = self._dequantize(self._tensor.data)
+        return weight if self._heads is None else _unpermute(weight, self._heads)
+
+    def narrow(self, dim: int, start: int, length: int) -> torch.Tensor:
+        head_rows = self.shape[0] // self._heads if self._heads else 1
+        if dim != 0 or start % head_rows or length % head_rows:
+            return self.load().narrow(dim, start, length)
+        rows = self._dequantize(self._tensor.data[start : start + length])
+        return rows if self._heads is None else _unpermute(rows, length // head_rows)
+
+
+def _iter_tensors(reader: Any, config: Any) -> NamedTensors:
+    for tensor in reader.tensors:
         name = hf_name(tensor.name)
+        heads = None
         if ".q_proj." in name:
-            weight = _unpermute(weight, config.num_attention_heads)
+            heads = config.num_attention_heads
         elif ".k_proj." in name:
-            weight = _unpermute(weight, config.num_key_value_heads)
-        yield name, weight
+            heads = config.num_key_value_heads
+        yield name, LazyGGUFTensor(tensor, heads)
 
 
 def open_gguf(model_path: str) -> ModelSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sglang.runtime.loading.source import ModelSource, NamedTensors, load_tokenizer
+from sglang.runtime.loading.source import LazyTensor, ModelSource, NamedTensors, load_tokenizer
 
 # Enough to run a model; skips duplicate .bin/.pt/.gguf/onnx weights that many repos also carry.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
@@ -48,7 +48,8 @@ def _iter_safetensors(files: list[Path]) -> NamedTensors:
     for file in files:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for name in f.keys():  # noqa: SIM118 - safe_open handles aren't iterable
-                yield name, f.get_tensor(name)
+                # Lazy: a tensor-parallel rank reads only its slice.
+                yield name, LazyTensor(f.get_slice(name))
 
 
 def _count_tensors(files: list[Path]) -> int:

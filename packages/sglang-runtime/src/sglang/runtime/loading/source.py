@@ -7,11 +7,42 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-NamedTensors = Iterator[tuple[str, torch.Tensor]]
+
+class LazyWeight(Protocol):
+    """A checkpoint tensor not read yet: `narrow` reads only the slice a tensor-parallel rank
+    keeps, `load` reads it all. Valid only until the weight iterator moves on."""
+
+    shape: torch.Size
+
+    def narrow(self, dim: int, start: int, length: int) -> torch.Tensor: ...
+
+    def load(self) -> torch.Tensor: ...
+
+
+class LazyTensor:
+    """A safetensors tensor as a LazyWeight."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader  # a safetensors slice handle (get_slice)
+        self.shape = torch.Size(reader.get_shape())
+
+    def narrow(self, dim: int, start: int, length: int) -> torch.Tensor:
+        index = (slice(None),) * dim + (slice(start, start + length),)
+        return self._reader[index]
+
+    def load(self) -> torch.Tensor:
+        return self._reader[...] if len(self.shape) == 0 else self._reader[:]
+
+
+NamedTensors = Iterator[tuple[str, "torch.Tensor | LazyWeight"]]
+
+
+def materialize(t: torch.Tensor | LazyWeight) -> torch.Tensor:
+    return t if isinstance(t, torch.Tensor) else t.load()
 
 
 @dataclass
@@ -20,7 +51,8 @@ class ModelSource:
     # All lazy: dummy loads only need the config (the folder may hold nothing else), and
     # tokenizers can be slow to build.
     load_tokenizer: Callable[[], Any]
-    iter_weights: Callable[[], NamedTensors]  # HF parameter names, tensors on CPU
+    # HF parameter names; CPU tensors, or LazyWeights (use `materialize` for a tensor).
+    iter_weights: Callable[[], NamedTensors]
     count_tensors: Callable[[], int]  # for the progress bar
 
 

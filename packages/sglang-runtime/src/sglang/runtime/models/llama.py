@@ -1,4 +1,6 @@
-"""Llama family (Llama 2/3, Mistral, SmolLM2): pre-norm decoder, GQA, RoPE, SwiGLU MLP."""
+"""Llama family (Llama 2/3, Mistral, SmolLM2): pre-norm decoder, GQA, RoPE, SwiGLU MLP.
+
+Tensor parallelism lives in the layers: head counts here are the rank's own (`qkv_proj`)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from torch import nn
 
 from sglang.runtime.executor.forward_context import ForwardBatch, get_forward_context
 from sglang.runtime.layers.activation import SiluAndMul
-from sglang.runtime.layers.linear import Embedding, GateUpLinear, Linear, QKVLinear
+from sglang.runtime.layers.linear import GateUpLinear, QKVLinear, RowParallelLinear
 from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
+from sglang.runtime.layers.vocab_parallel import ParallelLMHead, VocabParallelEmbedding
 from sglang.runtime.models.registry import register_model
 from sglang.runtime.models.weight_utils import load_named_tensors
 
@@ -33,15 +36,18 @@ class LlamaAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.layer_id = layer_id
-        self.num_heads = config.num_attention_heads
-        self.num_kv_heads = config.num_key_value_heads
         self.head_dim = head_dim_of(config)
         self.scale = self.head_dim**-0.5
         o_bias = bool(getattr(config, "attention_bias", False))
         self.qkv_proj = QKVLinear(
-            config.hidden_size, self.head_dim, self.num_heads, self.num_kv_heads, qkv_bias, dtype
+            config.hidden_size, self.head_dim, config.num_attention_heads,
+            config.num_key_value_heads, qkv_bias, dtype,
         )
-        self.o_proj = Linear(self.num_heads * self.head_dim, config.hidden_size, o_bias, dtype)
+        self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
+        self.o_proj = RowParallelLinear(
+            config.num_attention_heads * self.head_dim, config.hidden_size, o_bias, dtype,
+            in_range=self.qkv_proj.q_columns,
+        )
         self.rotary_emb = rotary  # shared by all layers: one cos/sin table per model
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +67,7 @@ class LlamaMLP(nn.Module):
         bias = bool(getattr(config, "mlp_bias", False))
         self.gate_up_proj = GateUpLinear(config.hidden_size, config.intermediate_size, bias, dtype)
         self.act = SiluAndMul()
-        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias, dtype)
+        self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
@@ -98,7 +104,7 @@ class LlamaDecoderLayer(nn.Module):
 class LlamaModel(nn.Module):
     def __init__(self, config: Any, dtype: torch.dtype, qkv_bias: bool) -> None:
         super().__init__()
-        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, dtype)
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, dtype)
         rotary = RotaryEmbedding.from_config(config, head_dim_of(config))
         self.layers = nn.ModuleList(
             LlamaDecoderLayer(config, i, rotary, dtype, qkv_bias)
@@ -137,8 +143,8 @@ class LlamaForCausalLM(nn.Module):
         if self.tie_word_embeddings:
             self.lm_head: nn.Module = self.model.embed_tokens
         else:
-            self.lm_head = Linear(config.hidden_size, config.vocab_size, False, dtype)
-        self.logits_processor = LogitsProcessor()
+            self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, dtype)
+        self.logits_processor = LogitsProcessor(config.vocab_size)
         # For whoever builds the attention backend (Mistral v0.1 attends to the last 4096 keys).
         self.sliding_window: int | None = self._sliding_window(config)
 

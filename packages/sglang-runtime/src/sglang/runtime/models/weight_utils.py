@@ -1,4 +1,6 @@
-"""Copies checkpoint tensors (HF names) into a model whose projections may be fused."""
+"""Copies checkpoint tensors (HF names) into a model whose projections may be fused and split
+across tensor-parallel ranks: each layer says which slice of a tensor it keeps (`shard_spec`),
+and only that slice is read and copied."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import torch
 from torch import nn
 
 from sglang.runtime.layers.linear import MergedLinear
+from sglang.runtime.layers.sharding import ShardSpec
+from sglang.runtime.loading.source import LazyWeight, materialize
 
 # HF module name -> (our fused module name, shard id inside it).
 FusedTable = Mapping[str, tuple[str, str]]
@@ -15,7 +19,7 @@ FusedTable = Mapping[str, tuple[str, str]]
 
 def load_named_tensors(
     model: nn.Module,
-    named_tensors: Iterable[tuple[str, torch.Tensor]],
+    named_tensors: Iterable[tuple[str, torch.Tensor | LazyWeight]],
     fused: FusedTable,
     skip: Iterable[str] = (),
 ) -> None:
@@ -25,36 +29,57 @@ def load_named_tensors(
     `lm_head.` when the head is tied to the embeddings).
     """
     skip = tuple(skip)
-    params = dict(model.named_parameters())
     loaded: set[str] = set()
     for name, tensor in named_tensors:
         if any(s in name for s in skip):
             continue
         module_path, _, param_name = name.rpartition(".")
         parent, _, leaf = module_path.rpartition(".")
+        shard: str | None = None
         if leaf in fused:
             target, shard = fused[leaf]
-            target = f"{parent}.{target}" if parent else target
-            module = model.get_submodule(target)
-            assert isinstance(module, MergedLinear)
-            module.load_shard(shard, param_name, tensor)
-            loaded.add(f"{target}.{param_name}:{shard}")
-            continue
-        if name not in params:
-            raise KeyError(f"checkpoint tensor {name!r} matches no model parameter")
-        param = params[name]
-        if param.shape != tensor.shape:
-            raise ValueError(f"{name}: model shape {tuple(param.shape)} != {tuple(tensor.shape)}")
-        param.data.copy_(tensor)
-        loaded.add(name)
-    missing = sorted(_expected_names(model, params) - loaded)
+            module_path = f"{parent}.{target}" if parent else target
+        spec = _spec(model, module_path, param_name, shard, name)
+        if spec is not None:
+            copy_shard(spec, tensor, name)
+        loaded.add(f"{module_path}.{param_name}" + (f":{shard}" if shard else ""))
+    missing = sorted(_expected_names(model) - loaded)
     if missing:
         raise ValueError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
 
 
-def _expected_names(model: nn.Module, params: dict[str, nn.Parameter]) -> set[str]:
+def _spec(
+    model: nn.Module, module_path: str, param_name: str, shard: str | None, name: str
+) -> ShardSpec | None:
+    try:
+        module = model.get_submodule(module_path)
+    except AttributeError:
+        raise KeyError(f"checkpoint tensor {name!r} matches no model parameter") from None
+    shard_spec = getattr(module, "shard_spec", None)
+    if shard_spec is not None:
+        return shard_spec(param_name, shard)  # type: ignore[no-any-return]
+    param = module._parameters.get(param_name)
+    if param is None or shard is not None:
+        raise KeyError(f"checkpoint tensor {name!r} matches no model parameter")
+    return ShardSpec(param)
+
+
+def copy_shard(spec: ShardSpec, tensor: torch.Tensor | LazyWeight, name: str) -> None:
+    """Read this rank's slice of `tensor` into `spec.dest` (checking the checkpoint's shape)."""
+    want = spec.checkpoint_shape
+    if tuple(tensor.shape) != want:
+        raise ValueError(f"{name}: model shape {want} != checkpoint shape {tuple(tensor.shape)}")
+    if spec.dim is None:
+        src = materialize(tensor)
+    else:
+        src = tensor.narrow(spec.dim, spec.start, spec.size)
+    with torch.no_grad():
+        spec.dest.copy_(src)
+
+
+def _expected_names(model: nn.Module) -> set[str]:
     expected: set[str] = set()
-    for name in params:
+    for name, _ in model.named_parameters():
         module_path, _, param_name = name.rpartition(".")
         module = model.get_submodule(module_path)
         if isinstance(module, MergedLinear):

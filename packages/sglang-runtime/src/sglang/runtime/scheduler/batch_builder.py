@@ -78,17 +78,24 @@ def build_extend(
 
 
 def build_decode(
-    reqs: list[Req], slots: torch.Tensor, req_to_token: torch.Tensor, kv_pool: KVPool
+    reqs: list[Req],
+    slots: torch.Tensor,
+    req_to_token: torch.Tensor,
+    kv_pool: KVPool,
+    input_ids: torch.Tensor | None = None,
 ) -> ForwardBatch:
     """A DECODE batch: one new token per request, the last sampled one (whose KV is not yet
-    computed, so kv_len == len(fill_ids) - 1)."""
+    computed, so kv_len == len(fill_ids) - 1). `input_ids` overrides the tokens with a device
+    tensor when they are still in flight (overlapped decode)."""
     device = req_to_token.device
     prefix = [r.kv_len for r in reqs]
     seq = [p + 1 for p in prefix]
     n = len(reqs)
     return ForwardBatch(
         mode=ForwardMode.DECODE,
-        input_ids=_tensor([r.output_ids[-1] for r in reqs], device),
+        input_ids=(
+            input_ids if input_ids is not None else _tensor([r.output_ids[-1] for r in reqs], device)
+        ),
         positions=_tensor(prefix, device),
         out_cache_loc=slots.to(device, non_blocking=True),
         req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]

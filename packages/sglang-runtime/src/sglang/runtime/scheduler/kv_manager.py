@@ -74,7 +74,7 @@ class KVManager:
         return slots
 
     def _slots_of(self, req: Req, start: int, end: int) -> torch.Tensor:
-        return self.req_pool.table[req.row, start:end].to("cpu")
+        return self.req_pool.read_host(req.row, start, end).clone()
 
     def cache_prefix(self, req: Req) -> None:
         """Insert the computed tokens into the tree and move the request's lock onto them, so
@@ -98,6 +98,10 @@ class KVManager:
         """A finished or aborted request: its computed KV goes to the tree, its lock and row go."""
         if req.row is None:
             return
+        if req.kv_len > req.fill_len:
+            # A token still in flight (overlapped decode) has a slot but no token id yet.
+            self.allocator.free(self._slots_of(req, req.fill_len, req.kv_len))
+            req.kv_len = req.fill_len
         if req.kv_len > req.tree_len:
             res = self.cache.insert(req.fill_ids[: req.kv_len], self._slots_of(req, 0, req.kv_len))
             dup_end = min(res.already_cached_len, req.kv_len)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from sglang.runtime.grammar.bitmask import mask_logits
 from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sample, top_logprobs
 from sglang.runtime.messages import TokenOutput
 from sglang.runtime.scheduler.request import Req
@@ -19,7 +20,16 @@ class OutputProcessor:
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(self, reqs: list[Req], logits: torch.Tensor) -> list[int]:
+        next_ids = self.sample_on_device(reqs, logits)
+        if any(r.return_logprob for r in reqs):
+            self._record_output_logprobs(reqs, logits[:, : self.vocab_size], next_ids)
+        return next_ids.tolist()
+
+    def sample_on_device(self, reqs: list[Req], logits: torch.Tensor) -> torch.Tensor:
+        """Next token ids [B] on the logits' device; no host sync."""
         logits = logits[:, : self.vocab_size]
+        # Grammar masks go on a copy: reported logprobs stay those of the raw logits.
+        logits = mask_logits(logits, [r.grammar for r in reqs])
         batch = SamplingBatch.build(
             [r.params for r in reqs],
             [r.generator for r in reqs],
@@ -27,12 +37,11 @@ class OutputProcessor:
             [r.prompt_ids for r in reqs],
             self.vocab_size,
             logits.device,
-            [self._stop_ids(r) for r in reqs],
+            # A grammar decides where its output may end; min_new_tokens must not mask the
+            # only token it allows there.
+            [self._stop_ids(r) if r.grammar is None else [] for r in reqs],
         )
-        next_ids = sample(logits, batch)
-        if any(r.return_logprob for r in reqs):
-            self._record_output_logprobs(reqs, logits, next_ids)
-        return next_ids.tolist()
+        return sample(logits, batch)
 
     def _stop_ids(self, req: Req) -> list[int]:
         ids = list(req.params.stop_token_ids or ())
@@ -82,22 +91,26 @@ class OutputProcessor:
             rec.input_top.extend([None] * len(keep))
 
     # ---- stopping -------------------------------------------------------------------------
-    def check_finish(self, req: Req, context_len: int) -> None:
-        """SGLang's order: length first, then stop token ids / EOS, then stop strings."""
+    def check_finish(self, req: Req, context_len: int, new_tokens: int = 1) -> None:
+        """SGLang's order: length first, then a completed grammar, then stop token ids / EOS,
+        then stop strings. `new_tokens`: how many tokens were just added (a jump-forward adds
+        several, and a stop string may lie anywhere in them)."""
         p = req.params
         tok = req.output_ids[-1]
         if len(req.output_ids) >= p.max_new_tokens:
             req.finish_reason = {"type": "length", "length": p.max_new_tokens}
+        elif req.grammar is not None and req.grammar.is_terminated():
+            req.finish_reason = {"type": "stop", "matched": tok}
         elif tok in (p.stop_token_ids or ()) or (not p.ignore_eos and tok in self.eos_ids):
             req.finish_reason = {"type": "stop", "matched": tok}
-        elif p.stop_strs and (matched := self._matched_stop_str(req)) is not None:
+        elif p.stop_strs and (matched := self._matched_stop_str(req, new_tokens)) is not None:
             req.finish_reason = {"type": "stop", "matched": matched}
         elif len(req.prompt_ids) + len(req.output_ids) >= context_len:
             req.finish_reason = {"type": "length", "length": len(req.output_ids)}
 
-    def _matched_stop_str(self, req: Req) -> str | None:
+    def _matched_stop_str(self, req: Req, new_tokens: int = 1) -> str | None:
         # Only the tail can hold a new match: a stop string spans at most len(stop) tokens.
-        window = max(len(s) for s in req.params.stop_strs) + 1
+        window = max(len(s) for s in req.params.stop_strs) + new_tokens
         tail = self.tokenizer.decode(req.output_ids[-window:], skip_special_tokens=False)
         for s in req.params.stop_strs:
             if s in tail:

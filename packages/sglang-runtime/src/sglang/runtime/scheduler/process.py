@@ -6,6 +6,13 @@ flush / stats / integrity requests travel on the same PUSH socket, so the detoke
 in order. Before a request's first output the process echoes the request (without its prompt
 ids) on that socket too: the detokenizer needs its sampling params (stop strings, special-token
 handling), and one socket keeps the echo ahead of the outputs it describes.
+
+Tensor parallelism: one such process per rank. Only rank 0 has the sockets; at the top of each
+loop iteration it broadcasts the raw messages it received (and whether to stop) to every rank,
+and every rank handles the same messages in the same order. The scheduler is deterministic given
+its inputs and rank 0's sampled tokens (`tp_output.py`), so all ranks take the same decisions
+and run the same batches without a per-step batch broadcast. A step that fails, or a lost peer,
+ends the rank with a non-zero exit; the launcher then stops the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,6 +44,7 @@ logger = logging.getLogger("sglang.runtime")
 
 # How long an idle loop blocks on its socket before checking that the parent still lives.
 IDLE_POLL_MS = 500
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 class CheckIntegrityReq(msgspec.Struct, kw_only=True, tag=True):
@@ -50,6 +60,9 @@ class IntegrityResult(msgspec.Struct, kw_only=True, tag=True):
     # Failures of the checks the loop ran on its own (each time it fell idle) since start.
     idle_check_failures: int = 0
     last_failure: str = ""
+    # Tensor parallelism: how many ranks ran the check (each checks its own KV state, and
+    # rank 0 checks that all of them agree).
+    tp_ranks_checked: int = 1
 
 
 ProcessInput = SchedulerInput | CheckIntegrityReq
@@ -100,11 +113,13 @@ class SchedulerProcessLoop:
 
         self.rt = runtime
         self.sched = runtime.scheduler
+        # None on tensor-parallel ranks other than 0: they hear from rank 0 only.
         self.pull = pull
         self.push = push
         self.parent_pid = parent_pid
         self.poller = zmq.Poller()
-        self.poller.register(pull, zmq.POLLIN)
+        if pull is not None:
+            self.poller.register(pull, zmq.POLLIN)
         self.decoder = msgspec.msgpack.Decoder(ProcessInput)
         self.encoder = msgspec.msgpack.Encoder()
         self.pending: list[TokenOutput] = []
@@ -114,16 +129,26 @@ class SchedulerProcessLoop:
         self.dirty = False
 
     # ---- inputs ---------------------------------------------------------------------------
-    def drain(self, timeout_ms: int) -> None:
+    def receive(self, timeout_ms: int) -> list[bytes]:
+        """The raw messages waiting on the socket (blocking up to timeout_ms for the first)."""
         import zmq
 
+        frames: list[bytes] = []
         if not self.poller.poll(timeout_ms):
-            return
+            return frames
         while True:
             try:
-                raw = self.pull.recv(zmq.NOBLOCK)
+                frames.append(self.pull.recv(zmq.NOBLOCK))
             except zmq.Again:
-                return
+                return frames
+
+    def drain(self, timeout_ms: int) -> bool:
+        """Handle what arrived; True when the loop must stop."""
+        self.handle_frames(self.receive(timeout_ms))
+        return False
+
+    def handle_frames(self, frames: list[bytes]) -> None:
+        for raw in frames:
             try:
                 msg = self.decoder.decode(raw)
             except msgspec.DecodeError:
@@ -168,10 +193,13 @@ class SchedulerProcessLoop:
 
     # ---- outputs --------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
-        self.push.send(self.encoder.encode(msg), copy=False)
+        if self.push is not None:
+            self.push.send(self.encoder.encode(msg), copy=False)
 
     def flush_outputs(self) -> None:
-        if self.pending:
+        if self.push is None:
+            self.pending = []
+        elif self.pending:
             self.send(TokenOutputBatch(outputs=self.pending))
             self.pending = []
 
@@ -237,7 +265,8 @@ class SchedulerProcessLoop:
 
     def run_forever(self) -> None:
         while self.parent_alive():
-            self.drain(0 if self.sched.has_work else IDLE_POLL_MS)
+            if self.drain(0 if self.sched.has_work else IDLE_POLL_MS):
+                return
             if self.sched.has_work:
                 self.step()
             elif self.dirty:
@@ -246,32 +275,68 @@ class SchedulerProcessLoop:
         logger.warning("scheduler: the server process is gone; exiting")
 
 
-def run_scheduler_process(
-    args: RuntimeArgs, in_addr: str, out_addr: str, ready: Connection
-) -> None:
-    """Entry point of the scheduler process: build, report ready (or the traceback), serve."""
-    parent = child_process_setup(args.log_level, "sched")
-    try:
-        import zmq
+def _heartbeat(value: Any) -> None:
+    """Stamp `value` every second from a daemon thread: a stopped or frozen process stops
+    stamping, and its launcher notices."""
 
+    def beat() -> None:
+        while True:
+            value.value = time.monotonic()
+            time.sleep(HEARTBEAT_INTERVAL_S)
+
+    threading.Thread(target=beat, name="sglang-heartbeat", daemon=True).start()
+
+
+def _sockets(in_addr: str, out_addr: str) -> tuple[Any, Any, Any]:
+    import zmq
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 0)
+    pull.bind(in_addr)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(out_addr)
+    return ctx, pull, push
+
+
+def run_scheduler_process(
+    args: RuntimeArgs,
+    in_addr: str,
+    out_addr: str,
+    ready: Connection,
+    tp_rank: int = 0,
+    heartbeat: Any = None,
+) -> None:
+    """Entry point of a scheduler process (one per tensor-parallel rank; rank 0 owns the
+    sockets): build, report ready (or the traceback), serve. `heartbeat`: a shared double
+    (multiprocessing.Value) stamped with time.monotonic() every second."""
+    tp = args.tp_size > 1
+    parent = child_process_setup(args.log_level, f"tp{tp_rank}" if tp else "sched")
+    if heartbeat is not None:
+        _heartbeat(heartbeat)
+    ctx = None
+    try:
         from sglang.runtime.builder import build_runtime
 
-        runtime = build_runtime(args)
-        ctx = zmq.Context()
-        pull = ctx.socket(zmq.PULL)
-        pull.setsockopt(zmq.RCVHWM, 0)
-        pull.bind(in_addr)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 0)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(out_addr)
-        loop = SchedulerProcessLoop(runtime, pull, push, parent)
+        runtime = build_runtime(args, tp_rank)
+        pull = push = None
+        if tp_rank == 0:
+            ctx, pull, push = _sockets(in_addr, out_addr)
+        if tp:
+            from sglang.runtime.scheduler.tp_loop import TPSchedulerLoop
+
+            loop: SchedulerProcessLoop = TPSchedulerLoop(runtime, pull, push, parent)
+        else:
+            loop = SchedulerProcessLoop(runtime, pull, push, parent)
     except BaseException:
         ready.send({"ok": False, "error": traceback.format_exc()})
         ready.close()
         raise SystemExit(1) from None
     ready.send({
         "ok": True,
+        "tp_rank": tp_rank,
         "context_len": runtime.context_len,
         "vocab_size": int(runtime.config.vocab_size),
         "kv_total_tokens": runtime.scheduler.kv.num_slots,
@@ -279,7 +344,13 @@ def run_scheduler_process(
         "device": str(runtime.device),
     })
     ready.close()
-    try:
-        loop.run_forever()
-    finally:
-        ctx.destroy(linger=0)
+    if not tp:
+        try:
+            loop.run_forever()
+        finally:
+            if ctx is not None:
+                ctx.destroy(linger=0)
+        return
+    from sglang.runtime.scheduler.tp_loop import run_tp_loop
+
+    run_tp_loop(loop, ctx)  # type: ignore[arg-type]

@@ -56,6 +56,9 @@ class Req:
     # Output logprob entries already sent out (streams carry deltas).
     sent_output_logprobs: int = 0
     sent_input_logprobs: bool = False
+    # Constrained decoding: this request's grammar matcher (a `grammar.base.Matcher`), set once
+    # its grammar has compiled; None for free generation.
+    grammar: Any = None
 
     @property
     def fill_ids(self) -> list[int]:

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
 
 import torch
 
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
+from sglang.runtime.grammar.base import constraint_of
 from sglang.runtime.messages import SchedulerStats, TokenOutput
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
+from sglang.runtime.scheduler.overlap import InFlightDecode, overlap_safe
 from sglang.runtime.scheduler.policy import get_policy
 from sglang.runtime.scheduler.request import Req, ReqState
+
+if TYPE_CHECKING:
+    from sglang.runtime.grammar.manager import GrammarManager
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -38,8 +44,10 @@ class Scheduler:
         context_len: int,
         max_running: int,
         chunk_size: int,
+        grammar: GrammarManager | None = None,
     ) -> None:
         self.args = args
+        self.grammar = grammar  # constrained decoding; None: constraints are refused
         self.runner = runner
         self.kv = kv
         self.out = output
@@ -50,6 +58,12 @@ class Scheduler:
         self.waiting: deque[Req] = deque()
         self.running: list[Req] = []
         self.chunked: Req | None = None  # the request in the middle of a chunked prefill
+        # A decode step launched but not yet read back (CUDA only; see scheduler/overlap.py).
+        self.in_flight: InFlightDecode | None = None
+        # The requests of the extend step in progress: if the step raises, they are in neither
+        # queue yet and must still be failed (active_requests reports them).
+        self._extending: list[Req] = []
+        self.overlap = kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
         self.new_token_ratio = args.init_new_token_ratio
         self._arrivals = 0
         self.num_retractions = 0
@@ -59,6 +73,9 @@ class Scheduler:
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0
         self.generated_tokens = 0
+        # Jump-forward: jumps taken and the tokens they appended without a decode step each.
+        self.jump_forwards = 0
+        self.jump_forward_tokens = 0
 
     # ---- requests in and out -------------------------------------------------------------
     def add_request(self, req: Req) -> None:
@@ -77,10 +94,19 @@ class Scheduler:
         # Generation stops at the context length, whatever max_new_tokens says.
         req.arrival = self._arrivals
         self._arrivals += 1
+        if constraint_of(req.params) is not None:
+            if self.grammar is None:
+                raise ValueError("structured output (regex, json_schema, ebnf) is not enabled in "
+                                 "this runtime")
+            # Compiled off the loop; step() queues the request once its grammar is ready.
+            self.grammar.submit(req)
+            return
         self.waiting.append(req)
 
     def abort(self, rid: str) -> TokenOutput | None:
-        for req in [*self.waiting, *self.running, *([self.chunked] if self.chunked else [])]:
+        compiling = self.grammar.remove(rid) if self.grammar is not None else None
+        queued = [*self.waiting, *self.running, *([self.chunked] if self.chunked else [])]
+        for req in [*([compiling] if compiling else []), *queued]:
             if req.rid == rid:
                 req.finish_reason = {"type": "abort", "message": "aborted by the client"}
                 return self.finish_request(req, [])
@@ -88,13 +114,14 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self.chunked)
+        compiling = self.grammar is not None and self.grammar.has_pending
+        return bool(self.waiting or self.running or self.chunked or self.in_flight or compiling)
 
     def stats(self) -> SchedulerStats:
         kv = self.kv
         return SchedulerStats(
             num_running=len(self.active_requests()),
-            num_waiting=len(self.waiting),
+            num_waiting=len(self.waiting) + (len(self.grammar.pending) if self.grammar else 0),
             kv_used_tokens=kv.num_slots - kv.allocator.available - kv.cache.evictable_size,
             kv_total_tokens=kv.num_slots,
             cached_prompt_tokens=self.cached_prompt_tokens,
@@ -114,16 +141,25 @@ class Scheduler:
         return True
 
     def active_requests(self) -> list[Req]:
-        return [*self.running, *([self.chunked] if self.chunked else [])]
+        active = [*self.running, *([self.chunked] if self.chunked else [])]
+        active += [r for r in self._extending if not r.finished and r not in active]
+        return active
 
     # ---- the loop body --------------------------------------------------------------------
     def step(self) -> list[TokenOutput]:
         outputs: list[TokenOutput] = []
+        if self.grammar is not None and self.grammar.has_pending:
+            self._queue_compiled(outputs)
         reqs = self._schedule_extend()
         if reqs:
+            self._drain(outputs)
+            self._extending = reqs
             self._run_extend(reqs, outputs)
+            self._extending = []
         elif self.running:
             self._run_decode(outputs)
+        else:
+            self._drain(outputs)
         if self.args.debug_check_integrity or not self.has_work:
             self.check_integrity()
         return outputs
@@ -154,7 +190,7 @@ class Scheduler:
             self.chunked = None
         if not self.waiting or budget <= 0:
             return batch
-        reserved = sum(r.remaining_new_tokens for r in self.running) * self.new_token_ratio
+        reserved = sum(self._headroom(r) for r in self.running)
         seen_keys: set[tuple[int, ...]] = set()
         admitted: set[int] = set()
         for req in self.policy(list(self.waiting), self.kv.cache):
@@ -165,7 +201,7 @@ class Scheduler:
             key = (m.cached_len, *req.fill_ids[m.cached_len : m.cached_len + IN_BATCH_PREFIX_KEY])
             if len(key) > IN_BATCH_PREFIX_KEY and key in seen_keys:
                 continue  # shares an uncached prefix with a request admitted this step
-            need = extend + req.remaining_new_tokens * self.new_token_ratio
+            need = extend + self._headroom(req)
             idle = not self.running and not batch
             # With nothing running, admit whatever fits now: retraction covers the headroom.
             if need > self.kv.available_tokens - reserved and not (
@@ -176,15 +212,17 @@ class Scheduler:
             if self.kv.admit(req, m, chunk) is None:
                 break
             if req.cached_tokens is None:
-                req.cached_tokens = m.cached_len
-                self.cached_prompt_tokens += m.cached_len
+                # A jump-forward may have put output tokens ahead of the first prefill; those
+                # are not prompt tokens, cached or not.
+                req.cached_tokens = min(m.cached_len, len(req.prompt_ids))
+                self.cached_prompt_tokens += req.cached_tokens
                 self.prompt_tokens += len(req.prompt_ids)
             req.state = ReqState.PREFILLING
             seen_keys.add(key)
             admitted.add(id(req))
             batch.append(req)
             budget -= chunk
-            reserved += req.remaining_new_tokens * self.new_token_ratio
+            reserved += self._headroom(req)
             if chunk < extend:
                 self.chunked = req
                 break
@@ -218,19 +256,35 @@ class Scheduler:
                 sample_rows.append(row.start + row.count - 1)
         if sample_reqs:
             self._sample_and_emit(sample_reqs, logits[sample_rows], outputs)
-            self.running.extend(r for r in sample_reqs if not r.finished)
+            # Not those that finished, nor those a jump-forward sent back to the queue.
+            self.running.extend(r for r in sample_reqs if r.state is ReqState.DECODING)
 
     def _pending_slots(self, req: Req) -> torch.Tensor:
         return self.kv.req_pool.table[req.row, req.kv_len : req.kv_len + req.extend_len]
 
     # ---- decode ---------------------------------------------------------------------------
     def _run_decode(self, outputs: list[TokenOutput]) -> None:
-        slots = self._reserve_decode_slots()
-        if not self.running:
-            return
-        for req, slot in zip(self.running, slots):
-            self.kv.req_pool.write(req.row, req.kv_len, slot.view(1))  # type: ignore[arg-type]
-        batch = build_decode(self.running, slots, self.kv.req_pool.table, self.kv.kv_pool)
+        inputs = slots = None
+        if self.in_flight is not None:
+            if self.overlap and all(overlap_safe(r) for r in self.running):
+                # Without retraction only: a retracted request's in-flight token has no KV home.
+                slots = self.kv.alloc_slots(len(self.running))
+                inputs = self.in_flight.inputs_for(self.running) if slots is not None else None
+            if inputs is None:
+                if slots is not None:
+                    self.kv.allocator.free(slots)
+                self._drain(outputs)
+        if inputs is None:
+            slots = self._reserve_decode_slots()
+            if not self.running:
+                return
+        assert slots is not None
+        self.kv.req_pool.write_one_each(
+            [r.row for r in self.running], [r.kv_len for r in self.running], slots  # type: ignore[misc]
+        )
+        batch = build_decode(
+            self.running, slots, self.kv.req_pool.table, self.kv.kv_pool, input_ids=inputs
+        )
         logits = self.runner.forward(batch)
         self.forward_steps += 1
         self.decode_steps += 1
@@ -238,8 +292,13 @@ class Scheduler:
         for req in self.running:
             req.kv_len += 1
         reqs = list(self.running)
-        self._sample_and_emit(reqs, logits, outputs)
-        self.running = [r for r in reqs if not r.finished]
+        if self.overlap and all(overlap_safe(r) for r in reqs):
+            launched = InFlightDecode.launch(reqs, self.out.sample_on_device(reqs, logits))
+            self._drain(outputs)  # the previous step's tokens, while the GPU runs this one
+            self.in_flight = launched
+        else:
+            self._sample_and_emit(reqs, logits, outputs)
+            self.running = [r for r in reqs if r.state is ReqState.DECODING]
         self.new_token_ratio = max(
             self.new_token_ratio - self.args.new_token_ratio_decay, self.args.min_new_token_ratio
         )
@@ -264,12 +323,107 @@ class Scheduler:
     def _sample_and_emit(
         self, reqs: list[Req], logits: torch.Tensor, outputs: list[TokenOutput]
     ) -> None:
-        next_ids = self.out.sample(reqs, logits)
+        self._append_tokens(reqs, self.out.sample(reqs, logits), outputs)
+
+    def _drain(self, outputs: list[TokenOutput]) -> None:
+        """Read back and process the in-flight decode step, if any."""
+        if self.in_flight is None:
+            return
+        flight, self.in_flight = self.in_flight, None
+        tokens = flight.tokens()
+        # Requests finished (or aborted) meanwhile ran one step too many: drop that token.
+        live = [i for i, r in enumerate(flight.reqs) if r.state != ReqState.FINISHED]
+        self._append_tokens([flight.reqs[i] for i in live], [tokens[i] for i in live], outputs)
+
+    def _append_tokens(
+        self, reqs: list[Req], next_ids: list[int], outputs: list[TokenOutput]
+    ) -> None:
         self.generated_tokens += len(reqs)
         for req, tok in zip(reqs, next_ids):
             req.output_ids.append(tok)
+            if req.grammar is not None and not req.grammar.accept(tok):
+                outputs.append(self._grammar_dead_end(req, tok))
+                continue
             self.out.check_finish(req, self.context_len)
-            outputs.append(self.finish_request(req, [tok]) if req.finished else self.out.emit(req, [tok]))
+            if req.finished:
+                outputs.append(self.finish_request(req, [tok]))
+            elif (jumped := self._jump_forward(req, tok)) is not None:
+                outputs.append(self.finish_request(req, jumped) if req.finished
+                               else self.out.emit(req, jumped))
+            else:
+                outputs.append(self.out.emit(req, [tok]))
+
+    # ---- constrained decoding -------------------------------------------------------------
+    def _queue_compiled(self, outputs: list[TokenOutput]) -> None:
+        """Queue the requests whose grammar has compiled (after any text it forces at the start);
+        answer those whose spec did not compile. Waits briefly when there is nothing else to do."""
+        assert self.grammar is not None
+        idle = not (self.waiting or self.running or self.chunked or self.in_flight)
+        ready, failed = self.grammar.poll(wait=idle)
+        for f in failed:
+            f.req.finish_reason = {"type": "abort", "message": f.message, "status_code": f.status}
+            out = self.finish_request(f.req, [])
+            out.error = f.message
+            outputs.append(out)
+        for req in ready:
+            jumped = self._jump_forward(req, None)
+            if req.finished:
+                outputs.append(self.finish_request(req, jumped or []))
+                continue
+            if jumped:
+                outputs.append(self.out.emit(req, jumped))
+            self.waiting.append(req)
+
+    def _headroom(self, req: Req) -> float:
+        """Decode slots to keep for `req`: all it may still emit when only the length can stop
+        it (ignore_eos, no stop strings or ids, no grammar), else an adaptive share of that."""
+        p = req.params
+        certain = (
+            p.ignore_eos and not p.stop_strs and not p.stop_token_ids
+            and getattr(req, "grammar", None) is None
+        )
+        return req.remaining_new_tokens * (1.0 if certain else self.new_token_ratio)
+
+    def _jump_forward(self, req: Req, last: int | None) -> list[int] | None:
+        """Append the text `req`'s grammar forces next (grammar/jump_forward.py), in place of
+        `last`, the token just sampled (None: before the first output token). Returns the ids to
+        send for this step, or None when there is no jump.
+
+        A decoding request then gives its KV to the radix cache and goes back to the queue: its
+        next extend finds everything before the jump cached and prefills only the new tokens.
+        """
+        if self.grammar is None or req.grammar is None:
+            return None
+        # Leave the model at least one token, within max_new_tokens and the context.
+        budget = min(req.remaining_new_tokens, self.context_len - req.fill_len) - 1
+        ids = self.grammar.jump(req, last, budget)
+        if ids is None:
+            return None
+        if last is not None:
+            req.output_ids.pop()
+        req.output_ids.extend(ids)
+        self.jump_forwards += 1
+        self.jump_forward_tokens += len(ids) - (last is not None)
+        self.out.check_finish(req, self.context_len, new_tokens=len(ids))
+        if last is not None and not req.finished:
+            if req in self.running:
+                self.running.remove(req)
+            self.kv.release(req)
+            req.state = ReqState.WAITING
+            self.waiting.appendleft(req)
+        return ids
+
+    def _grammar_dead_end(self, req: Req, tok: int) -> TokenOutput:
+        """The sampled token is not in the grammar: every token was masked (the constraint
+        cannot go on with this vocabulary). The token is dropped and the request refused."""
+        req.output_ids.pop()
+        message = (f"the {constraint_of(req.params)[0]} allows no token after "  # type: ignore[index]
+                   f"{len(req.output_ids)} output tokens: it cannot be completed with this "
+                   "model's vocabulary")
+        req.finish_reason = {"type": "abort", "message": message, "status_code": 400}
+        out = self.finish_request(req, [])
+        out.error = message
+        return out
 
     def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
         if req in self.running:

@@ -3,7 +3,6 @@ token ids → n generations."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -20,6 +19,7 @@ from sglang.server.openai.common import (
     check_common,
     decode_request,
     finish_reason,
+    response_format_schema,
     sampling_params,
     token_text,
     usage_totals,
@@ -96,29 +96,7 @@ def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
             )
     if req.tools and req.tool_choice != "none":
         raise bad_request("tools (function calling) are not supported", "tools")
-    return max_tokens, _response_format_schema(req)
-
-
-def _response_format_schema(req: ChatCompletionRequest) -> str | None:
-    rf = req.response_format
-    if rf is None or rf.type == "text":
-        return None
-    if rf.type == "json_object":
-        schema: Any = {"type": "object"}
-    elif rf.type == "json_schema":
-        if rf.json_schema is None or rf.json_schema.schema is None:
-            raise bad_request("response_format json_schema needs json_schema.schema",
-                              "response_format.json_schema")
-        schema = rf.json_schema.schema
-    else:
-        raise bad_request(
-            f"response_format type must be text, json_object or json_schema, got {rf.type!r}",
-            "response_format.type",
-        )
-    if req.json_schema is not None or req.regex is not None or req.ebnf is not None:
-        raise bad_request("give either response_format or regex/json_schema/ebnf, not both",
-                          "response_format")
-    return json.dumps(schema)
+    return max_tokens, response_format_schema(req)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:

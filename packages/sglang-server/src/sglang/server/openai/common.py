@@ -3,6 +3,7 @@ field, OpenAI → SGLang sampling params, accumulated generations, finish reason
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -92,6 +93,30 @@ def sampling_params(
     }
     # Unset values are left out so the runtime's own defaults apply.
     return {k: v for k, v in values.items() if v is not None}
+
+
+def response_format_schema(req: Any) -> str | None:
+    """The JSON schema (as a string) that `response_format` asks for, or None for text.
+    `json_object` is any JSON object; `json_schema` carries its schema under json_schema.schema."""
+    rf = getattr(req, "response_format", None)
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        schema: Any = {"type": "object"}
+    elif rf.type == "json_schema":
+        if rf.json_schema is None or rf.json_schema.schema is None:
+            raise bad_request("response_format json_schema needs json_schema.schema",
+                              "response_format.json_schema")
+        schema = rf.json_schema.schema
+    else:
+        raise bad_request(
+            f"response_format type must be text, json_object or json_schema, got {rf.type!r}",
+            "response_format.type",
+        )
+    if req.json_schema is not None or req.regex is not None or req.ebnf is not None:
+        raise bad_request("give either response_format or regex/json_schema/ebnf, not both",
+                          "response_format")
+    return json.dumps(schema)
 
 
 def with_seed(params: dict[str, Any], seed: int | None, copy_index: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sglang.server.openai.common import (
     check_common,
     decode_request,
     finish_reason,
+    response_format_schema,
     sampling_params,
     token_text,
     usage_totals,
@@ -145,6 +146,9 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
     response_id = new_id("cmpl")
     max_new = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
     params = sampling_params(req, max_new)
+    schema = response_format_schema(req)
+    if schema is not None:
+        params["json_schema"] = schema
     want_lp = req.logprobs is not None
     total = len(prompts) * req.n
     base_rid = req.rid or response_id

@@ -90,6 +90,7 @@ class CompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=Fal
     logprobs: _TopLogprobs | None = None
     best_of: int | None = None
     suffix: str | None = None
+    response_format: ResponseFormat | None = None
 
 
 class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):

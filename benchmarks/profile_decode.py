@@ -1,0 +1,66 @@
+"""Where a batch-1 decode step's time goes on CUDA: wall time per token against GPU kernel time.
+
+For each engine variant (defaults; no overlap; no CUDA graphs) it times a batch-1 greedy
+generation and profiles one more, printing the mean wall time per token, the GPU busy time per
+token and the top kernels. GPU time close to wall time means the kernels are the limit; a gap
+means host overhead the GPU waits on.
+
+    python3 benchmarks/profile_decode.py [--model benchmarks/llama3_8b] [--batch 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+VARIANTS = {
+    "default": {},
+    "no-overlap": {"disable_overlap_schedule": True},
+    "no-cuda-graph": {"disable_cuda_graph": True},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default=str(Path(__file__).parent / "llama3_8b"))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    args = p.parse_args()
+
+    import sglang as sgl
+
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(100, 30000, (32,), generator=g).tolist() for _ in range(args.batch)]
+    params = {"temperature": 0, "max_new_tokens": args.new_tokens, "ignore_eos": True}
+    for name in args.variants.split(","):
+        engine = sgl.Engine(
+            model_path=args.model, load_format="dummy", dtype="bfloat16", context_length=4096,
+            mem_fraction_static=0.6, **VARIANTS[name],
+        )
+        engine.generate(input_ids=prompts, sampling_params=params)  # warm-up
+        start = time.perf_counter()
+        engine.generate(input_ids=prompts, sampling_params=params)
+        wall = time.perf_counter() - start
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            engine.generate(input_ids=prompts, sampling_params=params)
+        kernels: dict[str, float] = defaultdict(float)
+        for evt in prof.events():
+            if evt.device_type == torch.autograd.DeviceType.CUDA:
+                kernels[evt.name] += evt.device_time_total
+        busy_ms = sum(kernels.values()) / 1e3
+        n = args.new_tokens
+        print(f"[{name}] wall {wall / n * 1e3:.3f} ms/step ({n / wall * args.batch:.1f} tok/s), "
+              f"GPU busy {busy_ms / n:.3f} ms/step")
+        for k, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"    {us / 1e3 / n:7.3f} ms/step  {k[:110]}")
+        engine.shutdown()
+
+
+if __name__ == "__main__":
+    main()

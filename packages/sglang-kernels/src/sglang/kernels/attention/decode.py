@@ -1,0 +1,307 @@
+"""Decode attention over a token-level KV pool: split-KV flash-decoding in two launches.
+
+Stage 1: one program per (request, KV head, split) attends the query heads that share the KV
+head to one contiguous span of the request's keys (read through ``req_to_token``) and writes
+the span's normalised partial output and log-sum-exp into a scratch workspace. Stage 2: one
+program per (request, query head) merges the splits with the log-sum-exp rule.
+
+Graph capture: the grids depend only on tensor shapes and the fixed ``num_kv_splits``; sequence
+lengths are read on the device (each request cuts its own keys into ``num_kv_splits`` spans, so
+short requests leave trailing splits empty), and a preallocated ``DecodeWorkspace`` plus ``out``
+make the call allocation-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.kernels._triton import (
+    check_device,
+    dot_precision,
+    interpreting,
+    next_pow2,
+    num_sms,
+    soft_cap,
+)
+
+DEFAULT_NUM_KV_SPLITS = 8
+MAX_NUM_KV_SPLITS = 64
+
+
+@dataclass
+class DecodeWorkspace:
+    """Scratch of the split-KV decode, reusable across calls, layers and batch sizes.
+
+    Two flat buffers, viewed per call as ``mid_o [batch, num_heads, num_kv_splits, head_dim]``
+    (each split's normalised partial output: fp32, or the activations' dtype when the reduction
+    may run in it) and ``mid_lse [batch, num_heads, num_kv_splits]`` fp32 (each split's
+    log-sum-exp, ``-inf`` for an empty split). Any call whose ``batch * num_kv_splits`` fits the
+    capacity can use it, so one workspace serves every captured batch size.
+    """
+
+    o: torch.Tensor  # flat, capacity * num_heads * head_dim elements
+    lse: torch.Tensor  # flat fp32, capacity * num_heads elements
+    num_heads: int
+    head_dim: int
+
+    @classmethod
+    def allocate(
+        cls,
+        max_batch: int,
+        num_heads: int,
+        head_dim: int,
+        num_kv_splits: int = DEFAULT_NUM_KV_SPLITS,
+        device: torch.device | str = "cuda",
+        dtype: torch.dtype = torch.float32,
+    ) -> DecodeWorkspace:
+        rows = max_batch * num_kv_splits * num_heads
+        return cls(
+            torch.empty(rows * head_dim, dtype=dtype, device=device),
+            torch.empty(rows, dtype=torch.float32, device=device),
+            num_heads,
+            head_dim,
+        )
+
+    @property
+    def capacity(self) -> int:
+        """The largest ``batch * num_kv_splits`` this workspace holds."""
+        return self.lse.numel() // self.num_heads
+
+    def views(self, batch: int, num_kv_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mid_o, mid_lse)`` for one call: views, no allocation."""
+        if batch * num_kv_splits > self.capacity:
+            raise ValueError(
+                f"workspace has no room for batch={batch} x num_kv_splits={num_kv_splits} "
+                f"(capacity {self.capacity})"
+            )
+        rows = batch * self.num_heads * num_kv_splits
+        mid_o = self.o[: rows * self.head_dim].view(
+            batch, self.num_heads, num_kv_splits, self.head_dim
+        )
+        return mid_o, self.lse[:rows].view(batch, self.num_heads, num_kv_splits)
+
+
+def default_num_kv_splits(batch: int, num_kv_heads: int, device: torch.device) -> int:
+    """Enough splits that stage 1 runs several waves of programs on every SM, so the last
+    wave's imbalance stays small (a power of two, capped at ``MAX_NUM_KV_SPLITS``)."""
+    programs = max(batch * num_kv_heads, 1)
+    want = triton.cdiv(8 * num_sms(device), programs)
+    return min(next_pow2(want), MAX_NUM_KV_SPLITS)
+
+
+@triton.jit
+def _decode_stage1(
+    Q, K, V, MidO, MidLse, ReqToToken, ReqPoolIdx, SeqLens,
+    sm_scale, logit_cap, window,
+    stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
+    stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_req,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+    USE_WINDOW: tl.constexpr, USE_CAP: tl.constexpr, PRECISION: tl.constexpr,
+):
+    req = tl.program_id(0)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(SeqLens + req).to(tl.int32)
+    row = tl.load(ReqPoolIdx + req).to(tl.int64)
+    kv_lo = 0
+    if USE_WINDOW:
+        kv_lo = tl.maximum(seq_len - window, 0)
+    # Spans are whole key blocks, so a short request fills its first splits and leaves the rest
+    # empty instead of spreading a few keys over every split.
+    span = tl.cdiv(tl.cdiv(seq_len - kv_lo, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    start = kv_lo + split * span
+    end = tl.minimum(start + span, seq_len)
+
+    offs_g = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    heads = kv_head * GROUP + offs_g
+    mask_h = offs_g < GROUP
+    mask_d = offs_d < HEAD_DIM
+    q = tl.load(
+        Q + req * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+        mask=mask_h[:, None] & mask_d[None, :], other=0.0,
+    )
+
+    m_i = tl.full([BLOCK_H], -1e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_D], dtype=tl.float32)
+    k_base = K + kv_head * stride_kh
+    v_base = V + kv_head * stride_vh
+    for start_n in range(start, end, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < end
+        slots = tl.load(ReqToToken + row * stride_req + offs_n, mask=mask_n, other=0).to(tl.int64)
+        k = tl.load(
+            k_base + slots[None, :] * stride_kt + offs_d[:, None],
+            mask=mask_n[None, :] & mask_d[:, None], other=0.0,
+        )
+        qk = tl.dot(q.to(k.dtype), k, input_precision=PRECISION) * sm_scale
+        if USE_CAP:
+            qk = soft_cap(qk, logit_cap)
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.exp(qk - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(
+            v_base + slots[:, None] * stride_vt + offs_d[None, :],
+            mask=mask_n[:, None] & mask_d[None, :], other=0.0,
+        )
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+
+    # Empty splits write zeros and lse = -inf, so stage 2 needs no knowledge of the spans.
+    has_keys = l_i > 0.0
+    out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
+    lse = tl.where(has_keys, m_i + tl.log(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+    o_ptrs = MidO + req * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :]
+    tl.store(o_ptrs, out.to(MidO.dtype.element_ty), mask=mask_h[:, None] & mask_d[None, :])
+    tl.store(MidLse + req * stride_lb + heads * stride_lh + split, lse, mask=mask_h)
+
+
+@triton.jit
+def _decode_stage2(
+    MidO, MidLse, Out,
+    stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_outb, stride_outh,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    req = tl.program_id(0)
+    head = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_s = offs_s < NUM_SPLITS
+    mask_d = offs_d < HEAD_DIM
+    lse = tl.load(
+        MidLse + req * stride_lb + head * stride_lh + offs_s, mask=mask_s, other=float("-inf")
+    )
+    # Finite floor: a padded request with no keys at all merges to zeros, not NaN.
+    m = tl.maximum(tl.max(lse, 0), -1e30)
+    w = tl.exp(lse - m)
+    o = tl.load(
+        MidO + req * stride_ob + head * stride_oh + offs_s[:, None] * stride_os + offs_d[None, :],
+        mask=mask_s[:, None] & mask_d[None, :], other=0.0,
+    ).to(tl.float32)
+    total = tl.sum(w, 0)
+    out = tl.sum(o * w[:, None], 0) / tl.where(total > 0.0, total, 1.0)
+    tl.store(Out + req * stride_outb + head * stride_outh + offs_d, out.to(Out.dtype.element_ty),
+             mask=mask_d)
+
+
+def _block_n(dtype: torch.dtype) -> int:
+    if interpreting():
+        return 16
+    return 32 if dtype == torch.float32 else 64
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    req_to_token: torch.Tensor,
+    req_pool_indices: torch.Tensor,
+    seq_lens: torch.Tensor,
+    out: torch.Tensor | None = None,
+    *,
+    sm_scale: float,
+    num_kv_splits: int = DEFAULT_NUM_KV_SPLITS,
+    reduce_in_fp32: bool = True,
+    logit_cap: float = 0.0,
+    sliding_window: int | None = -1,
+    workspace: DecodeWorkspace | None = None,
+) -> torch.Tensor:
+    """One query token per request attends to the request's first ``seq_lens[b]`` keys.
+
+    Args:
+        q: ``[batch, num_heads, head_dim]`` fp32/fp16/bf16 (last dim contiguous).
+        k_buffer, v_buffer: ``[num_slots, num_kv_heads, head_dim]``, the layer's KV pool with the
+            current token's K/V already stored. Query head ``h`` reads KV head
+            ``h // (num_heads // num_kv_heads)``.
+        req_to_token: ``[max_reqs, max_context]`` int32/int64, slot of (request row, position).
+        req_pool_indices: ``[batch]`` int, each request's row in ``req_to_token``.
+        seq_lens: ``[batch]`` int, keys per request including the current token (read on device;
+            0 gives a zero output, for padded batch entries).
+        out: optional preallocated ``[batch, num_heads, head_dim]`` output in ``q``'s dtype.
+        sm_scale: softmax scale.
+        num_kv_splits: how many spans each request's keys are cut into (fixed per call site, so
+            the launch grid is static).
+        reduce_in_fp32: keep the split partial outputs in fp32 (else in ``q``'s dtype, half the
+            scratch traffic); with a ``workspace`` its dtype decides, and must then be fp32.
+            The merge itself always accumulates in fp32.
+        logit_cap: > 0 applies ``cap * tanh(score / cap)`` to the scaled scores.
+        sliding_window: > 0 limits attention to the last ``sliding_window`` keys (None or
+            <= 0: no window).
+        workspace: preallocated scratch with room for ``batch * num_kv_splits``
+            (``DecodeWorkspace.allocate``); ``None`` allocates one.
+
+    Returns:
+        ``out``: ``[batch, num_heads, head_dim]`` in ``q``'s dtype.
+
+    No host synchronisation happens here: the call is safe to capture in a CUDA graph.
+    """
+    batch, num_heads, head_dim = q.shape
+    num_kv_heads = k_buffer.shape[1]
+    if num_heads % num_kv_heads:
+        raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
+    if k_buffer.shape[2] != head_dim or v_buffer.shape[2] != head_dim:
+        raise ValueError("q, k_buffer and v_buffer must share head_dim")
+    if num_kv_splits < 1:
+        raise ValueError(f"num_kv_splits must be >= 1, got {num_kv_splits}")
+    check_device(q, k_buffer, v_buffer, req_to_token)
+    window = int(sliding_window) if sliding_window else -1
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    if req_to_token.stride(-1) != 1:
+        raise ValueError("req_to_token rows must be contiguous")
+    if out is None:
+        out = torch.empty((batch, num_heads, head_dim), dtype=q.dtype, device=q.device)
+    if workspace is None:
+        reduce_dtype = torch.float32 if reduce_in_fp32 else q.dtype
+        workspace = DecodeWorkspace.allocate(
+            batch, num_heads, head_dim, num_kv_splits, q.device, reduce_dtype
+        )
+    _check_workspace(workspace, num_heads, head_dim, reduce_in_fp32)
+    if batch == 0:
+        return out
+    mid_o, mid_lse = workspace.views(batch, num_kv_splits)
+    group = num_heads // num_kv_heads
+    block_d = next_pow2(head_dim, 16)
+    interp = interpreting()
+    _decode_stage1[(batch, num_kv_heads, num_kv_splits)](
+        q, k_buffer, v_buffer, mid_o, mid_lse, req_to_token, req_pool_indices, seq_lens,
+        float(sm_scale), float(logit_cap), window,
+        q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1),
+        v_buffer.stride(0), v_buffer.stride(1),
+        mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
+        req_to_token.stride(0),
+        GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d,
+        # tl.dot needs at least 16 rows; heads beyond the group are masked.
+        BLOCK_H=next_pow2(group, 16), BLOCK_N=_block_n(k_buffer.dtype), NUM_SPLITS=num_kv_splits,
+        USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
+        PRECISION=dot_precision(k_buffer.dtype),
+        num_warps=1 if interp else 4, num_stages=1 if interp else 2,
+    )
+    _decode_stage2[(batch, num_heads)](
+        mid_o, mid_lse, out,
+        mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
+        out.stride(0), out.stride(1),
+        HEAD_DIM=head_dim, BLOCK_D=block_d, NUM_SPLITS=num_kv_splits,
+        BLOCK_S=next_pow2(num_kv_splits),
+        num_warps=1 if interp else 4,
+    )
+    return out
+
+
+def _check_workspace(ws: DecodeWorkspace, num_heads: int, head_dim: int, fp32: bool) -> None:
+    if ws.num_heads != num_heads or ws.head_dim != head_dim:
+        raise ValueError(
+            f"workspace is for {ws.num_heads} heads of dim {ws.head_dim}, "
+            f"not {num_heads} of dim {head_dim}"
+        )
+    if fp32 and ws.o.dtype != torch.float32:
+        raise ValueError("reduce_in_fp32=True needs an fp32 workspace")

@@ -1,0 +1,67 @@
+"""Write new tokens' K/V into a layer's token-level KV pool."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.kernels._triton import check_device, interpreting, next_pow2
+
+
+@triton.jit
+def _store_kv_kernel(
+    K, V, Loc, KBuf, VBuf,
+    stride_kt, stride_kh, stride_vt, stride_vh,
+    stride_kbt, stride_kbh, stride_vbt, stride_vbh,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    token = tl.program_id(0).to(tl.int64)
+    slot = tl.load(Loc + token).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_h < NUM_HEADS)[:, None] & (offs_d < HEAD_DIM)[None, :]
+    k = tl.load(K + token * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :], mask=mask)
+    v = tl.load(V + token * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :], mask=mask)
+    tl.store(KBuf + slot * stride_kbt + offs_h[:, None] * stride_kbh + offs_d[None, :],
+             k.to(KBuf.dtype.element_ty), mask=mask)
+    tl.store(VBuf + slot * stride_vbt + offs_h[:, None] * stride_vbh + offs_d[None, :],
+             v.to(VBuf.dtype.element_ty), mask=mask)
+
+
+def store_kv(
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    loc: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+) -> None:
+    """``k_buffer[loc] = k; v_buffer[loc] = v`` in one launch, casting to the pool's dtype.
+
+    Args:
+        k_buffer, v_buffer: ``[num_slots, num_kv_heads, head_dim]`` KV pool of one layer
+            (fp32/fp16/bf16), written in place.
+        loc: ``[num_tokens]`` int32/int64 slot of each new token (distinct slots).
+        k, v: ``[num_tokens, num_kv_heads, head_dim]``, any float dtype; views with a contiguous
+            last dim (e.g. slices of a fused QKV output) are fine.
+    """
+    num_tokens, num_heads, head_dim = k.shape
+    if v.shape != k.shape or k_buffer.shape[1:] != k.shape[1:] or v_buffer.shape[1:] != k.shape[1:]:
+        raise ValueError(
+            f"shape mismatch: k {tuple(k.shape)}, v {tuple(v.shape)}, "
+            f"k_buffer {tuple(k_buffer.shape)}, v_buffer {tuple(v_buffer.shape)}"
+        )
+    if num_tokens == 0:
+        return
+    check_device(k_buffer, v_buffer, loc, k, v)
+    k = k if k.stride(-1) == 1 else k.contiguous()
+    v = v if v.stride(-1) == 1 else v.contiguous()
+    _store_kv_kernel[(num_tokens,)](
+        k, v, loc, k_buffer, v_buffer,
+        k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0), v_buffer.stride(1),
+        NUM_HEADS=num_heads, HEAD_DIM=head_dim,
+        BLOCK_H=next_pow2(num_heads), BLOCK_D=next_pow2(head_dim),
+        num_warps=1 if interpreting() else 4,
+    )

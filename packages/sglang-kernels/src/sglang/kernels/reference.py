@@ -1,0 +1,138 @@
+"""Plain-torch references, one per kernel, with the kernels' signatures and semantics.
+
+They are the test oracles and a fallback where Triton cannot run. Written for clarity, not
+speed: attention loops over requests and computes in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def store_kv_ref(
+    k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor, k: torch.Tensor,
+    v: torch.Tensor,
+) -> None:
+    k_buffer[loc.long()] = k.to(k_buffer.dtype)
+    v_buffer[loc.long()] = v.to(v_buffer.dtype)
+
+
+def _attend(
+    q: torch.Tensor,  # [n, heads, d], queries at absolute positions q_pos
+    keys: torch.Tensor,  # [seq, kv_heads, d], positions 0..seq-1
+    values: torch.Tensor,
+    q_pos: torch.Tensor,  # [n]
+    sm_scale: float,
+    sliding_window: int,
+    logit_cap: float,
+) -> torch.Tensor:
+    group = q.shape[1] // keys.shape[1]
+    k = keys.float().repeat_interleave(group, dim=1)
+    v = values.float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("nhd,shd->hns", q.float(), k) * sm_scale
+    if logit_cap > 0:
+        scores = logit_cap * torch.tanh(scores / logit_cap)
+    k_pos = torch.arange(keys.shape[0], device=q.device)
+    visible = k_pos[None, :] <= q_pos[:, None]
+    if sliding_window > 0:
+        visible &= k_pos[None, :] > q_pos[:, None] - sliding_window
+    scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.einsum("hns,shd->nhd", torch.softmax(scores, dim=-1), v)
+
+
+def extend_attention_ref(
+    q: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    req_to_token: torch.Tensor,
+    req_pool_indices: torch.Tensor,
+    prefix_lens: torch.Tensor,
+    extend_lens: torch.Tensor,
+    *,
+    sm_scale: float,
+    sliding_window: int = -1,
+    logit_cap: float = 0.0,
+) -> torch.Tensor:
+    """Reference of ``extend_attention`` (``extend_start_loc`` is implied by ``extend_lens``)."""
+    out = torch.empty_like(q)
+    start = 0
+    for row, prefix, n in zip(
+        req_pool_indices.tolist(), prefix_lens.tolist(), extend_lens.tolist(), strict=True
+    ):
+        slots = req_to_token[row, : prefix + n].long()
+        q_pos = torch.arange(prefix, prefix + n, device=q.device)
+        o = _attend(q[start : start + n], k_buffer[slots], v_buffer[slots], q_pos, sm_scale,
+                    sliding_window, logit_cap)
+        out[start : start + n] = o.to(q.dtype)
+        start += n
+    return out
+
+
+def decode_attention_ref(
+    q: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    req_to_token: torch.Tensor,
+    req_pool_indices: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    sm_scale: float,
+    logit_cap: float = 0.0,
+    sliding_window: int = -1,
+) -> torch.Tensor:
+    """Reference of ``decode_attention``: the query sits at position ``seq_len - 1``."""
+    out = torch.zeros_like(q)
+    for i, (row, n) in enumerate(zip(req_pool_indices.tolist(), seq_lens.tolist(), strict=True)):
+        if n == 0:
+            continue
+        slots = req_to_token[row, :n].long()
+        q_pos = torch.tensor([n - 1], device=q.device)
+        o = _attend(q[i : i + 1], k_buffer[slots], v_buffer[slots], q_pos, sm_scale,
+                    sliding_window, logit_cap)
+        out[i] = o[0].to(q.dtype)
+    return out
+
+
+def rmsnorm_ref(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    summed = x if residual is None else (x.float() + residual.float()).to(x.dtype)
+    x32 = summed.float()
+    normed = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    out = (normed.float() * weight.float()).to(x.dtype)
+    return out if residual is None else (out, summed)
+
+
+def rotary_embedding_ref(
+    positions: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    is_neox: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Out-of-place reference of ``rotary_embedding``."""
+    rotary_dim = cos_sin_cache.shape[-1]
+    cos, sin = cos_sin_cache[positions.long()].float().unsqueeze(1).chunk(2, dim=-1)
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        rot, rest = x[..., :rotary_dim].float(), x[..., rotary_dim:]
+        if is_neox:
+            x1, x2 = rot.chunk(2, dim=-1)
+            out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        else:
+            x1, x2 = rot[..., 0::2], rot[..., 1::2]
+            out = torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
+        return torch.cat((out.to(x.dtype), rest), dim=-1)
+
+    return rotate(q), rotate(k)
+
+
+def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
+    gate, up = x.float().chunk(2, dim=-1)
+    return (F.silu(gate) * up).to(x.dtype)
+
+
+def gelu_and_mul_ref(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    gate, up = x.float().chunk(2, dim=-1)
+    return (F.gelu(gate, approximate=approximate) * up).to(x.dtype)

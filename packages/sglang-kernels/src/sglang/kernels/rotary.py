@@ -1,0 +1,155 @@
+"""Rotary position embeddings: the cos/sin table (with Llama-3 and linear scaling) and an
+in-place Triton kernel for the neox (rotate halves) and gptj (rotate pairs) layouts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.kernels._triton import check_device, interpreting, next_pow2
+
+
+def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
+    # Llama 3.1 long-context scaling: wavelengths longer than the original context divided by
+    # low_freq_factor are slowed by `factor`, those shorter than it over high_freq_factor are
+    # kept, and the band between is interpolated.
+    factor = float(scaling["factor"])
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    old_len = float(scaling["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+_SCALINGS: dict[str, Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]] = {
+    "default": lambda inv_freq, _: inv_freq,
+    "linear": lambda inv_freq, s: inv_freq / float(s["factor"]),
+    "llama3": _llama3,
+}
+
+
+def rope_inv_freq(
+    rotary_dim: int, base: float, rope_scaling: Mapping[str, Any] | None = None
+) -> torch.Tensor:
+    """``[rotary_dim // 2]`` fp32 inverse frequencies ``base ** (-2i / rotary_dim)``, scaled as
+    ``rope_scaling`` says (an HF ``rope_scaling`` dict: ``rope_type`` or ``type`` in
+    ``default``, ``linear`` (``factor``), ``llama3`` (``factor``, ``low_freq_factor``,
+    ``high_freq_factor``, ``original_max_position_embeddings``))."""
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
+    inv_freq = 1.0 / (float(base) ** exponents)
+    scaling = dict(rope_scaling or {})
+    rope_type = scaling.get("rope_type") or scaling.get("type") or "default"
+    if rope_type not in _SCALINGS:
+        raise NotImplementedError(f"rope type {rope_type!r} (supported: {sorted(_SCALINGS)})")
+    return _SCALINGS[rope_type](inv_freq, scaling)
+
+
+def rope_cos_sin_cache(
+    head_dim: int,
+    rotary_dim: int,
+    max_position: int,
+    base: float,
+    rope_scaling: Mapping[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``[max_position, rotary_dim]`` table: row ``p`` is ``cos(p * inv_freq)`` followed by
+    ``sin(p * inv_freq)`` (each ``rotary_dim // 2`` wide). Angles are computed in fp32, then
+    cast to ``dtype``. ``rotary_dim <= head_dim``; dims past ``rotary_dim`` are not rotated."""
+    if rotary_dim > head_dim or rotary_dim % 2:
+        raise ValueError(f"rotary_dim={rotary_dim} must be even and <= head_dim={head_dim}")
+    inv_freq = rope_inv_freq(rotary_dim, base, rope_scaling)
+    freqs = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
+    return torch.cat((freqs.cos(), freqs.sin()), dim=-1).to(dtype=dtype, device=device)
+
+
+@triton.jit
+def _rotate_heads(
+    base, stride_h, n_heads, idx1, idx2, mask_r, cos, sin, BLOCK_H: tl.constexpr,
+):
+    offs_h = tl.arange(0, BLOCK_H)
+    mask = (offs_h < n_heads)[:, None] & mask_r[None, :]
+    p1 = base + offs_h[:, None] * stride_h + idx1[None, :]
+    p2 = base + offs_h[:, None] * stride_h + idx2[None, :]
+    x1 = tl.load(p1, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(p2, mask=mask, other=0.0).to(tl.float32)
+    tl.store(p1, (x1 * cos[None, :] - x2 * sin[None, :]).to(base.dtype.element_ty), mask=mask)
+    tl.store(p2, (x2 * cos[None, :] + x1 * sin[None, :]).to(base.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _rope_kernel(
+    Pos, Q, K, CosSin,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_cs,
+    num_q_heads, num_k_heads,
+    HALF: tl.constexpr, IS_NEOX: tl.constexpr,
+    BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    token = tl.program_id(0).to(tl.int64)
+    pos = tl.load(Pos + token).to(tl.int64)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_r = offs_r < HALF
+    cos = tl.load(CosSin + pos * stride_cs + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(CosSin + pos * stride_cs + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    if IS_NEOX:
+        idx1 = offs_r
+        idx2 = offs_r + HALF
+    else:
+        idx1 = 2 * offs_r
+        idx2 = 2 * offs_r + 1
+    _rotate_heads(Q + token * stride_qt, stride_qh, num_q_heads, idx1, idx2, mask_r, cos, sin,
+                  BLOCK_HQ)
+    _rotate_heads(K + token * stride_kt, stride_kh, num_k_heads, idx1, idx2, mask_r, cos, sin,
+                  BLOCK_HK)
+
+
+def rotary_embedding(
+    positions: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    is_neox: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate ``q`` and ``k`` in place by each token's position; returns ``(q, k)``.
+
+    Args:
+        positions: ``[num_tokens]`` int32/int64 absolute positions (< the table's rows).
+        q: ``[num_tokens, num_heads, head_dim]`` fp32/fp16/bf16, last dim contiguous (views of a
+            fused QKV output are fine: they are written in place).
+        k: ``[num_tokens, num_kv_heads, head_dim]``, same dtype.
+        cos_sin_cache: ``[max_position, rotary_dim]`` from ``rope_cos_sin_cache``; only the
+            first ``rotary_dim`` dims of each head rotate.
+        is_neox: True rotates the two halves of the rotary dims (HF Llama); False rotates
+            adjacent pairs (GPT-J).
+
+    The rotation runs in fp32 and rounds once to ``q``'s dtype.
+    """
+    num_tokens = positions.shape[0]
+    if q.shape[0] != num_tokens or k.shape[0] != num_tokens:
+        raise ValueError("positions, q and k must have one row per token")
+    rotary_dim = cos_sin_cache.shape[-1]
+    if rotary_dim > q.shape[-1] or rotary_dim > k.shape[-1] or rotary_dim % 2:
+        raise ValueError(f"rotary_dim={rotary_dim} must be even and <= head_dim={q.shape[-1]}")
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or cos_sin_cache.stride(-1) != 1:
+        raise ValueError("q, k and cos_sin_cache need a contiguous last dim (rotated in place)")
+    check_device(positions, q, k, cos_sin_cache)
+    if num_tokens == 0:
+        return q, k
+    half = rotary_dim // 2
+    _rope_kernel[(num_tokens,)](
+        positions, q, k, cos_sin_cache,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos_sin_cache.stride(0),
+        q.shape[1], k.shape[1],
+        HALF=half, IS_NEOX=is_neox,
+        BLOCK_HQ=next_pow2(q.shape[1]), BLOCK_HK=next_pow2(k.shape[1]), BLOCK_R=next_pow2(half),
+        num_warps=1 if interpreting() else 4,
+    )
+    return q, k

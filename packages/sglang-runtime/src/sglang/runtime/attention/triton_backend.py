@@ -1,0 +1,128 @@
+"""Attention with the Triton kernels of sglang-kernels (the CUDA path).
+
+Per layer, `forward` stores the new tokens' K/V into the pool and runs extend or decode
+attention, both reading keys through `req_to_token`. Decode derives everything from tensor
+shapes and device tensors (no host syncs, no host-derived sizes), and its split-KV scratch is
+one workspace owned by the backend and reused by every layer, step and captured graph: decode
+can be captured in CUDA graphs (`supports_cuda_graph`). Extend reads the CPU copies of the
+lengths once per batch, in `prepare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+import sglang.kernels as kernels
+from sglang.runtime.attention.base import AttentionBackend, register_backend
+from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
+
+if TYPE_CHECKING:
+    from sglang.kernels.attention.decode import DecodeWorkspace
+
+
+@dataclass
+class _ExtendMetadata:
+    extend_start_loc: torch.Tensor  # [batch] device, first new token of each request
+    max_extend_len: int
+
+
+@dataclass
+class _DecodeMetadata:
+    num_kv_splits: int
+
+
+@register_backend("triton")
+class TritonAttentionBackend(AttentionBackend):
+    """`sliding_window` (Mistral semantics: the last `sliding_window` keys, this token's
+    included), `reduce_in_fp32` (decode keeps its split partial outputs in fp32 instead of the
+    model's dtype) and `num_kv_splits` (fixed split count; default: by batch size, enough to
+    fill the GPU) are per-model settings."""
+
+    supports_cuda_graph = True
+
+    def __init__(
+        self,
+        sliding_window: int | None = None,
+        reduce_in_fp32: bool = False,
+        num_kv_splits: int | None = None,
+        **_: object,
+    ) -> None:
+        self.sliding_window = sliding_window
+        self.reduce_in_fp32 = reduce_in_fp32
+        self.num_kv_splits = num_kv_splits
+        self._workspace: DecodeWorkspace | None = None
+        # Outgrown workspaces stay alive: graphs captured earlier still point into them.
+        self._retired: list[DecodeWorkspace] = []
+
+    @property
+    def _window(self) -> int:
+        return self.sliding_window if self.sliding_window else -1
+
+    def prepare(self, batch: ForwardBatch) -> None:
+        if batch.mode == ForwardMode.DECODE:
+            splits = self.num_kv_splits or kernels.default_num_kv_splits(
+                batch.batch_size, batch.kv_pool.num_kv_heads, batch.seq_lens.device
+            )
+            batch.attn_metadata = _DecodeMetadata(splits)
+            return
+        ext = batch.extend_lens
+        # The CPU copy avoids a device sync; hand-built batches may lack it.
+        max_len = max(batch.extend_lens_cpu) if batch.extend_lens_cpu else int(ext.max())
+        batch.attn_metadata = _ExtendMetadata(torch.cumsum(ext, 0) - ext, max_len)
+
+    def reserve_decode_workspace(
+        self, max_batch: int, num_heads: int, head_dim: int, num_kv_splits: int,
+        device: torch.device, dtype: torch.dtype,
+    ) -> DecodeWorkspace:
+        """The shared decode scratch, grown (never shrunk) to hold `max_batch * num_kv_splits`.
+        Call it before capturing graphs to size it once for the largest batch."""
+        reduce_dtype = torch.float32 if self.reduce_in_fp32 else dtype
+        ws = self._workspace
+        fits = (
+            ws is not None
+            and ws.num_heads == num_heads
+            and ws.head_dim == head_dim
+            and ws.o.dtype == reduce_dtype
+            and ws.o.device == device
+            and ws.capacity >= max_batch * num_kv_splits
+        )
+        if not fits:
+            if ws is not None:
+                self._retired.append(ws)
+            ws = kernels.DecodeWorkspace.allocate(
+                max_batch, num_heads, head_dim, num_kv_splits, device, reduce_dtype
+            )
+            self._workspace = ws
+        assert ws is not None
+        return ws
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layer_id: int,
+        scale: float,
+        batch: ForwardBatch,
+    ) -> torch.Tensor:
+        k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
+        kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v)
+        meta = batch.attn_metadata
+        if isinstance(meta, _DecodeMetadata):
+            bs, num_heads, head_dim = q.shape
+            ws = self.reserve_decode_workspace(
+                bs, num_heads, head_dim, meta.num_kv_splits, q.device, q.dtype
+            )
+            return kernels.decode_attention(
+                q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
+                sm_scale=scale, num_kv_splits=meta.num_kv_splits,
+                reduce_in_fp32=self.reduce_in_fp32, sliding_window=self._window, workspace=ws,
+            )
+        return kernels.extend_attention(
+            q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.prefix_lens,
+            batch.extend_lens, meta.extend_start_loc, sm_scale=scale,
+            max_extend_len=meta.max_extend_len, sliding_window=self._window,
+        )

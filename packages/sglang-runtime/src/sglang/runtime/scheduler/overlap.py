@@ -1,0 +1,76 @@
+"""Overlapped decode: the CPU's bookkeeping of step N runs while the GPU computes step N+1.
+
+Without overlap the scheduler waits for each step's sampled tokens before it builds the next
+step, so the GPU idles while Python appends tokens, checks stop conditions and sends outputs.
+With overlap, step N's tokens stay on the device as step N+1's input ids, step N+1 is launched,
+and only then are step N's tokens read back (by now long computed) and processed.
+
+The price is one step of lag: a request that finishes on step N's token has already been
+given step N+1. That step's token is dropped; its KV (of the finishing token) is valid and goes
+to the radix cache with the rest of the sequence. Requests whose sampling reads their latest
+output tokens (penalties, `min_new_tokens` still pending, grammars, logprobs) make the scheduler
+fall back to one synchronous step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sglang.runtime.scheduler.request import Req
+
+
+def overlap_safe(req: Req) -> bool:
+    """Whether `req` can be sampled before its previous token is appended on the host."""
+    p = req.params
+    return (
+        not req.return_logprob
+        and p.repetition_penalty == 1.0
+        and p.frequency_penalty == 0.0
+        and p.presence_penalty == 0.0
+        # The sampler blocks EOS while len(output_ids) < min_new_tokens; with the in-flight
+        # token missing that count is one short, which only matters before this point.
+        and len(req.output_ids) >= p.min_new_tokens
+        and getattr(req, "grammar", None) is None
+    )
+
+
+@dataclass
+class InFlightDecode:
+    """A launched decode step whose sampled tokens the host has not read yet."""
+
+    reqs: list[Req]
+    next_ids: torch.Tensor  # [B] int64 on the device: the next step's input ids
+    host_ids: torch.Tensor  # [B] pinned copy, valid once `ready` has fired
+    ready: torch.cuda.Event | None  # None on CPU, where the tensor is already on the host
+
+    @classmethod
+    def launch(cls, reqs: list[Req], next_ids: torch.Tensor) -> InFlightDecode:
+        if not next_ids.is_cuda:
+            # No asynchrony to gain on CPU; kept runnable so the logic is tested there.
+            return cls(reqs, next_ids, next_ids, None)
+        host = torch.empty(next_ids.shape, dtype=next_ids.dtype, pin_memory=True)
+        host.copy_(next_ids, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return cls(reqs, next_ids, host, ready)
+
+    def tokens(self) -> list[int]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host_ids.tolist()
+
+    def inputs_for(self, running: list[Req]) -> torch.Tensor | None:
+        """Device input ids for `running` when each of them has its last token in flight here
+        (None otherwise: a newcomer's last token is on the host only)."""
+        where = {id(r): i for i, r in enumerate(self.reqs)}
+        index = [where.get(id(r), -1) for r in running]
+        if -1 in index:
+            return None
+        if index == list(range(len(self.reqs))):
+            return self.next_ids
+        rows = torch.tensor(index, dtype=torch.int64)
+        if self.next_ids.is_cuda:
+            rows = rows.pin_memory().to(self.next_ids.device, non_blocking=True)
+        return self.next_ids.index_select(0, rows)
