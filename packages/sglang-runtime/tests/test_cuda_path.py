@@ -7,37 +7,27 @@ one on CPU with the torch backend (the oracle), one on CUDA in float32 with the 
 
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import save_tiny_model  # noqa: E402
+
 pytestmark = pytest.mark.gpu
 
 VOCAB = 512
 
 
-def _tiny_llama(folder: Path) -> None:
+def _tiny_llama_config() -> Any:
     import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
 
-    config = transformers.LlamaConfig(
+    return transformers.LlamaConfig(
         vocab_size=VOCAB, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=1024,
-    )
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
-    model.save_pretrained(folder)
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0").save_pretrained(
-        folder
     )
 
 
@@ -45,9 +35,7 @@ def _tiny_llama(folder: Path) -> None:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    folder = tmp_path_factory.mktemp("tiny_llama_cuda")
-    _tiny_llama(folder)
-    return str(folder)
+    return save_tiny_model(_tiny_llama_config(), tmp_path_factory.mktemp("tiny_llama_cuda"))
 
 
 def _prompts() -> list[list[int]]:

@@ -4,7 +4,6 @@ graphs and answers like one that does not. The multi-GPU runs are a separate iss
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import save_tiny_model  # noqa: E402
 from tp_workers import free_addr  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -23,27 +23,14 @@ GREEDY = {"temperature": 0, "max_new_tokens": 16, "ignore_eos": True}
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    folder = tmp_path_factory.mktemp("tiny_llama_nccl")
     config = transformers.LlamaConfig(
         vocab_size=VOCAB, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512,
     )
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
-    model.save_pretrained(folder)
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0").save_pretrained(
-        folder)
-    return str(folder)
+    return save_tiny_model(config, tmp_path_factory.mktemp("tiny_llama_nccl"))
 
 
 def test_nccl_one_rank_collectives_inside_a_cuda_graph() -> None:
@@ -94,3 +81,20 @@ def test_engine_in_a_one_rank_nccl_group_captures_graphs_and_matches(model_dir: 
         eng.check_integrity()
     assert got == expected
     assert not dist.is_initialized()
+
+
+def test_tp2_on_two_gpus_matches_tp1(model_dir: str) -> None:
+    """Two ranks over NCCL on two GPUs (the multi-GPU run; skipped on one GPU)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    import sglang as sgl
+
+    prompts = [[1, 2, 3], [7] * 20, list(range(40, 90)), list(range(5, 300))]
+    kwargs = dict(model_path=model_dir, device="cuda", dtype="float32", max_total_tokens=8192)
+    with sgl.Engine(**kwargs) as one:
+        expected = [o["output_ids"] for o in one.generate(input_ids=prompts,
+                                                          sampling_params=GREEDY)]
+    with sgl.Engine(tp_size=2, **kwargs) as two:
+        got = [o["output_ids"] for o in two.generate(input_ids=prompts, sampling_params=GREEDY)]
+        two.check_integrity()
+    assert got == expected

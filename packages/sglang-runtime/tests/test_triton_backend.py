@@ -7,7 +7,6 @@ decode, sliding window) and an Engine the same greedy tokens, radix-cache hits i
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 import torch
 import transformers
-from tokenizers import Tokenizer, models, pre_tokenizers
 
 from sglang.runtime.attention.base import create_backend, resolve_backend_name
 from sglang.runtime.attention.triton_backend import TritonAttentionBackend
@@ -24,6 +22,7 @@ from sglang.runtime.loading.loader import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from batch_helpers import ToyKV  # noqa: E402
+from tiny_models import save_tiny_model  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 VOCAB = 128
@@ -36,34 +35,14 @@ CONFIGS = {
 }
 
 
-def _save_model(config: Any, folder: Path) -> None:
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        # O(1) logits: HF's 0.02-std init would make any comparison pass.
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
-    model.save_pretrained(folder)
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0").save_pretrained(
-        folder
-    )
-
-
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp(request.param)
-    _save_model(CONFIGS[request.param](), folder)
-    return str(folder)
+    return save_tiny_model(CONFIGS[request.param](), tmp_path_factory.mktemp(request.param))
 
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("llama_engine")
-    _save_model(CONFIGS["llama"](), folder)
-    return str(folder)
+    return save_tiny_model(CONFIGS["llama"](), tmp_path_factory.mktemp("llama_engine"))
 
 
 def _ids(seed: int, lens: list[int]) -> list[list[int]]:

@@ -6,7 +6,6 @@ absolute position, so ragged and prefix-cached batches need no special handling.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -31,39 +30,13 @@ def rope_parameters(config: Any) -> dict[str, Any]:
     return params
 
 
-def _inv_freq(dim: int, params: dict[str, Any]) -> torch.Tensor:
-    base = float(params["rope_theta"])
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    rope_type = params["rope_type"]
-    if rope_type == "default":
-        return inv_freq
-    if rope_type == "linear":
-        return inv_freq / params["factor"]
-    if rope_type == "llama3":
-        return _llama3_inv_freq(inv_freq, params)
-    raise NotImplementedError(f"rope type {rope_type!r} (supported: default, linear, llama3)")
-
-
-def _llama3_inv_freq(inv_freq: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    # Llama 3.1 long-context scaling: long wavelengths are slowed by `factor`, short ones kept,
-    # and the band between is interpolated smoothly.
-    factor = params["factor"]
-    low, high = params["low_freq_factor"], params["high_freq_factor"]
-    old_len = params["original_max_position_embeddings"]
-    wavelen = 2 * math.pi / inv_freq
-    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
-    smooth = (old_len / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
-    return torch.where(is_medium, smoothed, scaled)
-
-
 class RotaryEmbedding(nn.Module):
     def __init__(self, head_dim: int, max_position: int, params: dict[str, Any]) -> None:
         super().__init__()
         self.head_dim = head_dim
         self.rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))
-        inv_freq = _inv_freq(self.rotary_dim, params)
+        # The kernel library owns the scaling rules (default, linear, llama3): one definition.
+        inv_freq = kernels.rope_inv_freq(self.rotary_dim, float(params["rope_theta"]), params)
         freqs = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
         # Half-width tables: both halves of a head use the same angles.
         self.register_buffer("cos", freqs.cos(), persistent=False)

@@ -18,6 +18,7 @@ from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.base import constraint_of
 from sglang.runtime.messages import SchedulerStats, TokenOutput
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
+from sglang.runtime.scheduler.constrained import ConstrainedSteps
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.overlap import InFlightDecode, overlap_safe
@@ -34,7 +35,7 @@ logger = logging.getLogger("sglang.runtime")
 IN_BATCH_PREFIX_KEY = 32
 
 
-class Scheduler:
+class Scheduler(ConstrainedSteps):
     def __init__(
         self,
         args: RuntimeArgs,
@@ -353,27 +354,6 @@ class Scheduler:
             else:
                 outputs.append(self.out.emit(req, [tok]))
 
-    # ---- constrained decoding -------------------------------------------------------------
-    def _queue_compiled(self, outputs: list[TokenOutput]) -> None:
-        """Queue the requests whose grammar has compiled (after any text it forces at the start);
-        answer those whose spec did not compile. Waits briefly when there is nothing else to do."""
-        assert self.grammar is not None
-        idle = not (self.waiting or self.running or self.chunked or self.in_flight)
-        ready, failed = self.grammar.poll(wait=idle)
-        for f in failed:
-            f.req.finish_reason = {"type": "abort", "message": f.message, "status_code": f.status}
-            out = self.finish_request(f.req, [])
-            out.error = f.message
-            outputs.append(out)
-        for req in ready:
-            jumped = self._jump_forward(req, None)
-            if req.finished:
-                outputs.append(self.finish_request(req, jumped or []))
-                continue
-            if jumped:
-                outputs.append(self.out.emit(req, jumped))
-            self.waiting.append(req)
-
     def _headroom(self, req: Req) -> float:
         """Decode slots to keep for `req`: all it may still emit when only the length can stop
         it (ignore_eos, no stop strings or ids, no grammar), else an adaptive share of that."""
@@ -383,47 +363,6 @@ class Scheduler:
             and getattr(req, "grammar", None) is None
         )
         return req.remaining_new_tokens * (1.0 if certain else self.new_token_ratio)
-
-    def _jump_forward(self, req: Req, last: int | None) -> list[int] | None:
-        """Append the text `req`'s grammar forces next (grammar/jump_forward.py), in place of
-        `last`, the token just sampled (None: before the first output token). Returns the ids to
-        send for this step, or None when there is no jump.
-
-        A decoding request then gives its KV to the radix cache and goes back to the queue: its
-        next extend finds everything before the jump cached and prefills only the new tokens.
-        """
-        if self.grammar is None or req.grammar is None:
-            return None
-        # Leave the model at least one token, within max_new_tokens and the context.
-        budget = min(req.remaining_new_tokens, self.context_len - req.fill_len) - 1
-        ids = self.grammar.jump(req, last, budget)
-        if ids is None:
-            return None
-        if last is not None:
-            req.output_ids.pop()
-        req.output_ids.extend(ids)
-        self.jump_forwards += 1
-        self.jump_forward_tokens += len(ids) - (last is not None)
-        self.out.check_finish(req, self.context_len, new_tokens=len(ids))
-        if last is not None and not req.finished:
-            if req in self.running:
-                self.running.remove(req)
-            self.kv.release(req)
-            req.state = ReqState.WAITING
-            self.waiting.appendleft(req)
-        return ids
-
-    def _grammar_dead_end(self, req: Req, tok: int) -> TokenOutput:
-        """The sampled token is not in the grammar: every token was masked (the constraint
-        cannot go on with this vocabulary). The token is dropped and the request refused."""
-        req.output_ids.pop()
-        message = (f"the {constraint_of(req.params)[0]} allows no token after "  # type: ignore[index]
-                   f"{len(req.output_ids)} output tokens: it cannot be completed with this "
-                   "model's vocabulary")
-        req.finish_reason = {"type": "abort", "message": message, "status_code": 400}
-        out = self.finish_request(req, [])
-        out.error = message
-        return out
 
     def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
         if req in self.running:

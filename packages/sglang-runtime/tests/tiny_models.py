@@ -1,0 +1,31 @@
+"""Random-weight HF model folders for tests: config + safetensors + a word-level tokenizer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def save_tiny_model(config: Any, folder: Path | str, seed: int = 0) -> str:
+    """Save a transformers model built from `config` with O(1)-scale weights (HF's 0.02-std
+    init makes logits so flat that any comparison passes) and a tokenizer over its vocabulary."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
+    model.save_pretrained(folder)
+    vocab = {f"t{i}": i for i in range(config.vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0").save_pretrained(
+        folder
+    )
+    return str(folder)
