@@ -136,3 +136,13 @@ def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
 def gelu_and_mul_ref(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     gate, up = x.float().chunk(2, dim=-1)
     return (F.gelu(gate, approximate=approximate) * up).to(x.dtype)
+
+
+def gemv_ref(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, **_: object
+) -> torch.Tensor:
+    """Reference of `gemv`: x W^T (+ b) accumulated in fp32, returned in x's dtype."""
+    y = x.float() @ weight.float().t()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
