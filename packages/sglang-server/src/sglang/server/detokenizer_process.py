@@ -57,15 +57,7 @@ class DetokenizerState:
                 if not out.finished:
                     self.detoks[out.rid] = detok
             text = detok.add(out.new_token_ids, out.finish_reason, out.finished)
-        return DetokOutput(
-            rid=out.rid, text=text, output_ids=list(out.new_token_ids), finished=out.finished,
-            finish_reason=out.finish_reason, prompt_tokens=out.prompt_tokens,
-            completion_tokens=out.completion_tokens, cached_tokens=out.cached_tokens,
-            output_token_logprobs=out.output_token_logprobs,
-            output_top_logprobs=out.output_top_logprobs,
-            input_token_logprobs=out.input_token_logprobs,
-            input_top_logprobs=out.input_top_logprobs, error=out.error,
-        )
+        return DetokOutput(**msgspec.structs.asdict(out), text=text)
 
 
 def _serve(tokenizer: Any, pull: Any, push: Any, parent_pid: int) -> None:
@@ -99,7 +91,7 @@ def _serve(tokenizer: Any, pull: Any, push: Any, parent_pid: int) -> None:
                     logger.error("detokenizer: request %s failed:\n%s", out.rid, tb)
                     state.detoks.pop(out.rid, None)
                     outs.append(DetokOutput(
-                        rid=out.rid, text="", output_ids=[], finished=True,
+                        rid=out.rid, new_token_ids=[], finished=True,
                         finish_reason={"type": "abort", "message": "detokenization failed",
                                        "status_code": 500},
                         error=tb.strip().splitlines()[-1],

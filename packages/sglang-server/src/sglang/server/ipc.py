@@ -17,28 +17,16 @@ from typing import Any
 
 import msgspec
 
-from sglang.runtime.messages import FlushCacheResult, SchedulerStats, TokenLogprob, TopLogprobs
+from sglang.runtime.messages import FlushCacheResult, SchedulerStats, TokenOutput
 from sglang.runtime.scheduler.process import IntegrityResult
 
 
-class DetokOutput(msgspec.Struct, kw_only=True, tag=True):
-    """One scheduler output with its text: `text` and `output_ids` are what is new since the
+class DetokOutput(TokenOutput, kw_only=True, tag=True):
+    """A scheduler output with its text: `text` (like `new_token_ids`) is what is new since the
     previous DetokOutput of the request (deltas join into the final text); logprob lists are
     deltas too, except the prompt's, which come once."""
 
-    rid: str
-    text: str
-    output_ids: list[int]
-    finished: bool = False
-    finish_reason: dict[str, Any] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    output_token_logprobs: list[TokenLogprob] | None = None
-    output_top_logprobs: list[TopLogprobs] | None = None
-    input_token_logprobs: list[TokenLogprob] | None = None
-    input_top_logprobs: list[TopLogprobs | None] | None = None
-    error: str | None = None
+    text: str = ""
 
 
 class DetokOutputBatch(msgspec.Struct, kw_only=True, tag=True):

@@ -60,7 +60,7 @@ class RequestState:
 
     def fold(self, out: DetokOutput) -> None:
         self.text += out.text
-        self.output_ids.extend(out.output_ids)
+        self.output_ids.extend(out.new_token_ids)
         self.prompt_tokens = out.prompt_tokens
         self.completion_tokens = out.completion_tokens
         self.cached_tokens = out.cached_tokens

@@ -134,7 +134,7 @@ class TokenizerManager:
         self.unhealthy_reason = reason
         for state in list(self.states.values()):
             state.push(DetokOutput(
-                rid=state.rid, text="", output_ids=[], finished=True, error=reason,
+                rid=state.rid, new_token_ids=[], finished=True, error=reason,
                 finish_reason={"type": "abort", "message": reason, "status_code": 503},
             ))
         for waiters in self._waiters.values():
@@ -236,7 +236,7 @@ class TokenizerManager:
                 outs = await self._wait(state, request)
                 if outs is None:
                     return  # client gone: `finally` aborts
-                self._record_tokens(state, sum(len(o.output_ids) for o in outs if not o.error))
+                self._record_tokens(state, sum(len(o.new_token_ids) for o in outs if not o.error))
                 for out in outs:
                     if out.error is not None:
                         state.finished = True
