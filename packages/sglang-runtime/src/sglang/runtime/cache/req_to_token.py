@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from sglang.runtime.transfer import to_device
+
 
 class ReqToTokenPool:
     def __init__(self, max_reqs: int, max_context: int, device: torch.device | str) -> None:
@@ -56,8 +58,7 @@ class ReqToTokenPool:
             # The device copy must come from host memory: a device tensor would need a sync.
             values = values.cpu()
             self.host[row, start : start + n] = values
-            values = values.pin_memory().to(self.device, non_blocking=True)
-        self.table[row, start : start + n] = values
+        self.table[row, start : start + n] = to_device(values, self.device)
 
     def write_one_each(self, rows: list[int], positions: list[int], slots: torch.Tensor) -> None:
         """table[rows[i], positions[i]] = slots[i]: a decode step's new slots in one launch
@@ -70,9 +71,8 @@ class ReqToTokenPool:
         if self.host is not self.table:
             values = values.cpu()
             self.host.index_put_(index, values)
-            index = tuple(t.pin_memory().to(self.device, non_blocking=True) for t in index)
-            values = values.pin_memory().to(self.device, non_blocking=True)
-        self.table.index_put_(index, values)
+        rows_d, positions_d = (to_device(t, self.device) for t in index)
+        self.table.index_put_((rows_d, positions_d), to_device(values, self.device))
 
     def read_host(self, row: int, start: int, end: int) -> torch.Tensor:
         """Slots of positions [start, end) of `row`, from the host copy (no device sync)."""

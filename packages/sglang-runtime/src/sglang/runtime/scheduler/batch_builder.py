@@ -9,6 +9,7 @@ import torch
 from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 from sglang.runtime.scheduler.request import Req
+from sglang.runtime.transfer import to_device
 
 
 @dataclass
@@ -20,11 +21,8 @@ class LogitRows:
 
 
 def _tensor(values: list[int], device: torch.device) -> torch.Tensor:
-    # Build on the host and copy once; pinned + non_blocking keeps the GPU path asynchronous.
-    t = torch.tensor(values, dtype=torch.int64)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
+    # Build on the host and copy once, without waiting for the GPU.
+    return to_device(torch.tensor(values, dtype=torch.int64), device)
 
 
 def build_extend(
@@ -97,7 +95,7 @@ def build_decode(
             input_ids if input_ids is not None else _tensor([r.output_ids[-1] for r in reqs], device)
         ),
         positions=_tensor(prefix, device),
-        out_cache_loc=slots.to(device, non_blocking=True),
+        out_cache_loc=to_device(slots, device),  # fresh from the (host) allocator
         req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
         seq_lens=_tensor(seq, device),
         prefix_lens=_tensor(prefix, device),

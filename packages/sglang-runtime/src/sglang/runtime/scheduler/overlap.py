@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from sglang.runtime.scheduler.request import Req
+from sglang.runtime.transfer import to_device
 
 
 def overlap_safe(req: Req) -> bool:
@@ -32,7 +33,7 @@ def overlap_safe(req: Req) -> bool:
         # The sampler blocks EOS while len(output_ids) < min_new_tokens; with the in-flight
         # token missing that count is one short, which only matters before this point.
         and len(req.output_ids) >= p.min_new_tokens
-        and getattr(req, "grammar", None) is None
+        and req.grammar is None
     )
 
 
@@ -70,7 +71,5 @@ class InFlightDecode:
             return None
         if index == list(range(len(self.reqs))):
             return self.next_ids
-        rows = torch.tensor(index, dtype=torch.int64)
-        if self.next_ids.is_cuda:
-            rows = rows.pin_memory().to(self.next_ids.device, non_blocking=True)
+        rows = to_device(torch.tensor(index, dtype=torch.int64), self.next_ids.device)
         return self.next_ids.index_select(0, rows)

@@ -360,7 +360,7 @@ class Scheduler(ConstrainedSteps):
         p = req.params
         certain = (
             p.ignore_eos and not p.stop_strs and not p.stop_token_ids
-            and getattr(req, "grammar", None) is None
+            and req.grammar is None
         )
         return req.remaining_new_tokens * (1.0 if certain else self.new_token_ratio)
 
