@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engine-arg", type=_engine_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="extra sgl.Engine argument (JSON value), repeatable")
     p.add_argument("--hf-compile-backend", default="inductor")
+    p.add_argument("--grammar-model", default=None, metavar="DIR",
+                   help="folder with config.json + tokenizer for the grammar phase (its weights "
+                        "are drawn at random); without it the phase is skipped")
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="wall-clock budget for all phases; later groups are skipped past it")
     p.add_argument("--timeout-scale", type=float, default=1.0,
@@ -124,7 +127,7 @@ def build_context(args: argparse.Namespace, work: Path) -> Context:
                    model_dir=str(model_dir), model_config=config, results_dir=str(results),
                    tp=args.tp, seed=args.seed, mem_fraction_static=args.mem_fraction_static,
                    engine_args=extra, hf_compile_backend=args.hf_compile_backend,
-                   sizes=SIZES[mode])
+                   grammar_model=args.grammar_model, sizes=SIZES[mode])
 
 
 # ---- child side ----------------------------------------------------------------------------

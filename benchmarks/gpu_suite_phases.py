@@ -7,6 +7,8 @@ import inspect
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -146,9 +148,28 @@ def run_allreduce(ctx: Context) -> dict[str, Any]:
             "seconds_per_allreduce": per_batch, "latency_s": per_batch["1"]}
 
 
+# ---- structured output -----------------------------------------------------------------------
+def run_grammar(ctx: Context) -> dict[str, Any]:
+    """benchmarks/grammar_bench.py in a subprocess (it builds its own Engine): JSON-schema
+    decoding with and without jump-forward, and the masks' cost per decode step. On a GPU it
+    needs --grammar-model; the dry run uses the embedded SmolLM2 on the CPU."""
+    out = os.path.join(ctx.results_dir, "grammar_raw.json")
+    cmd = [sys.executable, str(Path(__file__).with_name("grammar_bench.py")),
+           "--device", ctx.device, "--out", out]
+    if ctx.grammar_model:
+        cmd += ["--model-path", ctx.grammar_model, "--load-format", "dummy", "--dtype", ctx.dtype]
+    elif ctx.device != "cpu":
+        raise PhaseSkipped("needs --grammar-model DIR (a config.json and tokenizer files)")
+    if ctx.mode == "dry":
+        cmd += ["--num-requests", "4", "--free-tokens", "8", "--repeats", "1"]
+    subprocess.run(cmd, check=True)
+    return json.loads(Path(out).read_text())
+
+
 def runners() -> dict[str, Callable[[Context], dict[str, Any]]]:
     import gpu_suite_engine
     import gpu_suite_hf
 
     return {"ceilings": run_ceilings, "kernels": run_kernels, "allreduce": run_allreduce,
+            "grammar": run_grammar,
             **gpu_suite_engine.RUNNERS, **gpu_suite_hf.RUNNERS}

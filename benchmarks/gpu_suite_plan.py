@@ -78,6 +78,9 @@ PHASES: list[PhaseSpec] = [
     PhaseSpec("prefix_noradix", "ours: shared prefix, radix cache off", "prefix_noradix",
               _t(120, 60, 120)),
     PhaseSpec("kernels", "kernel micro-benchmarks", "kernels", _t(60, 45, 90)),
+    # Needs a model folder with a tokenizer (--grammar-model); skipped without one.
+    PhaseSpec("grammar", "structured output: JSON schema with and without jump-forward, masks",
+              "grammar", _t(120, 90, 240)),
     PhaseSpec("hf_compile", "transformers batch-1 decode, static cache + torch.compile",
               "hf_compile", _t(200, 150, 240)),
     PhaseSpec("allreduce", "all-reduce latency (NCCL)", "allreduce", _t(60, 45, 90), tp=True),
@@ -146,6 +149,8 @@ class Context:
     mem_fraction_static: float = 0.85
     engine_args: dict[str, Any] = field(default_factory=dict)
     hf_compile_backend: str = "inductor"
+    # Model folder with config + tokenizer for the grammar phase (dummy weights); None: skip.
+    grammar_model: str | None = None
     sizes: Sizes = field(default_factory=Sizes)
     # Ceilings measured by an earlier group of this run (e.g. copy_bandwidth in B/s), for
     # phases that compare against them.

@@ -192,6 +192,17 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
                           for b, t in a["seconds_per_allreduce"].items())
         add(f"all-reduce latency ({a['backend']}, tp={a['tp']})", f"{a['latency_s'] * 1e6:.1f} us",
             cells)
+    if not missing("grammar", "structured output"):
+        g = phases["grammar"]["result"]["results"]
+        jf, nojf = g["json+jf"], g["json-nojf"]
+        add("JSON schema, jump-forward on / off", f"{jf['tok_per_s']:.0f} / {nojf['tok_per_s']:.0f}"
+            " tok/s", f"model steps {jf['model_steps']} / {nojf['model_steps']}, "
+            f"{jf['jumped_tokens']} tokens jumped")
+        extra = g["masked"]["ms_per_step"] - g["free"]["ms_per_step"]
+        add("grammar masks, cost per decode step", f"{extra:+.2f} ms",
+            f"free {g['free']['ms_per_step']:.2f} ms/step; mask fill+apply alone: "
+            + ", ".join(f"{b} {ms:.2f} ms" for b, ms in
+                        phases["grammar"]["result"]["mask_only_ms"].items()))
     if not missing("kernels", "kernel micro-benchmarks"):
         for bench, row in phases["kernels"]["result"].items():
             add(f"kernel: {bench}", "", _kernel_cell(row))
