@@ -165,6 +165,28 @@ def test_decode_preallocated_workspace_and_padding():
                          num_kv_splits=17, workspace=ws)
 
 
+def test_decode_merge_counters_reset_and_repeat_exactly():
+    """The last program of each (request, KV head) merges the splits and zeroes its counter:
+    repeated calls on one workspace give identical results (a missed or early merge would
+    show as a wrong or varying output; on a GPU this runs many times)."""
+    dtype = torch.float16
+    lens = [300, 1, 77, 150, 0, 9]
+    pool = Pool(lens, 2, dtype)
+    q = randn(len(lens), 8, HEAD_DIM, dtype=dtype)
+    seq = _lens(lens)
+    splits = 64 if ON_GPU else 8
+    ws = DecodeWorkspace.allocate(len(lens), 8, HEAD_DIM, splits, DEVICE)
+    want = decode_attention_ref(q, pool.k, pool.v, pool.table, pool.rows, seq, sm_scale=0.3)
+    first = None
+    for _ in range(50 if ON_GPU else 2):
+        got = decode_attention(q, pool.k, pool.v, pool.table, pool.rows, seq, sm_scale=0.3,
+                               num_kv_splits=splits, workspace=ws)
+        assert int(ws.arrivals.abs().sum()) == 0
+        torch.testing.assert_close(got, want, **ATTN_TOL[dtype])
+        first = got if first is None else first
+        assert torch.equal(got, first)
+
+
 @pytest.mark.gpu
 def test_decode_is_graph_capturable_without_host_syncs():
     """Captured once, replayed after the sequence lengths change on the device: same result as

@@ -14,6 +14,7 @@ from sglang.kernels import (
     rope_cos_sin_cache,
     rope_inv_freq,
     rotary_embedding,
+    rotary_embedding_and_store_kv,
     silu_and_mul,
     store_kv,
 )
@@ -86,6 +87,38 @@ def test_rotary_in_place_on_fused_qkv_views(scaling, rotary_dim, is_neox, dtype)
     torch.testing.assert_close(q, want_q, **ELEM_TOL[dtype])
     torch.testing.assert_close(k, want_k, **ELEM_TOL[dtype])
     assert torch.equal(qkv[:, (heads + kv_heads) * head_dim :], v_before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+def test_rotary_and_store_kv_equals_rotary_then_store(is_neox, dtype):
+    heads, kv_heads, head_dim, n, slots = 4, 2, 32, 5, 40
+    cache = rope_cos_sin_cache(head_dim, head_dim, 300, 10000.0, LLAMA3, device=DEVICE)
+    qkv = randn(n, (heads + 2 * kv_heads) * head_dim, dtype=dtype)
+    q = qkv[:, : heads * head_dim].view(n, heads, head_dim)
+    k = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].view(n, kv_heads, head_dim)
+    v = qkv[:, (heads + kv_heads) * head_dim :].view(n, kv_heads, head_dim)
+    positions = torch.tensor([0, 7, 64, 200, 299], device=DEVICE)
+    loc = torch.tensor([3, 17, 0, 39, 8], device=DEVICE, dtype=torch.int32)
+    k_buf = randn(slots, kv_heads, head_dim, dtype=dtype, seed=5)
+    v_buf = randn(slots, kv_heads, head_dim, dtype=dtype, seed=6)
+    want_q, want_k = rotary_embedding_ref(positions, q, k, cache, is_neox)
+    want_kb, want_vb = k_buf.clone(), v_buf.clone()
+    store_kv_ref(want_kb, want_vb, loc, want_k, v)
+    rotary_embedding_and_store_kv(positions, q, k, v, cache, k_buf, v_buf, loc, is_neox)
+    torch.testing.assert_close(q, want_q, **ELEM_TOL[dtype])
+    torch.testing.assert_close(k, want_k, **ELEM_TOL[dtype])
+    torch.testing.assert_close(k_buf, want_kb, **ELEM_TOL[dtype])
+    assert torch.equal(v_buf, want_vb)  # copied exactly, untouched slots kept
+
+
+def test_rotary_and_store_kv_needs_full_rotary_dim():
+    cache = rope_cos_sin_cache(32, 16, 8, 10000.0, device=DEVICE)
+    q, k = randn(1, 2, 32, dtype=torch.float32), randn(1, 1, 32, dtype=torch.float32)
+    buf = randn(4, 1, 32, dtype=torch.float32)
+    pos = torch.tensor([1], device=DEVICE)
+    with pytest.raises(ValueError, match="rotary_dim"):
+        rotary_embedding_and_store_kv(pos, q, k, k.clone(), cache, buf, buf.clone(), pos)
 
 
 def test_rotary_styles_differ_and_position_zero_is_identity():

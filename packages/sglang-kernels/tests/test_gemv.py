@@ -6,27 +6,51 @@ import pytest
 import torch
 from kernel_cases import DEVICE, DTYPES, randn
 
-from sglang.kernels import gemv
+from sglang.kernels import GemvConfig, gemv
 from sglang.kernels.reference import gemv_ref
+
+SMALL = GemvConfig(block_n=4, block_k=128)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", [1, 3, 8])
 @pytest.mark.parametrize("bias", [False, True])
-def test_gemv_matches_linear(rows, bias, dtype):
-    # N and K not multiples of the blocks: the masked edges are exercised.
-    x = randn(rows, 300, dtype=dtype)
-    w = randn(70, 300, dtype=dtype, seed=1) * 0.1
+@pytest.mark.parametrize("k", [300, 256])  # a ragged last K chunk, and K a multiple of block_k
+def test_gemv_matches_linear(rows, bias, k, dtype):
+    # N not a multiple of block_n: the clamped edge rows must not be stored.
+    x = randn(rows, k, dtype=dtype)
+    w = randn(70, k, dtype=dtype, seed=1) * 0.1
     b = randn(70, dtype=dtype, seed=2) if bias else None
-    got = gemv(x, w, b, block_n=16, block_k=128)
-    want = gemv_ref(x, w, b).float()
+    got = gemv(x, w, b, config=SMALL)
     tol = 1e-4 if dtype == torch.float32 else 2e-2
     assert got.dtype == dtype and got.shape == (rows, 70)
-    torch.testing.assert_close(got.float(), want, atol=tol, rtol=tol)
+    torch.testing.assert_close(got.float(), gemv_ref(x, w, b).float(), atol=tol, rtol=tol)
 
 
-def test_gemv_rejects_bad_shapes():
+@pytest.mark.parametrize("rows", [1, 2])
+def test_gemv_default_config_and_strided_rows(rows):
+    # The default launch shape (one K chunk for K=512), x a row-strided view.
+    base = randn(rows, 1024, dtype=torch.float32)
+    x = base[:, :512]
+    w = randn(40, 512, dtype=torch.float32, seed=1) * 0.1
+    torch.testing.assert_close(gemv(x, w), gemv_ref(x, w), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("rows", "k", "block_k"),
+    [(1, 4096, 4096), (1, 14336, 2048), (1, 300, 512), (2, 4096, 2048), (8, 14336, 512)],
+)
+def test_default_config_shapes(rows, k, block_k):
+    assert GemvConfig.for_shape(rows, k).block_k == block_k
+
+
+def test_gemv_rejects_bad_input():
+    z = torch.zeros
     with pytest.raises(ValueError, match="rows"):
-        gemv(torch.zeros(9, 4, device=DEVICE), torch.zeros(2, 4, device=DEVICE))
+        gemv(z(9, 4, device=DEVICE), z(2, 4, device=DEVICE))
     with pytest.raises(ValueError, match="mismatch"):
-        gemv(torch.zeros(1, 4, device=DEVICE), torch.zeros(2, 5, device=DEVICE))
+        gemv(z(1, 4, device=DEVICE), z(2, 5, device=DEVICE))
+    with pytest.raises(ValueError, match="dtype|is torch"):
+        gemv(z(1, 4, device=DEVICE), z(2, 4, device=DEVICE, dtype=torch.float16))
+    with pytest.raises(ValueError, match="bias"):
+        gemv(z(1, 4, device=DEVICE), z(2, 4, device=DEVICE), z(3, device=DEVICE))

@@ -141,3 +141,22 @@ def test_engine_greedy_equals_torch_backend(llama_dir: str) -> None:
     got, cached = _greedy(llama_dir, "triton")
     assert cached[3:] == [21, 21]  # the second batch extended over the radix-cached prefix
     assert got == want
+
+
+def test_rotary_is_fused_into_the_kv_store(llama_dir: str, monkeypatch) -> None:
+    """The Triton backend rotates K while writing it into the pool (one kernel, not two)."""
+    import sglang.kernels as kernels
+
+    calls = []
+    fused = kernels.rotary_embedding_and_store_kv
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "rotary_embedding_and_store_kv", spy)
+    loaded = load_model(llama_dir, dtype="float32", device=torch.device(DEVICE))
+    kv = ToyKV(loaded.config, max_reqs=2, max_context=32, device=DEVICE)
+    runner = ModelRunner(loaded.model, kv.pool, TritonAttentionBackend())
+    runner.forward(kv.extend([0], _ids(4, [5])))
+    assert len(calls) == loaded.config.num_hidden_layers

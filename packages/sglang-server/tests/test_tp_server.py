@@ -134,3 +134,12 @@ def test_killed_rank_ends_the_server_nonzero(tp2: LiveServer) -> None:
     assert time.monotonic() - t0 < 10, "the server took too long to notice"
     assert "tp rank 1 scheduler process died" in tp2.log_tail()
     assert tp2.children_gone(), "rank or detokenizer processes outlived the server"
+
+
+def test_gemv_max_batch_is_parsed_and_checked() -> None:
+    from sglang.server.args import parse_args
+
+    assert parse_args(["--gemv-max-batch", "0"]).runtime.gemv_max_batch == 0
+    assert parse_args([]).runtime.gemv_max_batch == 1
+    with pytest.raises(SystemExit):  # RuntimeArgs rejects it, the parser reports it
+        parse_args(["--gemv-max-batch", "9"])

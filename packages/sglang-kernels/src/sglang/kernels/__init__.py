@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
+    "can_launch": "_triton",
     "extend_attention": "attention.extend",
     "decode_attention": "attention.decode",
     "DecodeWorkspace": "attention.decode",
@@ -24,11 +25,13 @@ _EXPORTS = {
     "store_kv": "kv_store",
     "rmsnorm": "norm",
     "rotary_embedding": "rotary",
+    "rotary_embedding_and_store_kv": "rotary",
     "rope_cos_sin_cache": "rotary",
     "rope_inv_freq": "rotary",
     "silu_and_mul": "activation",
     "gelu_and_mul": "activation",
-    "gemv": "gemv",
+    "gemv": "skinny_gemm",
+    "GemvConfig": "skinny_gemm",
 }
 
 __all__ = ["__version__", *_EXPORTS]

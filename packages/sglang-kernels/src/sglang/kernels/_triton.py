@@ -15,6 +15,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+def can_launch(t: torch.Tensor) -> bool:
+    """Whether the kernels can run on `t`'s device: CUDA, or any device in the interpreter."""
+    return t.is_cuda or interpreting()
+
+
 def check_device(*tensors: torch.Tensor) -> None:
     """Fail clearly instead of inside Triton's launcher when a tensor cannot be launched on."""
     if interpreting():
@@ -47,6 +52,50 @@ def num_sms(device: torch.device) -> int:
 @functools.cache
 def _cuda_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+@functools.cache
+def _cuda_major(index: int) -> int:
+    return torch.cuda.get_device_capability(index)[0]
+
+
+def pdl_args(t: torch.Tensor) -> dict[str, bool]:
+    """Launch arguments for programmatic dependent launch (Hopper and newer): the kernel may be
+    scheduled while the previous one in the stream still runs, and waits for it with
+    `pdl_enter` before touching memory that kernel could have written. Between small decode
+    kernels this hides the launch latency and lets a GEMV stream its weights during the
+    previous kernel's tail. Off in the interpreter, before sm90, or with
+    ``SGLANG_KERNELS_PDL=0``."""
+    on = (
+        t.is_cuda
+        and not interpreting()
+        and os.environ.get("SGLANG_KERNELS_PDL", "1") != "0"
+        and _cuda_major(t.device.index if t.device.index is not None else 0) >= 9
+    )
+    return {"USE_PDL": True, "launch_pdl": True} if on else {"USE_PDL": False}
+
+
+@triton.jit
+def pdl_release():
+    """Let the next kernel in the stream be scheduled (it still waits for this one to finish
+    before it reads anything, in its `pdl_wait`)."""
+    tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
+def pdl_wait():
+    """Block until the previous kernel in the stream has finished and its writes are visible."""
+    tl.extra.cuda.gdc_wait()
+
+
+@triton.jit
+def pdl_enter(USE_PDL: tl.constexpr):
+    """Start of a kernel launched with `pdl_args`: release the next kernel, then wait for the
+    previous one. Every such kernel must call it (or `pdl_wait`) before its first read of
+    another kernel's output and before its first write, so kernels stay ordered transitively."""
+    if USE_PDL:
+        pdl_release()
+        pdl_wait()
 
 
 @triton.jit

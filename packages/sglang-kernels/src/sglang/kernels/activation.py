@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, interpreting, next_pow2
+from sglang.kernels._triton import check_device, interpreting, next_pow2, pdl_args, pdl_enter
 
 # gelu_and_mul's `approximate` -> the kernel's activation name.
 _GELU = {"none": "gelu", "tanh": "gelu_tanh"}
@@ -15,8 +15,9 @@ _GELU = {"none": "gelu", "tanh": "gelu_tanh"}
 @triton.jit
 def _gated_kernel(
     X, Out, stride_x, stride_o, d,
-    ACT: tl.constexpr, BLOCK: tl.constexpr,
+    ACT: tl.constexpr, BLOCK: tl.constexpr, USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < d
@@ -47,7 +48,7 @@ def _gated(x: torch.Tensor, act: str) -> torch.Tensor:
         block = min(next_pow2(d), 1024)
         grid = (x2.shape[0], triton.cdiv(d, block))
         _gated_kernel[grid](
-            x2, out, x2.stride(0), out.stride(0), d, ACT=act, BLOCK=block,
+            x2, out, x2.stride(0), out.stride(0), d, ACT=act, BLOCK=block, **pdl_args(x2),
             num_warps=1 if interpreting() else 4,
         )
     return out.view(*x.shape[:-1], d)

@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, interpreting, next_pow2
+from sglang.kernels._triton import check_device, interpreting, next_pow2, pdl_args, pdl_enter
 
 
 @triton.jit
@@ -15,8 +15,9 @@ def _store_kv_kernel(
     stride_kt, stride_kh, stride_vt, stride_vh,
     stride_kbt, stride_kbh, stride_vbt, stride_vbh,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     token = tl.program_id(0).to(tl.int64)
     slot = tl.load(Loc + token).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_H)
@@ -28,6 +29,17 @@ def _store_kv_kernel(
              k.to(KBuf.dtype.element_ty), mask=mask)
     tl.store(VBuf + slot * stride_vbt + offs_h[:, None] * stride_vbh + offs_d[None, :],
              v.to(VBuf.dtype.element_ty), mask=mask)
+
+
+def check_kv_shapes(
+    k_buffer: torch.Tensor, v_buffer: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> None:
+    """New tokens' K and V must match each other and the pool's per-slot shape."""
+    if v.shape != k.shape or k_buffer.shape[1:] != k.shape[1:] or v_buffer.shape[1:] != k.shape[1:]:
+        raise ValueError(
+            f"shape mismatch: k {tuple(k.shape)}, v {tuple(v.shape)}, "
+            f"k_buffer {tuple(k_buffer.shape)}, v_buffer {tuple(v_buffer.shape)}"
+        )
 
 
 def store_kv(
@@ -47,11 +59,7 @@ def store_kv(
             last dim (e.g. slices of a fused QKV output) are fine.
     """
     num_tokens, num_heads, head_dim = k.shape
-    if v.shape != k.shape or k_buffer.shape[1:] != k.shape[1:] or v_buffer.shape[1:] != k.shape[1:]:
-        raise ValueError(
-            f"shape mismatch: k {tuple(k.shape)}, v {tuple(v.shape)}, "
-            f"k_buffer {tuple(k_buffer.shape)}, v_buffer {tuple(v_buffer.shape)}"
-        )
+    check_kv_shapes(k_buffer, v_buffer, k, v)
     if num_tokens == 0:
         return
     check_device(k_buffer, v_buffer, loc, k, v)
@@ -62,6 +70,6 @@ def store_kv(
         k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0), v_buffer.stride(1),
         NUM_HEADS=num_heads, HEAD_DIM=head_dim,
-        BLOCK_H=next_pow2(num_heads), BLOCK_D=next_pow2(head_dim),
+        BLOCK_H=next_pow2(num_heads), BLOCK_D=next_pow2(head_dim), **pdl_args(k),
         num_warps=1 if interpreting() else 4,
     )

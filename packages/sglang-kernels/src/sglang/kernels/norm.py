@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, interpreting, next_pow2
+from sglang.kernels._triton import check_device, interpreting, next_pow2, pdl_args, pdl_enter
 
 
 @triton.jit
@@ -14,8 +14,9 @@ def _rmsnorm_kernel(
     X, R, W, Out, ResOut,
     stride_x, stride_r, stride_o, stride_ro,
     n_cols, eps,
-    HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr, USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < n_cols
@@ -79,7 +80,7 @@ def rmsnorm(
             x2, r2, weight, out, res_out if res_out is not None else out,
             x2.stride(0), r2.stride(0), out.stride(0), out.stride(0),
             hidden, float(eps),
-            HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=warps,
+            HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=warps, **pdl_args(x2),
         )
     out = out.view(x.shape)
     if res_out is None:

@@ -11,7 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, interpreting, next_pow2
+from sglang.kernels._triton import check_device, interpreting, next_pow2, pdl_args, pdl_enter
+from sglang.kernels.kv_store import check_kv_shapes
 
 
 def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
@@ -73,26 +74,38 @@ def rope_cos_sin_cache(
 
 @triton.jit
 def _rotate_heads(
-    base, stride_h, n_heads, idx1, idx2, mask_r, cos, sin, BLOCK_H: tl.constexpr,
+    base, stride_h, n_heads, idx1, idx2, mask_r, cos, sin, copy_base, copy_stride_h,
+    BLOCK_H: tl.constexpr, COPY: tl.constexpr,
 ):
+    """Rotate `n_heads` heads at `base` in place; with COPY, also write the rotated values to
+    the same places of the heads at `copy_base` (a KV-cache row)."""
     offs_h = tl.arange(0, BLOCK_H)
     mask = (offs_h < n_heads)[:, None] & mask_r[None, :]
     p1 = base + offs_h[:, None] * stride_h + idx1[None, :]
     p2 = base + offs_h[:, None] * stride_h + idx2[None, :]
     x1 = tl.load(p1, mask=mask, other=0.0).to(tl.float32)
     x2 = tl.load(p2, mask=mask, other=0.0).to(tl.float32)
-    tl.store(p1, (x1 * cos[None, :] - x2 * sin[None, :]).to(base.dtype.element_ty), mask=mask)
-    tl.store(p2, (x2 * cos[None, :] + x1 * sin[None, :]).to(base.dtype.element_ty), mask=mask)
+    y1 = (x1 * cos[None, :] - x2 * sin[None, :]).to(base.dtype.element_ty)
+    y2 = (x2 * cos[None, :] + x1 * sin[None, :]).to(base.dtype.element_ty)
+    tl.store(p1, y1, mask=mask)
+    tl.store(p2, y2, mask=mask)
+    if COPY:
+        c = copy_base + offs_h[:, None] * copy_stride_h
+        tl.store(c + idx1[None, :], y1.to(copy_base.dtype.element_ty), mask=mask)
+        tl.store(c + idx2[None, :], y2.to(copy_base.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _rope_kernel(
-    Pos, Q, K, CosSin,
+    Pos, Q, K, CosSin, V, Loc, KCache, VCache,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_cs,
+    stride_vt, stride_vh, stride_kct, stride_kch, stride_vct, stride_vch,
     num_q_heads, num_k_heads,
     HALF: tl.constexpr, IS_NEOX: tl.constexpr,
     BLOCK_HQ: tl.constexpr, BLOCK_HK: tl.constexpr, BLOCK_R: tl.constexpr,
+    STORE_KV: tl.constexpr, USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     token = tl.program_id(0).to(tl.int64)
     pos = tl.load(Pos + token).to(tl.int64)
     offs_r = tl.arange(0, BLOCK_R)
@@ -105,10 +118,21 @@ def _rope_kernel(
     else:
         idx1 = 2 * offs_r
         idx2 = 2 * offs_r + 1
+    slot = 0
+    if STORE_KV:
+        slot = tl.load(Loc + token).to(tl.int64)
     _rotate_heads(Q + token * stride_qt, stride_qh, num_q_heads, idx1, idx2, mask_r, cos, sin,
-                  BLOCK_HQ)
+                  Q, 0, BLOCK_HQ, False)
     _rotate_heads(K + token * stride_kt, stride_kh, num_k_heads, idx1, idx2, mask_r, cos, sin,
-                  BLOCK_HK)
+                  KCache + slot * stride_kct, stride_kch, BLOCK_HK, STORE_KV)
+    if STORE_KV:
+        offs_h = tl.arange(0, BLOCK_HK)
+        offs_d = tl.arange(0, 2 * BLOCK_R)
+        mask = (offs_h < num_k_heads)[:, None] & (offs_d < 2 * HALF)[None, :]
+        v = tl.load(V + token * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :],
+                    mask=mask)
+        tl.store(VCache + slot * stride_vct + offs_h[:, None] * stride_vch + offs_d[None, :],
+                 v.to(VCache.dtype.element_ty), mask=mask)
 
 
 def rotary_embedding(
@@ -132,6 +156,14 @@ def rotary_embedding(
 
     The rotation runs in fp32 and rounds once to ``q``'s dtype.
     """
+    _check_rope(positions, q, k, cos_sin_cache)
+    _launch_rope(positions, q, k, cos_sin_cache, is_neox, None)
+    return q, k
+
+
+def _check_rope(
+    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos_sin_cache: torch.Tensor
+) -> None:
     num_tokens = positions.shape[0]
     if q.shape[0] != num_tokens or k.shape[0] != num_tokens:
         raise ValueError("positions, q and k must have one row per token")
@@ -141,15 +173,62 @@ def rotary_embedding(
     if q.stride(-1) != 1 or k.stride(-1) != 1 or cos_sin_cache.stride(-1) != 1:
         raise ValueError("q, k and cos_sin_cache need a contiguous last dim (rotated in place)")
     check_device(positions, q, k, cos_sin_cache)
+
+
+def rotary_embedding_and_store_kv(
+    positions: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    loc: torch.Tensor,
+    is_neox: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rotary_embedding` and then `store_kv` of the rotated K and of V, in one launch (one
+    kernel fewer per layer in a decode step). Needs the rotation to cover the whole head
+    (``rotary_dim == head_dim``). Returns the rotated ``(q, k)``.
+
+    Args:
+        positions, q, k, cos_sin_cache, is_neox: as `rotary_embedding`.
+        v: ``[num_tokens, num_kv_heads, head_dim]``, last dim contiguous.
+        k_buffer, v_buffer, loc: as `store_kv` (one layer's pool, each token's slot).
+    """
+    _check_rope(positions, q, k, cos_sin_cache)
+    if cos_sin_cache.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"rotary_embedding_and_store_kv needs rotary_dim ({cos_sin_cache.shape[-1]}) == "
+            f"head_dim ({k.shape[-1]}); use rotary_embedding then store_kv"
+        )
+    check_kv_shapes(k_buffer, v_buffer, k, v)
+    if v.stride(-1) != 1 or loc.shape != positions.shape:
+        raise ValueError("v needs a contiguous last dim and loc one slot per token")
+    check_device(v, k_buffer, v_buffer, loc)
+    _launch_rope(positions, q, k, cos_sin_cache, is_neox, (v, k_buffer, v_buffer, loc))
+    return q, k
+
+
+def _launch_rope(
+    positions: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    is_neox: bool,
+    store: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> None:
+    num_tokens = positions.shape[0]
     if num_tokens == 0:
-        return q, k
-    half = rotary_dim // 2
+        return
+    v, kc, vc, loc = store if store is not None else (k, k, k, positions)
+    half = cos_sin_cache.shape[-1] // 2
     _rope_kernel[(num_tokens,)](
-        positions, q, k, cos_sin_cache,
+        positions, q, k, cos_sin_cache, v, loc, kc, vc,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos_sin_cache.stride(0),
+        v.stride(0), v.stride(1), kc.stride(0), kc.stride(1), vc.stride(0), vc.stride(1),
         q.shape[1], k.shape[1],
         HALF=half, IS_NEOX=is_neox,
         BLOCK_HQ=next_pow2(q.shape[1]), BLOCK_HK=next_pow2(k.shape[1]), BLOCK_R=next_pow2(half),
+        STORE_KV=store is not None, **pdl_args(q),
         num_warps=1 if interpreting() else 4,
     )
-    return q, k

@@ -140,7 +140,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         sliding_window=getattr(loaded.model, "sliding_window", None),
         reduce_in_fp32=args.attention_reduce_in_fp32,
     )
-    runner = ModelRunner(loaded.model, kv_pool, backend)
+    runner = ModelRunner(loaded.model, kv_pool, backend, args.gemv_max_batch)
     vocab = int(cfg.vocab_size)
     output_cls = TPOutputProcessor if args.tp_size > 1 else OutputProcessor
     eos_ids = _eos_ids(cfg, loaded.tokenizer)

@@ -48,6 +48,9 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # CUDA: launch decode step N+1 before reading back step N's tokens (scheduler/overlap.py).
     disable_overlap_schedule: bool = False
     cuda_graph_max_bs: int | None = None
+    # CUDA: linear layers of inputs up to this many rows (batch-1 decode) run the Triton GEMV
+    # instead of cuBLAS; 0 turns it off. Above 1 row cuBLAS was faster on an H100.
+    gemv_max_batch: int = 1
     random_seed: int = 0
     log_level: str = "warning"
     # Admission assumes each running request still emits this share of its max_new_tokens; it
@@ -95,6 +98,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise bad(name, value, "a positive integer")
         if self.max_prefill_tokens < 1:
             raise bad("max_prefill_tokens", self.max_prefill_tokens, "a positive integer")
+        if not 0 <= self.gemv_max_batch <= 8:
+            raise bad("gemv_max_batch", self.gemv_max_batch, "an integer in [0, 8]")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise bad("log_level", self.log_level, "a logging level name")
         if self.grammar_backend not in GRAMMAR_BACKENDS:

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="chat template: a built-in name or a .json/.jinja file (default: the tokenizer's)")
     a("--attention-reduce-in-fp32", action="store_true",
       help="Triton decode attention keeps its split-KV partial results in float32")
+    a("--gemv-max-batch", type=int, default=1,
+      help="CUDA: linear layers of at most this many rows run the Triton GEMV instead of "
+      "cuBLAS; 0 turns it off (default: %(default)s)")
     a("--dtype", choices=DTYPES, default="auto",
       help="weight/activation dtype (auto: float32 on CPU, bfloat16 on CUDA)")
     a("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
@@ -134,7 +137,8 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
             chunked_prefill_size=ns.chunked_prefill_size, random_seed=ns.random_seed,
             log_level=ns.log_level, attention_backend=ns.attention_backend,
             attention_reduce_in_fp32=ns.attention_reduce_in_fp32,
-            disable_cuda_graph=ns.disable_cuda_graph, cuda_graph_max_bs=ns.cuda_graph_max_bs,
+            gemv_max_batch=ns.gemv_max_batch, disable_cuda_graph=ns.disable_cuda_graph,
+            cuda_graph_max_bs=ns.cuda_graph_max_bs,
             grammar_backend=ns.grammar_backend, disable_jump_forward=ns.disable_jump_forward,
             tp_size=ns.tp_size, nnodes=ns.nnodes, node_rank=ns.node_rank,
             dist_init_addr=ns.dist_init_addr, dist_timeout=ns.dist_timeout,

@@ -1,9 +1,11 @@
-"""Decode attention over a token-level KV pool: split-KV flash-decoding in two launches.
+"""Decode attention over a token-level KV pool: split-KV flash-decoding in one launch.
 
-Stage 1: one program per (request, KV head, split) attends the query heads that share the KV
-head to one contiguous span of the request's keys (read through ``req_to_token``) and writes
-the span's normalised partial output and log-sum-exp into a scratch workspace. Stage 2: one
-program per (request, query head) merges the splits with the log-sum-exp rule.
+One program per (request, KV head, split) attends the query heads that share the KV head to one
+contiguous span of the request's keys (read through ``req_to_token``) and writes the span's
+normalised partial output and log-sum-exp into a scratch workspace. Then it counts itself in on
+a per-(request, KV head) counter; the program that arrives last merges the splits with the
+log-sum-exp rule and resets the counter. Merging in the last program instead of a second launch
+saves a kernel boundary per layer, which is most of the merge's cost at small batches.
 
 Graph capture: the grids depend only on tensor shapes and the fixed ``num_kv_splits``; sequence
 lengths are read on the device (each request cuts its own keys into ``num_kv_splits`` spans, so
@@ -25,6 +27,8 @@ from sglang.kernels._triton import (
     interpreting,
     next_pow2,
     num_sms,
+    pdl_args,
+    pdl_enter,
     soft_cap,
 )
 
@@ -39,14 +43,17 @@ class DecodeWorkspace:
     Two flat buffers, viewed per call as ``mid_o [batch, num_heads, num_kv_splits, head_dim]``
     (each split's normalised partial output: fp32, or the activations' dtype when the reduction
     may run in it) and ``mid_lse [batch, num_heads, num_kv_splits]`` fp32 (each split's
-    log-sum-exp, ``-inf`` for an empty split). Any call whose ``batch * num_kv_splits`` fits the
-    capacity can use it, so one workspace serves every captured batch size.
+    log-sum-exp, ``-inf`` for an empty split), plus the arrival counters ``[max_batch,
+    num_heads]`` int32 (zero between calls). Any call whose ``batch * num_kv_splits`` fits the
+    capacity and whose batch fits the counters can use it, so one workspace serves every
+    captured batch size. Calls sharing a workspace must run one after another (one stream).
     """
 
     o: torch.Tensor  # flat, capacity * num_heads * head_dim elements
     lse: torch.Tensor  # flat fp32, capacity * num_heads elements
     num_heads: int
     head_dim: int
+    arrivals: torch.Tensor  # [max_batch, num_heads] int32, zeros
 
     @classmethod
     def allocate(
@@ -64,6 +71,7 @@ class DecodeWorkspace:
             torch.empty(rows, dtype=torch.float32, device=device),
             num_heads,
             head_dim,
+            torch.zeros((max_batch, num_heads), dtype=torch.int32, device=device),
         )
 
     @property
@@ -71,12 +79,15 @@ class DecodeWorkspace:
         """The largest ``batch * num_kv_splits`` this workspace holds."""
         return self.lse.numel() // self.num_heads
 
+    def fits(self, batch: int, num_kv_splits: int) -> bool:
+        return batch * num_kv_splits <= self.capacity and batch <= self.arrivals.shape[0]
+
     def views(self, batch: int, num_kv_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mid_o, mid_lse)`` for one call: views, no allocation."""
-        if batch * num_kv_splits > self.capacity:
+        if not self.fits(batch, num_kv_splits):
             raise ValueError(
                 f"workspace has no room for batch={batch} x num_kv_splits={num_kv_splits} "
-                f"(capacity {self.capacity})"
+                f"(capacity {self.capacity}, batch {self.arrivals.shape[0]})"
             )
         rows = batch * self.num_heads * num_kv_splits
         mid_o = self.o[: rows * self.head_dim].view(
@@ -94,15 +105,19 @@ def default_num_kv_splits(batch: int, num_kv_heads: int, device: torch.device) -
 
 
 @triton.jit
-def _decode_stage1(
-    Q, K, V, MidO, MidLse, ReqToToken, ReqPoolIdx, SeqLens,
+def _decode_kernel(
+    Q, K, V, MidO, MidLse, Out, Arrivals, ReqToToken, ReqPoolIdx, SeqLens,
     sm_scale, logit_cap, window,
     stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
-    stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_req,
+    stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_outb, stride_outh,
+    stride_ab, stride_req,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
     USE_WINDOW: tl.constexpr, USE_CAP: tl.constexpr, PRECISION: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     req = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
@@ -155,7 +170,7 @@ def _decode_stage1(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
 
-    # Empty splits write zeros and lse = -inf, so stage 2 needs no knowledge of the spans.
+    # Empty splits write zeros and lse = -inf, so the merge needs no knowledge of the spans.
     has_keys = l_i > 0.0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
     lse = tl.where(has_keys, m_i + tl.log(tl.where(has_keys, l_i, 1.0)), float("-inf"))
@@ -163,29 +178,42 @@ def _decode_stage1(
     tl.store(o_ptrs, out.to(MidO.dtype.element_ty), mask=mask_h[:, None] & mask_d[None, :])
     tl.store(MidLse + req * stride_lb + heads * stride_lh + split, lse, mask=mask_h)
 
+    # Every thread's stores are issued before the counter moves; the counter's release/acquire
+    # then makes all splits' partials visible to the program that arrives last.
+    tl.debug_barrier()
+    counter = Arrivals + req * stride_ab + kv_head
+    arrived = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
+    if arrived == NUM_SPLITS - 1:
+        for g in tl.static_range(GROUP):
+            _merge_splits(MidO, MidLse, Out, req, kv_head * GROUP + g,
+                          stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
+                          stride_outb, stride_outh, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
+        tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+
 
 @triton.jit
-def _decode_stage2(
-    MidO, MidLse, Out,
+def _merge_splits(
+    MidO, MidLse, Out, req, head,
     stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_outb, stride_outh,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    req = tl.program_id(0)
-    head = tl.program_id(1)
+    """One query head's output from its splits' partial outputs and log-sum-exps."""
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     mask_s = offs_s < NUM_SPLITS
     mask_d = offs_d < HEAD_DIM
+    # .cg: read the other programs' partials from L2, never from a stale L1 line.
     lse = tl.load(
-        MidLse + req * stride_lb + head * stride_lh + offs_s, mask=mask_s, other=float("-inf")
+        MidLse + req * stride_lb + head * stride_lh + offs_s, mask=mask_s, other=float("-inf"),
+        cache_modifier=".cg",
     )
     # Finite floor: a padded request with no keys at all merges to zeros, not NaN.
     m = tl.maximum(tl.max(lse, 0), -1e30)
     w = tl.exp(lse - m)
     o = tl.load(
         MidO + req * stride_ob + head * stride_oh + offs_s[:, None] * stride_os + offs_d[None, :],
-        mask=mask_s[:, None] & mask_d[None, :], other=0.0,
+        mask=mask_s[:, None] & mask_d[None, :], other=0.0, cache_modifier=".cg",
     ).to(tl.float32)
     total = tl.sum(w, 0)
     out = tl.sum(o * w[:, None], 0) / tl.where(total > 0.0, total, 1.0)
@@ -272,27 +300,22 @@ def decode_attention(
     group = num_heads // num_kv_heads
     block_d = next_pow2(head_dim, 16)
     interp = interpreting()
-    _decode_stage1[(batch, num_kv_heads, num_kv_splits)](
-        q, k_buffer, v_buffer, mid_o, mid_lse, req_to_token, req_pool_indices, seq_lens,
+    arrivals = workspace.arrivals
+    _decode_kernel[(batch, num_kv_heads, num_kv_splits)](
+        q, k_buffer, v_buffer, mid_o, mid_lse, out, arrivals,
+        req_to_token, req_pool_indices, seq_lens,
         float(sm_scale), float(logit_cap), window,
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1),
         v_buffer.stride(0), v_buffer.stride(1),
         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
-        req_to_token.stride(0),
+        out.stride(0), out.stride(1), arrivals.stride(0), req_to_token.stride(0),
         GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d,
         # tl.dot needs at least 16 rows; heads beyond the group are masked.
         BLOCK_H=next_pow2(group, 16), BLOCK_N=_block_n(k_buffer.dtype), NUM_SPLITS=num_kv_splits,
-        USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
-        PRECISION=dot_precision(k_buffer.dtype),
-        num_warps=1 if interp else 4, num_stages=1 if interp else 2,
-    )
-    _decode_stage2[(batch, num_heads)](
-        mid_o, mid_lse, out,
-        mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
-        out.stride(0), out.stride(1),
-        HEAD_DIM=head_dim, BLOCK_D=block_d, NUM_SPLITS=num_kv_splits,
         BLOCK_S=next_pow2(num_kv_splits),
-        num_warps=1 if interp else 4,
+        USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
+        PRECISION=dot_precision(k_buffer.dtype), **pdl_args(q),
+        num_warps=1 if interp else 4, num_stages=1 if interp else 2,
     )
     return out
 

@@ -10,6 +10,7 @@ import torch
 
 if TYPE_CHECKING:
     from sglang.runtime.executor.forward_context import ForwardBatch
+    from sglang.runtime.layers.rotary import RotaryEmbedding
 
 
 class AttentionBackend(abc.ABC):
@@ -40,6 +41,22 @@ class AttentionBackend(abc.ABC):
         batch: ForwardBatch,
     ) -> torch.Tensor:  # [num_tokens, num_heads, head_dim]
         ...
+
+    def forward_with_rope(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        positions: torch.Tensor,
+        rotary: RotaryEmbedding,
+        layer_id: int,
+        scale: float,
+        batch: ForwardBatch,
+    ) -> torch.Tensor:
+        """Rotate q and k by each token's position, then `forward`. A backend that can rotate
+        K while writing it into the pool overrides this (one pass over K instead of two)."""
+        q, k = rotary(positions, q, k)
+        return self.forward(q, k, v, layer_id, scale, batch)
 
 
 _REGISTRY: dict[str, Callable[..., AttentionBackend]] = {}

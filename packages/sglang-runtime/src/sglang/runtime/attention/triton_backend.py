@@ -21,6 +21,7 @@ from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 if TYPE_CHECKING:
     from sglang.kernels.attention.decode import DecodeWorkspace
+    from sglang.runtime.layers.rotary import RotaryEmbedding
 
 
 @dataclass
@@ -77,7 +78,8 @@ class TritonAttentionBackend(AttentionBackend):
         self, max_batch: int, num_heads: int, head_dim: int, num_kv_splits: int,
         device: torch.device, dtype: torch.dtype,
     ) -> DecodeWorkspace:
-        """The shared decode scratch, grown (never shrunk) to hold `max_batch * num_kv_splits`.
+        """The shared decode scratch, grown (never shrunk) to hold `max_batch` requests cut
+        into `num_kv_splits` each.
         Call it before capturing graphs to size it once for the largest batch."""
         reduce_dtype = torch.float32 if self.reduce_in_fp32 else dtype
         ws = self._workspace
@@ -87,7 +89,7 @@ class TritonAttentionBackend(AttentionBackend):
             and ws.head_dim == head_dim
             and ws.o.dtype == reduce_dtype
             and ws.o.device == device
-            and ws.capacity >= max_batch * num_kv_splits
+            and ws.fits(max_batch, num_kv_splits)
         )
         if not fits:
             if ws is not None:
@@ -110,6 +112,32 @@ class TritonAttentionBackend(AttentionBackend):
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
         kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v)
+        return self._attend(q, k_buf, v_buf, scale, batch)
+
+    def forward_with_rope(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        positions: torch.Tensor,
+        rotary: RotaryEmbedding,
+        layer_id: int,
+        scale: float,
+        batch: ForwardBatch,
+    ) -> torch.Tensor:
+        k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
+        if not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
+            return super().forward_with_rope(q, k, v, positions, rotary, layer_id, scale, batch)
+        return self._attend(q, k_buf, v_buf, scale, batch)
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k_buf: torch.Tensor,
+        v_buf: torch.Tensor,
+        scale: float,
+        batch: ForwardBatch,
+    ) -> torch.Tensor:
         meta = batch.attn_metadata
         if isinstance(meta, _DecodeMetadata):
             bs, num_heads, head_dim = q.shape

@@ -11,7 +11,7 @@ from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.executor.cuda_graph import CudaGraphRunner
 from sglang.runtime.executor.forward_context import ForwardBatch, forward_context
-from sglang.runtime.layers.gemm import pack_cpu_weights
+from sglang.runtime.layers.gemm import prepare_weights
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -20,12 +20,18 @@ class ModelRunner:
     """Owns the model, its KV pool and the attention backend; `forward` returns float32 logits
     [num_selected, vocab] for the batch (one row per request unless `logits_indices` is set)."""
 
-    def __init__(self, model: nn.Module, kv_pool: KVPool, attn_backend: AttentionBackend) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kv_pool: KVPool,
+        attn_backend: AttentionBackend,
+        gemv_max_batch: int = 1,
+    ) -> None:
         self.model = model
         self.kv_pool = kv_pool
         self.attn_backend = attn_backend
         self.cuda_graphs: CudaGraphRunner | None = None
-        pack_cpu_weights(model)
+        prepare_weights(model, gemv_max_batch)
 
     def enable_cuda_graphs(self, req_to_token: torch.Tensor, max_bs: int) -> bool:
         """Capture decode graphs; False (eager decode) where the device or backend can't."""

@@ -64,3 +64,24 @@ class RotaryEmbedding(nn.Module):
         cos = self.cos[positions].unsqueeze(1).to(q.dtype)
         sin = self.sin[positions].unsqueeze(1).to(q.dtype)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+
+    def rotate_and_store_kv(
+        self,
+        positions: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_buffer: torch.Tensor,
+        v_buffer: torch.Tensor,
+        loc: torch.Tensor,
+    ) -> bool:
+        """Rotate q and k in place and write the rotated K and V into one layer's pool at `loc`,
+        in one Triton kernel; False (nothing done) where that kernel does not apply: a device
+        it can't run on, partial rotary dims, or views without a contiguous last dim."""
+        if not (kernels.can_launch(q) and self.rotary_dim == self.head_dim
+                and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1):
+            return False
+        kernels.rotary_embedding_and_store_kv(
+            positions, q, k, v, self.cos_sin, k_buffer, v_buffer, loc, is_neox=True
+        )
+        return True

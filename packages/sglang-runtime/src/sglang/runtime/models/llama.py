@@ -55,9 +55,10 @@ class LlamaAttention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        q, k = self.rotary_emb(positions, q, k)
         ctx = get_forward_context()
-        out = ctx.attn_backend.forward(q, k, v, self.layer_id, self.scale, ctx.batch)
+        out = ctx.attn_backend.forward_with_rope(
+            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch
+        )
         return self.o_proj(out.reshape(-1, self.num_heads * self.head_dim))
 
 
