@@ -1,7 +1,10 @@
 """Turn gpu_suite.py's JSON into one PNG for docs/: decode, offline and shared-prefix bars
 against their ceilings, plus the measured ceilings and target verdicts.
 
-    python benchmarks/plot_gpu_suite.py gpu_suite.json --out docs/gpu_suite.png
+    python benchmarks/plot_gpu_suite.py gpu_suite.json [more.json ...] --out docs/gpu_suite.png
+
+Several files (runs of the same suite split over calls) are merged: a phase missing from the
+first file is taken from the next one that has it.
 """
 
 from __future__ import annotations
@@ -116,10 +119,14 @@ def plot(data: dict[str, Any], out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("json", help="gpu_suite.py --out file")
+    p.add_argument("json", nargs="+", help="gpu_suite.py --out file(s)")
     p.add_argument("--out", default="docs/gpu_suite.png")
     args = p.parse_args()
-    plot(json.loads(Path(args.json).read_text()), Path(args.out))
+    data = json.loads(Path(args.json[0]).read_text())
+    for extra in args.json[1:]:
+        for name, rec in json.loads(Path(extra).read_text()).get("phases", {}).items():
+            data.setdefault("phases", {}).setdefault(name, rec)
+    plot(data, Path(args.out))
     print(f"wrote {args.out}")
 
 

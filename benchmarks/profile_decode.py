@@ -11,6 +11,7 @@ means host overhead the GPU waits on.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,10 +19,13 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-VARIANTS = {
-    "default": {},
-    "no-overlap": {"disable_overlap_schedule": True},
-    "no-cuda-graph": {"disable_cuda_graph": True},
+# name: (engine arguments, environment)
+VARIANTS: dict[str, tuple[dict, dict[str, str]]] = {
+    "default": ({}, {}),
+    "no-pdl": ({}, {"SGLANG_KERNELS_PDL": "0"}),
+    "cublas": ({"gemv_max_batch": 0}, {"SGLANG_KERNELS_PDL": "0"}),
+    "no-overlap": ({"disable_overlap_schedule": True}, {}),
+    "no-cuda-graph": ({"disable_cuda_graph": True}, {}),
 }
 
 
@@ -31,6 +35,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--no-profile", action="store_true", help="time only")
     args = p.parse_args()
 
     import sglang as sgl
@@ -39,14 +44,24 @@ def main() -> None:
     prompts = [torch.randint(100, 30000, (32,), generator=g).tolist() for _ in range(args.batch)]
     params = {"temperature": 0, "max_new_tokens": args.new_tokens, "ignore_eos": True}
     for name in args.variants.split(","):
+        engine_args, env = VARIANTS[name]
+        for key in ("SGLANG_KERNELS_PDL",):
+            os.environ.pop(key, None)
+        os.environ.update(env)  # read at every kernel launch, so before the graphs are captured
         engine = sgl.Engine(
             model_path=args.model, load_format="dummy", dtype="bfloat16", context_length=4096,
-            mem_fraction_static=0.6, **VARIANTS[name],
+            mem_fraction_static=0.6, cuda_graph_max_bs=max(8, args.batch), **engine_args,
         )
         engine.generate(input_ids=prompts, sampling_params=params)  # warm-up
         start = time.perf_counter()
         engine.generate(input_ids=prompts, sampling_params=params)
         wall = time.perf_counter() - start
+        n = args.new_tokens
+        if args.no_profile:
+            print(f"[{name}] wall {wall / n * 1e3:.3f} ms/step ({n / wall * args.batch:.1f} tok/s)",
+                  flush=True)
+            engine.shutdown()
+            continue
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             engine.generate(input_ids=prompts, sampling_params=params)
         kernels: dict[str, float] = defaultdict(float)
@@ -54,10 +69,9 @@ def main() -> None:
             if evt.device_type == torch.autograd.DeviceType.CUDA:
                 kernels[evt.name] += evt.device_time_total
         busy_ms = sum(kernels.values()) / 1e3
-        n = args.new_tokens
         print(f"[{name}] wall {wall / n * 1e3:.3f} ms/step ({n / wall * args.batch:.1f} tok/s), "
               f"GPU busy {busy_ms / n:.3f} ms/step")
-        for k, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:12]:
+        for k, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:20]:
             print(f"    {us / 1e3 / n:7.3f} ms/step  {k[:110]}")
         engine.shutdown()
 
