@@ -29,8 +29,8 @@ from sglang.kernels._triton import (
     num_sms,
     pdl_args,
     pdl_enter,
-    soft_cap,
 )
+from sglang.kernels.attention.block import attend_block
 
 DEFAULT_NUM_KV_SPLITS = 8
 MAX_NUM_KV_SPLITS = 64
@@ -150,25 +150,11 @@ def _decode_kernel(
     for start_n in range(start, end, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < end
-        slots = tl.load(ReqToToken + row * stride_req + offs_n, mask=mask_n, other=0).to(tl.int64)
-        k = tl.load(
-            k_base + slots[None, :] * stride_kt + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None], other=0.0,
+        m_i, l_i, acc = attend_block(
+            q, m_i, l_i, acc, ReqToToken + row * stride_req, k_base, v_base, offs_n, mask_n,
+            mask_n[None, :], offs_d, mask_d, stride_kt, stride_vt, sm_scale, logit_cap,
+            USE_CAP, PRECISION,
         )
-        qk = tl.dot(q.to(k.dtype), k, input_precision=PRECISION) * sm_scale
-        if USE_CAP:
-            qk = soft_cap(qk, logit_cap)
-        qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_base + slots[:, None] * stride_vt + offs_d[None, :],
-            mask=mask_n[:, None] & mask_d[None, :], other=0.0,
-        )
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
 
     # Empty splits write zeros and lse = -inf, so the merge needs no knowledge of the spans.
     has_keys = l_i > 0.0

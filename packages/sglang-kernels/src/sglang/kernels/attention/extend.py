@@ -13,7 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, dot_precision, interpreting, next_pow2, soft_cap
+from sglang.kernels._triton import check_device, dot_precision, interpreting, next_pow2
+from sglang.kernels.attention.block import attend_block
 
 
 @triton.jit
@@ -61,29 +62,14 @@ def _extend_kernel(
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < hi
-        slots = tl.load(ReqToToken + row * stride_req + offs_n, mask=mask_n, other=0).to(tl.int64)
-        k = tl.load(
-            k_base + slots[None, :] * stride_kt + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None], other=0.0,
-        )
-        qk = tl.dot(q.to(k.dtype), k, input_precision=PRECISION) * sm_scale
-        if USE_CAP:
-            qk = soft_cap(qk, logit_cap)
         visible = mask_n[None, :] & (offs_n[None, :] <= q_pos[:, None])
         if USE_WINDOW:
             visible = visible & (offs_n[None, :] > q_pos[:, None] - window)
-        qk = tl.where(visible, qk, float("-inf"))
-
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp(qk - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_base + slots[:, None] * stride_vt + offs_d[None, :],
-            mask=mask_n[:, None] & mask_d[None, :], other=0.0,
+        m_i, l_i, acc = attend_block(
+            q, m_i, l_i, acc, ReqToToken + row * stride_req, k_base, v_base, offs_n, mask_n,
+            visible, offs_d, mask_d, stride_kt, stride_vt, sm_scale, logit_cap,
+            USE_CAP, PRECISION,
         )
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     o_ptrs = Out + (q_start + offs_m[:, None]) * stride_ot + head * stride_oh + offs_d[None, :]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sglang.kernels as kernels
+
 logger = logging.getLogger("sglang.runtime")
 
 PACK_MIN_ELEMENTS = 1 << 20
@@ -49,9 +51,7 @@ def _cuda_linear(
     if 0 < rows <= getattr(weight, _GEMV_ROWS_ATTR, 0) and x.dtype == weight.dtype:
         x2 = x.reshape(rows, k)
         if x2.stride(-1) == 1:
-            from sglang.kernels.skinny_gemm import gemv
-
-            y = gemv(x2, weight, bias)
+            y = kernels.gemv(x2, weight, bias)
             return y.view(*x.shape[:-1], y.shape[-1])
     return F.linear(x, weight, bias)
 
