@@ -13,7 +13,7 @@ Each phase group runs in its own process under its own timeout, so one failing o
 cannot take the GPU memory or the time of the others. The table goes to stdout; everything to
 --out as JSON (default $OUT/gpu_suite.json when OUT is set), each child's log beside it.
 
-    python benchmarks/gpu_suite.py --out $OUT/gpu_suite.json        # the full suite, ~9 min
+    python benchmarks/gpu_suite.py --out $OUT/gpu_suite.json        # full suite, 466 s on an H100
     python benchmarks/gpu_suite.py --quick --phases decode,offline  # smaller sizes, some phases
     python benchmarks/gpu_suite.py --dry-run --tp 2                 # tiny model on the CPU
 """

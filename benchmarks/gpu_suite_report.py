@@ -171,7 +171,7 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
         h = phases["hf_offline"]["result"]
         x = targets.get("offline_x_hf")
         add("transformers generate (offline)", f"{h['tok_per_s']:.0f} tok/s",
-            f"RATE on {len(h['batches'])} static batch(es) of {h['batch_size']} = "
+            f"rate over {len(h['batches'])} static batch(es) of {h['batch_size']} = "
             f"{h['requests']} of the requests; ours is {_f(x, '.2f')}x "
             f"[target >=8x: {_verdict('offline_x_hf', x)}]")
     prefix = {n: phases[n]["result"] for n in ("prefix_radix", "prefix_noradix")
