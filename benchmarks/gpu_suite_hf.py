@@ -11,6 +11,7 @@ import gpu_suite_workloads as wl
 import torch
 from gpu_suite_common import TORCH_DTYPES, check_fits, median, sync
 from gpu_suite_plan import Context
+from offline_throughput import left_padded
 
 _CACHED: dict[str, Any] = {}
 
@@ -43,13 +44,8 @@ def generate(model: Any, prompts: list[list[int]], n: int, device: str,
     """Greedy, exactly n new tokens per row (EOS masked by min_new_tokens), left padded.
     Returns (new tokens, padded prompt width)."""
     pad = _pad_id(model)
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        # Left padding: every row's last real token sits in the last column.
-        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[row, width - len(p):] = 1
+    ids, mask = left_padded(prompts, pad)
+    width = ids.shape[1]
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,

@@ -245,6 +245,18 @@ def run_ours(llm: Any, prompts: list[list[int]], output_len: int) -> SystemRun:
 
 
 # ---- transformers -------------------------------------------------------------------------
+def left_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for `generate`, padded on the left: generation appends on the
+    right, so every row's last real token must sit in the same (last) column."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    return ids, mask
+
+
 def run_hf(model: Any, pad_id: int, prompts: list[list[int]], output_len: int,
            batch_size: int) -> SystemRun:
     outputs: list[list[int]] = []
@@ -252,14 +264,8 @@ def run_hf(model: Any, pad_id: int, prompts: list[list[int]], output_len: int,
         start = time.perf_counter()
         for lo in range(0, len(prompts), batch_size):
             batch = prompts[lo:lo + batch_size]
-            width = max(len(p) for p in batch)
-            # Left padding: generation appends on the right, so every row's last real token
-            # sits in the same column.
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, p in enumerate(batch):
-                ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                mask[row, width - len(p):] = 1
+            ids, mask = left_padded(batch, pad_id)
+            width = ids.shape[1]
             gen = model.generate(
                 input_ids=ids, attention_mask=mask, do_sample=False,
                 max_new_tokens=output_len, min_new_tokens=output_len, pad_token_id=pad_id,
