@@ -1,0 +1,163 @@
+"""Plug-in registries: one type for every kind of extension, discovered through entry points.
+
+Each kind (models, input processors, attention backends, grammar backends, schedule policies)
+has one `Registry` and one entry-point group. A distribution adds to a kind by declaring, in its
+`pyproject.toml`:
+
+    [project.entry-points."sglang.models"]
+    MyForCausalLM = "my_pkg.my_model:MyForCausalLM"
+
+The runtime declares its built-ins the same way. Entries are loaded lazily, one by one, the first
+time their name is looked up, so a spawned scheduler or tensor-parallel rank process finds the
+same plug-ins as its parent with no registration code of its own, and a lookup never imports
+modules it does not need (xgrammar, triton, a plug-in's heavy dependencies).
+
+`Registry.register` also accepts objects directly (tests, scripts); direct registrations win over
+entry points of the same name but live only in the process that made them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
+
+logger = logging.getLogger("sglang.runtime")
+
+T = TypeVar("T")
+
+# The distribution that declares the built-ins.
+RUNTIME_DIST = "sglang-runtime"
+
+
+class UnknownPluginError(ValueError):
+    """A name no plug-in of that kind is registered under; the message lists the choices."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str]) -> None:
+        self.kind, self.name, self.choices = kind, name, tuple(sorted(choices))
+        super().__init__(f"unknown {kind} {name!r}; registered: {', '.join(self.choices) or '(none)'}")
+
+
+def _load_target(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module.strip())
+    for part in attr.strip().split(".") if attr.strip() else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _source_tree_entry_points(group: str) -> dict[str, str]:
+    """Entry points of the runtime's own pyproject.toml, for a source checkout used through
+    PYTHONPATH (no installed metadata declares the built-ins then)."""
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.10 without tomllib
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}
+    with pyproject.open("rb") as f:
+        data = tomllib.load(f)
+    if data.get("project", {}).get("name") != RUNTIME_DIST:
+        return {}
+    return dict(data["project"].get("entry-points", {}).get(group, {}))
+
+
+def _entry_points(group: str) -> dict[str, str]:
+    """name -> "module:attr" for every installed entry point of `group`."""
+    found = {ep.name: ep.value for ep in md.entry_points(group=group)}
+    try:
+        md.distribution(RUNTIME_DIST)
+    except md.PackageNotFoundError:
+        for name, target in _source_tree_entry_points(group).items():
+            found.setdefault(name, target)
+    return found
+
+
+class Registry(Generic[T]):
+    """Named plug-ins of one kind. `get(name)` loads the entry point of that name on first use;
+    an unknown name raises `UnknownPluginError` listing every registered choice."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._loaded: dict[str, T] = {}
+        self._targets: dict[str, str] | None = None
+        self._lock = threading.RLock()
+
+    def _discovered(self) -> dict[str, str]:
+        if self._targets is None:
+            self._targets = _entry_points(self.group)
+        return self._targets
+
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+    @overload
+    def register(self, name: str, obj: T) -> T: ...
+
+    def register(self, name: str, obj: Any = None) -> Any:
+        """`registry.register("name", obj)`, or as a decorator `@registry.register("name")`."""
+
+        def add(value: T) -> T:
+            with self._lock:
+                self._loaded[name] = value
+            return value
+
+        return add if obj is None else add(obj)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._loaded.pop(name, None)
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered name, sorted; loads nothing."""
+        with self._lock:
+            return tuple(sorted({*self._discovered(), *self._loaded}))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def get(self, name: str) -> T:
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            target = self._discovered().get(name)
+            if target is None:
+                raise UnknownPluginError(self.kind, name, self.names())
+            try:
+                obj = _load_target(target)
+            except Exception as e:
+                raise ImportError(
+                    f"{self.kind} {name!r} is declared as {target!r} in entry-point group "
+                    f"{self.group!r} but could not be loaded: {type(e).__name__}: {e}"
+                ) from e
+            self._loaded[name] = obj
+            return obj
+
+    def check(self, name: str) -> None:
+        """Raise `UnknownPluginError` unless `name` is registered (loads nothing)."""
+        if name not in self.names():
+            raise UnknownPluginError(self.kind, name, self.names())
+
+    def refresh(self) -> None:
+        """Forget discovered entry points (after installing a distribution at run time)."""
+        with self._lock:
+            self._targets = None
+        importlib.invalidate_caches()
+
+
+# Every kind of plug-in, in one place: the registries below are the only ones. Values are typed
+# loosely here so that this module stays free of torch (the tokenizer process imports it).
+MODELS: Registry[Any] = Registry("model architecture", "sglang.models")
+INPUT_PROCESSORS: Registry[Any] = Registry("input processor", "sglang.input_processors")
+ATTENTION_BACKENDS: Registry[Any] = Registry("attention backend", "sglang.attention_backends")
+GRAMMAR_BACKENDS: Registry[Any] = Registry("grammar backend", "sglang.grammar_backends")
+SCHEDULE_POLICIES: Registry[Any] = Registry("schedule policy", "sglang.schedule_policies")
