@@ -26,10 +26,14 @@ def doc(
     choices: Iterable[str] = (),
     registry: Registry[Any] | None = None,
     metavar: str | None = None,
+    unset: str | None = None,
 ) -> msgspec.Meta:
-    """Field metadata: its help text, and what values it takes where that is a fixed list
-    (`choices`) or the names of a plug-in `registry` (plus `choices`, e.g. "auto")."""
+    """Field metadata: its help text; what values it takes where that is a fixed list
+    (`choices`) or the names of a plug-in `registry` (plus `choices`, e.g. "auto"); and for a
+    field whose default is None, what None means (`unset`, e.g. "derived from memory")."""
     extra: dict[str, Any] = {}
+    if unset is not None:
+        extra["unset"] = unset
     if tuple(choices):
         extra["choices"] = tuple(choices)
     if registry is not None:
@@ -49,6 +53,7 @@ class ArgField:
     fixed_choices: tuple[str, ...]
     registry: Registry[Any] | None
     metavar: str | None
+    unset: str | None  # what None means
 
     def choices(self) -> tuple[str, ...] | None:
         """Every accepted value, or None when the field takes any value of its type; a
@@ -102,7 +107,7 @@ def arg_fields(struct: type[msgspec.Struct]) -> tuple[ArgField, ...]:
             name=f.name, type=tp, optional=optional, default=default,
             description=(meta.description if meta is not None else None) or "",
             fixed_choices=tuple(extra.get("choices", ())), registry=extra.get("registry"),
-            metavar=extra.get("metavar"),
+            metavar=extra.get("metavar"), unset=extra.get("unset"),
         ))
     return tuple(out)
 

@@ -41,10 +41,10 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     their defaults, declared once per field with its help text (`doc`)."""
 
     model_path: Annotated[str | None, doc(
-        "HF model folder, .gguf file or hub id (None: the embedded SmolLM2-135M-Instruct)"
+        "HF model folder, .gguf file or hub id", unset="the embedded SmolLM2-135M-Instruct"
     )] = None
     tokenizer_path: Annotated[str | None, doc(
-        "tokenizer folder or hub id (None: the model's)"
+        "tokenizer folder or hub id", unset="the model's"
     )] = None
     load_format: Annotated[str, doc(
         "checkpoint format: auto (gguf for .gguf files, hf otherwise), hf (alias safetensors), "
@@ -62,13 +62,13 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "the KV pool"
     )] = 0.85
     max_total_tokens: Annotated[int | None, doc(
-        "size of the KV pool in tokens (None: derived from memory)"
+        "size of the KV pool in tokens", unset="derived from memory"
     )] = None
     context_length: Annotated[int | None, doc(
-        "max tokens of prompt + output (None: the model's max_position_embeddings)"
+        "max tokens of prompt + output", unset="the model's max_position_embeddings"
     )] = None
     max_running_requests: Annotated[int | None, doc(
-        "max requests decoded together (None: 256 on CPU, 1024 on CUDA)"
+        "max requests decoded together", unset="256 on CPU, 1024 on CUDA"
     )] = None
     schedule_policy: Annotated[str, doc(
         "waiting-queue order: lpm = longest cached prefix first, fcfs = arrival order, or a "
@@ -76,8 +76,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = "lpm"
     disable_radix_cache: Annotated[bool, doc("do not reuse cached prompt prefixes")] = False
     chunked_prefill_size: Annotated[int | None, doc(
-        "max prompt tokens prefilled per step, longer prompts go in chunks (None: 4096 on CPU, "
-        "8192 on CUDA)"
+        "max prompt tokens prefilled per step, longer prompts go in chunks",
+        unset="4096 on CPU, 8192 on CUDA",
     )] = None
     max_prefill_tokens: Annotated[int, doc(
         "upper bound of the prefill chunk, whatever chunked_prefill_size says"
@@ -97,9 +97,9 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "overlaps the read-back)"
     )] = False
     cuda_graph_max_bs: Annotated[int | None, doc(
-        "CUDA: largest decode batch replayed from a captured graph (None: min(512, "
-        "max_running_requests)); no graphs with disable_cuda_graph or a backend that can't be "
-        "captured"
+        "CUDA: largest decode batch replayed from a captured graph; no graphs with "
+        "disable_cuda_graph or an attention backend that can't be captured",
+        unset="min(512, max_running_requests)",
     )] = None
     gemv_max_batch: Annotated[int, doc(
         "CUDA: linear layers of inputs up to this many rows (batch-1 decode) run the Triton GEMV "
@@ -138,12 +138,11 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "this machine's index among nnodes; only node 0 serves HTTP"
     )] = 0
     dist_init_addr: Annotated[str | None, doc(
-        "where the ranks meet, HOST:PORT on node 0 (None: a free local port, nnodes == 1 only); "
-        "set with tp_size=1 it still joins a one-rank group",
-        metavar="HOST:PORT",
+        "where the ranks meet: HOST:PORT on node 0; set with tp_size=1 it still joins a "
+        "one-rank group", metavar="HOST:PORT", unset="a free local port (nnodes == 1 only)",
     )] = None
     dist_timeout: Annotated[float | None, doc(
-        "seconds a collective may wait for the other ranks (None: torch.distributed's default)"
+        "seconds a collective may wait for the other ranks", unset="torch.distributed's default"
     )] = None
     rank_heartbeat_timeout: Annotated[float, doc(
         "seconds a rank process may go without a heartbeat before it counts as hung"
