@@ -40,7 +40,8 @@ class UnknownPluginError(ValueError):
 
     def __init__(self, kind: str, name: str, choices: Iterable[str]) -> None:
         self.kind, self.name, self.choices = kind, name, tuple(sorted(choices))
-        super().__init__(f"unknown {kind} {name!r}; registered: {', '.join(self.choices) or '(none)'}")
+        listed = ", ".join(self.choices) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}; registered: {listed}")
 
 
 def _load_target(target: str) -> Any:
@@ -56,7 +57,9 @@ def _load_target(target: str) -> Any:
 SOURCE_PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
 
 
-def _source_tree_entry_points(group: str, pyproject: Path = SOURCE_PYPROJECT) -> dict[str, str] | None:
+def _source_tree_entry_points(
+    group: str, pyproject: Path = SOURCE_PYPROJECT
+) -> dict[str, str] | None:
     """The entry points of `group` that the runtime's pyproject.toml declares, or None when
     `pyproject` is not the runtime's (an installed wheel, where the metadata is the truth)."""
     if not pyproject.is_file():
