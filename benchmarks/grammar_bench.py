@@ -108,7 +108,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--load-format", default="auto")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--grammar-backend", default="xgrammar", choices=["xgrammar", "outlines"])
+    from sglang.runtime.plugins import GRAMMAR_BACKENDS
+
+    ap.add_argument("--grammar-backend", default="xgrammar", choices=GRAMMAR_BACKENDS.names())
     ap.add_argument("--num-requests", type=int, default=16)
     ap.add_argument("--free-tokens", type=int, default=32, help="L of the free/masked runs")
     ap.add_argument("--max-total-tokens", type=int, default=32768)

@@ -1,17 +1,30 @@
-"""RuntimeArgs: every knob of the runtime, with defaults and validation."""
+"""RuntimeArgs: every knob of the runtime, with defaults, help text and validation.
+
+Each field is declared once (type, default, `doc` help text and choices); the Engine's keywords,
+`launch_server`'s flags and the validation below all read that declaration. Plug-in names are
+checked against their registries (`sglang.runtime.plugins`) without loading anything.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-SCHEDULE_POLICIES = ("lpm", "fcfs")
+from sglang.runtime.arg_fields import check_choices, doc
+from sglang.runtime.plugins import (
+    ATTENTION_BACKENDS,
+    GRAMMAR_BACKENDS,
+    SCHEDULE_POLICIES,
+    UnknownPluginError,
+)
+
 DTYPES = ("auto", "float32", "float16", "bfloat16", "half", "float", "bf16", "fp16", "fp32")
-LOAD_FORMATS = ("auto", "gguf", "safetensors", "hf", "dummy")
-# Constrained-decoding backends (sglang.runtime.grammar.registry holds the implementations).
-GRAMMAR_BACKENDS = ("xgrammar", "outlines")
+# "auto": gguf for *.gguf files, hf otherwise; "dummy": random weights from the model's config.
+LOAD_FORMATS = ("auto", "dummy", "hf", "safetensors", "gguf")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The attention_backend that picks one for the device (attention.base.resolve_backend_name).
+AUTO_ATTENTION_BACKEND = "auto"
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -24,59 +37,120 @@ def split_host_port(addr: str) -> tuple[str, int]:
 
 
 class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    model_path: str | None = None
-    tokenizer_path: str | None = None
-    load_format: str = "auto"
-    dtype: str = "auto"
-    device: str = "auto"
-    # Fraction of device memory for weights + KV pool (CUDA). On CPU, of free host memory for KV.
-    mem_fraction_static: float = 0.85
-    max_total_tokens: int | None = None
-    context_length: int | None = None
-    max_running_requests: int | None = None
-    schedule_policy: str = "lpm"
-    disable_radix_cache: bool = False
-    chunked_prefill_size: int | None = None
-    max_prefill_tokens: int = 16384
-    # "auto": triton on CUDA, torch elsewhere.
-    attention_backend: str = "auto"
-    # Triton decode: keep the split-KV partial outputs in fp32 rather than the model's dtype.
-    attention_reduce_in_fp32: bool = False
-    # CUDA: decode replays captured graphs for batches up to this size (None: min(512,
-    # max_running_requests)); off with disable_cuda_graph, or where the backend can't be captured.
-    disable_cuda_graph: bool = False
-    # CUDA: launch decode step N+1 before reading back step N's tokens (scheduler/overlap.py).
-    disable_overlap_schedule: bool = False
-    cuda_graph_max_bs: int | None = None
-    # CUDA: linear layers of inputs up to this many rows (batch-1 decode) run the Triton GEMV
-    # instead of cuBLAS; 0 turns it off. Above 1 row cuBLAS was faster on an H100.
-    gemv_max_batch: int = 1
-    random_seed: int = 0
-    log_level: str = "warning"
-    # Admission assumes each running request still emits this share of its max_new_tokens; it
-    # decays towards the minimum while decoding goes well and resets after a retraction.
-    init_new_token_ratio: float = 0.7
-    min_new_token_ratio: float = 0.1
-    new_token_ratio_decay: float = 0.001
-    # Check the KV accounting invariant after every step (tests); it always runs when idle.
-    debug_check_integrity: bool = False
-    # Structured output: which library compiles regex / json_schema / ebnf constraints, and
-    # whether text a grammar forces is appended without model steps (needs the radix cache).
-    grammar_backend: str = "xgrammar"
-    disable_jump_forward: bool = False
-    # Tensor parallelism: tp_size ranks (one scheduler process each) spread evenly over nnodes
-    # machines, meeting at dist_init_addr ("HOST:PORT" on node 0; a free local port when None
-    # and nnodes == 1). Setting dist_init_addr with tp_size=1 still joins a one-rank group.
-    tp_size: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    dist_init_addr: str | None = None
-    # Seconds a collective may wait for the other ranks (None: torch.distributed's default).
-    dist_timeout: float | None = None
-    # Seconds a rank process may go without a heartbeat before it counts as hung.
-    rank_heartbeat_timeout: float = 20.0
+    """Every knob of the runtime: Engine keywords, launch_server flags (`--field-name`) and
+    their defaults, declared once per field with its help text (`doc`)."""
+
+    model_path: Annotated[str | None, doc(
+        "HF model folder, .gguf file or hub id", unset="the embedded SmolLM2-135M-Instruct"
+    )] = None
+    tokenizer_path: Annotated[str | None, doc(
+        "tokenizer folder or hub id", unset="the model's"
+    )] = None
+    load_format: Annotated[str, doc(
+        "checkpoint format: auto (gguf for .gguf files, hf otherwise), hf (alias safetensors), "
+        "gguf, or dummy (random weights from the model's config, for benchmarks)",
+        choices=LOAD_FORMATS,
+    )] = "auto"
+    dtype: Annotated[str, doc(
+        "weight and activation dtype (auto: float32 on CPU, bfloat16 on CUDA)", choices=DTYPES
+    )] = "auto"
+    device: Annotated[str, doc(
+        "cpu, cuda, cuda:N, or auto (cuda when available, else cpu)"
+    )] = "auto"
+    mem_fraction_static: Annotated[float, doc(
+        "share of device memory for weights + KV pool (CUDA); on CPU, of free host memory for "
+        "the KV pool"
+    )] = 0.85
+    max_total_tokens: Annotated[int | None, doc(
+        "size of the KV pool in tokens", unset="derived from memory"
+    )] = None
+    context_length: Annotated[int | None, doc(
+        "max tokens of prompt + output", unset="the model's max_position_embeddings"
+    )] = None
+    max_running_requests: Annotated[int | None, doc(
+        "max requests decoded together", unset="256 on CPU, 1024 on CUDA"
+    )] = None
+    schedule_policy: Annotated[str, doc(
+        "waiting-queue order: lpm = longest cached prefix first, fcfs = arrival order, or a "
+        "plug-in's", registry=SCHEDULE_POLICIES,
+    )] = "lpm"
+    disable_radix_cache: Annotated[bool, doc("do not reuse cached prompt prefixes")] = False
+    chunked_prefill_size: Annotated[int | None, doc(
+        "max prompt tokens prefilled per step, longer prompts go in chunks",
+        unset="4096 on CPU, 8192 on CUDA",
+    )] = None
+    max_prefill_tokens: Annotated[int, doc(
+        "upper bound of the prefill chunk, whatever chunked_prefill_size says"
+    )] = 16384
+    attention_backend: Annotated[str, doc(
+        "attention kernels: auto (triton on CUDA, torch elsewhere), or a registered backend",
+        choices=(AUTO_ATTENTION_BACKEND,), registry=ATTENTION_BACKENDS,
+    )] = AUTO_ATTENTION_BACKEND
+    attention_reduce_in_fp32: Annotated[bool, doc(
+        "Triton decode: keep the split-KV partial outputs in float32 rather than the model's dtype"
+    )] = False
+    disable_cuda_graph: Annotated[bool, doc(
+        "CUDA: run decode eagerly instead of replaying captured graphs"
+    )] = False
+    disable_overlap_schedule: Annotated[bool, doc(
+        "CUDA: read back step N's tokens before launching decode step N+1 (by default the launch "
+        "overlaps the read-back)"
+    )] = False
+    cuda_graph_max_bs: Annotated[int | None, doc(
+        "CUDA: largest decode batch replayed from a captured graph; no graphs with "
+        "disable_cuda_graph or an attention backend that can't be captured",
+        unset="min(512, max_running_requests)",
+    )] = None
+    gemv_max_batch: Annotated[int, doc(
+        "CUDA: linear layers of inputs up to this many rows (batch-1 decode) run the Triton GEMV "
+        "instead of cuBLAS, 0 turns it off (above 1 row cuBLAS was faster on an H100)"
+    )] = 1
+    random_seed: Annotated[int, doc("seed for weight init and sampling defaults")] = 0
+    log_level: Annotated[str, doc(
+        "logging level of the runtime's (and the server's) processes", choices=LOG_LEVELS
+    )] = "info"
+    init_new_token_ratio: Annotated[float, doc(
+        "admission assumes each running request still emits this share of its max_new_tokens; "
+        "the share decays while decoding goes well and resets after a retraction"
+    )] = 0.7
+    min_new_token_ratio: Annotated[float, doc(
+        "the least share of max_new_tokens admission assumes a running request still emits"
+    )] = 0.1
+    new_token_ratio_decay: Annotated[float, doc(
+        "how much the assumed share decays per decode step"
+    )] = 0.001
+    debug_check_integrity: Annotated[bool, doc(
+        "check the KV accounting invariant after every step (tests); it always runs when idle"
+    )] = False
+    grammar_backend: Annotated[str, doc(
+        "library that compiles regex / json_schema / ebnf constraints (outlines: regex and "
+        "json_schema only)", registry=GRAMMAR_BACKENDS,
+    )] = "xgrammar"
+    disable_jump_forward: Annotated[bool, doc(
+        "decode text a grammar forces token by token instead of appending it without model "
+        "steps (jump-forward needs the radix cache)"
+    )] = False
+    tp_size: Annotated[int, doc(
+        "tensor-parallel degree: one scheduler process per rank, spread evenly over nnodes"
+    )] = 1
+    nnodes: Annotated[int, doc("machines the tp_size ranks span, tp_size/nnodes ranks each")] = 1
+    node_rank: Annotated[int, doc(
+        "this machine's index among nnodes; only node 0 serves HTTP"
+    )] = 0
+    dist_init_addr: Annotated[str | None, doc(
+        "where the ranks meet: HOST:PORT on node 0; set with tp_size=1 it still joins a "
+        "one-rank group", metavar="HOST:PORT", unset="a free local port (nnodes == 1 only)",
+    )] = None
+    dist_timeout: Annotated[float | None, doc(
+        "seconds a collective may wait for the other ranks", unset="torch.distributed's default"
+    )] = None
+    rank_heartbeat_timeout: Annotated[float, doc(
+        "seconds a rank process may go without a heartbeat before it counts as hung"
+    )] = 20.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.log_level, str):  # "WARNING" as logging spells it is fine too
+            self.log_level = self.log_level.lower()
         self.validate()
 
     def validate(self) -> None:
@@ -85,12 +159,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
         if not 0.0 < self.mem_fraction_static <= 1.0:
             raise bad("mem_fraction_static", self.mem_fraction_static, "a number in (0, 1]")
-        if self.schedule_policy not in SCHEDULE_POLICIES:
-            raise bad("schedule_policy", self.schedule_policy, f"one of {SCHEDULE_POLICIES}")
-        if self.dtype not in DTYPES:
-            raise bad("dtype", self.dtype, f"one of {DTYPES}")
-        if self.load_format not in LOAD_FORMATS:
-            raise bad("load_format", self.load_format, f"one of {LOAD_FORMATS}")
+        # dtype, load_format, log_level and the plug-in names (registries: nothing is loaded)
+        check_choices(self)
         for name in ("max_total_tokens", "context_length", "max_running_requests",
                      "chunked_prefill_size", "cuda_graph_max_bs"):
             value = getattr(self, name)
@@ -100,10 +170,6 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise bad("max_prefill_tokens", self.max_prefill_tokens, "a positive integer")
         if not 0 <= self.gemv_max_batch <= 8:
             raise bad("gemv_max_batch", self.gemv_max_batch, "an integer in [0, 8]")
-        if self.log_level.upper() not in logging.getLevelNamesMapping():
-            raise bad("log_level", self.log_level, "a logging level name")
-        if self.grammar_backend not in GRAMMAR_BACKENDS:
-            raise bad("grammar_backend", self.grammar_backend, f"one of {GRAMMAR_BACKENDS}")
         self._validate_parallel(bad)
 
     def _validate_parallel(self, bad: Any) -> None:
@@ -144,6 +210,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         try:
             return msgspec.convert(kwargs, cls)
         except msgspec.ValidationError as e:
+            if isinstance(e.__cause__, UnknownPluginError):  # keep its kind, name and choices
+                raise e.__cause__ from None
             raise ValueError(f"invalid runtime argument: {e}") from e
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,7 +40,8 @@ class UnknownPluginError(ValueError):
 
     def __init__(self, kind: str, name: str, choices: Iterable[str]) -> None:
         self.kind, self.name, self.choices = kind, name, tuple(sorted(choices))
-        super().__init__(f"unknown {kind} {name!r}; registered: {', '.join(self.choices) or '(none)'}")
+        listed = ", ".join(self.choices) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}; registered: {listed}")
 
 
 def _load_target(target: str) -> Any:
@@ -51,34 +52,61 @@ def _load_target(target: str) -> Any:
     return obj
 
 
-def _source_tree_entry_points(group: str) -> dict[str, str]:
-    """Entry points of the runtime's own pyproject.toml, for a source checkout used through
-    PYTHONPATH (no installed metadata declares the built-ins then)."""
-    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+# The runtime's own pyproject.toml when this module runs from a source checkout (editable
+# install or PYTHONPATH); absent in an installed wheel.
+SOURCE_PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
+
+
+def _source_tree_entry_points(
+    group: str, pyproject: Path = SOURCE_PYPROJECT
+) -> dict[str, str] | None:
+    """The entry points of `group` that the runtime's pyproject.toml declares, or None when
+    `pyproject` is not the runtime's (an installed wheel, where the metadata is the truth)."""
     if not pyproject.is_file():
-        return {}
+        return None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - 3.10 without tomllib
         try:
             import tomli as tomllib
         except ImportError:
-            return {}
+            return None
     with pyproject.open("rb") as f:
-        data = tomllib.load(f)
-    if data.get("project", {}).get("name") != RUNTIME_DIST:
-        return {}
-    return dict(data["project"].get("entry-points", {}).get(group, {}))
+        project = tomllib.load(f).get("project", {})
+    if project.get("name") != RUNTIME_DIST:
+        return None
+    return {str(k): str(v) for k, v in project.get("entry-points", {}).get(group, {}).items()}
 
 
-def _entry_points(group: str) -> dict[str, str]:
-    """name -> "module:attr" for every installed entry point of `group`."""
-    found = {ep.name: ep.value for ep in md.entry_points(group=group)}
-    try:
-        md.distribution(RUNTIME_DIST)
-    except md.PackageNotFoundError:
-        for name, target in _source_tree_entry_points(group).items():
-            found.setdefault(name, target)
+def _dist_name(ep: md.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    name = dist.metadata["Name"] if dist is not None else None
+    return name.replace("_", "-").lower() if name else None
+
+
+def _entry_points(group: str, pyproject: Path = SOURCE_PYPROJECT) -> dict[str, str]:
+    """name -> "module:attr" for every entry point of `group`: the runtime's built-ins first,
+    then every other installed distribution's in sys.path order (a name already taken keeps its
+    first target).
+
+    Running from a source checkout, the built-ins come from the checkout's pyproject.toml, not
+    from installed metadata: without an install there is none, and after an edit to the
+    pyproject an editable install's metadata is stale until it is reinstalled.
+    """
+    source = _source_tree_entry_points(group, pyproject)
+    eps = [(ep, _dist_name(ep)) for ep in md.entry_points(group=group)]
+    if source is None:
+        source = {ep.name: ep.value for ep, dist in eps if dist == RUNTIME_DIST}
+    found = dict(source)
+    for ep, dist in eps:
+        if dist == RUNTIME_DIST:
+            continue
+        if ep.name in found:
+            if found[ep.name] != ep.value:
+                logger.warning("%s %r of %s (%s) is shadowed by %s", group, ep.name, dist,
+                               ep.value, found[ep.name])
+            continue
+        found[ep.name] = ep.value
     return found
 
 
@@ -142,10 +170,12 @@ class Registry(Generic[T]):
             self._loaded[name] = obj
             return obj
 
-    def check(self, name: str) -> None:
-        """Raise `UnknownPluginError` unless `name` is registered (loads nothing)."""
-        if name not in self.names():
-            raise UnknownPluginError(self.kind, name, self.names())
+    def check(self, name: str, also: Iterable[str] = ()) -> None:
+        """Raise `UnknownPluginError` unless `name` is registered or one of `also` (names the
+        caller resolves itself, such as "auto"); loads nothing."""
+        also = tuple(also)
+        if name not in also and name not in self.names():
+            raise UnknownPluginError(self.kind, name, (*also, *self.names()))
 
     def refresh(self) -> None:
         """Forget discovered entry points (after installing a distribution at run time)."""

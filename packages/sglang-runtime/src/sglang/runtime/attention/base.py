@@ -1,4 +1,4 @@
-"""The attention backend interface and its registry."""
+"""The attention backend interface; backends live in `plugins.ATTENTION_BACKENDS`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+
+from sglang.runtime.config import AUTO_ATTENTION_BACKEND as AUTO
+from sglang.runtime.plugins import ATTENTION_BACKENDS
 
 if TYPE_CHECKING:
     from sglang.runtime.executor.forward_context import ForwardBatch
@@ -59,12 +62,12 @@ class AttentionBackend(abc.ABC):
         return self.forward(q, k, v, layer_id, scale, batch)
 
 
-_REGISTRY: dict[str, Callable[..., AttentionBackend]] = {}
-
-
 def register_backend(name: str) -> Callable[[type[AttentionBackend]], type[AttentionBackend]]:
+    """Register a backend class in this process (tests, scripts); a distribution declares an
+    entry point in "sglang.attention_backends" instead, which spawned processes find too."""
+
     def wrap(cls: type[AttentionBackend]) -> type[AttentionBackend]:
-        _REGISTRY[name] = cls
+        ATTENTION_BACKENDS.register(name, cls)
         return cls
 
     return wrap
@@ -72,16 +75,13 @@ def register_backend(name: str) -> Callable[[type[AttentionBackend]], type[Atten
 
 def resolve_backend_name(name: str, device: torch.device) -> str:
     """"auto" is the Triton kernels on CUDA and the torch reference anywhere else."""
-    if name == "auto":
+    if name == AUTO:
         return "triton" if device.type == "cuda" else "torch"
     return name
 
 
 def create_backend(name: str, **kwargs: object) -> AttentionBackend:
-    # Import the built-in backends so they register themselves (the triton backend loads
-    # triton only when its kernels first run).
-    from sglang.runtime.attention import torch_backend, triton_backend  # noqa: F401
-
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown attention backend {name!r}; available: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**kwargs)
+    """A backend by registered name (not "auto": resolve it first); the triton backend loads
+    triton only when its kernels first run."""
+    backend: AttentionBackend = ATTENTION_BACKENDS.get(name)(**kwargs)
+    return backend

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sglang.runtime.attention.base import AttentionBackend, register_backend
+from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 
@@ -66,7 +66,6 @@ def _lens(batch: ForwardBatch) -> tuple[list[int], list[int]]:
     return seq, prefix
 
 
-@register_backend("torch")
 class TorchAttentionBackend(AttentionBackend):
     """Paged attention with SDPA; works on any device torch supports.
 

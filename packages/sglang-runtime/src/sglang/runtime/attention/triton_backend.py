@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 import sglang.kernels as kernels
-from sglang.runtime.attention.base import AttentionBackend, register_backend
+from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ class _DecodeMetadata:
     num_kv_splits: int
 
 
-@register_backend("triton")
 class TritonAttentionBackend(AttentionBackend):
     """`sliding_window` (Mistral semantics: the last `sliding_window` keys, this token's
     included), `reduce_in_fp32` (decode keeps its split partial outputs in fp32 instead of the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -49,8 +49,9 @@ class Matcher(abc.ABC):
 class GrammarBackend(abc.ABC):
     """Compiles specs against one tokenizer's vocabulary; thread-safe `compile`."""
 
-    name: str
-    kinds: tuple[str, ...]
+    name: ClassVar[str]
+    # The constraint kinds it compiles; read from the class, before its library is imported.
+    kinds: ClassVar[tuple[str, ...]]
 
     @abc.abstractmethod
     def compile(self, kind: str, spec: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -133,8 +133,8 @@ def _bit(i: int) -> int:
 
 
 class OutlinesBackend(GrammarBackend):
-    name = "outlines"
-    kinds = ("regex", "json_schema")
+    name: ClassVar[str] = "outlines"
+    kinds: ClassVar[tuple[str, ...]] = ("regex", "json_schema")
 
     def __init__(self, vocab: TokenVocab) -> None:
         import outlines_core

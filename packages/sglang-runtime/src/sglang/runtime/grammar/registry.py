@@ -1,50 +1,35 @@
-"""Grammar backends by name. Entries import their library only when a backend is created, so
-a runtime that never sees a constraint never loads xgrammar or outlines-core."""
+"""Grammar backends by name: the classes live in `plugins.GRAMMAR_BACKENDS` (entry-point group
+"sglang.grammar_backends"). A backend module imports its library (xgrammar, outlines-core) only
+when a backend is created, so listing names or reading a class's `kinds` loads neither, and a
+runtime that never sees a constraint never loads them."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-
 from sglang.runtime.grammar.base import GrammarBackend
 from sglang.runtime.grammar.vocab import TokenVocab
+from sglang.runtime.plugins import GRAMMAR_BACKENDS
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    target: str  # "module:Class"
-    kinds: tuple[str, ...]
-
-
-_BACKENDS: dict[str, BackendEntry] = {
-    "xgrammar": BackendEntry(
-        "sglang.runtime.grammar.xgrammar_backend:XGrammarBackend", ("regex", "json_schema", "ebnf")
-    ),
-    "outlines": BackendEntry(
-        "sglang.runtime.grammar.outlines_backend:OutlinesBackend", ("regex", "json_schema")
-    ),
-}
-
-
-def register_backend(name: str, target: str, kinds: tuple[str, ...]) -> None:
-    _BACKENDS[name] = BackendEntry(target, kinds)
+def register_backend(name: str, cls: type[GrammarBackend]) -> type[GrammarBackend]:
+    """Register a backend class in this process (tests, scripts); a distribution declares an
+    entry point instead, which spawned processes find too."""
+    registered: type[GrammarBackend] = GRAMMAR_BACKENDS.register(name, cls)
+    return registered
 
 
 def backend_names() -> tuple[str, ...]:
-    return tuple(_BACKENDS)
+    return GRAMMAR_BACKENDS.names()
+
+
+def backend_class(name: str) -> type[GrammarBackend]:
+    cls: type[GrammarBackend] = GRAMMAR_BACKENDS.get(name)
+    return cls
 
 
 def backend_kinds(name: str) -> tuple[str, ...]:
-    return _entry(name).kinds
+    """The constraint kinds the backend compiles (its class's `kinds`)."""
+    return tuple(backend_class(name).kinds)
 
 
 def create_backend(name: str, vocab: TokenVocab) -> GrammarBackend:
-    module, cls = _entry(name).target.split(":")
-    backend: GrammarBackend = getattr(importlib.import_module(module), cls)(vocab)
-    return backend
-
-
-def _entry(name: str) -> BackendEntry:
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown grammar backend {name!r}; expected one of {tuple(_BACKENDS)}")
-    return _BACKENDS[name]
+    return backend_class(name)(vocab)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -48,8 +48,8 @@ class XGrammarMatcher(Matcher):
 
 
 class XGrammarBackend(GrammarBackend):
-    name = "xgrammar"
-    kinds = ("regex", "json_schema", "ebnf")
+    name: ClassVar[str] = "xgrammar"
+    kinds: ClassVar[tuple[str, ...]] = ("regex", "json_schema", "ebnf")
 
     def __init__(self, vocab: TokenVocab) -> None:
         import xgrammar as xgr

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sglang.runtime.config import LOAD_FORMATS
 from sglang.runtime.loading.default_model import default_model_path
 from sglang.runtime.loading.dummy import fill_dummy_weights
 from sglang.runtime.loading.gguf_loader import open_gguf
@@ -22,13 +23,13 @@ from sglang.runtime.models.registry import model_class_for_config
 
 logger = logging.getLogger("sglang.runtime")
 
-# Checkpoint formats: each turns a model path into a ModelSource.
+# Checkpoint formats: each turns a model path into a ModelSource. Every name of LOAD_FORMATS
+# (RuntimeArgs' choices) but the two that pick one ("auto", "dummy") has its entry here.
 FORMATS: dict[str, Callable[[str], ModelSource]] = {
     "hf": open_hf,
     "safetensors": open_hf,
     "gguf": open_gguf,
 }
-LOAD_FORMATS = ("auto", "dummy", *FORMATS)
 
 _DTYPES = {
     "float32": torch.float32,

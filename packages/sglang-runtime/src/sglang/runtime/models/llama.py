@@ -17,7 +17,6 @@ from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.layers.vocab_parallel import ParallelLMHead, VocabParallelEmbedding
-from sglang.runtime.models.registry import register_model
 from sglang.runtime.models.weight_utils import load_named_tensors
 
 
@@ -121,7 +120,6 @@ class LlamaModel(nn.Module):
         return x
 
 
-@register_model("LlamaForCausalLM", "MistralForCausalLM")
 class LlamaForCausalLM(nn.Module):
     # HF module name -> (fused module, shard). Subclasses reuse it unchanged.
     fused_weights: ClassVar[dict[str, tuple[str, str]]] = {

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sglang.runtime.models.llama import LlamaForCausalLM
-from sglang.runtime.models.registry import register_model
 
 
-@register_model("Qwen2ForCausalLM")
 class Qwen2ForCausalLM(LlamaForCausalLM):
     qkv_bias: ClassVar[bool] = True
 

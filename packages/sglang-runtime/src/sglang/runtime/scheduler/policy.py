@@ -1,10 +1,16 @@
-"""Queue ordering policies: which waiting requests the scheduler tries to admit first."""
+"""Queue ordering policies: which waiting requests the scheduler tries to admit first.
+
+A policy is a function (waiting requests, radix cache) -> the same requests in admission order.
+Policies live in `plugins.SCHEDULE_POLICIES` (entry-point group "sglang.schedule_policies"); the
+two built-ins below are declared there by the runtime's pyproject.toml.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sglang.runtime.plugins import SCHEDULE_POLICIES
 from sglang.runtime.scheduler.request import Req
 
 # Cache-aware ordering matches every waiting request against the tree; past this queue length the
@@ -12,23 +18,23 @@ from sglang.runtime.scheduler.request import Req
 LPM_MAX_QUEUE = 128
 
 PolicyFn = Callable[[Sequence[Req], Any], list[Req]]
-_POLICIES: dict[str, PolicyFn] = {}
 
 
 def register_policy(name: str) -> Callable[[PolicyFn], PolicyFn]:
+    """Register a policy in this process (tests, scripts); a distribution declares an entry
+    point instead, which spawned scheduler processes find too."""
+
     def wrap(fn: PolicyFn) -> PolicyFn:
-        _POLICIES[name] = fn
+        SCHEDULE_POLICIES.register(name, fn)
         return fn
 
     return wrap
 
 
-@register_policy("fcfs")
 def fcfs(waiting: Sequence[Req], cache: Any) -> list[Req]:
     return sorted(waiting, key=lambda r: r.arrival)
 
 
-@register_policy("lpm")
 def longest_prefix_match(waiting: Sequence[Req], cache: Any) -> list[Req]:
     if len(waiting) > LPM_MAX_QUEUE or cache.disabled:
         return fcfs(waiting, cache)
@@ -37,6 +43,5 @@ def longest_prefix_match(waiting: Sequence[Req], cache: Any) -> list[Req]:
 
 
 def get_policy(name: str) -> PolicyFn:
-    if name not in _POLICIES:
-        raise ValueError(f"unknown schedule policy {name!r}; available: {sorted(_POLICIES)}")
-    return _POLICIES[name]
+    fn: PolicyFn = SCHEDULE_POLICIES.get(name)
+    return fn
