@@ -66,7 +66,7 @@ class Engine:
             self.runtime = build_runtime(self.args)
             self.tokenizer = self.runtime.tokenizer
             self._device = self.runtime.device
-            self._vocab_size = int(self.runtime.config.vocab_size)
+            self._vocab_size = self.runtime.config.vocab_size
             self._loop = SchedulerThread(self.runtime.scheduler)
 
     # ---- requests -------------------------------------------------------------------------
