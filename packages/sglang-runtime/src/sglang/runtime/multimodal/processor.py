@@ -90,3 +90,37 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     if tokenizer is None:
         raise ValueError("this model has no tokenizer: pass input_ids instead of prompt")
     return list(tokenizer.encode(text))
+
+
+ItemsByIds = dict[tuple[int, ...], list[MultimodalItem]]
+
+
+def media_to_input_ids(
+    config: ModelConfig,
+    tokenizer: Any,
+    prompt: str | list[str] | None,
+    input_ids: list[int] | list[list[int]] | None,
+    image_data: MediaField,
+    video_data: MediaField,
+) -> tuple[list[int] | list[list[int]], ItemsByIds]:
+    """For a front door that takes `prompt` or `input_ids` (one or a batch): the prompts as ids
+    with placeholder spans, in the caller's shape, and each prompt's items keyed by its ids (a
+    prompt's ids, placeholders included, determine its items; `attach_items` uses that)."""
+    if (prompt is None) == (input_ids is None):
+        raise ValueError("give exactly one of prompt or input_ids")
+    if prompt is not None:
+        is_batch = not isinstance(prompt, str)
+        prompts: list[Prompt] = list(prompt) if is_batch else [prompt]  # type: ignore[arg-type]
+    else:
+        is_batch = bool(input_ids) and not all(isinstance(t, int) for t in input_ids)  # type: ignore[union-attr]
+        prompts = [list(x) for x in input_ids] if is_batch else [list(input_ids)]  # type: ignore[arg-type, union-attr]
+    done = prepare_multimodal(config, tokenizer, prompts, image_data, video_data, is_batch)
+    by_ids: ItemsByIds = {tuple(ids): items for ids, items in done if items}
+    ids_out = [ids for ids, _ in done]
+    return (ids_out if is_batch else ids_out[0]), by_ids
+
+
+def attach_items(reqs: Sequence[Any], by_ids: ItemsByIds) -> None:
+    """Give every request (each copy of an n > 1 fan-out too) the items of its prompt."""
+    for req in reqs:
+        req.mm_items = by_ids.get(tuple(req.prompt_ids))
