@@ -4,14 +4,13 @@ one, a list, or a list per prompt of a batch is spread over the prompts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 # A file path, an http(s) URL, a raw base64 string, a `data:<mime>;base64,...` URI, or the raw
 # bytes of an encoded file. Users of SGLang pass plain strings; bytes come from Python callers.
-MediaRef = Union[str, bytes]
+MediaRef = str | bytes
 # What a request field holds: one reference, a list, or (for a batch) one entry per prompt,
 # each entry one reference, a list of them, or None.
-MediaField = Union[MediaRef, Sequence[Union[MediaRef, Sequence[MediaRef], None]], None]
+MediaField = MediaRef | Sequence[MediaRef | Sequence[MediaRef] | None] | None
 
 
 def _is_ref(value: object) -> bool:
