@@ -169,3 +169,16 @@ def test_prompt_logprobs_over_an_image(fresh: Any) -> None:
     span = lps[TEXT_BEFORE : TEXT_BEFORE + IMAGE_TOKENS]
     assert all(lp is None for lp, *_ in span)  # placeholders have no logprob
     assert all(lp is not None for lp, *_ in lps[TEXT_BEFORE + IMAGE_TOKENS :])
+
+
+def test_cache_hit_ending_inside_the_image(fresh: Any) -> None:
+    # The image ends the prompt: a repeat recomputes only its last placeholder, whose row must
+    # come from the encoder (cache dropped here, so it encodes again).
+    image = png_bytes(8)
+    first = _gen(fresh, image, prompt="t1 t2 <image>")
+    fresh.runtime.scheduler.runner.encoder_cache.clear()
+    second = _gen(fresh, image, prompt="t1 t2 <image>")
+    assert second["meta_info"]["cached_tokens"] == 2 + IMAGE_TOKENS - 1
+    assert len(ToyVLForCausalLM.encoded) == 2
+    assert second["output_ids"] == first["output_ids"]
+    assert _logprobs(second) == pytest.approx(_logprobs(first), abs=ATOL)

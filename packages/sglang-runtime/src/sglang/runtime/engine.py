@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
+from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.multimodal.processor import (
     ItemsByIds,
     attach_items,
@@ -135,15 +137,19 @@ class Engine:
         output); `attach_items` then gives each request its items."""
         if not has_media(image_data, video_data):
             return prompt, input_ids, {}
-        config = self.runtime.config if self.runtime is not None else self.__dict__.get("_mm_cfg")
-        if config is None:  # tp_size > 1: the model lives in the rank processes
-            from sglang.runtime.loading.loader import load_model_config
-
-            config = self._mm_cfg = load_model_config(self.args.model_path, self.args.load_format)
         ids, items = media_to_input_ids(
-            config, self.tokenizer, prompt, input_ids, image_data, video_data
+            self._model_config, self.tokenizer, prompt, input_ids, image_data, video_data
         )
         return None, ids, items
+
+    @functools.cached_property
+    def _model_config(self) -> ModelConfig:
+        if self.runtime is not None:
+            return self.runtime.config
+        # tp_size > 1: the model lives in the rank processes; read its config here.
+        from sglang.runtime.loading.loader import load_model_config
+
+        return load_model_config(self.args.model_path, self.args.load_format)
 
     # ---- end of multimodal hook ----------------------------------------------------------
     def _params(self, p: dict | SamplingParams | None) -> SamplingParams:
