@@ -155,3 +155,9 @@ def test_front_door_modules_are_torch_free() -> None:
         "import sglang.runtime.models.config; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_config_from_a_folder(tmp_path) -> None:
+    transformers.LlamaConfig(**SHAPE, architectures=["LlamaForCausalLM"]).save_pretrained(tmp_path)
+    cfg = ModelConfig.from_pretrained(str(tmp_path))
+    assert (cfg.vocab_size, cfg.architectures) == (96, ("LlamaForCausalLM",))

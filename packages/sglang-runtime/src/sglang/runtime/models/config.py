@@ -66,6 +66,15 @@ class ModelConfig:
             hf=hf_config,
         )
 
+    @classmethod
+    def from_pretrained(cls, model_path: str) -> ModelConfig:
+        """From an HF model folder or hub id, reading only its config (a server's tokenizer
+        process; transformers may import torch). GGUF files go through the loader
+        (`loading.loader.load_model_config`)."""
+        from transformers import AutoConfig
+
+        return cls.from_hf(AutoConfig.from_pretrained(model_path))
+
     @property
     def text_hf(self) -> Any:
         """The raw config of the language model (the nested text_config, or `hf` itself)."""
