@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -28,6 +29,9 @@ from sglang.runtime.multimodal.items import (
 )
 from sglang.runtime.multimodal.media import load_media_bytes
 from sglang.runtime.multimodal.processor import input_processor_for
+
+# pytest runs in importlib mode: make the sibling helper modules importable.
+sys.path.insert(0, str(Path(__file__).parent))
 
 SHAPE = dict(
     vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
@@ -161,3 +165,20 @@ def test_model_config_from_a_folder(tmp_path) -> None:
     transformers.LlamaConfig(**SHAPE, architectures=["LlamaForCausalLM"]).save_pretrained(tmp_path)
     cfg = ModelConfig.from_pretrained(str(tmp_path))
     assert (cfg.vocab_size, cfg.architectures) == (96, ("LlamaForCausalLM",))
+
+
+def test_text_only_model_in_the_engine_refuses_image_data(tmp_path) -> None:
+    from tiny_models import save_tiny_model
+
+    import sglang as sgl
+
+    config = transformers.LlamaConfig(**SHAPE, architectures=["LlamaForCausalLM"])
+    engine = sgl.Engine(model_path=save_tiny_model(config, tmp_path), device="cpu",
+                        max_total_tokens=512)
+    try:
+        with pytest.raises(ValueError, match="does not take images"):
+            engine.generate("t1 t2", {"max_new_tokens": 2}, image_data="x.png")
+        # Media-free requests are untouched by the hook.
+        assert len(engine.generate("t1 t2", {"max_new_tokens": 2})["output_ids"]) == 2
+    finally:
+        engine.shutdown()

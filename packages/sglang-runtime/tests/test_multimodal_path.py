@@ -182,3 +182,8 @@ def test_cache_hit_ending_inside_the_image(fresh: Any) -> None:
     assert len(ToyVLForCausalLM.encoded) == 2
     assert second["output_ids"] == first["output_ids"]
     assert _logprobs(second) == pytest.approx(_logprobs(first), abs=ATOL)
+
+
+def test_video_data_reaches_the_input_processor(fresh: Any) -> None:
+    with pytest.raises(ValueError, match="takes no videos"):
+        fresh.generate(PROMPT, dict(GREEDY), image_data=png_bytes(0), video_data="clip.mp4")
