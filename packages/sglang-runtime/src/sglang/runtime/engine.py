@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,10 +12,18 @@ from typing import Any
 import msgspec
 import torch
 
+from sglang.protocol.media import MediaField
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
+from sglang.runtime.models.config import ModelConfig
+from sglang.runtime.multimodal.processor import (
+    ItemsByIds,
+    attach_items,
+    has_media,
+    media_to_input_ids,
+)
 from sglang.runtime.result import RequestResult
 from sglang.runtime.scheduler.remote import RemoteScheduler
 from sglang.runtime.scheduler.request import Req, make_req
@@ -66,7 +75,7 @@ class Engine:
             self.runtime = build_runtime(self.args)
             self.tokenizer = self.runtime.tokenizer
             self._device = self.runtime.device
-            self._vocab_size = int(self.runtime.config.vocab_size)
+            self._vocab_size = self.runtime.config.vocab_size
             self._loop = SchedulerThread(self.runtime.scheduler)
 
     # ---- requests -------------------------------------------------------------------------
@@ -116,6 +125,33 @@ class Engine:
                 reqs.append(make_req(msg, self._device))
         return reqs, single and params[0].n == 1
 
+    # ---- multimodal hook: to move into the shared front door (runtime/inputs.py) ----------
+    def _media_hook(
+        self,
+        prompt: Prompt | list[str] | None,
+        input_ids: list[int] | list[list[int]] | None,
+        image_data: MediaField,
+        video_data: MediaField,
+    ) -> tuple[Any, Any, ItemsByIds]:
+        """Prompts with media become input_ids holding placeholder spans (the processor's
+        output); `attach_items` then gives each request its items."""
+        if not has_media(image_data, video_data):
+            return prompt, input_ids, {}
+        ids, items = media_to_input_ids(
+            self._model_config, self.tokenizer, prompt, input_ids, image_data, video_data
+        )
+        return None, ids, items
+
+    @functools.cached_property
+    def _model_config(self) -> ModelConfig:
+        if self.runtime is not None:
+            return self.runtime.config
+        # tp_size > 1: the model lives in the rank processes; read its config here.
+        from sglang.runtime.loading.loader import load_model_config
+
+        return load_model_config(self.args.model_path, self.args.load_format)
+
+    # ---- end of multimodal hook ----------------------------------------------------------
     def _params(self, p: dict | SamplingParams | None) -> SamplingParams:
         sp = p if isinstance(p, SamplingParams) else SamplingParams.from_dict(p)
         sp.verify(vocab_size=self._vocab_size)
@@ -142,11 +178,15 @@ class Engine:
         top_logprobs_num: int = 0,
         stream: bool = False,
         return_text_in_logprobs: bool = False,
+        image_data: MediaField = None,
+        video_data: MediaField = None,
     ) -> dict | list[dict] | Iterator[dict]:
+        prompt, input_ids, items = self._media_hook(prompt, input_ids, image_data, video_data)
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
             top_logprobs_num,
         )
+        attach_items(reqs, items)
         inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
         results = self._submit(reqs, lambda i: lambda out: inbox.put((i, out)))
 
@@ -189,11 +229,15 @@ class Engine:
         top_logprobs_num: int = 0,
         stream: bool = False,
         return_text_in_logprobs: bool = False,
+        image_data: MediaField = None,
+        video_data: MediaField = None,
     ) -> dict | list[dict] | AsyncIterator[dict]:
+        prompt, input_ids, items = self._media_hook(prompt, input_ids, image_data, video_data)
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
             top_logprobs_num,
         )
+        attach_items(reqs, items)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, TokenOutput]] = asyncio.Queue()
         results = self._submit(

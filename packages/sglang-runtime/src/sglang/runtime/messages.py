@@ -3,7 +3,7 @@ kinds (`msgspec.msgpack.Decoder(SchedulerInput)` decodes any of them)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -15,6 +15,27 @@ TopLogprobs = list[tuple[float, int]]
 
 
 # ---- into the scheduler ------------------------------------------------------------------
+class MultimodalItem(msgspec.Struct, kw_only=True, frozen=True):
+    """One image or video of a prompt, preprocessed by an input processor.
+
+    Its placeholder ids fill input_ids[offset : offset + length] and derive from `content_hash`
+    (see `multimodal_inputs.placeholder_ids`), so the radix cache tells items apart by content.
+    `features` is the raw buffer of a C-contiguous array of `dtype` (a numpy/torch dtype name)
+    and `shape`: what the model's encoder takes, sent through msgpack as plain bytes."""
+
+    modality: Literal["image", "video"]
+    content_hash: str  # hex digest of the modality and the preprocessed features
+    offset: int
+    length: int
+    features: bytes
+    dtype: str
+    shape: list[int]
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
 class TokenizedGenerateReq(msgspec.Struct, kw_only=True, tag=True):
     """One prompt, tokenized and validated by the tokenizer manager (n == 1: fan-out of n
     happens before, each copy with its own rid and seed)."""
@@ -25,6 +46,8 @@ class TokenizedGenerateReq(msgspec.Struct, kw_only=True, tag=True):
     return_logprob: bool = False
     logprob_start_len: int = -1
     top_logprobs_num: int = 0
+    # Images and videos of the prompt, in order of their placeholder spans; None for text only.
+    mm_items: list[MultimodalItem] | None = None
 
 
 class AbortReq(msgspec.Struct, kw_only=True, tag=True):

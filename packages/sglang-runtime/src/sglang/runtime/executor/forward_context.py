@@ -18,12 +18,25 @@ import torch
 if TYPE_CHECKING:
     from sglang.runtime.attention.base import AttentionBackend
     from sglang.runtime.cache.kv_pool import KVPool
+    from sglang.runtime.executor.encoder_cache import EncoderCache
+    from sglang.runtime.messages import MultimodalItem
 
 
 class ForwardMode(enum.Enum):
     # EXTEND covers prefill: a cached prefix (possibly empty) followed by new tokens.
     EXTEND = enum.auto()
     DECODE = enum.auto()
+
+
+@dataclass(frozen=True)
+class MultimodalSlice:
+    """The part of a multimodal item inside an extend batch: the item's embedding rows
+    [first, first + count) go to the batch's token positions [dst, dst + count)."""
+
+    item: MultimodalItem
+    dst: int
+    first: int
+    count: int
 
 
 @dataclass
@@ -53,6 +66,8 @@ class ForwardBatch:
     logits_indices: torch.Tensor | None = None
     # Filled by AttentionBackend.prepare; opaque to everything but the backend.
     attn_metadata: Any = None
+    # EXTEND only: the images/videos whose placeholder positions fall in this batch.
+    mm_inputs: list[MultimodalSlice] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
@@ -70,6 +85,8 @@ class ForwardBatch:
 class ForwardContext:
     batch: ForwardBatch
     attn_backend: AttentionBackend
+    # Encoder outputs by content hash, kept across steps (chunked prefill, repeated images).
+    encoder_cache: EncoderCache | None = None
 
 
 _current: ForwardContext | None = None
@@ -82,11 +99,15 @@ def get_forward_context() -> ForwardContext:
 
 
 @contextlib.contextmanager
-def forward_context(batch: ForwardBatch, attn_backend: AttentionBackend) -> Iterator[ForwardContext]:
+def forward_context(
+    batch: ForwardBatch,
+    attn_backend: AttentionBackend,
+    encoder_cache: EncoderCache | None = None,
+) -> Iterator[ForwardContext]:
     global _current
     prev = _current
     attn_backend.prepare(batch)
-    _current = ForwardContext(batch, attn_backend)
+    _current = ForwardContext(batch, attn_backend, encoder_cache)
     try:
         yield _current
     finally:

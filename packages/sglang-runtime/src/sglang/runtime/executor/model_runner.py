@@ -10,6 +10,7 @@ from torch import nn
 from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.executor.cuda_graph import CudaGraphRunner
+from sglang.runtime.executor.encoder_cache import EncoderCache
 from sglang.runtime.executor.forward_context import ForwardBatch, forward_context
 from sglang.runtime.layers.gemm import prepare_weights
 
@@ -31,6 +32,8 @@ class ModelRunner:
         self.kv_pool = kv_pool
         self.attn_backend = attn_backend
         self.cuda_graphs: CudaGraphRunner | None = None
+        # Only multimodal batches touch it (DECODE, the only captured mode, never does).
+        self.encoder_cache = EncoderCache()
         prepare_weights(model, gemv_max_batch)
 
     def enable_cuda_graphs(self, req_to_token: torch.Tensor, max_bs: int) -> bool:
@@ -51,5 +54,7 @@ class ModelRunner:
             raise ValueError("batch.kv_pool is not the runner's KV pool")
         if self.cuda_graphs is not None and self.cuda_graphs.can_run(batch):
             return self.cuda_graphs.replay(batch)
-        with torch.inference_mode(), forward_context(batch, self.attn_backend):
+        with torch.inference_mode(), forward_context(
+            batch, self.attn_backend, self.encoder_cache
+        ):
             return self.model(batch)

@@ -19,6 +19,7 @@ from sglang.runtime.loading.dummy import fill_dummy_weights
 from sglang.runtime.loading.gguf_loader import open_gguf
 from sglang.runtime.loading.hf_loader import open_hf
 from sglang.runtime.loading.source import ModelSource, load_tokenizer
+from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.models.registry import model_class_for_config
 
 logger = logging.getLogger("sglang.runtime")
@@ -49,6 +50,20 @@ class LoadedModel:
     config: Any  # transformers.PretrainedConfig
     tokenizer: Any  # transformers tokenizer; None only for dummy weights without one
     weight_bytes: int
+    model_config: ModelConfig  # the typed view the runtime reads sizes from
+
+
+def _open_source(model_path: str, load_format: str) -> ModelSource:
+    checkpoint_format = (
+        _detect_format(model_path) if load_format in ("auto", "dummy") else load_format
+    )
+    return FORMATS[checkpoint_format](model_path)
+
+
+def load_model_config(model_path: str | None, load_format: str = "auto") -> ModelConfig:
+    """The typed config of a model without building it (front doors, other processes)."""
+    model_path = str(model_path) if model_path is not None else default_model_path()
+    return ModelConfig.from_hf(_open_source(model_path, load_format).config)
 
 
 def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
@@ -100,15 +115,13 @@ def load_model(
     model_path = str(model_path) if model_path is not None else default_model_path()
     device = torch.device(device)
     dtype = resolve_dtype(dtype, device)
-    checkpoint_format = (
-        _detect_format(model_path) if load_format in ("auto", "dummy") else load_format
-    )
-    source = FORMATS[checkpoint_format](model_path)
+    source = _open_source(model_path, load_format)
     model_cls = model_class_for_config(source.config)
+    model_config = ModelConfig.from_hf(source.config)
 
     start = time.perf_counter()
     with torch.device(device):
-        model = model_cls(source.config, dtype)
+        model = model_cls(model_config, dtype)
     if load_format == "dummy":
         fill_dummy_weights(model, seed)
     else:
@@ -126,7 +139,7 @@ def load_model(
         time.perf_counter() - start,
     )
     tokenizer = _tokenizer(source, tokenizer_path, dummy=load_format == "dummy")
-    return LoadedModel(model, source.config, tokenizer, weight_bytes)
+    return LoadedModel(model, source.config, tokenizer, weight_bytes, model_config)
 
 
 def _tokenizer(source: ModelSource, tokenizer_path: str | None, dummy: bool) -> Any:

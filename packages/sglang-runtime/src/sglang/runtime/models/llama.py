@@ -17,6 +17,8 @@ from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.layers.vocab_parallel import ParallelLMHead, VocabParallelEmbedding
+from sglang.runtime.models.base import KVCacheSpec, input_embeddings
+from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.models.weight_utils import load_named_tensors
 
 
@@ -112,8 +114,15 @@ class LlamaModel(nn.Module):
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        x, residual = self.embed_tokens(input_ids), None
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        input_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`input_embeds` [num_tokens, hidden] replaces the token lookup (multimodal prompts)."""
+        x = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        residual: torch.Tensor | None = None
         for layer in self.layers:
             x, residual = layer(positions, x, residual)
         x, _ = self.norm(x, residual)
@@ -132,9 +141,11 @@ class LlamaForCausalLM(nn.Module):
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
 
-    def __init__(self, config: Any, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.config = config
+        self.model_config = config if isinstance(config, ModelConfig) else ModelConfig.from_hf(config)
+        # The raw HF config of the language model: family-specific fields (norm eps, rope).
+        config = self.config = self.model_config.text_hf
         self.dtype = dtype
         qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
         self.model = LlamaModel(config, dtype, qkv_bias)
@@ -151,8 +162,23 @@ class LlamaForCausalLM(nn.Module):
     def _sliding_window(config: Any) -> int | None:
         return getattr(config, "sliding_window", None)
 
+    def kv_cache_spec(self) -> KVCacheSpec:
+        attn = self.model.layers[0].self_attn
+        return KVCacheSpec(
+            num_layers=len(self.model.layers), num_kv_heads=attn.num_kv_heads,
+            head_dim=attn.head_dim, dtype=self.dtype, sliding_window=self.sliding_window,
+        )
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        hidden = self.model(batch.input_ids, batch.positions)
+        embeds = None
+        if batch.mm_inputs:
+            encode = getattr(self, "embed_multimodal", None)
+            if encode is None:
+                raise ValueError(f"{type(self).__name__} takes no images or videos")
+            embeds = input_embeddings(
+                batch, self.model.embed_tokens, encode, self.model_config.vocab_size
+            )
+        hidden = self.model(batch.input_ids, batch.positions, embeds)
         return self.logits_processor(hidden, self.lm_head.weight, batch)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from sglang.runtime.cache.kv_pool import KVPool
-from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
+from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode, MultimodalSlice
+from sglang.runtime.multimodal.items import overlapping
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.transfer import to_device
 
@@ -42,10 +43,17 @@ def build_extend(
     positions: list[int] = []
     logits_indices: list[int] = []
     rows: list[LogitRows] = []
+    mm_inputs: list[MultimodalSlice] = []
     for req, want in zip(reqs, needs_logits):
         start, n = req.kv_len, req.extend_len
         offset = len(input_ids)
         input_ids.extend(req.fill_ids[start : start + n])
+        if req.mm_items:
+            # Items cut by a chunk boundary (or by a cached prefix) contribute only their rows
+            # inside [start, start + n); the encoder cache spares the second encode.
+            for item, first, last in overlapping(req.mm_items, start, start + n):
+                dst = offset + item.offset + first - start
+                mm_inputs.append(MultimodalSlice(item, dst, first, last - first))
         positions.extend(range(start, start + n))
         first = len(logits_indices)
         if req.wants_input_logprobs and not req.output_ids:
@@ -71,6 +79,7 @@ def build_extend(
         prefix_lens_cpu=prefix,
         extend_lens_cpu=ext,
         logits_indices=_tensor(logits_indices, device),
+        mm_inputs=mm_inputs,
     )
     return batch, rows
 

@@ -79,9 +79,14 @@ class OutputProcessor:
         if not keep:
             return
         lp = compute_logprobs(logits[[p - start - 1 for p in keep], : self.vocab_size])
-        targets = torch.tensor([prompt[p] for p in keep], device=lp.device)
+        # Image/video placeholders (ids past the vocabulary) have no logprob: None, like the
+        # first token's.
+        ids = [prompt[p] for p in keep]
+        targets = torch.tensor([t if t < self.vocab_size else 0 for t in ids], device=lp.device)
         values = lp.gather(1, targets.view(-1, 1)).view(-1).tolist()
-        rec.input_token.extend(zip(values, (prompt[p] for p in keep)))
+        rec.input_token.extend(
+            (v if t < self.vocab_size else None, t) for v, t in zip(values, ids)
+        )
         if req.top_logprobs_num > 0:
             top_v, top_i = top_logprobs(lp, req.top_logprobs_num)
             rec.input_top.extend(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.messages import TokenizedGenerateReq
+from sglang.runtime.messages import MultimodalItem, TokenizedGenerateReq
 
 
 class ReqState(enum.Enum):
@@ -59,6 +59,8 @@ class Req:
     # Constrained decoding: this request's grammar matcher (a `grammar.base.Matcher`), set once
     # its grammar has compiled; None for free generation.
     grammar: Any = None
+    # Images/videos whose placeholder spans lie in prompt_ids (None: text only).
+    mm_items: list[MultimodalItem] | None = None
 
     @property
     def fill_ids(self) -> list[int]:
@@ -110,5 +112,5 @@ def make_req(msg: TokenizedGenerateReq, device: torch.device) -> Req:
     return Req(
         rid=msg.rid, prompt_ids=list(msg.input_ids), params=p,
         return_logprob=msg.return_logprob, logprob_start_len=msg.logprob_start_len,
-        top_logprobs_num=msg.top_logprobs_num, generator=gen,
+        top_logprobs_num=msg.top_logprobs_num, generator=gen, mm_items=msg.mm_items,
     )
