@@ -84,6 +84,11 @@ def register() -> None:
     plugins.INPUT_PROCESSORS.register(ARCH, ToyProcessor)
 
 
+def unregister() -> None:
+    plugins.MODELS.unregister(ARCH)
+    plugins.INPUT_PROCESSORS.unregister(ARCH)
+
+
 def save_toy_model(folder: Path) -> str:
     import transformers
     from tiny_models import save_tiny_model

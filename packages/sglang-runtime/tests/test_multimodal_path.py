@@ -24,10 +24,11 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("PIL")
     mm_toy.register()
-    return mm_toy.save_toy_model(tmp_path_factory.mktemp("toy_vl"))
+    yield mm_toy.save_toy_model(tmp_path_factory.mktemp("toy_vl"))
+    mm_toy.unregister()
 
 
 def _engine(model_dir: str, **kwargs: Any) -> Any:
