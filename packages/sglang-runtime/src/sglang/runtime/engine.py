@@ -15,10 +15,10 @@ from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
+from sglang.runtime.procs.remote import RemoteScheduler
+from sglang.runtime.procs.thread_loop import SchedulerThread
 from sglang.runtime.result import RequestResult
-from sglang.runtime.scheduler.remote import RemoteScheduler
 from sglang.runtime.scheduler.request import Req, make_req
-from sglang.runtime.scheduler.thread_loop import SchedulerThread
 
 Prompt = str | list[int]
 
