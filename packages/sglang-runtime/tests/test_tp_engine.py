@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from engine_fixtures import PROMPTS, make_engine
 
+from sglang.runtime.procs.remote import RankFailure
 from sglang.runtime.result import RequestError
-from sglang.runtime.scheduler.remote import RankFailure
 
 MAX_NEW = 8
 GREEDY = {"temperature": 0, "max_new_tokens": MAX_NEW}

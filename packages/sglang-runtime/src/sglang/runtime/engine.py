@@ -24,10 +24,10 @@ from sglang.runtime.multimodal.processor import (
     has_media,
     media_to_input_ids,
 )
+from sglang.runtime.procs.remote import RemoteScheduler
+from sglang.runtime.procs.thread_loop import SchedulerThread
 from sglang.runtime.result import RequestResult
-from sglang.runtime.scheduler.remote import RemoteScheduler
 from sglang.runtime.scheduler.request import Req, make_req
-from sglang.runtime.scheduler.thread_loop import SchedulerThread
 
 Prompt = str | list[int]
 

@@ -1,5 +1,9 @@
-"""Messages between the runtime's parts: msgspec Structs, tagged so one socket can carry several
-kinds (`msgspec.msgpack.Decoder(SchedulerInput)` decodes any of them)."""
+"""Every message that crosses a process: msgspec Structs, tagged so one socket can carry several
+kinds (`msgspec.msgpack.Decoder(SchedulerInput)` decodes any of them).
+
+The unions at the end name what each receiver decodes: the scheduler process, the detokenizer
+(and the Engine's receiver under tensor parallelism), and the server's tokenizer manager.
+"""
 
 from __future__ import annotations
 
@@ -62,7 +66,11 @@ class StatsReq(msgspec.Struct, kw_only=True, tag=True):
     pass
 
 
-SchedulerInput = TokenizedGenerateReq | AbortReq | FlushCacheReq | StatsReq
+class CheckIntegrityReq(msgspec.Struct, kw_only=True, tag=True):
+    """Ask the scheduler to run its KV accounting check now (between steps)."""
+
+
+SchedulerInput = TokenizedGenerateReq | AbortReq | FlushCacheReq | StatsReq | CheckIntegrityReq
 
 
 # ---- out of the scheduler ----------------------------------------------------------------
@@ -108,4 +116,49 @@ class SchedulerStats(msgspec.Struct, kw_only=True, tag=True):
     num_retractions: int
 
 
-SchedulerOutput = TokenOutputBatch | FlushCacheResult | SchedulerStats
+class IntegrityResult(msgspec.Struct, kw_only=True, tag=True):
+    ok: bool
+    message: str = ""
+    idle: bool = True
+    # KV slots held by the tree's locks or by running requests: 0 whenever idle.
+    kv_used_tokens: int = 0
+    # Failures of the checks the loop ran on its own (each time it fell idle) since start.
+    idle_check_failures: int = 0
+    last_failure: str = ""
+    # Tensor parallelism: how many ranks ran the check (each checks its own KV state, and
+    # rank 0 checks that all of them agree).
+    tp_ranks_checked: int = 1
+
+
+# Replies to the control requests, in the order the requests were sent.
+ControlReply = FlushCacheResult | SchedulerStats | IntegrityResult
+# Everything the scheduler process sends: before a request's first output, the request itself
+# (without its prompt ids) as an echo that carries its sampling params to the detokenizer.
+SchedulerOutput = TokenizedGenerateReq | TokenOutputBatch | ControlReply
+
+
+# ---- between tensor-parallel ranks -------------------------------------------------------
+class RankBroadcast(msgspec.Struct, array_like=True):
+    """Rank 0's word to every rank at the top of each loop iteration: stop now, or handle these
+    raw scheduler messages (in this order)."""
+
+    stop: bool
+    frames: list[bytes]
+
+
+# ---- out of the detokenizer --------------------------------------------------------------
+class DetokOutput(TokenOutput, kw_only=True, tag=True):
+    """A scheduler output with its text: `text` (like `new_token_ids`) is what is new since the
+    previous DetokOutput of the request (deltas join into the final text); logprob lists are
+    deltas too, except the prompt's, which come once."""
+
+    text: str = ""
+
+
+class DetokOutputBatch(msgspec.Struct, kw_only=True, tag=True):
+    outputs: list[DetokOutput]
+
+
+# What the tokenizer manager receives: text outputs, plus the scheduler's control replies that
+# the detokenizer forwards untouched.
+TokenizerManagerInput = DetokOutputBatch | ControlReply

@@ -9,30 +9,29 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.detokenizer import IncrementalDetokenizer
 from sglang.runtime.messages import (
-    FlushCacheResult,
-    SchedulerStats,
+    ControlReply,
+    DetokOutput,
+    DetokOutputBatch,
+    SchedulerOutput,
     TokenizedGenerateReq,
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.scheduler.process import IntegrityResult, child_process_setup
-from sglang.server.ipc import DetokOutput, DetokOutputBatch, pull_socket, push_socket
+from sglang.runtime.procs import child_process_setup
+from sglang.server.ipc import pull_socket, push_socket
 
 logger = logging.getLogger("sglang.server")
 
 IDLE_POLL_MS = 500
-
-DetokenizerInput = (
-    TokenizedGenerateReq | TokenOutputBatch | FlushCacheResult | SchedulerStats | IntegrityResult
-)
 
 
 class DetokenizerState:
@@ -60,46 +59,66 @@ class DetokenizerState:
         return DetokOutput(**msgspec.structs.asdict(out), text=text)
 
 
-def _serve(tokenizer: Any, pull: Any, push: Any, parent_pid: int) -> None:
-    import os
+class DetokenizerLoop:
+    """Reads what the scheduler sends and hands each message to the entry of its type in
+    `handlers`: echoes register a request, output batches go out with their text, control
+    replies go through untouched (in order, as raw bytes)."""
 
-    import zmq
+    def __init__(self, tokenizer: Any, pull: Any, push: Any, parent_pid: int) -> None:
+        self.state = DetokenizerState(tokenizer)
+        self.pull = pull
+        self.push = push
+        self.parent_pid = parent_pid
+        self.decoder = msgspec.msgpack.Decoder(SchedulerOutput)
+        self.encoder = msgspec.msgpack.Encoder()
+        self.handlers: dict[type, Callable[[Any, bytes], None]] = {
+            TokenizedGenerateReq: self.on_echo,
+            TokenOutputBatch: self.on_outputs,
+            **{t: self.forward for t in get_args(ControlReply)},
+        }
 
-    decoder = msgspec.msgpack.Decoder(DetokenizerInput)
-    encoder = msgspec.msgpack.Encoder()
-    state = DetokenizerState(tokenizer)
-    poller = zmq.Poller()
-    poller.register(pull, zmq.POLLIN)
-    while os.getppid() == parent_pid:
-        if not poller.poll(IDLE_POLL_MS):
-            continue
-        raw = pull.recv()
-        try:
-            msg = decoder.decode(raw)
-        except msgspec.DecodeError:
-            logger.error("detokenizer: dropped an undecodable message:\n%s", traceback.format_exc())
-            continue
-        if isinstance(msg, TokenizedGenerateReq):
-            state.register(msg)
-        elif isinstance(msg, TokenOutputBatch):
-            outs = []
-            for out in msg.outputs:
-                try:
-                    outs.append(state.convert(out))
-                except Exception:  # a bad token id must fail one request, not the process
-                    tb = traceback.format_exc()
-                    logger.error("detokenizer: request %s failed:\n%s", out.rid, tb)
-                    state.detoks.pop(out.rid, None)
-                    outs.append(DetokOutput(
-                        rid=out.rid, new_token_ids=[], finished=True,
-                        finish_reason={"type": "abort", "message": "detokenization failed",
-                                       "status_code": 500},
-                        error=tb.strip().splitlines()[-1],
-                    ))
-            push.send(encoder.encode(DetokOutputBatch(outputs=outs)), copy=False)
-        else:
-            push.send(raw)  # control replies go through untouched, in order
-    logger.warning("detokenizer: the server process is gone; exiting")
+    def on_echo(self, msg: TokenizedGenerateReq, raw: bytes) -> None:
+        self.state.register(msg)
+
+    def on_outputs(self, msg: TokenOutputBatch, raw: bytes) -> None:
+        outs = []
+        for out in msg.outputs:
+            try:
+                outs.append(self.state.convert(out))
+            except Exception:  # a bad token id must fail one request, not the process
+                tb = traceback.format_exc()
+                logger.error("detokenizer: request %s failed:\n%s", out.rid, tb)
+                self.state.detoks.pop(out.rid, None)
+                outs.append(DetokOutput(
+                    rid=out.rid, new_token_ids=[], finished=True,
+                    finish_reason={"type": "abort", "message": "detokenization failed",
+                                   "status_code": 500},
+                    error=tb.strip().splitlines()[-1],
+                ))
+        self.push.send(self.encoder.encode(DetokOutputBatch(outputs=outs)), copy=False)
+
+    def forward(self, msg: Any, raw: bytes) -> None:
+        self.push.send(raw)
+
+    def run_forever(self) -> None:
+        import os
+
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.pull, zmq.POLLIN)
+        while os.getppid() == self.parent_pid:
+            if not poller.poll(IDLE_POLL_MS):
+                continue
+            raw = self.pull.recv()
+            try:
+                msg = self.decoder.decode(raw)
+            except msgspec.DecodeError:
+                logger.error("detokenizer: dropped an undecodable message:\n%s",
+                             traceback.format_exc())
+                continue
+            self.handlers[type(msg)](msg, raw)
+        logger.warning("detokenizer: the server process is gone; exiting")
 
 
 def run_detokenizer_process(
@@ -111,7 +130,7 @@ def run_detokenizer_process(
     try:
         import zmq
 
-        from sglang.runtime.loading.source import load_tokenizer
+        from sglang.runtime.loading import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_path)
         ctx = zmq.Context()
@@ -124,6 +143,6 @@ def run_detokenizer_process(
     ready.send({"ok": True})
     ready.close()
     try:
-        _serve(tokenizer, pull, push, parent)
+        DetokenizerLoop(tokenizer, pull, push, parent).run_forever()
     finally:
         ctx.destroy(linger=0)

@@ -1,4 +1,5 @@
-"""ZMQ plumbing between the server's processes, and the detokenizer → tokenizer-manager messages.
+"""ZMQ plumbing between the server's processes: addresses and sockets. The messages they carry
+are all in `sglang.runtime.messages`.
 
 Topology (every receiver binds its PULL socket; senders connect a PUSH socket):
 
@@ -14,28 +15,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
-
-import msgspec
-
-from sglang.runtime.messages import FlushCacheResult, SchedulerStats, TokenOutput
-from sglang.runtime.scheduler.process import IntegrityResult
-
-
-class DetokOutput(TokenOutput, kw_only=True, tag=True):
-    """A scheduler output with its text: `text` (like `new_token_ids`) is what is new since the
-    previous DetokOutput of the request (deltas join into the final text); logprob lists are
-    deltas too, except the prompt's, which come once."""
-
-    text: str = ""
-
-
-class DetokOutputBatch(msgspec.Struct, kw_only=True, tag=True):
-    outputs: list[DetokOutput]
-
-
-# What the tokenizer manager receives: text outputs, plus the scheduler's control replies that
-# the detokenizer forwards untouched.
-TokenizerManagerInput = DetokOutputBatch | FlushCacheResult | SchedulerStats | IntegrityResult
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import uvicorn
 
-from sglang.runtime.scheduler.supervisor import (
+from sglang.runtime.procs import (
     Child,
     StartupError,
     find_failure,
@@ -65,8 +65,7 @@ def _check_port(host: str, port: int) -> None:
 def _load_tokenizer(server_args: ServerArgs, folder: str) -> tuple[Any, str, str, str]:
     """(tokenizer, model_path, tokenizer_path as given, a fast-loading copy for the
     detokenizer). GGUF tokenizers take seconds to convert; the copy loads in a fraction."""
-    from sglang.runtime.loading.default_model import default_model_path
-    from sglang.runtime.loading.source import load_tokenizer
+    from sglang.runtime.loading import default_model_path, load_tokenizer
 
     rt = server_args.runtime
     model_path = rt.model_path or default_model_path()

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sglang.server.ipc import DetokOutput
+from sglang.runtime.messages import DetokOutput
 
 Triple = tuple[float | None, int, str | None]
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -19,23 +19,20 @@ import msgspec
 from sglang.protocol.generate import GenerateReqInput
 from sglang.runtime.messages import (
     AbortReq,
+    CheckIntegrityReq,
+    DetokOutput,
+    DetokOutputBatch,
     FlushCacheReq,
     FlushCacheResult,
+    IntegrityResult,
     SchedulerStats,
     StatsReq,
     TokenizedGenerateReq,
+    TokenizerManagerInput,
 )
-from sglang.runtime.scheduler.process import CheckIntegrityReq, IntegrityResult
 from sglang.server.args import ServerArgs
 from sglang.server.errors import APIError, bad_request
-from sglang.server.ipc import (
-    DetokOutput,
-    DetokOutputBatch,
-    IpcAddrs,
-    TokenizerManagerInput,
-    pull_socket,
-    push_socket,
-)
+from sglang.server.ipc import IpcAddrs, pull_socket, push_socket
 from sglang.server.metrics import ServerMetrics
 from sglang.server.req_state import RequestState
 from sglang.server.validation import expand_request, tokenize_request
@@ -145,6 +142,12 @@ class TokenizerManager:
 
     # ---- the receive loop -------------------------------------------------------------------
     async def _recv_loop(self) -> None:
+        # One handler per message type: text outputs go to their requests, control replies to
+        # the oldest caller waiting for that reply type.
+        handlers: dict[type, Callable[[Any], None]] = {
+            DetokOutputBatch: self._on_outputs,
+            **{t: self._on_reply for t in self._waiters},
+        }
         while True:
             raw = await self._pull.recv()
             try:
@@ -152,18 +155,21 @@ class TokenizerManager:
             except msgspec.DecodeError:
                 logger.exception("tokenizer manager: dropped an undecodable message")
                 continue
-            if isinstance(msg, DetokOutputBatch):
-                for out in msg.outputs:
-                    state = self.states.get(out.rid)
-                    if state is not None:  # else: aborted, its client is gone
-                        state.push(out)
-                continue
-            waiters = self._waiters[type(msg)]
-            # Replies come back in the order the requests went out.
-            if waiters:
-                fut = waiters.popleft()
-                if not fut.done():
-                    fut.set_result(msg)
+            handlers[type(msg)](msg)
+
+    def _on_outputs(self, batch: DetokOutputBatch) -> None:
+        for out in batch.outputs:
+            state = self.states.get(out.rid)
+            if state is not None:  # else: aborted, its client is gone
+                state.push(out)
+
+    def _on_reply(self, msg: Any) -> None:
+        waiters = self._waiters[type(msg)]
+        # Replies come back in the order the requests went out.
+        if waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(msg)
 
     def _send(self, msg: Any) -> None:
         if self._push is None:

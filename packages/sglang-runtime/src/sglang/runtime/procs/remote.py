@@ -1,7 +1,7 @@
 """The Engine's scheduler under tensor parallelism: rank processes behind ZMQ.
 
 Same interface as `SchedulerThread` (submit / abort / flush_cache / check_integrity /
-shutdown), but the scheduler runs as one process per rank (`process.py`), rank 0 owning the
+shutdown), but the scheduler runs as one process per rank (`scheduler_proc.py`), rank 0 owning the
 sockets, as in the server. A watchdog thread notices a rank that dies or stops its heartbeat:
 every request in flight then fails with a message naming the rank, the other ranks are stopped,
 and later calls raise.
@@ -17,34 +17,35 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import (
     AbortReq,
+    CheckIntegrityReq,
+    ControlReply,
     FlushCacheReq,
     FlushCacheResult,
-    SchedulerStats,
+    IntegrityResult,
+    SchedulerOutput,
     TokenizedGenerateReq,
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.scheduler.process import CheckIntegrityReq, IntegrityResult
-from sglang.runtime.scheduler.request import Req
-from sglang.runtime.scheduler.supervisor import (
+from sglang.runtime.procs.supervisor import (
     Child,
     find_failure,
     start_ranks,
     stop_children,
     wait_ready,
 )
+from sglang.runtime.scheduler.request import Req
 
 logger = logging.getLogger("sglang.runtime")
 
 Sink = Callable[[TokenOutput], None]
-_Output = TokenizedGenerateReq | TokenOutputBatch | FlushCacheResult | SchedulerStats | IntegrityResult
 WATCH_INTERVAL_S = 0.5
 RECV_POLL_MS = 200
 
@@ -76,10 +77,17 @@ class RemoteScheduler:
         self._sinks: dict[str, Sink] = {}
         self._sinks_lock = threading.Lock()
         self._replies: dict[type, queue.Queue[Any]] = {
-            t: queue.Queue() for t in (FlushCacheResult, SchedulerStats, IntegrityResult)
+            t: queue.Queue() for t in get_args(ControlReply)
         }
         self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(_Output)
+        self._decoder = msgspec.msgpack.Decoder(SchedulerOutput)
+        # What the receive thread does with each message type the ranks send.
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            TokenOutputBatch: self._on_outputs,
+            # The echo of a request, for the server's detokenizer: the Engine has no use for it.
+            TokenizedGenerateReq: lambda msg: None,
+            **{t: self._on_reply for t in self._replies},
+        }
         self.failure: str | None = None
         self._stopping = threading.Event()
         self.hang_timeout = args.rank_heartbeat_timeout
@@ -163,12 +171,14 @@ class RemoteScheduler:
                 msg = self._decoder.decode(self._pull.recv(zmq.NOBLOCK))
             except zmq.ZMQError:
                 return  # closed by shutdown
-            if isinstance(msg, TokenOutputBatch):
-                for out in msg.outputs:
-                    self._dispatch(out)
-            elif type(msg) in self._replies:
-                self._replies[type(msg)].put(msg)
-            # TokenizedGenerateReq: the detokenizer's echo, which the Engine does not need.
+            self._handlers[type(msg)](msg)
+
+    def _on_outputs(self, batch: TokenOutputBatch) -> None:
+        for out in batch.outputs:
+            self._dispatch(out)
+
+    def _on_reply(self, msg: Any) -> None:
+        self._replies[type(msg)].put(msg)
 
     def _dispatch(self, out: TokenOutput) -> None:
         with self._sinks_lock:

@@ -1,6 +1,8 @@
-"""The scheduler loop of one tensor-parallel rank (the protocol is in `process.py`'s docstring).
+"""The scheduler loop of one tensor-parallel rank (the protocol is in `scheduler_proc.py`'s
+docstring).
 
-Each iteration starts with one broadcast from rank 0: (stop?, the raw messages it received).
+Each iteration starts with one broadcast from rank 0 (`RankBroadcast`: stop?, the raw messages
+it received).
 Integrity checks gather every rank's result and a fingerprint of its scheduler state, so rank 0
 reports both each rank's KV accounting and whether the ranks still agree. Failures end the rank
 with a distinct exit code, so the launcher can tell the culprit from the ranks that merely lost
@@ -19,8 +21,9 @@ from typing import Any
 import msgspec
 
 from sglang.runtime.distributed import all_gather_object, broadcast_bytes, destroy_distributed
-from sglang.runtime.scheduler.process import IntegrityResult, SchedulerProcessLoop
-from sglang.runtime.scheduler.supervisor import PEER_LOST_EXIT, STEP_FAILED_EXIT
+from sglang.runtime.messages import IntegrityResult, RankBroadcast
+from sglang.runtime.procs.scheduler_proc import SchedulerProcessLoop
+from sglang.runtime.procs.supervisor import PEER_LOST_EXIT, STEP_FAILED_EXIT
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -52,7 +55,7 @@ class TPSchedulerLoop(SchedulerProcessLoop):
         super().__init__(runtime, pull, push, parent_pid)
         self.tp_rank = runtime.tp_rank
         self.tp_size = runtime.tp_size
-        self.frames_decoder = msgspec.msgpack.Decoder(tuple[bool, list[bytes]])
+        self.broadcast_decoder = msgspec.msgpack.Decoder(RankBroadcast)
         # SIGTERM stops the loop between iterations (rank 0 tells the others), never inside a
         # collective, which would leave the other ranks waiting in it.
         self.stop_requested = False
@@ -68,11 +71,11 @@ class TPSchedulerLoop(SchedulerProcessLoop):
             frames = self.receive(timeout_ms)
             # Read the flag after receiving (a SIGTERM may arrive meanwhile): rank 0 stops
             # exactly when it tells the others to.
-            payload = msgspec.msgpack.encode((self.stop_requested, frames))
-        stop, frames = self.frames_decoder.decode(broadcast_bytes(payload))
-        self.handle_frames(frames)
+            payload = self.encoder.encode(RankBroadcast(stop=self.stop_requested, frames=frames))
+        word = self.broadcast_decoder.decode(broadcast_bytes(payload))
+        self.handle_frames(word.frames)
         # Another rank told to stop by its own launcher leaves alone (rank 0 then loses it).
-        return stop or (self.tp_rank != 0 and self.stop_requested)
+        return word.stop or (self.tp_rank != 0 and self.stop_requested)
 
     # ---- a failed step ends the rank --------------------------------------------------------
     def step(self) -> None:

@@ -1,9 +1,9 @@
 """The scheduler as its own process behind ZMQ: the server's sibling of `thread_loop.py`.
 
-Requests come in on a PULL socket (msgpack `SchedulerInput`, plus `CheckIntegrityReq`); every
-step's outputs go out on a PUSH socket to the detokenizer as one `TokenOutputBatch`. Replies to
-flush / stats / integrity requests travel on the same PUSH socket, so the detokenizer forwards them
-in order. Before a request's first output the process echoes the request (without its prompt
+Requests come in on a PULL socket (msgpack `SchedulerInput`), each type handled by its entry in
+one table (`SchedulerProcessLoop.handlers`); every step's outputs go out on a PUSH socket to the
+detokenizer as one `TokenOutputBatch`. Replies to flush / stats / integrity requests travel on
+the same PUSH socket, so the detokenizer forwards them in order. Before a request's first output the process echoes the request (without its prompt
 ids) on that socket too: the detokenizer needs its sampling params (stop strings, special-token
 handling), and one socket keeps the echo ahead of the outputs it describes.
 
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
-import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,80 +29,26 @@ import msgspec
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import (
     AbortReq,
+    CheckIntegrityReq,
     FlushCacheReq,
     FlushCacheResult,
+    IntegrityResult,
     SchedulerInput,
     StatsReq,
     TokenizedGenerateReq,
     TokenOutput,
     TokenOutputBatch,
 )
+from sglang.runtime.procs.child import child_process_setup, start_heartbeat
 
 logger = logging.getLogger("sglang.runtime")
 
 # How long an idle loop blocks on its socket before checking that the parent still lives.
 IDLE_POLL_MS = 500
-HEARTBEAT_INTERVAL_S = 1.0
 
 
-class CheckIntegrityReq(msgspec.Struct, kw_only=True, tag=True):
-    """Ask the scheduler to run its KV accounting check now (between steps)."""
-
-
-class IntegrityResult(msgspec.Struct, kw_only=True, tag=True):
-    ok: bool
-    message: str = ""
-    idle: bool = True
-    # KV slots held by the tree's locks or by running requests: 0 whenever idle.
-    kv_used_tokens: int = 0
-    # Failures of the checks the loop ran on its own (each time it fell idle) since start.
-    idle_check_failures: int = 0
-    last_failure: str = ""
-    # Tensor parallelism: how many ranks ran the check (each checks its own KV state, and
-    # rank 0 checks that all of them agree).
-    tp_ranks_checked: int = 1
-
-
-ProcessInput = SchedulerInput | CheckIntegrityReq
-
-
-def _prctl_setup(name: str) -> None:
-    """Linux only, best effort: SIGTERM us when the parent dies (backed up by polling the
-    parent pid), and name the process `sglang:<name>` (what ps / pgrep / psutil show)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_name, pr_set_pdeathsig = 15, 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        libc.prctl(pr_set_name, f"sglang:{name}"[:15].encode(), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
-def child_process_setup(log_level: str, name: str) -> int:
-    """Common setup of the server's child processes; returns the parent's pid to watch.
-
-    The parent decides how to shut down and stops its children itself: they leave its process
-    group (a Ctrl-C or a group-wide SIGTERM reaches only the parent) and ignore SIGINT.
-    """
-    import multiprocessing
-
-    os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # SIGTERM (from the parent, or PR_SET_PDEATHSIG) exits through the interpreter's normal
-    # shutdown, so finalizers run (e.g. semaphores that tqdm created get unlinked).
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    logging.basicConfig(
-        level=log_level.upper(), format=f"%(asctime)s [{name}] %(levelname)s %(message)s"
-    )
-    _prctl_setup(name)
-    parent = multiprocessing.parent_process()
-    return parent.pid if parent is not None and parent.pid else os.getppid()
+# What the loop calls for each message type; built once per loop, one entry per type.
+Handler = Callable[[Any], None]
 
 
 class SchedulerProcessLoop:
@@ -120,13 +64,20 @@ class SchedulerProcessLoop:
         self.poller = zmq.Poller()
         if pull is not None:
             self.poller.register(pull, zmq.POLLIN)
-        self.decoder = msgspec.msgpack.Decoder(ProcessInput)
+        self.decoder = msgspec.msgpack.Decoder(SchedulerInput)
         self.encoder = msgspec.msgpack.Encoder()
         self.pending: list[TokenOutput] = []
         self.idle_check_failures = 0
         self.last_failure = ""
         # Something changed the KV state since the last idle check (an add or an abort).
         self.dirty = False
+        self.handlers: dict[type, Handler] = {
+            TokenizedGenerateReq: self.on_generate,
+            AbortReq: self.on_abort,
+            FlushCacheReq: self.on_flush_cache,
+            StatsReq: self.on_stats,
+            CheckIntegrityReq: self.on_check_integrity,
+        }
 
     # ---- inputs ---------------------------------------------------------------------------
     def receive(self, timeout_ms: int) -> list[bytes]:
@@ -156,40 +107,46 @@ class SchedulerProcessLoop:
                 continue
             self.handle(msg)
 
-    def handle(self, msg: ProcessInput) -> None:
+    def handle(self, msg: Any) -> None:
+        self.handlers[type(msg)](msg)
+
+    def on_generate(self, msg: TokenizedGenerateReq) -> None:
         from sglang.runtime.scheduler.request import make_req
 
-        if isinstance(msg, TokenizedGenerateReq):
-            # The echo: sampling params for the detokenizer, ahead of any output.
-            self.send(msgspec.structs.replace(msg, input_ids=[]))
-            try:
-                self.sched.add_request(make_req(msg, self.rt.device))
-            except Exception as e:  # refused (ValueError: the request's fault) or a bug
-                status = 400 if isinstance(e, ValueError) else 500
-                if status == 500:
-                    logger.error("scheduler: adding %s failed:\n%s", msg.rid,
-                                 traceback.format_exc())
-                self.pending.append(TokenOutput(
-                    rid=msg.rid, new_token_ids=[], finished=True, error=str(e),
-                    finish_reason={"type": "abort", "message": str(e), "status_code": status},
-                    prompt_tokens=len(msg.input_ids),
-                ))
-            self.dirty = True
-        elif isinstance(msg, AbortReq):
-            out = self.sched.abort(msg.rid)
-            if out is not None:
-                self.pending.append(out)
-            self.dirty = True
-        elif isinstance(msg, FlushCacheReq):
-            ok = self.sched.flush_cache()
-            self.send(FlushCacheResult(
-                success=ok,
-                message="cache flushed" if ok else "not flushed: requests are still running",
+        # The echo: sampling params for the detokenizer, ahead of any output.
+        self.send(msgspec.structs.replace(msg, input_ids=[]))
+        try:
+            self.sched.add_request(make_req(msg, self.rt.device))
+        except Exception as e:  # refused (ValueError: the request's fault) or a bug
+            status = 400 if isinstance(e, ValueError) else 500
+            if status == 500:
+                logger.error("scheduler: adding %s failed:\n%s", msg.rid,
+                             traceback.format_exc())
+            self.pending.append(TokenOutput(
+                rid=msg.rid, new_token_ids=[], finished=True, error=str(e),
+                finish_reason={"type": "abort", "message": str(e), "status_code": status},
+                prompt_tokens=len(msg.input_ids),
             ))
-        elif isinstance(msg, StatsReq):
-            self.send(self.sched.stats())
-        elif isinstance(msg, CheckIntegrityReq):
-            self.send(self.integrity())
+        self.dirty = True
+
+    def on_abort(self, msg: AbortReq) -> None:
+        out = self.sched.abort(msg.rid)
+        if out is not None:
+            self.pending.append(out)
+        self.dirty = True
+
+    def on_flush_cache(self, msg: FlushCacheReq) -> None:
+        ok = self.sched.flush_cache()
+        self.send(FlushCacheResult(
+            success=ok,
+            message="cache flushed" if ok else "not flushed: requests are still running",
+        ))
+
+    def on_stats(self, msg: StatsReq) -> None:
+        self.send(self.sched.stats())
+
+    def on_check_integrity(self, msg: CheckIntegrityReq) -> None:
+        self.send(self.integrity())
 
     # ---- outputs --------------------------------------------------------------------------
     def send(self, msg: Any) -> None:
@@ -275,18 +232,6 @@ class SchedulerProcessLoop:
         logger.warning("scheduler: the server process is gone; exiting")
 
 
-def _heartbeat(value: Any) -> None:
-    """Stamp `value` every second from a daemon thread: a stopped or frozen process stops
-    stamping, and its launcher notices."""
-
-    def beat() -> None:
-        while True:
-            value.value = time.monotonic()
-            time.sleep(HEARTBEAT_INTERVAL_S)
-
-    threading.Thread(target=beat, name="sglang-heartbeat", daemon=True).start()
-
-
 def _sockets(in_addr: str, out_addr: str) -> tuple[Any, Any, Any]:
     import zmq
 
@@ -315,7 +260,7 @@ def run_scheduler_process(
     tp = args.tp_size > 1
     parent = child_process_setup(args.log_level, f"tp{tp_rank}" if tp else "sched")
     if heartbeat is not None:
-        _heartbeat(heartbeat)
+        start_heartbeat(heartbeat)
     ctx = None
     try:
         from sglang.runtime.builder import build_runtime
@@ -325,7 +270,7 @@ def run_scheduler_process(
         if tp_rank == 0:
             ctx, pull, push = _sockets(in_addr, out_addr)
         if tp:
-            from sglang.runtime.scheduler.tp_loop import TPSchedulerLoop
+            from sglang.runtime.procs.tp_loop import TPSchedulerLoop
 
             loop: SchedulerProcessLoop = TPSchedulerLoop(runtime, pull, push, parent)
         else:
@@ -351,6 +296,6 @@ def run_scheduler_process(
             if ctx is not None:
                 ctx.destroy(linger=0)
         return
-    from sglang.runtime.scheduler.tp_loop import run_tp_loop
+    from sglang.runtime.procs.tp_loop import run_tp_loop
 
     run_tp_loop(loop, ctx)  # type: ignore[arg-type]

@@ -129,7 +129,7 @@ def _free_local_addr() -> str:
 def start_ranks(ctx: Any, args: RuntimeArgs, in_addr: str, out_addr: str) -> list[Child]:
     """Start this node's scheduler ranks (rank 0, on node 0, binds `in_addr` and pushes to
     `out_addr`). A one-node group without dist_init_addr meets on a free local port."""
-    from sglang.runtime.scheduler.process import run_scheduler_process
+    from sglang.runtime.procs.scheduler_proc import run_scheduler_process
 
     if args.tp_size > 1 and args.dist_init_addr is None:
         args = msgspec.structs.replace(args, dist_init_addr=_free_local_addr())

@@ -1,0 +1,31 @@
+"""The runtime's processes: the scheduler process loop (one per tensor-parallel rank), the
+Engine's in-process and multi-process schedulers, child-process setup and supervision.
+
+This package is public to the server: it re-exports what the launcher and the detokenizer
+process need, from modules that stay light to import (no torch). The rest is imported from
+its module inside the runtime: `scheduler_proc` (the ZMQ loop and its entry point), `tp_loop`
+(a tensor-parallel rank's loop), `tp_output` (rank 0's tokens for every rank), `remote`
+(`RemoteScheduler`) and `thread_loop` (`SchedulerThread`).
+"""
+
+from sglang.runtime.procs.child import child_process_setup
+from sglang.runtime.procs.supervisor import (
+    Child,
+    StartupError,
+    find_failure,
+    start_child,
+    start_ranks,
+    stop_children,
+    wait_ready,
+)
+
+__all__ = [
+    "Child",
+    "StartupError",
+    "child_process_setup",
+    "find_failure",
+    "start_child",
+    "start_ranks",
+    "stop_children",
+    "wait_ready",
+]
