@@ -4,6 +4,7 @@
 # is internal and may move. packages/sglang-server/tests/test_import_graph.py holds the server
 # to this list.
 PUBLIC_MODULES: tuple[str, ...] = (
+    "sglang.runtime.arg_fields",
     "sglang.runtime.config",
     "sglang.runtime.detokenizer",
     "sglang.runtime.engine",
