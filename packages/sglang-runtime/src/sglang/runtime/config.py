@@ -75,6 +75,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dist_timeout: float | None = None
     # Seconds a rank process may go without a heartbeat before it counts as hung.
     rank_heartbeat_timeout: float = 20.0
+    # Ids in, ids out: load no tokenizer anywhere; prompts must be input_ids, outputs have no text.
+    skip_tokenizer_init: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

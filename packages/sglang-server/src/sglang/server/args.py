@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--stream-interval", type=_positive_int, default=1,
       help="send a streaming chunk every N generated tokens (default: %(default)s)")
     a("--log-level", choices=LOG_LEVELS, default="info", help="logging level (default: %(default)s)")
+    a("--skip-tokenizer-init", action="store_true",
+      help="load no tokenizer: /generate takes input_ids and returns output_ids (no text)")
     a("--graceful-shutdown-timeout", type=float, default=30.0,
       help="seconds SIGTERM waits for running requests (default: %(default)s)")
     return p
@@ -142,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> ServerArgs:
             grammar_backend=ns.grammar_backend, disable_jump_forward=ns.disable_jump_forward,
             tp_size=ns.tp_size, nnodes=ns.nnodes, node_rank=ns.node_rank,
             dist_init_addr=ns.dist_init_addr, dist_timeout=ns.dist_timeout,
+            skip_tokenizer_init=ns.skip_tokenizer_init,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -24,6 +24,7 @@ import msgspec
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import (
     AbortReq,
+    FinishReason,
     FlushCacheReq,
     FlushCacheResult,
     SchedulerStats,
@@ -193,7 +194,7 @@ class RemoteScheduler:
             sinks, self._sinks = self._sinks, {}
         for rid, sink in sinks.items():
             sink(TokenOutput(rid=rid, new_token_ids=[], finished=True, error=self.failure,
-                             finish_reason={"type": "abort", "message": self.failure}))
+                             finish_reason=FinishReason.abort(self.failure)))
 
     # ---- shutdown -------------------------------------------------------------------------
     def shutdown(self) -> None:
