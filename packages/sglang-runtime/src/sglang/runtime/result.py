@@ -8,6 +8,7 @@ incrementally. Torch-free: it runs in the server's HTTP process.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sglang.protocol.sampling_params import SamplingParams
@@ -20,6 +21,26 @@ Triple = tuple[float | None, int, str | None]
 
 class RequestError(ValueError):
     """A request the runtime refused or could not finish (the message says why)."""
+
+
+@dataclass(frozen=True)
+class ResultStep:
+    """One streamed step of a generation, read off its accumulator when it was taken: the
+    accumulator keeps folding later outputs, and its lists only grow, so the counts here pin
+    what belonged to this step."""
+
+    delta: str
+    acc: ResultAccumulator
+    finish_reason: FinishReason | None
+    num_output_logprobs: int
+
+    def new_output_logprobs(self, seen: int) -> tuple[list[Triple], list[list[Triple] | None]]:
+        """The output logprobs after the first `seen` up to this step, with their top lists
+        (None where none were asked for)."""
+        end = self.num_output_logprobs
+        lps = self.acc.output_token_logprobs[seen:end]
+        tops = self.acc.output_top_logprobs[seen:end]
+        return lps, tops + [None] * (len(lps) - len(tops))
 
 
 class ResultAccumulator:
@@ -106,6 +127,10 @@ class ResultAccumulator:
         self.output_token_logprobs.extend(self._new_lps)
         if self.top_logprobs_num:
             self.output_top_logprobs.extend(self._new_tops)
+
+    def step(self, delta: str) -> ResultStep:
+        return ResultStep(delta, self, self.finish_reason if self.finished else None,
+                          len(self.output_token_logprobs))
 
     # ---- what the client sees -----------------------------------------------------------------
     def meta_info(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -27,7 +28,7 @@ from sglang.runtime.messages import (
     StatsReq,
     TokenizedGenerateReq,
 )
-from sglang.runtime.result import ResultAccumulator
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.runtime.scheduler.process import CheckIntegrityReq, IntegrityResult
 from sglang.server.args import ServerArgs
 from sglang.server.errors import APIError, bad_request
@@ -212,8 +213,21 @@ class TokenizerManager:
         request: Any = None,
         prepared: TokenizedGenerateReq | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Run one prompt (n == 1) and yield chunks `{"text": cumulative, "delta": new text,
-        "output_ids": cumulative, "meta_info": {...}}`; the last has meta_info["finish_reason"].
+        """Run one prompt (n == 1) and yield /generate's chunks `{"text": cumulative, "delta":
+        new text, "output_ids": cumulative, "meta_info": {...}}`; the last has
+        meta_info["finish_reason"]. As `stream`, which it wraps."""
+        async with aclosing(self.stream(obj, request, prepared)) as steps:
+            async for step in steps:
+                yield step.acc.cumulative_chunk(step.delta)
+
+    async def stream(
+        self,
+        obj: GenerateReqInput,
+        request: Any = None,
+        prepared: TokenizedGenerateReq | None = None,
+    ) -> AsyncIterator[ResultStep]:
+        """Run one prompt (n == 1); yield a step (the text added since the last one, and the
+        request's accumulator) every `stream_interval` tokens and at the end.
 
         `request` (a starlette Request) lets a waiting request notice its client is gone.
         Closing the generator early (or cancelling it) aborts the request in the scheduler.
@@ -254,9 +268,8 @@ class TokenizerManager:
                     self._record_finish(state, fr.type if fr is not None else "stop")
                 if acc.finished or acc.completion_tokens - yielded_tokens >= self.stream_interval:
                     yielded_tokens = acc.completion_tokens
-                    chunk = acc.cumulative_chunk(delta)
-                    delta = ""
-                    yield chunk
+                    step, delta = acc.step(delta), ""
+                    yield step
         finally:
             self.states.pop(key, None)
             self._rids_in_use.discard(msg.rid)

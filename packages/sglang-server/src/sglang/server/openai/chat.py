@@ -9,10 +9,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.result import ResultStep
 from sglang.server.chat_templates import render_with_tokenizer
 from sglang.server.errors import bad_request
 from sglang.server.openai.common import (
-    Chunk,
     LogprobEntry,
     TokenizerManagerLike,
     abort_error,
@@ -136,9 +136,9 @@ class _ChatStream(StreamFormat):
                 "finish_reason": None}
 
     def content(
-        self, k: int, chunk: Chunk, first: bool, lps: list[LogprobEntry], tops: list[Any]
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
-        text = chunk.get("delta", "")
+        text = step.delta
         if not text and not lps:
             return None
         logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
@@ -193,13 +193,14 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     gens = await gather_or_cancel([run_to_end(s) for s in started])
     choices = []
     for k, gen in enumerate(gens):
-        reason = finish_reason(gen.meta)
+        final = gen.step("")
+        reason = finish_reason(final)
         if reason == "abort" and not gen.text:
-            raise abort_error(gen.meta)
+            raise abort_error(final)
         logprobs = None
         if req.logprobs:
-            logprobs = {"content": chat_logprobs(gen.output_logprobs, gen.output_top, tm.tokenizer),
-                        "refusal": None}
+            lps, tops = final.new_output_logprobs(0)
+            logprobs = {"content": chat_logprobs(lps, tops, tm.tokenizer), "refusal": None}
         choices.append({
             "index": k, "message": {"role": "assistant", "content": gen.text},
             "logprobs": logprobs, "finish_reason": reason,
