@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 import transformers
+from tiny_models import save_tiny_model
 
 from sglang.protocol.errors import InvalidRequest
-from tiny_models import save_tiny_model
 
 SHAPE = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
