@@ -48,6 +48,9 @@ class Engine:
     process per rank (`runtime` is then None; a dead or hung rank fails the requests in flight
     with a message naming it, and the engine refuses new ones). The ranks are spawned, so a
     script that uses tp_size > 1 must guard its entry point with `if __name__ == "__main__":`.
+    skip_tokenizer_init=True loads no tokenizer: prompts are input_ids, results have output_ids
+    and empty text. Bad requests raise InvalidRequest (a ValueError whose `.param` names the
+    field).
     """
 
     def __init__(self, model_path: str | None = None, **kwargs: Any) -> None:
