@@ -16,12 +16,14 @@ from fastapi.responses import JSONResponse
 
 from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.messages import FinishReason
+from sglang.runtime.inputs import ModelLimits, PreparedRequest
+from sglang.runtime.messages import FinishReason, TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.chat_templates import ChatTemplate, get_chat_template
-from sglang.server.errors import APIError, bad_request
+from sglang.server.errors import APIError
 from sglang.server.ipc import DetokOutput
 from sglang.server.openai import build_openai_router
+from sglang.server.validation import prepare_http
 
 SCRIPT = "The quick brown fox jumps over the lazy dog. "
 IM_END_ID = 1  # the fake tokenizer's one added token
@@ -57,22 +59,23 @@ class FakeTM:
         self.context_len = 4096
         self.served_model_name = "fake-model"
         self.chat_template = chat_template
-        self.requests: list[GenerateReqInput] = []
+        self.requests: list[GenerateReqInput] = []  # as the OpenAI layer asked
+        self.prepared: list[TokenizedGenerateReq] = []  # each generation, after the front door
 
-    async def stream(self, obj: GenerateReqInput, request: Request | None = None
-                     ) -> AsyncIterator[ResultStep]:
+    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
         self.requests.append(obj)
-        try:
-            sp = SamplingParams.from_dict(obj.sampling_params)  # type: ignore[arg-type]
-            sp.verify()
-        except ValueError as e:
-            raise bad_request(str(e)) from e
-        ids = list(obj.input_ids) if obj.input_ids is not None else self.tokenizer.encode(obj.text)
+        return prepare_http(obj, self.tokenizer, ModelLimits(self.context_len, 0x110000))
+
+    async def stream(self, obj: GenerateReqInput, request: Request | None = None,
+                     prepared: TokenizedGenerateReq | None = None) -> AsyncIterator[ResultStep]:
+        assert prepared is not None, "the OpenAI layer prepares through the front door"
+        self.prepared.append(prepared)
+        sp, ids = prepared.sampling_params, prepared.input_ids
         acc = ResultAccumulator(
-            str(obj.rid), sp, self.tokenizer, return_logprob=obj.return_logprob,
+            prepared.rid, sp, self.tokenizer, return_logprob=obj.return_logprob,
             top_logprobs_num=obj.top_logprobs_num, with_text=obj.return_text_in_logprobs,
         )
-        counts = {"rid": str(obj.rid), "prompt_tokens": len(ids), "cached_tokens": len(ids) // 2}
+        counts = {"rid": prepared.rid, "prompt_tokens": len(ids), "cached_tokens": len(ids) // 2}
         if "ABORT" in self.tokenizer.decode(ids):
             acc.fold(DetokOutput(**counts, new_token_ids=[], finished=True,
                                  finish_reason=FinishReason.abort("aborted by the test", 503)))
@@ -257,8 +260,8 @@ def test_completion_n2_with_seed() -> None:
                                         "seed": 10}).json()
     assert [c["index"] for c in body["choices"]] == [0, 1]
     assert [c["text"] for c in body["choices"]] == [SCRIPT[10:14], SCRIPT[11:15]]
-    assert sorted(r.sampling_params["seed"] for r in tm.requests) == [10, 11]
-    assert len({r.rid for r in tm.requests}) == 2
+    assert [r.sampling_params.seed for r in tm.prepared] == [10, 11]
+    assert len({r.rid for r in tm.prepared}) == 2
     # The shared prompt counts once; completions add up.
     assert body["usage"]["prompt_tokens"] == 2 and body["usage"]["completion_tokens"] == 8
 

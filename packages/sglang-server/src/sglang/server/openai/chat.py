@@ -23,7 +23,7 @@ from sglang.server.openai.common import (
     sampling_params,
     token_text,
     usage_totals,
-    with_seed,
+    with_copies,
 )
 from sglang.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
@@ -171,18 +171,15 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
         params["json_schema"] = schema
     response_id = new_id("chatcmpl")
     base_rid = req.rid or response_id
-    objs = [
-        GenerateReqInput(
-            input_ids=input_ids,
-            sampling_params=with_seed(params, req.seed, j),
-            return_logprob=req.logprobs,
-            top_logprobs_num=req.top_logprobs or 0,
-            return_text_in_logprobs=True,
-            stream=req.stream,
-            rid=base_rid if req.n == 1 else f"{base_rid}-{j}",
-        )
-        for j in range(req.n)
-    ]
+    objs = [GenerateReqInput(
+        input_ids=input_ids,  # type: ignore[arg-type]
+        sampling_params=with_copies(params, req.n, req.seed),
+        return_logprob=req.logprobs,
+        top_logprobs_num=req.top_logprobs or 0,
+        return_text_in_logprobs=True,
+        stream=req.stream,
+        rid=base_rid,
+    )]
     started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:

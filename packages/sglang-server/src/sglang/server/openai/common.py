@@ -13,6 +13,8 @@ import msgspec
 from fastapi import Request
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.inputs import PreparedRequest
+from sglang.runtime.messages import TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import APIError, bad_request
 from sglang.server.openai.protocol import MAX_N, _SamplingFields
@@ -27,8 +29,11 @@ class TokenizerManagerLike(Protocol):
     served_model_name: str
     chat_template: Any  # ChatTemplate | None
 
+    def prepare(self, obj: GenerateReqInput) -> PreparedRequest: ...
+
     def stream(
-        self, obj: GenerateReqInput, request: Request | None = None
+        self, obj: GenerateReqInput, request: Request | None = None,
+        prepared: TokenizedGenerateReq | None = None,
     ) -> AsyncIterator[ResultStep]: ...
 
 
@@ -119,9 +124,13 @@ def response_format_schema(req: Any) -> str | None:
     return json.dumps(schema)
 
 
-def with_seed(params: dict[str, Any], seed: int | None, copy_index: int) -> dict[str, Any]:
-    # Copy i of n gets seed + i: reproducible, yet the n samples differ.
-    return params if seed is None else {**params, "seed": seed + copy_index}
+def with_copies(params: dict[str, Any], n: int, seed: int | None) -> dict[str, Any]:
+    """`n` and `seed` for the front door, which fans out the copies (copy i gets seed + i:
+    reproducible, yet the n samples differ). Left out when unset, as the other params."""
+    extra = {"n": n} if n != 1 else {}
+    if seed is not None:
+        extra["seed"] = seed
+    return {**params, **extra}
 
 
 def token_text(entry: LogprobEntry, tokenizer: Any) -> str:

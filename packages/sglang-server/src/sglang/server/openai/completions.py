@@ -21,7 +21,7 @@ from sglang.server.openai.common import (
     sampling_params,
     token_text,
     usage_totals,
-    with_seed,
+    with_copies,
 )
 from sglang.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
@@ -150,23 +150,21 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
     if schema is not None:
         params["json_schema"] = schema
     want_lp = req.logprobs is not None
-    total = len(prompts) * req.n
     base_rid = req.rid or response_id
     objs = [
         GenerateReqInput(
             text=p if isinstance(p, str) else None,
             input_ids=p if isinstance(p, list) else None,
-            sampling_params=with_seed(params, req.seed, j),
+            sampling_params=with_copies(params, req.n, req.seed),
             return_logprob=want_lp,
             top_logprobs_num=req.logprobs or 0,
             # Prompt logprobs are only needed to echo them.
             logprob_start_len=0 if (want_lp and req.echo) else -1,
             return_text_in_logprobs=True,
             stream=req.stream,
-            rid=base_rid if total == 1 else f"{base_rid}-{i * req.n + j}",
+            rid=base_rid if len(prompts) == 1 else f"{base_rid}-{i}",
         )
         for i, p in enumerate(prompts)
-        for j in range(req.n)
     ]
     prompt_texts = [p if isinstance(p, str) else tm.tokenizer.decode(p) for p in prompts] \
         if req.echo else [""] * len(prompts)

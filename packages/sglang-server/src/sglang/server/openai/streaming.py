@@ -59,8 +59,9 @@ Started = tuple[ResultStep, AsyncIterator[ResultStep]]
 async def start_all(
     tm: TokenizerManagerLike, objs: list[GenerateReqInput], request: Request | None
 ) -> list[Started]:
-    """Open every generation and wait for its first chunk, so input errors (raised before the
-    first chunk) become a 400 before any response header is sent."""
+    """Prepare every prompt (the runtime's front door fans out `n`: copy j gets seed + j), open
+    every generation, in prompt order with copies together, and wait for its first step, so
+    input errors become a 400 before any response header is sent."""
     async def first(it: AsyncIterator[ResultStep]) -> ResultStep:
         try:
             return await it.__anext__()
@@ -69,8 +70,9 @@ async def start_all(
 
     gens: list[AsyncIterator[ResultStep]] = []
     try:
-        for obj in objs:
-            it: Any = tm.stream(obj, request)
+        msgs = [(obj, p.msg) for obj in objs for p in tm.prepare(obj).reqs]
+        for obj, msg in msgs:
+            it: Any = tm.stream(obj, request, msg)
             gens.append(await it if inspect.isawaitable(it) else it)
         firsts = await gather_or_cancel([first(g) for g in gens])
     except BaseException:
