@@ -190,3 +190,27 @@ def test_no_torch_import() -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (lambda: SamplingParams(top_p=1.5).verify(), "top_p"),
+        (lambda: SamplingParams(min_new_tokens=9, max_new_tokens=3).verify(), "min_new_tokens"),
+        (lambda: SamplingParams(stop_token_ids=[7]).verify(vocab_size=5), "stop_token_ids"),
+        (lambda: SamplingParams(regex="a", ebnf="b").verify(), "ebnf"),
+        (lambda: SamplingParams.from_dict({"temperature": "hot"}), "temperature"),
+        (lambda: SamplingParams.from_dict({"stop": [1]}), "stop"),
+        (lambda: SamplingParams.from_dict({"max_tokens": 3}), None),
+    ],
+)
+def test_errors_carry_the_param(make: object, param: str | None) -> None:
+    from sglang.protocol.errors import InvalidRequest
+    from sglang.protocol.generate import InvalidRequest as GenerateInvalidRequest
+
+    assert GenerateInvalidRequest is InvalidRequest  # one exception type for every bad request
+    with pytest.raises(InvalidRequest) as ei:
+        make()  # type: ignore[operator]
+    assert ei.value.param == param
+    assert ei.value.with_prefix("sampling_params").param == (
+        f"sampling_params.{param}" if param else "sampling_params")

@@ -25,7 +25,9 @@ VOCAB = 64
 IMAGE_SIDE = 8
 IMAGE_TOKENS = 16  # 8 x 8 x 3 pixels -> 16 tokens of 12 values
 PIXELS_PER_TOKEN = IMAGE_SIDE * IMAGE_SIDE * 3 // IMAGE_TOKENS
-MARKER = -1  # stands for <image> in ids given to the processor
+# The image token: a vocabulary id that stands for <image> in ids given to the processor (as
+# LLaVA tokenizers reserve one); the processor replaces it with the image's placeholder span.
+MARKER = VOCAB - 1
 
 
 class ToyVLForCausalLM(LlamaForCausalLM):

@@ -9,9 +9,12 @@ from typing import Any
 import torch
 
 
-def save_tiny_model(config: Any, folder: Path | str, seed: int = 0) -> str:
+def save_tiny_model(
+    config: Any, folder: Path | str, seed: int = 0, with_tokenizer: bool = True
+) -> str:
     """Save a transformers model built from `config` with O(1)-scale weights (HF's 0.02-std
-    init makes logits so flat that any comparison passes) and a tokenizer over its vocabulary."""
+    init makes logits so flat that any comparison passes) and, unless with_tokenizer=False,
+    a tokenizer over its vocabulary."""
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -22,6 +25,8 @@ def save_tiny_model(config: Any, folder: Path | str, seed: int = 0) -> str:
             if p.dim() == 2:
                 p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
     model.save_pretrained(folder)
+    if not with_tokenizer:
+        return str(folder)
     vocab = {f"t{i}": i for i in range(config.vocab_size)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

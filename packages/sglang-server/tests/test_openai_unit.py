@@ -16,9 +16,14 @@ from fastapi.responses import JSONResponse
 
 from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.inputs import ModelLimits, PreparedRequest
+from sglang.runtime.messages import FinishReason, TokenizedGenerateReq
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.chat_templates import ChatTemplate, get_chat_template
-from sglang.server.errors import APIError, bad_request
+from sglang.server.errors import APIError
+from sglang.server.ipc import DetokOutput
 from sglang.server.openai import build_openai_router
+from sglang.server.validation import prepare_http
 
 SCRIPT = "The quick brown fox jumps over the lazy dog. "
 IM_END_ID = 1  # the fake tokenizer's one added token
@@ -46,50 +51,58 @@ class FakeTokenizer:
 
 class FakeTM:
     """Generates SCRIPT (rotated by the seed) a character at a time, honouring max_new_tokens,
-    stop strings, stop token ids and no_stop_trim. Prompts containing ABORT are aborted."""
+    stop strings, stop token ids and no_stop_trim. Prompts containing ABORT are aborted. Its
+    outputs go through the real accumulator, as the tokenizer manager's do."""
 
-    def __init__(self, chat_template: ChatTemplate | None = None,
-                 cumulative_logprobs: bool = False) -> None:
+    def __init__(self, chat_template: ChatTemplate | None = None) -> None:
         self.tokenizer = FakeTokenizer()
         self.context_len = 4096
         self.served_model_name = "fake-model"
         self.chat_template = chat_template
-        self.cumulative_logprobs = cumulative_logprobs  # the real TM's style
-        self.requests: list[GenerateReqInput] = []
+        self.requests: list[GenerateReqInput] = []  # as the OpenAI layer asked
+        self.prepared: list[TokenizedGenerateReq] = []  # each generation, after the front door
 
-    async def generate(self, obj: GenerateReqInput, request: Request | None = None
-                       ) -> AsyncIterator[dict[str, Any]]:
+    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
         self.requests.append(obj)
-        try:
-            sp = SamplingParams.from_dict(obj.sampling_params)  # type: ignore[arg-type]
-            sp.verify()
-        except ValueError as e:
-            raise bad_request(str(e)) from e
-        ids = list(obj.input_ids) if obj.input_ids is not None else self.tokenizer.encode(obj.text)
-        meta = {"id": obj.rid, "prompt_tokens": len(ids), "cached_tokens": len(ids) // 2}
+        return prepare_http(obj, self.tokenizer, ModelLimits(self.context_len, 0x110000))
+
+    async def stream(self, obj: GenerateReqInput, request: Request | None = None,
+                     prepared: TokenizedGenerateReq | None = None) -> AsyncIterator[ResultStep]:
+        assert prepared is not None, "the OpenAI layer prepares through the front door"
+        self.prepared.append(prepared)
+        sp, ids = prepared.sampling_params, prepared.input_ids
+        acc = ResultAccumulator(
+            prepared.rid, sp, self.tokenizer, return_logprob=obj.return_logprob,
+            top_logprobs_num=obj.top_logprobs_num, with_text=obj.return_text_in_logprobs,
+        )
+        counts = {"rid": prepared.rid, "prompt_tokens": len(ids), "cached_tokens": len(ids) // 2}
         if "ABORT" in self.tokenizer.decode(ids):
-            reason = {"type": "abort", "message": "aborted by the test", "status_code": 503}
-            yield {"text": "", "delta": "", "output_ids": [],
-                   "meta_info": {**meta, "completion_tokens": 0, "finish_reason": reason}}
+            acc.fold(DetokOutput(**counts, new_token_ids=[], finished=True,
+                                 finish_reason=FinishReason.abort("aborted by the test", 503)))
+            yield acc.step("")
             return
         out, text, reason = self._run(sp, len(ids))
         lps, tops = self._logprobs(out, obj.top_logprobs_num)
-        if obj.return_logprob:
-            meta.update(self._input_logprobs(ids, obj))
         steps = range(1, len(out) + 1) if obj.stream and out else [len(out)]
         sent, prev = 0, 0
         for i in steps:
             visible = text[:i]
             done = i == len(out)
-            m = {**meta, "completion_tokens": i, "finish_reason": reason if done else None}
+            msg = DetokOutput(
+                **counts, new_token_ids=out[prev:i], completion_tokens=i, finished=done,
+                finish_reason=reason if done else None, text=visible[sent:],
+            )
             if obj.return_logprob:
-                lo = 0 if self.cumulative_logprobs else prev
-                m["output_token_logprobs"], m["output_top_logprobs"] = lps[lo:i], tops[lo:i]
-            yield {"text": visible, "delta": visible[sent:], "output_ids": out[:i], "meta_info": m}
+                msg.output_token_logprobs = lps[prev:i]
+                msg.output_top_logprobs = tops[prev:i] if tops is not None else None
+                if prev == 0:
+                    msg.input_token_logprobs, msg.input_top_logprobs = self._input_logprobs(
+                        ids, obj)
+            yield acc.step(acc.fold(msg))
             sent, prev = len(visible), i
             await asyncio.sleep(0)  # let concurrent generations interleave
 
-    def _run(self, sp: SamplingParams, prompt_len: int) -> tuple[list[int], str, dict]:
+    def _run(self, sp: SamplingParams, prompt_len: int) -> tuple[list[int], str, FinishReason]:
         out: list[int] = []
         text = ""
         start = (sp.seed or 0) % len(SCRIPT)
@@ -97,26 +110,25 @@ class FakeTM:
             tok = ord(SCRIPT[(start + step) % len(SCRIPT)])
             out.append(tok)
             if tok in (sp.stop_token_ids or []):
-                return out, text, {"type": "stop", "matched": tok}
+                return out, text, FinishReason.stop(tok)
             text += chr(tok)
             for s in sp.stop_strs:
                 if text.endswith(s):
                     return out, text if sp.no_stop_trim else text[: -len(s)], \
-                        {"type": "stop", "matched": s}
-        return out, text, {"type": "length", "length": sp.max_new_tokens}
+                        FinishReason.stop(s)
+        return out, text, FinishReason.at_length(sp.max_new_tokens)
 
-    def _logprobs(self, out: list[int], top_n: int) -> tuple[list, list]:
-        lps = [(-0.1 * (i % 7) - 0.01, t, chr(t)) for i, t in enumerate(out)]
-        tops = [[lp] + [(lp[0] - 1 - r, 97 + r, chr(97 + r)) for r in range(top_n - 1)]
-                if top_n else [] for lp in lps]
-        return lps, tops
+    def _logprobs(self, out: list[int], top_n: int) -> tuple[list, list | None]:
+        lps = [(-0.1 * (i % 7) - 0.01, t) for i, t in enumerate(out)]
+        tops = [[lp] + [(lp[0] - 1 - r, 97 + r) for r in range(top_n - 1)] for lp in lps]
+        return lps, tops if top_n else None
 
-    def _input_logprobs(self, ids: list[int], obj: GenerateReqInput) -> dict[str, Any]:
+    def _input_logprobs(self, ids: list[int], obj: GenerateReqInput) -> tuple[list, list]:
         if obj.logprob_start_len != 0:
-            return {"input_token_logprobs": [], "input_top_logprobs": []}
-        lps = [(None if i == 0 else -0.5, t, chr(t)) for i, t in enumerate(ids)]
+            return [], []
+        lps = [(None if i == 0 else -0.5, t) for i, t in enumerate(ids)]
         tops = [None] + [[lp] * obj.top_logprobs_num for lp in lps[1:]]
-        return {"input_token_logprobs": lps, "input_top_logprobs": tops}
+        return lps, tops
 
 
 def make_app(tm: FakeTM) -> FastAPI:
@@ -248,8 +260,8 @@ def test_completion_n2_with_seed() -> None:
                                         "seed": 10}).json()
     assert [c["index"] for c in body["choices"]] == [0, 1]
     assert [c["text"] for c in body["choices"]] == [SCRIPT[10:14], SCRIPT[11:15]]
-    assert sorted(r.sampling_params["seed"] for r in tm.requests) == [10, 11]
-    assert len({r.rid for r in tm.requests}) == 2
+    assert [r.sampling_params.seed for r in tm.prepared] == [10, 11]
+    assert len({r.rid for r in tm.prepared}) == 2
     # The shared prompt counts once; completions add up.
     assert body["usage"]["prompt_tokens"] == 2 and body["usage"]["completion_tokens"] == 8
 
@@ -271,9 +283,8 @@ def test_completion_token_id_prompts(prompt: list, expected: list) -> None:
     assert body["choices"][0]["text"] == "".join(map(chr, expected[0])) + "T"
 
 
-@pytest.mark.parametrize("cumulative", [False, True])
-def test_completion_logprobs(cumulative: bool) -> None:
-    tm = FakeTM(cumulative_logprobs=cumulative)
+def test_completion_logprobs() -> None:
+    tm = FakeTM()
     body = call(tm, "/v1/completions", {"prompt": "Hi", "max_tokens": 5, "logprobs": 2}).json()
     lp = body["choices"][0]["logprobs"]
     assert lp["tokens"] == list("The q")
@@ -282,8 +293,8 @@ def test_completion_logprobs(cumulative: bool) -> None:
     assert lp["text_offset"] == [0, 1, 2, 3, 4]
     obj = tm.requests[0]
     assert obj.return_logprob and obj.top_logprobs_num == 2 and obj.logprob_start_len == -1
-    # Streamed logprobs add up to the same lists whatever the TM's chunking style.
-    events = sse_events(call(FakeTM(cumulative_logprobs=cumulative), "/v1/completions",
+    # Streamed logprobs add up to the same lists.
+    events = sse_events(call(FakeTM(), "/v1/completions",
                              {"prompt": "Hi", "max_tokens": 5, "logprobs": 2, "stream": True}))
     streamed = [c["logprobs"] for e in events for c in e["choices"] if c["logprobs"]]
     assert sum((s["tokens"] for s in streamed), []) == lp["tokens"]
@@ -405,9 +416,8 @@ def test_chat_stream_n2_interleaved() -> None:
     assert order.index(1, 2) < len(order) - order[::-1].index(0) - 1  # interleaved
 
 
-@pytest.mark.parametrize("cumulative", [False, True])
-def test_chat_logprobs(cumulative: bool) -> None:
-    tm = FakeTM(cumulative_logprobs=cumulative)
+def test_chat_logprobs() -> None:
+    tm = FakeTM()
     req = {"messages": CONV, "max_tokens": 4, "logprobs": True, "top_logprobs": 3}
     body = call(tm, "/v1/chat/completions", req).json()
     content = body["choices"][0]["logprobs"]["content"]
@@ -417,7 +427,7 @@ def test_chat_logprobs(cumulative: bool) -> None:
         assert len(c["top_logprobs"]) == 3
         assert set(c["top_logprobs"][0]) == {"token", "logprob", "bytes"}
     assert tm.requests[0].top_logprobs_num == 3
-    events = sse_events(call(FakeTM(cumulative_logprobs=cumulative), "/v1/chat/completions",
+    events = sse_events(call(FakeTM(), "/v1/chat/completions",
                              {**req, "stream": True}))
     streamed = [x for e in events for c in e["choices"] if c["logprobs"]
                 for x in c["logprobs"]["content"]]

@@ -6,15 +6,10 @@ from typing import Any
 
 import msgspec
 
+from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.media import media_per_prompt
 
-
-class InvalidRequest(ValueError):
-    """A bad request body; `param` names the offending field (None for the body as a whole)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+__all__ = ["GenerateReqInput", "InvalidRequest"]
 
 
 class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from sglang.protocol.errors import InvalidRequest
+
 # Temperatures below this are treated as greedy: dividing logits by them overflows float32.
 SAMPLING_EPS = 1e-6
 
@@ -46,7 +48,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # ---- validation -----------------------------------------------------------------------
 
     def verify(self, vocab_size: int | None = None) -> None:
-        """Raise ValueError naming the first offending field, its value and the allowed range.
+        """Raise InvalidRequest (a ValueError) for the first offending field: the message has
+        its value and the allowed range, `.param` its name.
 
         Comparisons are written as `not (lo <= x <= hi)` so that NaN is rejected too.
         """
@@ -80,8 +83,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             _bad("n", self.n, "must be >= 1")
         constraints = [k for k in ("regex", "json_schema", "ebnf") if getattr(self, k) is not None]
         if len(constraints) > 1:
-            raise ValueError(
-                f"only one of regex, json_schema, ebnf may be set, got {', '.join(constraints)}"
+            raise InvalidRequest(
+                f"only one of regex, json_schema, ebnf may be set, got {', '.join(constraints)}",
+                constraints[1],
             )
         for s in self.stop_strs:
             if not isinstance(s, str) or not s:
@@ -120,15 +124,16 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> SamplingParams:
-        """Build from a JSON-like dict; type errors and unknown keys become ValueError."""
+        """Build from a JSON-like dict; type errors and unknown keys become InvalidRequest
+        naming the field (`.param`; None for an unknown key or a non-dict)."""
         if d is None:
             return cls()
         if not isinstance(d, dict):
-            raise ValueError(f"sampling params must be a dict, got {type(d).__name__}")
+            raise InvalidRequest(f"sampling params must be a dict, got {type(d).__name__}")
         try:
             return msgspec.convert(d, cls)
         except msgspec.ValidationError as e:
-            raise ValueError(_describe(str(e))) from e
+            raise _describe(str(e)) from e
 
     def to_dict(self) -> dict[str, Any]:
         # to_builtins copies containers, so mutating the result can't alias this struct.
@@ -137,7 +142,7 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _bad(field: str, value: object, allowed: str) -> None:
-    raise ValueError(f"{field} {allowed}, got {value!r}")
+    raise InvalidRequest(f"{field} {allowed}, got {value!r}", field)
 
 
 def _check_int(p: SamplingParams, field: str) -> None:
@@ -147,15 +152,18 @@ def _check_int(p: SamplingParams, field: str) -> None:
         _bad(field, v, "must be an integer")
 
 
-def _describe(msg: str) -> str:
-    for pattern, what in ((_UNKNOWN_RE, "unknown sampling param"), (_MISSING_RE, "missing")):
-        m = pattern.search(msg)
-        if m:
-            return f"{what} {m.group(1)!r}: {msg}"
+def _describe(msg: str) -> InvalidRequest:
+    """msgspec's message, led by the field it is about; an unknown key names no field of ours."""
+    m = _UNKNOWN_RE.search(msg)
+    if m:
+        return InvalidRequest(f"unknown sampling param {m.group(1)!r}: {msg}")
+    m = _MISSING_RE.search(msg)
+    if m:
+        return InvalidRequest(f"missing {m.group(1)!r}: {msg}", m.group(1))
     m = _PATH_RE.search(msg)
     if m:
-        return f"invalid value for {m.group(1)}: {msg}"
-    return f"invalid sampling params: {msg}"
+        return InvalidRequest(f"invalid value for {m.group(1)}: {msg}", m.group(1))
+    return InvalidRequest(f"invalid sampling params: {msg}")
 
 
-__all__ = ["SAMPLING_EPS", "SamplingParams"]
+__all__ = ["SAMPLING_EPS", "InvalidRequest", "SamplingParams"]

@@ -147,6 +147,10 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rank_heartbeat_timeout: Annotated[float, doc(
         "seconds a rank process may go without a heartbeat before it counts as hung"
     )] = 20.0
+    skip_tokenizer_init: Annotated[bool, doc(
+        "load no tokenizer anywhere: prompts must be input_ids and outputs carry output_ids "
+        "with no text (stop strings and grammars, which need one, are refused)"
+    )] = False
 
     def __post_init__(self) -> None:
         if isinstance(self.log_level, str):  # "WARNING" as logging spells it is fine too

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.messages import FinishReason
 
 
 class IncrementalDetokenizer:
@@ -27,10 +28,10 @@ class IncrementalDetokenizer:
             return ""
         return self.tokenizer.decode(ids, skip_special_tokens=self.params.skip_special_tokens)
 
-    def final_text(self, finish_reason: dict[str, Any] | None) -> str:
-        matched = (finish_reason or {}).get("matched")
-        if finish_reason is None or finish_reason.get("type") != "stop" or self.params.no_stop_trim:
+    def final_text(self, finish_reason: FinishReason | None) -> str:
+        if finish_reason is None or finish_reason.type != "stop" or self.params.no_stop_trim:
             return self._decode(self.ids)
+        matched = finish_reason.matched
         if isinstance(matched, int):
             return self._decode(self.ids[:-1])
         text = self._decode(self.ids)
@@ -38,7 +39,7 @@ class IncrementalDetokenizer:
             return text[: text.index(matched)]
         return text
 
-    def add(self, new_ids: list[int], finish_reason: dict[str, Any] | None, finished: bool) -> str:
+    def add(self, new_ids: list[int], finish_reason: FinishReason | None, finished: bool) -> str:
         """Append tokens; return the text delta that is now safe to show."""
         self.ids.extend(new_ids)
         if finished:

@@ -5,28 +5,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import queue
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import msgspec
 import torch
 
+from sglang.protocol.errors import InvalidRequest
+from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.media import MediaField
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
-from sglang.runtime.messages import TokenizedGenerateReq, TokenOutput
+from sglang.runtime.inputs import ModelLimits, prepare_request
+from sglang.runtime.messages import TokenOutput
 from sglang.runtime.models.config import ModelConfig
-from sglang.runtime.multimodal.processor import (
-    ItemsByIds,
-    attach_items,
-    has_media,
-    media_to_input_ids,
-)
+from sglang.runtime.multimodal.processor import InputProcessor, input_processor_for
 from sglang.runtime.procs.remote import RemoteScheduler
 from sglang.runtime.procs.thread_loop import SchedulerThread
-from sglang.runtime.result import RequestResult
+from sglang.runtime.result import RequestError, ResultAccumulator
 from sglang.runtime.scheduler.request import Req, make_req
 
 Prompt = str | list[int]
@@ -36,6 +32,8 @@ def _load_tokenizer(args: RuntimeArgs) -> Any:
     from sglang.runtime.loading.default_model import default_model_path
     from sglang.runtime.loading.source import load_tokenizer
 
+    if args.skip_tokenizer_init:
+        return None
     try:
         return load_tokenizer(args.tokenizer_path or args.model_path or default_model_path())
     except (OSError, ValueError, TypeError):
@@ -54,6 +52,9 @@ class Engine:
     process per rank (`runtime` is then None; a dead or hung rank fails the requests in flight
     with a message naming it, and the engine refuses new ones). The ranks are spawned, so a
     script that uses tp_size > 1 must guard its entry point with `if __name__ == "__main__":`.
+    skip_tokenizer_init=True loads no tokenizer: prompts are input_ids, results have output_ids
+    and empty text. Bad requests raise InvalidRequest (a ValueError whose `.param` names the
+    field).
     """
 
     def __init__(self, model_path: str | None = None, **kwargs: Any) -> None:
@@ -70,12 +71,14 @@ class Engine:
                 raise
             self._loop = remote
             self._device = torch.device("cpu")  # seeded generators live in the rank processes
-            self._vocab_size = int(self._loop.info["vocab_size"])
+            self._limits = ModelLimits(int(remote.info["context_len"]),
+                                       int(remote.info["vocab_size"]))
         else:
             self.runtime = build_runtime(self.args)
             self.tokenizer = self.runtime.tokenizer
             self._device = self.runtime.device
-            self._vocab_size = self.runtime.config.vocab_size
+            self._limits = ModelLimits(self.runtime.context_len,
+                                       int(self.runtime.config.vocab_size))
             self._loop = SchedulerThread(self.runtime.scheduler)
 
     # ---- requests -------------------------------------------------------------------------
@@ -87,60 +90,24 @@ class Engine:
         return_logprob: bool,
         logprob_start_len: int,
         top_logprobs_num: int,
-    ) -> tuple[list[Req], bool]:
-        if (prompt is None) == (input_ids is None):
-            raise ValueError("give exactly one of prompt or input_ids")
-        if prompt is not None:
-            single = isinstance(prompt, str)
-            texts = [prompt] if single else list(prompt)  # type: ignore[list-item]
-            if not all(isinstance(t, str) for t in texts):
-                raise ValueError("prompt must be a string or a list of strings")
-            if self.tokenizer is None:
-                raise ValueError("this model has no tokenizer: pass input_ids instead of prompt")
-            ids_list = [self.tokenizer.encode(t) for t in texts]
-        else:
-            single = bool(input_ids) and all(isinstance(t, int) for t in input_ids)  # type: ignore[union-attr]
-            ids_list = [list(input_ids)] if single else [list(x) for x in input_ids]  # type: ignore[arg-type, union-attr]
-        if isinstance(sampling_params, list):
-            if len(sampling_params) != len(ids_list):
-                raise ValueError(
-                    f"got {len(sampling_params)} sampling_params for {len(ids_list)} prompts"
-                )
-            params = [self._params(p) for p in sampling_params]
-        else:
-            params = [self._params(sampling_params)] * len(ids_list)
-        if top_logprobs_num < 0:
-            raise ValueError(f"invalid top_logprobs_num={top_logprobs_num}: expected >= 0")
-        reqs: list[Req] = []
-        for ids, p in zip(ids_list, params):
-            for copy in range(p.n):
-                # Copies of one prompt differ: each gets the next seed.
-                seed = None if p.seed is None else p.seed + copy
-                msg = TokenizedGenerateReq(
-                    rid=uuid.uuid4().hex, input_ids=ids,
-                    sampling_params=msgspec.structs.replace(p, n=1, seed=seed),
-                    return_logprob=return_logprob, logprob_start_len=logprob_start_len,
-                    top_logprobs_num=top_logprobs_num,
-                )
-                reqs.append(make_req(msg, self._device))
-        return reqs, single and params[0].n == 1
-
-    # ---- multimodal hook: to move into the shared front door (runtime/inputs.py) ----------
-    def _media_hook(
-        self,
-        prompt: Prompt | list[str] | None,
-        input_ids: list[int] | list[list[int]] | None,
         image_data: MediaField,
         video_data: MediaField,
-    ) -> tuple[Any, Any, ItemsByIds]:
-        """Prompts with media become input_ids holding placeholder spans (the processor's
-        output); `attach_items` then gives each request its items."""
-        if not has_media(image_data, video_data):
-            return prompt, input_ids, {}
-        ids, items = media_to_input_ids(
-            self._model_config, self.tokenizer, prompt, input_ids, image_data, video_data
+    ) -> tuple[list[Req], bool]:
+        """Through the front door shared with the server (runtime/inputs.py); InvalidRequest
+        (a ValueError naming the field) for a bad request."""
+        if (prompt is None) == (input_ids is None):
+            raise InvalidRequest("give exactly one of prompt or input_ids", "prompt")
+        obj = GenerateReqInput(
+            text=prompt, input_ids=input_ids, sampling_params=sampling_params,  # type: ignore[arg-type]
+            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
+            top_logprobs_num=top_logprobs_num,
+            image_data=image_data, video_data=video_data,  # type: ignore[arg-type]
         )
-        return None, ids, items
+        prepared = prepare_request(obj, self.tokenizer, self._limits, self._input_processor)
+        return [make_req(p.msg, self._device) for p in prepared.reqs], prepared.single
+
+    def _input_processor(self) -> InputProcessor:
+        return input_processor_for(self._model_config)
 
     @functools.cached_property
     def _model_config(self) -> ModelConfig:
@@ -151,21 +118,29 @@ class Engine:
 
         return load_model_config(self.args.model_path, self.args.load_format)
 
-    # ---- end of multimodal hook ----------------------------------------------------------
-    def _params(self, p: dict | SamplingParams | None) -> SamplingParams:
-        sp = p if isinstance(p, SamplingParams) else SamplingParams.from_dict(p)
-        sp.verify(vocab_size=self._vocab_size)
-        return sp
-
-    def _submit(self, reqs: list[Req], sink_for: Any) -> list[RequestResult]:
+    def _submit(
+        self, reqs: list[Req], sink_for: Any, with_text: bool
+    ) -> list[ResultAccumulator]:
         if self._loop is None:
             raise RuntimeError("the engine has been shut down")
         results = []
         for i, req in enumerate(reqs):
-            res = RequestResult(req, self.tokenizer, index=i)
-            results.append(res)
+            results.append(ResultAccumulator(
+                req.rid, req.params, self.tokenizer, return_logprob=req.return_logprob,
+                top_logprobs_num=req.top_logprobs_num, with_text=with_text, detokenize=True,
+            ))
             self._loop.submit(req, sink_for(i))
         return results
+
+    @staticmethod
+    def _fold(res: ResultAccumulator, out: TokenOutput) -> dict | None:
+        """Fold one output in; its stream chunk, or None when it adds nothing to show."""
+        delta = res.fold(out)
+        if res.error is not None:
+            raise RequestError(res.error)
+        if not delta and not out.finished and not out.new_token_ids:
+            return None
+        return res.delta_chunk(delta)
 
     # ---- public API -----------------------------------------------------------------------
     def generate(
@@ -181,33 +156,32 @@ class Engine:
         image_data: MediaField = None,
         video_data: MediaField = None,
     ) -> dict | list[dict] | Iterator[dict]:
-        prompt, input_ids, items = self._media_hook(prompt, input_ids, image_data, video_data)
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num,
+            top_logprobs_num, image_data, video_data,
         )
-        attach_items(reqs, items)
         inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
-        results = self._submit(reqs, lambda i: lambda out: inbox.put((i, out)))
+        results = self._submit(
+            reqs, lambda i: lambda out: inbox.put((i, out)), return_text_in_logprobs
+        )
 
         def chunks() -> Iterator[tuple[int, dict | None]]:
             pending = len(results)
             try:
                 while pending:
                     i, out = inbox.get()
-                    delta = results[i].update(out, return_text_in_logprobs)
                     pending -= out.finished
-                    yield i, delta
+                    yield i, self._fold(results[i], out)
             finally:
                 for res in results:
                     if not res.finished and self._loop is not None:
-                        self._loop.abort(res.req.rid)
+                        self._loop.abort(res.rid)
 
         if stream:
             return self._stream(chunks(), single)
         for _ in chunks():
             pass
-        outs = [r.to_dict(return_text_in_logprobs) for r in results]
+        outs = [r.result() for r in results]
         return outs[0] if single else outs
 
     @staticmethod
@@ -232,24 +206,23 @@ class Engine:
         image_data: MediaField = None,
         video_data: MediaField = None,
     ) -> dict | list[dict] | AsyncIterator[dict]:
-        prompt, input_ids, items = self._media_hook(prompt, input_ids, image_data, video_data)
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num,
+            top_logprobs_num, image_data, video_data,
         )
-        attach_items(reqs, items)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, TokenOutput]] = asyncio.Queue()
         results = self._submit(
-            reqs, lambda i: lambda out: loop.call_soon_threadsafe(inbox.put_nowait, (i, out))
+            reqs, lambda i: lambda out: loop.call_soon_threadsafe(inbox.put_nowait, (i, out)),
+            return_text_in_logprobs,
         )
 
         async def chunks() -> AsyncIterator[dict]:
             pending = len(results)
             while pending:
                 i, out = await inbox.get()
-                delta = results[i].update(out, return_text_in_logprobs)
                 pending -= out.finished
+                delta = self._fold(results[i], out)
                 if delta is not None:
                     if not single:
                         delta["index"] = i
@@ -259,7 +232,7 @@ class Engine:
             return chunks()
         async for _ in chunks():
             pass
-        outs = [r.to_dict(return_text_in_logprobs) for r in results]
+        outs = [r.result() for r in results]
         return outs[0] if single else outs
 
     def flush_cache(self) -> bool:

@@ -18,6 +18,43 @@ TokenLogprob = tuple[float | None, int]
 TopLogprobs = list[tuple[float, int]]
 
 
+class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Why a request stopped. `to_dict()` is the `meta_info["finish_reason"]` clients see:
+    {"type": "length", "length": n}, {"type": "stop", "matched": token id or stop string},
+    {"type": "abort", "message": ..., "status_code": ...} (status_code only when known)."""
+
+    type: Literal["stop", "length", "abort"]
+    matched: int | str | None = None
+    length: int | None = None
+    message: str | None = None
+    status_code: int | None = None
+
+    @classmethod
+    def stop(cls, matched: int | str | None) -> FinishReason:
+        return cls(type="stop", matched=matched)
+
+    @classmethod
+    def at_length(cls, n: int) -> FinishReason:
+        return cls(type="length", length=n)
+
+    @classmethod
+    def abort(cls, message: str, status_code: int | None = None) -> FinishReason:
+        return cls(type="abort", message=message, status_code=status_code)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        # A stop always reports what matched (None: the EOS of a model without a known id).
+        if self.type == "stop":
+            out["matched"] = self.matched
+        elif self.type == "length":
+            out["length"] = self.length
+        else:
+            out["message"] = self.message
+            if self.status_code is not None:
+                out["status_code"] = self.status_code
+        return out
+
+
 # ---- into the scheduler ------------------------------------------------------------------
 class MultimodalItem(msgspec.Struct, kw_only=True, frozen=True):
     """One image or video of a prompt, preprocessed by an input processor.
@@ -81,7 +118,7 @@ class TokenOutput(msgspec.Struct, kw_only=True, tag=True):
     rid: str
     new_token_ids: list[int]
     finished: bool = False
-    finish_reason: dict[str, Any] | None = None
+    finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

@@ -97,7 +97,8 @@ async def _stream_many(gens: list[Any]) -> AsyncIterator[bytes]:
 
 def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRouter:
     router = APIRouter()
-    chat_template = server_role_format(tm)  # for the frontend language; computed once
+    # For the frontend language; computed once (none without a tokenizer).
+    chat_template = server_role_format(tm) if tm.tokenizer is not None else None
 
     @router.post("/generate", openapi_extra=json_body_openapi(GenerateReqInput, example={
         "text": "The capital of France is",
@@ -105,13 +106,12 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
     }))
     async def generate(request: Request) -> Response:
         obj = decode_generate_body(await request.body())
-        subs = tm.expand(obj)
-        # Validate every prompt before running any: a bad batch is refused whole.
-        prepared = [tm.prepare(s) for s in subs]
+        # Every prompt is validated before any runs: a bad batch is refused whole.
+        prepared = [p.msg for p in tm.prepare(obj).reqs]
         if len({p.rid for p in prepared}) < len(prepared):
             raise APIError("'rid' values must be unique within a batch", 400, param="rid")
-        many = obj.is_batch or len(subs) > 1
-        gens = [tm.generate(s, request, p) for s, p in zip(subs, prepared)]
+        many = obj.is_batch or len(prepared) > 1
+        gens = [tm.generate(obj, request, p) for p in prepared]
         if obj.stream:
             if many:
                 return StreamingResponse(_stream_many(gens), media_type="text/event-stream")
@@ -145,9 +145,11 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
     @router.get("/health_generate")
     async def health_generate(request: Request) -> Response:
         """Runs a one-token generation through the whole pipeline."""
-        probe = GenerateReqInput(
-            text="ping", sampling_params={"max_new_tokens": 1, "temperature": 0.0}
-        )
+        greedy_one = {"max_new_tokens": 1, "temperature": 0.0}
+        # Without a tokenizer (skip_tokenizer_init) the probe is a token id.
+        probe = GenerateReqInput(text="ping", sampling_params=greedy_one) \
+            if tm.tokenizer is not None else GenerateReqInput(input_ids=[0],
+                                                              sampling_params=greedy_one)
         try:
             await asyncio.wait_for(run_to_end(tm.generate(probe, request)),
                                    HEALTH_GENERATE_TIMEOUT_S)

@@ -21,6 +21,7 @@ from sglang.runtime.messages import (
     ControlReply,
     DetokOutput,
     DetokOutputBatch,
+    FinishReason,
     SchedulerOutput,
     TokenizedGenerateReq,
     TokenOutput,
@@ -91,8 +92,7 @@ class DetokenizerLoop:
                 self.state.detoks.pop(out.rid, None)
                 outs.append(DetokOutput(
                     rid=out.rid, new_token_ids=[], finished=True,
-                    finish_reason={"type": "abort", "message": "detokenization failed",
-                                   "status_code": 500},
+                    finish_reason=FinishReason.abort("detokenization failed", 500),
                     error=tb.strip().splitlines()[-1],
                 ))
         self.push.send(self.encoder.encode(DetokOutputBatch(outputs=outs)), copy=False)
@@ -122,17 +122,17 @@ class DetokenizerLoop:
 
 
 def run_detokenizer_process(
-    tokenizer_path: str, log_level: str, in_addr: str, out_addr: str, ready: Connection
+    tokenizer_path: str | None, log_level: str, in_addr: str, out_addr: str, ready: Connection
 ) -> None:
     """Entry point: load the tokenizer, report ready (or the traceback), serve until the parent
-    goes away."""
+    goes away. No tokenizer_path (skip_tokenizer_init): outputs pass through with text ""."""
     parent = child_process_setup(log_level, "detok")
     try:
         import zmq
 
         from sglang.runtime.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(tokenizer_path)
+        tokenizer = None if tokenizer_path is None else load_tokenizer(tokenizer_path)
         ctx = zmq.Context()
         pull = pull_socket(ctx, in_addr)
         push = push_socket(ctx, out_addr)

@@ -62,14 +62,17 @@ def _check_port(host: str, port: int) -> None:
         raise StartupError(f"cannot listen on {host}:{port}: {e}") from e
 
 
-def _load_tokenizer(server_args: ServerArgs, folder: str) -> tuple[Any, str, str, str]:
+def _load_tokenizer(server_args: ServerArgs, folder: str) -> tuple[Any, str, str, str | None]:
     """(tokenizer, model_path, tokenizer_path as given, a fast-loading copy for the
-    detokenizer). GGUF tokenizers take seconds to convert; the copy loads in a fraction."""
+    detokenizer). GGUF tokenizers take seconds to convert; the copy loads in a fraction.
+    With skip_tokenizer_init there is none: (None, model_path, tokenizer_path, None)."""
     from sglang.runtime.loading import default_model_path, load_tokenizer
 
     rt = server_args.runtime
     model_path = rt.model_path or default_model_path()
     tokenizer_path = rt.tokenizer_path or model_path
+    if rt.skip_tokenizer_init:
+        return None, model_path, tokenizer_path, None
     try:
         tokenizer = load_tokenizer(tokenizer_path)
     except Exception as e:

@@ -12,16 +12,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.inputs import ModelLimits, PreparedRequest
 from sglang.runtime.messages import (
     AbortReq,
     CheckIntegrityReq,
     DetokOutput,
     DetokOutputBatch,
+    FinishReason,
     FlushCacheReq,
     FlushCacheResult,
     IntegrityResult,
@@ -30,12 +33,13 @@ from sglang.runtime.messages import (
     TokenizedGenerateReq,
     TokenizerManagerInput,
 )
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.args import ServerArgs
 from sglang.server.errors import APIError, bad_request
 from sglang.server.ipc import IpcAddrs, pull_socket, push_socket
 from sglang.server.metrics import ServerMetrics
 from sglang.server.req_state import RequestState
-from sglang.server.validation import expand_request, tokenize_request
+from sglang.server.validation import prepare_http
 
 logger = logging.getLogger("sglang.server")
 
@@ -70,6 +74,7 @@ class TokenizerManager:
         self.runtime_info = runtime_info
         self.context_len: int = runtime_info["context_len"]
         self.vocab_size: int = runtime_info["vocab_size"]
+        self.limits = ModelLimits(self.context_len, self.vocab_size)
         self.model_path = model_path
         self.tokenizer_path = tokenizer_path
         self.served_model_name = server_args.served_model_name or model_path
@@ -132,7 +137,7 @@ class TokenizerManager:
         for state in list(self.states.values()):
             state.push(DetokOutput(
                 rid=state.rid, new_token_ids=[], finished=True, error=reason,
-                finish_reason={"type": "abort", "message": reason, "status_code": 503},
+                finish_reason=FinishReason.abort(reason, 503),
             ))
         for waiters in self._waiters.values():
             while waiters:
@@ -197,13 +202,16 @@ class TokenizerManager:
         return await self._control(CheckIntegrityReq(), IntegrityResult)
 
     # ---- generation -------------------------------------------------------------------------
-    def expand(self, obj: GenerateReqInput) -> list[GenerateReqInput]:
-        """Split a batch and fan out n > 1: one single-prompt, n == 1 request per generation."""
-        return expand_request(obj, self.vocab_size)
+    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
+        """Validate, tokenize and fan out a request (runtime/inputs.py): one scheduler message
+        per generation; raises APIError (400) naming the field."""
+        return prepare_http(obj, self.tokenizer, self.limits)
 
-    def prepare(self, obj: GenerateReqInput) -> TokenizedGenerateReq:
-        """Tokenize and validate one prompt; raises APIError (400) naming the field."""
-        return tokenize_request(obj, self.tokenizer, self.context_len, self.vocab_size)
+    def prepare_one(self, obj: GenerateReqInput) -> TokenizedGenerateReq:
+        prepared = self.prepare(obj)
+        if len(prepared.reqs) != 1:
+            raise bad_request("expected one prompt with n == 1 here")
+        return prepared.reqs[0].msg
 
     async def generate(
         self,
@@ -211,13 +219,26 @@ class TokenizerManager:
         request: Any = None,
         prepared: TokenizedGenerateReq | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Run one prompt (n == 1) and yield chunks `{"text": cumulative, "delta": new text,
-        "output_ids": cumulative, "meta_info": {...}}`; the last has meta_info["finish_reason"].
+        """Run one prompt (n == 1) and yield /generate's chunks `{"text": cumulative, "delta":
+        new text, "output_ids": cumulative, "meta_info": {...}}`; the last has
+        meta_info["finish_reason"]. As `stream`, which it wraps."""
+        async with aclosing(self.stream(obj, request, prepared)) as steps:
+            async for step in steps:
+                yield step.acc.cumulative_chunk(step.delta)
+
+    async def stream(
+        self,
+        obj: GenerateReqInput,
+        request: Any = None,
+        prepared: TokenizedGenerateReq | None = None,
+    ) -> AsyncIterator[ResultStep]:
+        """Run one prompt (n == 1); yield a step (the text added since the last one, and the
+        request's accumulator) every `stream_interval` tokens and at the end.
 
         `request` (a starlette Request) lets a waiting request notice its client is gone.
         Closing the generator early (or cancelling it) aborts the request in the scheduler.
         """
-        msg = prepared if prepared is not None else self.prepare(obj)
+        msg = prepared if prepared is not None else self.prepare_one(obj)
         if self.unhealthy_reason is not None or self.draining:
             raise APIError(self.unhealthy_reason or "the server is shutting down", 503,
                            "server_error")
@@ -227,11 +248,11 @@ class TokenizerManager:
         # after an abort must not receive the aborted request's last output.
         self._seq += 1
         key = f"{msg.rid}#{self._seq}"
-        state = RequestState(
-            rid=msg.rid, return_logprob=msg.return_logprob,
+        state = RequestState(rid=msg.rid, acc=ResultAccumulator(
+            msg.rid, msg.sampling_params, self.tokenizer, return_logprob=msg.return_logprob,
             top_logprobs_num=msg.top_logprobs_num, with_text=obj.return_text_in_logprobs,
-            tokenizer=self.tokenizer,
-        )
+        ))
+        acc = state.acc
         self.states[key] = state
         self._rids_in_use.add(msg.rid)
         yielded_tokens = 0
@@ -244,24 +265,17 @@ class TokenizerManager:
                     return  # client gone: `finally` aborts
                 self._record_tokens(state, sum(len(o.new_token_ids) for o in outs if not o.error))
                 for out in outs:
-                    if out.error is not None:
-                        state.finished = True
+                    delta += acc.fold(out)
+                    if acc.error is not None:
                         self._record_finish(state, "error")
-                        reason = out.finish_reason or {}
-                        status = int(reason.get("status_code", 500))
-                        raise APIError(
-                            out.error if status == 400 else f"generation failed: {out.error}",
-                            status, "invalid_request_error" if status == 400 else "server_error",
-                        )
-                    state.fold(out)
-                    delta += out.text
-                if state.finished:
-                    self._record_finish(state, (state.finish_reason or {}).get("type", "stop"))
-                if state.finished or state.completion_tokens - yielded_tokens >= self.stream_interval:
-                    yielded_tokens = state.completion_tokens
-                    chunk = state.chunk(delta)
-                    delta = ""
-                    yield chunk
+                        raise _generation_error(acc.error, acc.finish_reason)
+                if acc.finished:
+                    fr = acc.finish_reason
+                    self._record_finish(state, fr.type if fr is not None else "stop")
+                if acc.finished or acc.completion_tokens - yielded_tokens >= self.stream_interval:
+                    yielded_tokens = acc.completion_tokens
+                    step, delta = acc.step(delta), ""
+                    yield step
         finally:
             self.states.pop(key, None)
             self._rids_in_use.discard(msg.rid)
@@ -307,7 +321,15 @@ class TokenizerManager:
         state.last_token_at = now
 
     def _record_finish(self, state: RequestState, finish_type: str) -> None:
+        acc = state.acc
         self.metrics.finished(
-            finish_type, time.monotonic() - state.created, state.prompt_tokens,
-            state.completion_tokens, state.cached_tokens,
+            finish_type, time.monotonic() - state.created, acc.prompt_tokens,
+            acc.completion_tokens, acc.cached_tokens,
         )
+
+
+def _generation_error(error: str, reason: FinishReason | None) -> APIError:
+    status = reason.status_code if reason is not None and reason.status_code else 500
+    if status == 400:  # the request itself (a grammar that does not compile): the client's
+        return APIError(error, 400, "invalid_request_error")
+    return APIError(f"generation failed: {error}", status, "server_error")

@@ -104,11 +104,13 @@ def load_model(
     device: torch.device | str = "cpu",
     tokenizer_path: str | None = None,
     seed: int = 0,
+    skip_tokenizer: bool = False,
 ) -> LoadedModel:
     """Build the model named by `model_path` (None: the default SmolLM2 GGUF).
 
     `load_format`: "auto" (gguf for *.gguf files, hf for folders and hub ids), "hf"
     (alias "safetensors"), "gguf", or "dummy" (the config of `model_path`, random weights).
+    `skip_tokenizer` (skip_tokenizer_init): load none; the model then needs no tokenizer files.
     """
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"unknown load_format {load_format!r}; choose from {LOAD_FORMATS}")
@@ -138,7 +140,9 @@ def load_model(
         str(dtype).removeprefix("torch."),
         time.perf_counter() - start,
     )
-    tokenizer = _tokenizer(source, tokenizer_path, dummy=load_format == "dummy")
+    tokenizer = None if skip_tokenizer else _tokenizer(
+        source, tokenizer_path, dummy=load_format == "dummy"
+    )
     return LoadedModel(model, source.config, tokenizer, weight_bytes, model_config)
 
 

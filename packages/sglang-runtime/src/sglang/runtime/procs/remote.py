@@ -26,6 +26,7 @@ from sglang.runtime.messages import (
     AbortReq,
     CheckIntegrityReq,
     ControlReply,
+    FinishReason,
     FlushCacheReq,
     FlushCacheResult,
     IntegrityResult,
@@ -203,7 +204,7 @@ class RemoteScheduler:
             sinks, self._sinks = self._sinks, {}
         for rid, sink in sinks.items():
             sink(TokenOutput(rid=rid, new_token_ids=[], finished=True, error=self.failure,
-                             finish_reason={"type": "abort", "message": self.failure}))
+                             finish_reason=FinishReason.abort(self.failure)))
 
     # ---- shutdown -------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -30,6 +30,7 @@ from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.messages import (
     AbortReq,
     CheckIntegrityReq,
+    FinishReason,
     FlushCacheReq,
     FlushCacheResult,
     IntegrityResult,
@@ -124,7 +125,7 @@ class SchedulerProcessLoop:
                              traceback.format_exc())
             self.pending.append(TokenOutput(
                 rid=msg.rid, new_token_ids=[], finished=True, error=str(e),
-                finish_reason={"type": "abort", "message": str(e), "status_code": status},
+                finish_reason=FinishReason.abort(str(e), status),
                 prompt_tokens=len(msg.input_ids),
             ))
         self.dirty = True
@@ -211,7 +212,7 @@ class SchedulerProcessLoop:
         sched = self.sched
         error = tb.strip().splitlines()[-1]
         for req in [*sched.waiting, *sched.active_requests()]:
-            req.finish_reason = {"type": "abort", "message": "internal error", "status_code": 500}
+            req.finish_reason = FinishReason.abort("internal error", 500)
             try:
                 out = sched.finish_request(req, [])
             except Exception:  # keep failing the others; this one still gets an answer

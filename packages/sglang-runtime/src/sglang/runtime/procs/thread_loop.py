@@ -12,7 +12,7 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from sglang.runtime.messages import TokenOutput
+from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.scheduler.scheduler import Scheduler
 
@@ -57,7 +57,7 @@ class SchedulerThread:
                 self.scheduler.add_request(req)
             except ValueError as e:
                 sink(TokenOutput(rid=req.rid, new_token_ids=[], finished=True, error=str(e),
-                                 finish_reason={"type": "abort", "message": str(e)}))
+                                 finish_reason=FinishReason.abort(str(e))))
                 return
             self._sinks[req.rid] = sink
         elif kind == "abort":
@@ -101,7 +101,7 @@ class SchedulerThread:
         logger.error("scheduler step failed:\n%s", tb)
         sched = self.scheduler
         for req in [*sched.waiting, *sched.active_requests()]:
-            req.finish_reason = {"type": "abort", "message": "internal error"}
+            req.finish_reason = FinishReason.abort("internal error")
             out = sched.finish_request(req, [])
             out.error = tb.strip().splitlines()[-1]
             self._dispatch(out)

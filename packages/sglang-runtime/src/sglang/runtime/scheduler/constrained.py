@@ -11,7 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from sglang.runtime.grammar.base import constraint_of
-from sglang.runtime.messages import TokenOutput
+from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req, ReqState
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class ConstrainedSteps:
         idle = not (self.waiting or self.running or self.chunked or self.in_flight)
         ready, failed = self.grammar.poll(wait=idle)
         for f in failed:
-            f.req.finish_reason = {"type": "abort", "message": f.message, "status_code": f.status}
+            f.req.finish_reason = FinishReason.abort(f.message, f.status)
             out = self.finish_request(f.req, [])
             out.error = f.message
             outputs.append(out)
@@ -92,7 +92,7 @@ class ConstrainedSteps:
         message = (f"the {constraint_of(req.params)[0]} allows no token after "  # type: ignore[index]
                    f"{len(req.output_ids)} output tokens: it cannot be completed with this "
                    "model's vocabulary")
-        req.finish_reason = {"type": "abort", "message": message, "status_code": 400}
+        req.finish_reason = FinishReason.abort(message, 400)
         out = self.finish_request(req, [])
         out.error = message
         return out

@@ -8,7 +8,7 @@ import torch
 
 from sglang.runtime.grammar.bitmask import mask_logits
 from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sample, top_logprobs
-from sglang.runtime.messages import TokenOutput
+from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
 
 
@@ -103,15 +103,15 @@ class OutputProcessor:
         p = req.params
         tok = req.output_ids[-1]
         if len(req.output_ids) >= p.max_new_tokens:
-            req.finish_reason = {"type": "length", "length": p.max_new_tokens}
+            req.finish_reason = FinishReason.at_length(p.max_new_tokens)
         elif req.grammar is not None and req.grammar.is_terminated():
-            req.finish_reason = {"type": "stop", "matched": tok}
+            req.finish_reason = FinishReason.stop(tok)
         elif tok in (p.stop_token_ids or ()) or (not p.ignore_eos and tok in self.eos_ids):
-            req.finish_reason = {"type": "stop", "matched": tok}
+            req.finish_reason = FinishReason.stop(tok)
         elif p.stop_strs and (matched := self._matched_stop_str(req, new_tokens)) is not None:
-            req.finish_reason = {"type": "stop", "matched": matched}
+            req.finish_reason = FinishReason.stop(matched)
         elif len(req.prompt_ids) + len(req.output_ids) >= context_len:
-            req.finish_reason = {"type": "length", "length": len(req.output_ids)}
+            req.finish_reason = FinishReason.at_length(len(req.output_ids))
 
     def _matched_stop_str(self, req: Req, new_tokens: int = 1) -> str | None:
         # Only the tail can hold a new match: a stop string spans at most len(stop) tokens.

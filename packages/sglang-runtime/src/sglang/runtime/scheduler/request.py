@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.messages import MultimodalItem, TokenizedGenerateReq
+from sglang.runtime.messages import FinishReason, MultimodalItem, TokenizedGenerateReq
 
 
 class ReqState(enum.Enum):
@@ -39,7 +39,7 @@ class Req:
     top_logprobs_num: int = 0
     output_ids: list[int] = field(default_factory=list)
     state: ReqState = ReqState.WAITING
-    finish_reason: dict[str, Any] | None = None
+    finish_reason: FinishReason | None = None
     generator: torch.Generator | None = None
     # KV bookkeeping. req_to_token[row, :kv_len] hold this request's slots; the first tree_len of
     # them belong to the radix tree (locked through `handle`), the rest are owned by the request.

@@ -16,7 +16,7 @@ import torch
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.base import constraint_of
-from sglang.runtime.messages import SchedulerStats, TokenOutput
+from sglang.runtime.messages import FinishReason, SchedulerStats, TokenOutput
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.constrained import ConstrainedSteps
 from sglang.runtime.scheduler.kv_manager import KVManager
@@ -109,7 +109,7 @@ class Scheduler(ConstrainedSteps):
         queued = [*self.waiting, *self.running, *([self.chunked] if self.chunked else [])]
         for req in [*([compiling] if compiling else []), *queued]:
             if req.rid == rid:
-                req.finish_reason = {"type": "abort", "message": "aborted by the client"}
+                req.finish_reason = FinishReason.abort("aborted by the client")
                 return self.finish_request(req, [])
         return None
 
@@ -248,7 +248,7 @@ class Scheduler(ConstrainedSteps):
             req.extend_len = 0
             if finished_prefill and req.remaining_new_tokens == 0:
                 # max_new_tokens=0: a prefill only (caching a prefix, scoring a prompt).
-                req.finish_reason = {"type": "length", "length": req.params.max_new_tokens}
+                req.finish_reason = FinishReason.at_length(req.params.max_new_tokens)
                 outputs.append(self.finish_request(req, []))
             elif finished_prefill:
                 self.kv.cache_prefix(req)

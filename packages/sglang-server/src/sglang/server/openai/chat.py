@@ -9,10 +9,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.result import ResultStep
 from sglang.server.chat_templates import render_with_tokenizer
 from sglang.server.errors import bad_request
 from sglang.server.openai.common import (
-    Chunk,
     LogprobEntry,
     TokenizerManagerLike,
     abort_error,
@@ -23,7 +23,7 @@ from sglang.server.openai.common import (
     sampling_params,
     token_text,
     usage_totals,
-    with_seed,
+    with_copies,
 )
 from sglang.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
@@ -136,9 +136,9 @@ class _ChatStream(StreamFormat):
                 "finish_reason": None}
 
     def content(
-        self, k: int, chunk: Chunk, first: bool, lps: list[LogprobEntry], tops: list[Any]
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
-        text = chunk.get("delta", "")
+        text = step.delta
         if not text and not lps:
             return None
         logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
@@ -171,18 +171,15 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
         params["json_schema"] = schema
     response_id = new_id("chatcmpl")
     base_rid = req.rid or response_id
-    objs = [
-        GenerateReqInput(
-            input_ids=input_ids,
-            sampling_params=with_seed(params, req.seed, j),
-            return_logprob=req.logprobs,
-            top_logprobs_num=req.top_logprobs or 0,
-            return_text_in_logprobs=True,
-            stream=req.stream,
-            rid=base_rid if req.n == 1 else f"{base_rid}-{j}",
-        )
-        for j in range(req.n)
-    ]
+    objs = [GenerateReqInput(
+        input_ids=input_ids,  # type: ignore[arg-type]
+        sampling_params=with_copies(params, req.n, req.seed),
+        return_logprob=req.logprobs,
+        top_logprobs_num=req.top_logprobs or 0,
+        return_text_in_logprobs=True,
+        stream=req.stream,
+        rid=base_rid,
+    )]
     started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:
@@ -193,13 +190,14 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     gens = await gather_or_cancel([run_to_end(s) for s in started])
     choices = []
     for k, gen in enumerate(gens):
-        reason = finish_reason(gen.meta)
+        final = gen.step("")
+        reason = finish_reason(final)
         if reason == "abort" and not gen.text:
-            raise abort_error(gen.meta)
+            raise abort_error(final)
         logprobs = None
         if req.logprobs:
-            logprobs = {"content": chat_logprobs(gen.output_logprobs, gen.output_top, tm.tokenizer),
-                        "refusal": None}
+            lps, tops = final.new_output_logprobs(0)
+            logprobs = {"content": chat_logprobs(lps, tops, tm.tokenizer), "refusal": None}
         choices.append({
             "index": k, "message": {"role": "assistant", "content": gen.text},
             "logprobs": logprobs, "finish_reason": reason,

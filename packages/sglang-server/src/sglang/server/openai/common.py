@@ -1,23 +1,25 @@
 """Pieces shared by the completions and chat endpoints: body decoding with 400s that name the
-field, OpenAI → SGLang sampling params, accumulated generations, finish reasons and usage."""
+field, OpenAI → SGLang sampling params, finish reasons and usage (generations are folded by
+sglang.runtime.result, the one accumulator)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 from fastapi import Request
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.inputs import PreparedRequest
+from sglang.runtime.messages import TokenizedGenerateReq
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import APIError, bad_request
 from sglang.server.openai.protocol import MAX_N, _SamplingFields
 
 T = TypeVar("T")
-Chunk = dict[str, Any]
 LogprobEntry = tuple[float | None, int, str | None]  # (logprob, token id, token text)
 
 
@@ -27,9 +29,12 @@ class TokenizerManagerLike(Protocol):
     served_model_name: str
     chat_template: Any  # ChatTemplate | None
 
-    def generate(
-        self, obj: GenerateReqInput, request: Request | None = None
-    ) -> AsyncIterator[Chunk]: ...
+    def prepare(self, obj: GenerateReqInput) -> PreparedRequest: ...
+
+    def stream(
+        self, obj: GenerateReqInput, request: Request | None = None,
+        prepared: TokenizedGenerateReq | None = None,
+    ) -> AsyncIterator[ResultStep]: ...
 
 
 # ---- request decoding ---------------------------------------------------------------------
@@ -119,60 +124,13 @@ def response_format_schema(req: Any) -> str | None:
     return json.dumps(schema)
 
 
-def with_seed(params: dict[str, Any], seed: int | None, copy_index: int) -> dict[str, Any]:
-    # Copy i of n gets seed + i: reproducible, yet the n samples differ.
-    return params if seed is None else {**params, "seed": seed + copy_index}
-
-
-# ---- one generation's accumulated output --------------------------------------------------
-
-
-@dataclass
-class Generation:
-    text: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-    output_logprobs: list[LogprobEntry] = field(default_factory=list)
-    output_top: list[list[LogprobEntry] | None] = field(default_factory=list)
-    input_logprobs: list[LogprobEntry] | None = None
-    input_top: list[list[LogprobEntry] | None] | None = None
-
-    def add(self, chunk: Chunk) -> tuple[list[LogprobEntry], list[Any]]:
-        """Fold a chunk in; return its new output logprobs and their top alternatives."""
-        self.text = chunk.get("text", self.text)
-        meta = chunk.get("meta_info") or {}
-        self.meta = meta
-        lps, tops = new_output_logprobs(meta, len(self.output_logprobs))
-        self.output_logprobs += lps
-        self.output_top += tops
-        if self.input_logprobs is None and meta.get("input_token_logprobs"):
-            self.input_logprobs = list(meta["input_token_logprobs"])
-            self.input_top = list(meta.get("input_top_logprobs") or [])
-        return lps, tops
-
-    @property
-    def prompt_tokens(self) -> int:
-        return int(self.meta.get("prompt_tokens", 0))
-
-    @property
-    def completion_tokens(self) -> int:
-        return int(self.meta.get("completion_tokens", 0))
-
-    @property
-    def cached_tokens(self) -> int:
-        return int(self.meta.get("cached_tokens", 0) or 0)
-
-
-def new_output_logprobs(meta: dict[str, Any], seen: int) -> tuple[list[LogprobEntry], list[Any]]:
-    """The output logprobs a chunk adds to the `seen` ones before it, with their top lists.
-
-    A chunk may carry only its own tokens' logprobs or the whole list so far; the whole list is
-    exactly `completion_tokens` long, while a later chunk's own part is shorter than that.
-    """
-    lps = list(meta.get("output_token_logprobs") or [])
-    tops = list(meta.get("output_top_logprobs") or [])
-    if seen and len(lps) == meta.get("completion_tokens"):
-        lps, tops = lps[seen:], tops[seen:]
-    return lps, tops + [None] * (len(lps) - len(tops))
+def with_copies(params: dict[str, Any], n: int, seed: int | None) -> dict[str, Any]:
+    """`n` and `seed` for the front door, which fans out the copies (copy i gets seed + i:
+    reproducible, yet the n samples differ). Left out when unset, as the other params."""
+    extra = {"n": n} if n != 1 else {}
+    if seed is not None:
+        extra["seed"] = seed
+    return {**params, **extra}
 
 
 def token_text(entry: LogprobEntry, tokenizer: Any) -> str:
@@ -180,23 +138,20 @@ def token_text(entry: LogprobEntry, tokenizer: Any) -> str:
     return text if text is not None else tokenizer.decode([entry[1]])
 
 
-def finish_reason(meta: dict[str, Any]) -> str | None:
-    fr = meta.get("finish_reason")
-    if fr is None:
-        return None
-    kind = fr.get("type") if isinstance(fr, dict) else str(fr)
-    return {"stop": "stop", "length": "length"}.get(str(kind), str(kind))
+def finish_reason(step: ResultStep) -> str | None:
+    """OpenAI's finish_reason for a step: "stop" / "length", or "abort" (an error)."""
+    return None if step.finish_reason is None else step.finish_reason.type
 
 
-def abort_error(meta: dict[str, Any]) -> APIError:
-    fr = meta.get("finish_reason")
-    fr = fr if isinstance(fr, dict) else {}
-    status = int(fr.get("status_code") or 500)
+def abort_error(step: ResultStep) -> APIError:
+    fr = step.finish_reason
+    status = (fr.status_code if fr is not None else None) or 500
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return APIError(str(fr.get("message") or "the request was aborted"), status, kind)
+    message = fr.message if fr is not None and fr.message else "the request was aborted"
+    return APIError(message, status, kind)
 
 
-def usage_totals(gens: list[Generation], n: int) -> tuple[int, int, int]:
+def usage_totals(gens: list[ResultAccumulator], n: int) -> tuple[int, int, int]:
     """(prompt, completion, cached) tokens. Copies of one prompt count its tokens once; their
     cached count is the smallest, i.e. what the copy that did the most work found cached."""
     prompt = completion = cached = 0

@@ -8,9 +8,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import bad_request
 from sglang.server.openai.common import (
-    Chunk,
     LogprobEntry,
     TokenizerManagerLike,
     abort_error,
@@ -21,7 +21,7 @@ from sglang.server.openai.common import (
     sampling_params,
     token_text,
     usage_totals,
-    with_seed,
+    with_copies,
 )
 from sglang.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
@@ -103,9 +103,9 @@ def completion_logprobs(
     return out
 
 
-def _prompt_logprobs(meta: dict[str, Any]) -> tuple[list[LogprobEntry], list[Any]]:
-    lps = list(meta.get("input_token_logprobs") or [])
-    tops = list(meta.get("input_top_logprobs") or [])
+def _prompt_logprobs(acc: ResultAccumulator) -> tuple[list[LogprobEntry], list[Any]]:
+    lps = list(acc.input_token_logprobs)
+    tops = list(acc.input_top_logprobs)
     return lps, tops + [None] * (len(lps) - len(tops))
 
 
@@ -119,12 +119,12 @@ class _CompletionStream(StreamFormat):
         self.offsets: dict[int, int] = {}
 
     def content(
-        self, k: int, chunk: Chunk, first: bool, lps: list[LogprobEntry], tops: list[Any]
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
-        text = chunk.get("delta", "")
+        text = step.delta
         if first and self.req.echo:
             text = self.prompt_texts[k // self.req.n] + text
-            in_lps, in_tops = _prompt_logprobs(chunk.get("meta_info") or {})
+            in_lps, in_tops = _prompt_logprobs(step.acc)
             lps, tops = in_lps + lps, in_tops + tops
         if not text and not lps:
             return None
@@ -150,23 +150,21 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
     if schema is not None:
         params["json_schema"] = schema
     want_lp = req.logprobs is not None
-    total = len(prompts) * req.n
     base_rid = req.rid or response_id
     objs = [
         GenerateReqInput(
             text=p if isinstance(p, str) else None,
             input_ids=p if isinstance(p, list) else None,
-            sampling_params=with_seed(params, req.seed, j),
+            sampling_params=with_copies(params, req.n, req.seed),
             return_logprob=want_lp,
             top_logprobs_num=req.logprobs or 0,
             # Prompt logprobs are only needed to echo them.
             logprob_start_len=0 if (want_lp and req.echo) else -1,
             return_text_in_logprobs=True,
             stream=req.stream,
-            rid=base_rid if total == 1 else f"{base_rid}-{i * req.n + j}",
+            rid=base_rid if len(prompts) == 1 else f"{base_rid}-{i}",
         )
         for i, p in enumerate(prompts)
-        for j in range(req.n)
     ]
     prompt_texts = [p if isinstance(p, str) else tm.tokenizer.decode(p) for p in prompts] \
         if req.echo else [""] * len(prompts)
@@ -182,17 +180,15 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
     gens = await gather_or_cancel([run_to_end(s) for s in started])
     choices = []
     for k, gen in enumerate(gens):
-        reason = finish_reason(gen.meta)
+        final = gen.step("")
+        reason = finish_reason(final)
         if reason == "abort" and not gen.text:
-            raise abort_error(gen.meta)
+            raise abort_error(final)
         logprobs = None
         if want_lp:
-            lps, tops = list(gen.output_logprobs), list(gen.output_top)
+            lps, tops = final.new_output_logprobs(0)
             if req.echo:
-                in_lps, in_tops = _prompt_logprobs(
-                    {"input_token_logprobs": gen.input_logprobs,
-                     "input_top_logprobs": gen.input_top}
-                )
+                in_lps, in_tops = _prompt_logprobs(gen)
                 lps, tops = in_lps + lps, in_tops + tops
             logprobs = completion_logprobs(lps, tops, tm.tokenizer, 0)
         choices.append({

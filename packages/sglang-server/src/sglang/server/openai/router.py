@@ -25,6 +25,13 @@ def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
     router = APIRouter()
     created = now()  # one model, loaded when the server started
 
+    def need_tokenizer() -> None:
+        if tm.tokenizer is None:
+            raise APIError(
+                "the OpenAI API needs a tokenizer, and this server runs without one "
+                "(--skip-tokenizer-init): send token ids to /generate instead", 400,
+            )
+
     def card() -> dict:
         return model_card(tm.served_model_name, tm.context_len, created)
 
@@ -44,6 +51,7 @@ def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
         "temperature": 0,
     }))
     async def completions(request: Request) -> Response:
+        need_tokenizer()
         return await create_completion(tm, request)
 
     @router.post("/v1/chat/completions", openapi_extra=json_body_openapi(
@@ -52,6 +60,7 @@ def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
             "messages": [{"role": "user", "content": "What is the capital of France?"}],
         }))
     async def chat_completions(request: Request) -> Response:
+        need_tokenizer()
         return await create_chat_completion(tm, request)
 
     return router

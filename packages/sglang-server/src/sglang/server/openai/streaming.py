@@ -15,10 +15,9 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import APIError
 from sglang.server.openai.common import (
-    Chunk,
-    Generation,
     LogprobEntry,
     TokenizerManagerLike,
     abort_error,
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def _aclose(it: AsyncIterator[Chunk]) -> None:
+async def _aclose(it: AsyncIterator[ResultStep]) -> None:
     close = getattr(it, "aclose", None)
     if close is not None:
         await close()
@@ -54,24 +53,26 @@ async def gather_or_cancel(aws: list[Awaitable[T]]) -> list[T]:
     return [t.result() for t in tasks]
 
 
-Started = tuple[Chunk, AsyncIterator[Chunk]]
+Started = tuple[ResultStep, AsyncIterator[ResultStep]]
 
 
 async def start_all(
     tm: TokenizerManagerLike, objs: list[GenerateReqInput], request: Request | None
 ) -> list[Started]:
-    """Open every generation and wait for its first chunk, so input errors (raised before the
-    first chunk) become a 400 before any response header is sent."""
-    async def first(it: AsyncIterator[Chunk]) -> Chunk:
+    """Prepare every prompt (the runtime's front door fans out `n`: copy j gets seed + j), open
+    every generation, in prompt order with copies together, and wait for its first step, so
+    input errors become a 400 before any response header is sent."""
+    async def first(it: AsyncIterator[ResultStep]) -> ResultStep:
         try:
             return await it.__anext__()
         except StopAsyncIteration:
             raise APIError("the generation ended without output", 500, "server_error") from None
 
-    gens: list[AsyncIterator[Chunk]] = []
+    gens: list[AsyncIterator[ResultStep]] = []
     try:
-        for obj in objs:
-            it: Any = tm.generate(obj, request)
+        msgs = [(obj, p.msg) for obj in objs for p in tm.prepare(obj).reqs]
+        for obj, msg in msgs:
+            it: Any = tm.stream(obj, request, msg)
             gens.append(await it if inspect.isawaitable(it) else it)
         firsts = await gather_or_cancel([first(g) for g in gens])
     except BaseException:
@@ -80,23 +81,21 @@ async def start_all(
     return list(zip(firsts, gens))
 
 
-async def run_to_end(started: Started) -> Generation:
+async def run_to_end(started: Started) -> ResultAccumulator:
     first, it = started
-    gen = Generation()
-    gen.add(first)
     try:
-        async for chunk in it:
-            gen.add(chunk)
+        async for _ in it:
+            pass
     finally:
         await _aclose(it)
-    return gen
+    return first.acc
 
 
-async def merge(started: list[Started]) -> AsyncIterator[tuple[int, Chunk]]:
-    """(index, chunk) pairs from all generations as they arrive."""
-    queue: asyncio.Queue[tuple[int, Chunk | None, BaseException | None]] = asyncio.Queue()
+async def merge(started: list[Started]) -> AsyncIterator[tuple[int, ResultStep]]:
+    """(index, step) pairs from all generations as they arrive."""
+    queue: asyncio.Queue[tuple[int, ResultStep | None, BaseException | None]] = asyncio.Queue()
 
-    async def pump(i: int, first: Chunk, it: AsyncIterator[Chunk]) -> None:
+    async def pump(i: int, first: ResultStep, it: AsyncIterator[ResultStep]) -> None:
         try:
             await queue.put((i, first, None))
             async for chunk in it:
@@ -174,9 +173,9 @@ class StreamFormat:
         return None
 
     def content(
-        self, k: int, chunk: Chunk, first: bool, lps: list[LogprobEntry], tops: list[Any]
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
-        """The choice for chunk `chunk` of generation `k` (None: nothing to send); `lps`/`tops`
+        """The choice for step `step` of generation `k` (None: nothing to send); `lps`/`tops`
         are its new output logprobs."""
         raise NotImplementedError
 
@@ -187,7 +186,8 @@ class StreamFormat:
 async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> AsyncIterator[bytes]:
     """SSE bytes: openings, content deltas, one finish chunk per choice, the usage chunk when
     asked, then [DONE]. Errors after the header become an error event."""
-    gens = [Generation() for _ in started]
+    gens = [first.acc for first, _ in started]
+    logprobs_seen = [0] * len(started)
     seen = [False] * len(started)
     produced = [False] * len(started)
     try:
@@ -196,14 +196,14 @@ async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> As
             if opening is not None:
                 yield sse(fmt.wrap([opening]))
         async with aclosing(merge(started)) as chunks:
-            async for k, chunk in chunks:
-                meta = chunk.get("meta_info") or {}
-                lps, tops = gens[k].add(chunk)
-                produced[k] = produced[k] or bool(chunk.get("delta"))
-                reason = finish_reason(meta)
+            async for k, step in chunks:
+                lps, tops = step.new_output_logprobs(logprobs_seen[k])
+                logprobs_seen[k] = step.num_output_logprobs
+                produced[k] = produced[k] or bool(step.delta)
+                reason = finish_reason(step)
                 if reason == "abort" and not produced[k]:
-                    raise abort_error(meta)
-                choice = fmt.content(k, chunk, not seen[k], lps, tops)
+                    raise abort_error(step)
+                choice = fmt.content(k, step, not seen[k], lps, tops)
                 seen[k] = True
                 if choice is not None:
                     yield sse(fmt.wrap([choice]))

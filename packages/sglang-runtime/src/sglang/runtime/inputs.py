@@ -1,0 +1,235 @@
+"""The one front door for generation requests, shared by the offline Engine and the server.
+
+From a `GenerateReqInput` (one prompt or a batch), a tokenizer (None: ids in, ids out) and the
+model's limits, `prepare_request` validates, tokenizes, fans out `n` and returns one
+`TokenizedGenerateReq` per generation. Every problem raises `InvalidRequest` (a ValueError)
+whose `.param` names the field, before anything reaches the scheduler, so a bad batch is
+refused whole. The server turns it into a 400; the Engine lets it raise.
+
+Fan-out: a prompt with n > 1 becomes n copies with rids `<rid>-<i>` and seeds `seed + i`, so
+the copies differ yet stay reproducible.
+
+Context policy: a prompt of `context_len` tokens or more is refused (no room for even one new
+token). `max_new_tokens` larger than what is left of the context is clipped to fit, as SGLang's
+scheduler does, so clients that ask for "as many as possible" get that instead of an error; the
+request then finishes with `{"type": "length"}` at the context limit.
+
+Media: a prompt with `image_data` / `video_data` goes through its model's input processor
+(`multimodal.processor`), which returns input_ids with one placeholder span per item and the
+typed items; they travel on the message (`mm_items`). A client's own input_ids are checked
+against the vocabulary first: placeholder ids lie beyond it on purpose.
+
+Torch-free on purpose: this runs in the server's HTTP process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from sglang.protocol.errors import InvalidRequest
+from sglang.protocol.generate import GenerateReqInput
+from sglang.protocol.media import MediaRef, media_per_prompt
+from sglang.protocol.sampling_params import SamplingParams
+from sglang.runtime.messages import MultimodalItem, TokenizedGenerateReq
+from sglang.runtime.multimodal.processor import InputProcessor, process_prompt
+
+# Gives the model's input processor when a prompt carries media (ValueError when the model
+# takes none); a callable so text-only traffic never looks one up.
+ProcessorSource = Callable[[], InputProcessor]
+
+# Copies one prompt may fan out into (OpenAI's cap on `n`): expansion is synchronous, so an
+# unbounded `n` would stall the event loop and exhaust memory before the scheduler saw anything.
+MAX_N = 128
+# The IPC encoding (msgpack) and torch.Generator both take integers in [-2**63, 2**64).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# Without a tokenizer there is no text to match and no vocabulary to compile a grammar over.
+_NEEDS_TOKENIZER = ("stop", "regex", "json_schema", "ebnf")
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """A prompt that leaves no room for a new token (the server's code: context_length_exceeded)."""
+
+    code = "context_length_exceeded"
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    context_len: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class PreparedReq:
+    """One generation: the scheduler message, and where its result goes back."""
+
+    msg: TokenizedGenerateReq
+    prompt_index: int  # which prompt of the request
+    copy_index: int  # which of its n copies
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    reqs: list[PreparedReq]
+    is_batch: bool  # the caller asked with a list of prompts
+
+    @property
+    def single(self) -> bool:
+        """One prompt, one generation: the caller gets one result rather than a list."""
+        return not self.is_batch and len(self.reqs) == 1
+
+
+def tokenize_prompt(obj: GenerateReqInput, tokenizer: Any, vocab_size: int) -> tuple[list[int], str]:
+    """The token ids of one prompt and the field they came from ("text" / "input_ids").
+    A plain function (no state, no event loop) so it can run in a worker thread."""
+    if obj.text is not None:
+        if not isinstance(obj.text, str):
+            raise InvalidRequest("'text' must be a string", "text")
+        if tokenizer is None:
+            raise InvalidRequest(
+                "this server runs without a tokenizer (skip_tokenizer_init): send input_ids "
+                "instead of text", "text",
+            )
+        ids, field = list(tokenizer.encode(obj.text)), "text"
+    else:
+        ids, field = list(obj.input_ids or []), "input_ids"  # type: ignore[arg-type]
+        for t in ids:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+                raise InvalidRequest(
+                    f"input_ids contains token id {t!r} outside the vocabulary [0, {vocab_size})",
+                    field,
+                )
+    if not ids:
+        raise InvalidRequest(
+            "the prompt is empty: give text or input_ids with at least one token", field
+        )
+    return ids, field
+
+
+def parse_sampling_params(raw: Any, tokenizer: Any, vocab_size: int) -> SamplingParams:
+    """Parse and verify once; errors name `sampling_params.<field>`."""
+    try:
+        if isinstance(raw, SamplingParams):
+            sp = msgspec.structs.replace(raw)  # a copy: callers may share theirs
+        else:
+            sp = SamplingParams.from_dict(raw)
+        sp.verify(vocab_size=vocab_size)
+    except InvalidRequest as e:
+        raise e.with_prefix("sampling_params") from e
+    # regex / json_schema / ebnf are compiled by the scheduler, not here: only it knows the
+    # grammar backend in use, it caches compiled grammars, and compiling twice would double the
+    # cost. A spec that does not compile comes back as a per-request error with status_code 400.
+    if sp.n > MAX_N:
+        raise InvalidRequest(f"n must be in [1, {MAX_N}], got {sp.n}", "sampling_params.n")
+    if tokenizer is None:
+        for name in _NEEDS_TOKENIZER:
+            if getattr(sp, name) is not None:
+                raise InvalidRequest(
+                    f"{name} needs a tokenizer, and this server runs without one "
+                    "(skip_tokenizer_init); stop_token_ids work", f"sampling_params.{name}",
+                )
+    if sp.top_k > vocab_size:  # the same filter (none), in a range the IPC can encode
+        sp = msgspec.structs.replace(sp, top_k=vocab_size)
+    return sp
+
+
+def _fit_to_context(sp: SamplingParams, prompt_len: int, field: str, limits: ModelLimits
+                    ) -> SamplingParams:
+    ctx = limits.context_len
+    if prompt_len >= ctx:
+        raise ContextLengthExceeded(
+            f"the prompt has {prompt_len} tokens; this model's context length is {ctx}, "
+            "which must leave room for at least one new token", field,
+        )
+    room = ctx - prompt_len
+    if sp.max_new_tokens > room:
+        sp = msgspec.structs.replace(
+            sp, max_new_tokens=room, min_new_tokens=min(sp.min_new_tokens, room)
+        )
+    return sp
+
+
+def _copies(sp: SamplingParams, rid: str | None) -> list[tuple[str, SamplingParams]]:
+    if sp.n == 1:
+        return [(rid if rid is not None else uuid.uuid4().hex, sp)]
+    base = rid if rid is not None else uuid.uuid4().hex
+    out = []
+    for i in range(sp.n):
+        seed = None if sp.seed is None else sp.seed + i
+        out.append((f"{base}-{i}", msgspec.structs.replace(sp, n=1, seed=seed)))
+    return out
+
+
+def _tokenize_with_media(
+    obj: GenerateReqInput,
+    tokenizer: Any,
+    vocab_size: int,
+    images: list[MediaRef],
+    videos: list[MediaRef],
+    processor: ProcessorSource | None,
+) -> tuple[list[int], str, list[MultimodalItem]]:
+    media_field = "image_data" if images else "video_data"
+    if obj.text is not None:
+        if not isinstance(obj.text, str):
+            raise InvalidRequest("'text' must be a string", "text")
+        prompt: str | list[int] = obj.text
+        field = "text"
+    else:
+        prompt, field = tokenize_prompt(obj, tokenizer, vocab_size)
+    try:
+        if processor is None:
+            raise ValueError("this runtime takes no images or videos")
+        ids, items = process_prompt(processor(), prompt, images, videos, tokenizer, vocab_size)
+    except InvalidRequest:
+        raise
+    except ValueError as e:  # unreadable media, a model without a processor, bad spans
+        raise InvalidRequest(str(e), media_field) from e
+    if not ids:
+        raise InvalidRequest("the prompt is empty", field)
+    return ids, field, items
+
+
+def prepare_request(
+    obj: GenerateReqInput,
+    tokenizer: Any,
+    limits: ModelLimits,
+    processor: ProcessorSource | None = None,
+) -> PreparedRequest:
+    """Validate, tokenize and fan out a request: one TokenizedGenerateReq per generation, in
+    prompt order, copies of a prompt together. `processor` handles prompts with media."""
+    obj.validate()
+    reqs: list[PreparedReq] = []
+    for p_idx, sub in enumerate(obj.split()):
+        images = media_per_prompt(sub.image_data, 1, False, "image_data")[0]
+        videos = media_per_prompt(sub.video_data, 1, False, "video_data")[0]
+        items: list[MultimodalItem] | None = None
+        if images or videos:
+            ids, field, items = _tokenize_with_media(
+                sub, tokenizer, limits.vocab_size, images, videos, processor
+            )
+        else:
+            ids, field = tokenize_prompt(sub, tokenizer, limits.vocab_size)
+        sp = parse_sampling_params(sub.sampling_params, tokenizer, limits.vocab_size)
+        sp = _fit_to_context(sp, len(ids), field, limits)
+        rid = sub.rid if isinstance(sub.rid, str) else None
+        for c_idx, (copy_rid, copy_sp) in enumerate(_copies(sp, rid)):
+            if copy_sp.seed is not None and not _INT_MIN <= copy_sp.seed <= _INT_MAX:
+                # Also catches seed + i of a fan-out running past the top.
+                raise InvalidRequest(f"seed must be in [-2**63, 2**64), got {copy_sp.seed}",
+                                     "sampling_params.seed")
+            msg = TokenizedGenerateReq(
+                rid=copy_rid, input_ids=ids, sampling_params=copy_sp,
+                return_logprob=sub.return_logprob,
+                # Clipped to what has the same effect (a start past the prompt: no prompt
+                # logprobs; more alternatives than the vocabulary: all of them), so huge values
+                # stay encodable.
+                logprob_start_len=min(sub.logprob_start_len, len(ids)),
+                top_logprobs_num=min(sub.top_logprobs_num, limits.vocab_size),
+                mm_items=items or None,
+            )
+            reqs.append(PreparedReq(msg, p_idx, c_idx))
+    return PreparedRequest(reqs, obj.is_batch)
