@@ -113,7 +113,7 @@ def test_a_refused_request_finishes_with_a_400() -> None:
     loop.flush_outputs()
     out = push.sent[-1].outputs[0]
     assert out.rid == "b" and out.finished and out.error == "prompt too long"
-    assert out.finish_reason["status_code"] == 400 and out.prompt_tokens == 3
+    assert out.finish_reason.status_code == 400 and out.prompt_tokens == 3
 
 
 def test_an_undecodable_frame_is_dropped_and_the_rest_handled() -> None:

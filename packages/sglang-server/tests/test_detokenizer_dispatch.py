@@ -88,6 +88,6 @@ def test_a_request_that_fails_to_detokenize_fails_alone() -> None:
     dec = msgspec.msgpack.Decoder(TokenizerManagerInput)
     batch, integrity = (dec.decode(b) for b in push.sent)
     bad, good = batch.outputs
-    assert bad.finished and bad.error and bad.finish_reason["status_code"] == 500
+    assert bad.finished and bad.error and bad.finish_reason.status_code == 500
     assert good.text == "d" and good.error is None
     assert isinstance(integrity, IntegrityResult) and integrity.ok
