@@ -17,11 +17,10 @@ from fastapi.responses import JSONResponse
 from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.inputs import ModelLimits, PreparedRequest
-from sglang.runtime.messages import FinishReason, TokenizedGenerateReq
+from sglang.runtime.messages import DetokOutput, FinishReason, TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.chat_templates import ChatTemplate, get_chat_template
 from sglang.server.errors import APIError
-from sglang.server.ipc import DetokOutput
 from sglang.server.openai import build_openai_router
 from sglang.server.validation import prepare_http
 
@@ -62,7 +61,7 @@ class FakeTM:
         self.requests: list[GenerateReqInput] = []  # as the OpenAI layer asked
         self.prepared: list[TokenizedGenerateReq] = []  # each generation, after the front door
 
-    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
+    async def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
         self.requests.append(obj)
         return prepare_http(obj, self.tokenizer, ModelLimits(self.context_len, 0x110000))
 
