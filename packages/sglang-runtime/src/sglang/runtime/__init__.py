@@ -11,6 +11,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "sglang.runtime.inputs",
     "sglang.runtime.loading",
     "sglang.runtime.messages",
+    "sglang.runtime.multimodal",
     "sglang.runtime.plugins",
     "sglang.runtime.procs",
     "sglang.runtime.result",

@@ -107,7 +107,7 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
     async def generate(request: Request) -> Response:
         obj = decode_generate_body(await request.body())
         # Every prompt is validated before any runs: a bad batch is refused whole.
-        prepared = [p.msg for p in tm.prepare(obj).reqs]
+        prepared = [p.msg for p in (await tm.prepare(obj)).reqs]
         if len({p.rid for p in prepared}) < len(prepared):
             raise APIError("'rid' values must be unique within a batch", 400, param="rid")
         many = obj.is_batch or len(prepared) > 1

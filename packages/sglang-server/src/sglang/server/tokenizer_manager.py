@@ -3,15 +3,23 @@
 It tokenizes and validates requests, sends them to the scheduler, and routes what the
 detokenizer sends back to one `RequestState` per rid (a background task reads the socket).
 A request whose client goes away is aborted so its KV slots are freed at once.
+
+Preparation (tokenization, and for prompts with image_data / video_data the model's input
+processor loading and decoding the media) blocks, so it runs in a worker thread: the event loop,
+and /health with it, never waits behind a long prompt or a large image. The input processor and
+the model config it needs are built on the first request with media, so text-only serving never
+pays for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import Any
 
@@ -46,6 +54,9 @@ logger = logging.getLogger("sglang.server")
 # How often a waiting request checks whether its HTTP client is still there.
 DISCONNECT_POLL_S = 0.5
 CONTROL_TIMEOUT_S = 60.0
+# One preparation thread: HF tokenizers are not safe to share across threads, and requests
+# reach the scheduler in the order they were prepared, as they did on the event loop.
+PREPARE_THREADS = 1
 
 
 def _resolve_chat_template(name: str | None, tokenizer: Any) -> Any:
@@ -97,6 +108,9 @@ class TokenizerManager:
         # Set by the launcher: why the pipeline can't serve (a child died), or that we drain.
         self.unhealthy_reason: str | None = None
         self.draining = False
+        self._prepare_pool = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="sglang-prepare")
+        self._model_config: Any = None  # built by the first request with media
+        self._model_config_lock = threading.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,6 +133,7 @@ class TokenizerManager:
                 await self._recv_task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
         for ctx in (getattr(self, "_async_ctx", None), getattr(self, "_sync_ctx", None)):
             if ctx is not None:
                 ctx.destroy(linger=0)
@@ -202,13 +217,34 @@ class TokenizerManager:
         return await self._control(CheckIntegrityReq(), IntegrityResult)
 
     # ---- generation -------------------------------------------------------------------------
-    def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
-        """Validate, tokenize and fan out a request (runtime/inputs.py): one scheduler message
-        per generation; raises APIError (400) naming the field."""
-        return prepare_http(obj, self.tokenizer, self.limits)
+    async def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
+        """Validate, tokenize and fan out a request (runtime/inputs.py) in the preparation
+        thread: one scheduler message per generation; raises APIError (400) naming the field."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare_pool, self.prepare_blocking, obj)
 
-    def prepare_one(self, obj: GenerateReqInput) -> TokenizedGenerateReq:
-        prepared = self.prepare(obj)
+    def prepare_blocking(self, obj: GenerateReqInput) -> PreparedRequest:
+        """`prepare` on the calling thread (never the event loop's)."""
+        return prepare_http(obj, self.tokenizer, self.limits, self.input_processor)
+
+    def input_processor(self) -> Any:
+        """The model's input processor (the front door's processor source); ValueError, which
+        the front door answers with a 400 naming image_data / video_data, for a model that
+        takes no media."""
+        from sglang.runtime.multimodal import input_processor_for
+
+        with self._model_config_lock:
+            if self._model_config is None:
+                from sglang.runtime.loading import load_model_config
+
+                self._model_config = load_model_config(
+                    self.model_path, self.server_args.runtime.load_format
+                )
+        # Cached per config and architecture by the runtime.
+        return input_processor_for(self._model_config)
+
+    async def prepare_one(self, obj: GenerateReqInput) -> TokenizedGenerateReq:
+        prepared = await self.prepare(obj)
         if len(prepared.reqs) != 1:
             raise bad_request("expected one prompt with n == 1 here")
         return prepared.reqs[0].msg
@@ -238,7 +274,7 @@ class TokenizerManager:
         `request` (a starlette Request) lets a waiting request notice its client is gone.
         Closing the generator early (or cancelling it) aborts the request in the scheduler.
         """
-        msg = prepared if prepared is not None else self.prepare_one(obj)
+        msg = prepared if prepared is not None else await self.prepare_one(obj)
         if self.unhealthy_reason is not None or self.draining:
             raise APIError(self.unhealthy_reason or "the server is shutting down", 503,
                            "server_error")

@@ -1,5 +1,6 @@
 """HTTP-side request checks: body decoding with 400s that name the field, and the front door
-(runtime/inputs.py) with its `InvalidRequest` turned into a 400 carrying the same `param`."""
+(runtime/inputs.py) with its `InvalidRequest` turned into a 400 carrying the same `param`
+(unreadable media included: `image_data` / `video_data`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 
 from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
-from sglang.runtime.inputs import ModelLimits, PreparedRequest, prepare_request
+from sglang.runtime.inputs import ModelLimits, PreparedRequest, ProcessorSource, prepare_request
 from sglang.server.errors import APIError, bad_request
 
 _JSON_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -39,9 +40,15 @@ def decode_generate_body(body: bytes) -> GenerateReqInput:
     return decode_body(body, GenerateReqInput)
 
 
-def prepare_http(obj: GenerateReqInput, tokenizer: Any, limits: ModelLimits) -> PreparedRequest:
-    """`prepare_request`, with its errors as 400s."""
+def prepare_http(
+    obj: GenerateReqInput,
+    tokenizer: Any,
+    limits: ModelLimits,
+    processor: ProcessorSource | None = None,
+) -> PreparedRequest:
+    """`prepare_request`, with its errors as 400s. Blocking (tokenization, media loading and
+    decoding): the server runs it off its event loop."""
     try:
-        return prepare_request(obj, tokenizer, limits)
+        return prepare_request(obj, tokenizer, limits, processor)
     except InvalidRequest as e:
         raise api_error(e) from e

@@ -1,7 +1,8 @@
 """Weight loading: HF safetensors folders, GGUF files, dummy weights.
 
-Public to the server for its tokenizer: `load_tokenizer` and `default_model_path`, imported on
-first use (`source` needs torch; importing `sglang.runtime.loading.default_model` alone must not).
+Public to the server for its tokenizer (`load_tokenizer`, `default_model_path`) and, on its first
+request with media, the model's typed config (`load_model_config`). Each is imported on first
+use (`source` and `loader` need torch; importing `sglang.runtime.loading` alone must not).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 # name -> the module that defines it
 _EXPORTS = {
     "default_model_path": "sglang.runtime.loading.default_model",
+    "load_model_config": "sglang.runtime.loading.loader",
     "load_tokenizer": "sglang.runtime.loading.source",
 }
 

@@ -29,7 +29,7 @@ class TokenizerManagerLike(Protocol):
     served_model_name: str
     chat_template: Any  # ChatTemplate | None
 
-    def prepare(self, obj: GenerateReqInput) -> PreparedRequest: ...
+    async def prepare(self, obj: GenerateReqInput) -> PreparedRequest: ...
 
     def stream(
         self, obj: GenerateReqInput, request: Request | None = None,

@@ -70,7 +70,8 @@ async def start_all(
 
     gens: list[AsyncIterator[ResultStep]] = []
     try:
-        msgs = [(obj, p.msg) for obj in objs for p in tm.prepare(obj).reqs]
+        # Every prompt is prepared before any starts: a bad one refuses the request whole.
+        msgs = [(obj, p.msg) for obj in objs for p in (await tm.prepare(obj)).reqs]
         for obj, msg in msgs:
             it: Any = tm.stream(obj, request, msg)
             gens.append(await it if inspect.isawaitable(it) else it)
