@@ -17,6 +17,7 @@ from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.builder import Runtime, build_runtime
 from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.inputs import ModelLimits, prepare_request
+from sglang.runtime.loading.default_model import resolve_model_paths
 from sglang.runtime.messages import TokenOutput
 from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.multimodal.processor import InputProcessor, input_processor_for
@@ -59,6 +60,9 @@ class Engine:
 
     def __init__(self, model_path: str | None = None, **kwargs: Any) -> None:
         self.args = RuntimeArgs.from_kwargs(model_path=model_path, **kwargs)
+        # A missing model (a typo'd path, the default model not installed) is a one-line
+        # ModelPathError here, before any process or download starts.
+        resolve_model_paths(self.args.model_path, self.args.tokenizer_path)
         self._loop: SchedulerThread | RemoteScheduler | None = None
         self.runtime: Runtime | None = None
         if self.args.tp_size > 1:

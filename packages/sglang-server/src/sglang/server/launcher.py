@@ -66,10 +66,10 @@ def _load_tokenizer(server_args: ServerArgs, folder: str) -> tuple[Any, str, str
     """(tokenizer, model_path, tokenizer_path as given, a fast-loading copy for the
     detokenizer). GGUF tokenizers take seconds to convert; the copy loads in a fraction.
     With skip_tokenizer_init there is none: (None, model_path, tokenizer_path, None)."""
-    from sglang.runtime.loading import default_model_path, load_tokenizer
+    from sglang.runtime.loading import load_tokenizer
 
     rt = server_args.runtime
-    model_path = rt.model_path or default_model_path()
+    model_path = _model_path(server_args)
     tokenizer_path = rt.tokenizer_path or model_path
     if rt.skip_tokenizer_init:
         return None, model_path, tokenizer_path, None
@@ -84,6 +84,18 @@ def _load_tokenizer(server_args: ServerArgs, folder: str) -> tuple[Any, str, str
         logger.warning("could not save a tokenizer copy (%s); the detokenizer loads the original", e)
         copy = tokenizer_path
     return tokenizer, model_path, tokenizer_path, copy
+
+
+def _model_path(server_args: ServerArgs) -> str:
+    """The model to serve, checked before any process starts: a path-like --model-path or
+    --tokenizer-path that does not exist, or a missing default model, is a one-line error."""
+    from sglang.runtime.loading import ModelPathError, resolve_model_paths
+
+    rt = server_args.runtime
+    try:
+        return resolve_model_paths(rt.model_path, rt.tokenizer_path, flags=True)
+    except ModelPathError as e:
+        raise StartupError(str(e)) from None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -118,9 +130,10 @@ class Watchdog(threading.Thread):
 
 def launch_server(server_args: ServerArgs) -> int:
     """Run the server until it is stopped; returns the process exit code."""
-    level = server_args.runtime.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s [server] %(levelname)s %(message)s")
-    logging.getLogger("sglang").setLevel(level)
+    # The root logger stays at WARNING: --log-level is sglang's, and INFO from libraries (torch
+    # dumps "FakeTensor cache stats" at exit) is noise to a user.
+    logging.basicConfig(format="%(asctime)s [server] %(levelname)s %(message)s")
+    logging.getLogger("sglang").setLevel(server_args.runtime.log_level.upper())
     addrs = make_ipc_addrs()
     children: list[Child] = []
 
@@ -149,6 +162,7 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
 
     rt = server_args.runtime
     ctx = multiprocessing.get_context("spawn")
+    _model_path(server_args)
     if rt.node_rank > 0:
         return _serve_ranks_only(ctx, server_args, addrs, children)
     _check_port(server_args.host, server_args.port)

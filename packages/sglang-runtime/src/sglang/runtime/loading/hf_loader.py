@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sglang.runtime.loading.default_model import check_local_path
 from sglang.runtime.loading.source import LazyTensor, ModelSource, NamedTensors, load_tokenizer
 
 # Enough to run a model; skips duplicate .bin/.pt/.gguf/onnx weights that many repos also carry.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    # Hub ids are "name" or "owner/name"; anything path-like that doesn't exist is a typo'd path.
-    return not name.startswith(("/", ".", "~")) and name.count("/") <= 1 and "\\" not in name
 
 
 def resolve_model_dir(path_or_id: str) -> Path:
@@ -22,8 +18,7 @@ def resolve_model_dir(path_or_id: str) -> Path:
         return path
     if path.exists():
         raise ValueError(f"{path} is a file, not an HF model folder (config.json + safetensors)")
-    if not _looks_like_hub_id(path_or_id):
-        raise FileNotFoundError(f"model path {path_or_id!r} does not exist")
+    check_local_path(path_or_id, "model path")
     from huggingface_hub import snapshot_download
 
     try:

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import torch
 
+from sglang.runtime.loading.default_model import check_local_path
+
 
 class LazyWeight(Protocol):
     """A checkpoint tensor not read yet: `narrow` reads only the slice a tensor-parallel rank
@@ -64,6 +66,7 @@ def load_tokenizer(path: str | Path) -> Any:
     """An HF tokenizer from a folder, a hub id, or a .gguf file (transformers converts it)."""
     from transformers import AutoTokenizer
 
+    check_local_path(str(path), "tokenizer path")
     path = Path(path)
     if path.suffix == ".gguf" and path.is_file():
         return _gguf_tokenizer(path)

@@ -44,9 +44,10 @@ def child_process_setup(log_level: str, name: str) -> int:
     # SIGTERM (from the parent, or PR_SET_PDEATHSIG) exits through the interpreter's normal
     # shutdown, so finalizers run (e.g. semaphores that tqdm created get unlinked).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    logging.basicConfig(
-        level=log_level.upper(), format=f"%(asctime)s [{name}] %(levelname)s %(message)s"
-    )
+    # log_level is sglang's; the root stays at WARNING so libraries' INFO (torch's
+    # "FakeTensor cache stats" at exit) stays out of the user's terminal.
+    logging.basicConfig(format=f"%(asctime)s [{name}] %(levelname)s %(message)s")
+    logging.getLogger("sglang").setLevel(log_level.upper())
     _prctl_setup(name)
     parent = multiprocessing.parent_process()
     return parent.pid if parent is not None and parent.pid else os.getppid()
