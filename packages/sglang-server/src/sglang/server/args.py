@@ -8,6 +8,7 @@ new runtime knob is a launch_server flag with no edit here.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -32,9 +33,14 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         "require 'Authorization: Bearer KEY' on every endpoint except /health"
     )] = None
     served_model_name: Annotated[str | None, doc(
-        "model name reported by the API", unset="the model path"
+        "model id reported by the API (/v1/models, responses' model)",
+        unset="the model folder or file name, or the hub id",
     )] = None
     stream_interval: Annotated[int, doc("send a streaming chunk every N generated tokens")] = 1
+    log_requests: Annotated[bool, doc(
+        "log one line per finished request: id, finish reason, prompt and completion tokens, "
+        "seconds (the HTTP access log stays off)"
+    )] = False
     graceful_shutdown_timeout: Annotated[float, doc(
         "seconds SIGTERM waits for running requests before the server stops anyway"
     )] = 30.0
@@ -47,6 +53,14 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         if self.graceful_shutdown_timeout < 0:
             raise ValueError(f"invalid graceful_shutdown_timeout={self.graceful_shutdown_timeout}:"
                              " expected a number of seconds >= 0")
+
+    def model_name(self, model_path: str) -> str:
+        """The served model id: --served-model-name, else the last part of the model path
+        (a folder or file name), else the hub id as given."""
+        if self.served_model_name:
+            return self.served_model_name
+        path = Path(model_path).expanduser()
+        return path.name if path.exists() else model_path
 
     def redacted(self) -> dict[str, Any]:
         """For /get_server_args: everything except the API key."""

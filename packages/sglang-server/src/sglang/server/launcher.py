@@ -39,6 +39,7 @@ from sglang.runtime.procs import (
 )
 from sglang.server.args import ServerArgs
 from sglang.server.ipc import IpcAddrs, make_ipc_addrs
+from sglang.server.request_log import enable_request_log
 
 logger = logging.getLogger("sglang.server")
 
@@ -134,6 +135,8 @@ def launch_server(server_args: ServerArgs) -> int:
     # dumps "FakeTensor cache stats" at exit) is noise to a user.
     logging.basicConfig(format="%(asctime)s [server] %(levelname)s %(message)s")
     logging.getLogger("sglang").setLevel(server_args.runtime.log_level.upper())
+    if server_args.log_requests:
+        enable_request_log()
     addrs = make_ipc_addrs()
     children: list[Child] = []
 

@@ -47,6 +47,7 @@ from sglang.server.errors import APIError, bad_request
 from sglang.server.ipc import IpcAddrs, pull_socket, push_socket
 from sglang.server.metrics import ServerMetrics
 from sglang.server.req_state import RequestState
+from sglang.server.request_log import log_request
 from sglang.server.validation import prepare_http
 
 logger = logging.getLogger("sglang.server")
@@ -88,7 +89,7 @@ class TokenizerManager:
         self.limits = ModelLimits(self.context_len, self.vocab_size)
         self.model_path = model_path
         self.tokenizer_path = tokenizer_path
-        self.served_model_name = server_args.served_model_name or model_path
+        self.served_model_name = server_args.model_name(model_path)
         self.chat_template = _resolve_chat_template(server_args.chat_template, tokenizer)
         self.metrics = ServerMetrics(self.served_model_name)
         self.stream_interval = server_args.stream_interval
@@ -358,6 +359,9 @@ class TokenizerManager:
 
     def _record_finish(self, state: RequestState, finish_type: str) -> None:
         acc = state.acc
+        if self.server_args.log_requests:
+            log_request(state.rid, finish_type, acc.prompt_tokens, acc.completion_tokens,
+                        time.monotonic() - state.created)
         self.metrics.finished(
             finish_type, time.monotonic() - state.created, acc.prompt_tokens,
             acc.completion_tokens, acc.cached_tokens,
