@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fake_backend import FakeBackend
 
 import sglang as sgl
@@ -170,3 +171,30 @@ def test_reading_variables_inside_the_program_waits_and_branches() -> None:
     state = prog.run(backend=be)
     assert state["size"] == "big" and state["doubled"] == 14
     assert state.text() == "n=7\nIt is big"
+
+
+def test_reading_a_fork_variable_on_the_parent_says_to_join() -> None:
+    be = FakeBackend(_tips)
+
+    @sgl.function
+    def prog(s):
+        s += "Start\n"
+        forks = s.fork(2)
+        forks += lambda i: f"Expand tip {i}:\n"
+        forks += sgl.gen("detail", stop="\n\n")
+        s["detail"]  # before forks.join(): the parent has no such variable yet
+
+    with pytest.raises(KeyError) as error:  # the body runs in this thread: it raises here
+        prog.run(backend=be)
+    text = str(error.value)
+    assert "'detail'" in text and "join()" in text and "fork" in text
+
+    @sgl.function
+    def plain(s):
+        s += "Start\n"
+        s.fork(2)
+        s["nothing"]
+
+    with pytest.raises(KeyError) as other:  # a name no fork sets keeps the plain message
+        plain.run(backend=be)
+    assert "join()" not in str(other.value)

@@ -158,8 +158,15 @@ class StreamExecutor:
         if name not in self.vars.values:
             if self.error_ is not None:
                 raise self.error_
-            raise KeyError(f"the program has no variable {name!r}")
+            raise KeyError(self._missing_var_message(name))
         return self.vars.get(name)
+
+    def _missing_var_message(self, name: str) -> str:
+        # A fork's variables reach its parent only through join(): say so when that is why.
+        if any(name in child.vars.values or child.vars.event(name) for child in self.children):
+            return (f"the program has no variable {name!r} yet: it is set in a fork; call "
+                    f"join() on the forks first (the parent then holds the list of their values)")
+        return f"the program has no variable {name!r}"
 
     # ---- execution -------------------------------------------------------------------------
 
