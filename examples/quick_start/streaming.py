@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# _backend first: it makes sure `select` is the standard library's (see there).
-from _backend import start_backend  # isort: skip
-
 import sglang as sgl
+
+# This folder's helper (a script's folder is on sys.path): a running server named by
+# SGLANG_ENDPOINT, or a local sgl.Runtime() started on the embedded model.
+from _backend import start_backend  # isort: skip
 
 
 @sgl.function
