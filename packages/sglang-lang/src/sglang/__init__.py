@@ -41,7 +41,10 @@ from sglang.lang.api import (  # noqa: E402  (after extend_path, so submodules r
 
 # name -> (module, what to install when the module is missing)
 _LAZY: dict[str, tuple[str, str]] = {
-    "Engine": ("sglang.runtime.engine", "sgl.Engine needs the runtime: pip install sglang-runtime"),
+    "Engine": (
+        "sglang.runtime.engine",
+        "sgl.Engine needs the runtime: install packages/sglang-runtime from a checkout (README)",
+    ),
     "Runtime": ("sglang.lang.runtime", "sgl.Runtime is not available in this installation"),
     "RuntimeEndpoint": (
         "sglang.lang.backend.runtime_endpoint",
