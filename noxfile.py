@@ -189,7 +189,7 @@ def readme(session: nox.Session) -> None:
     fresh each time, then README's ``sgl.Engine()`` snippet in it. Both are read from
     README.md, so a change there that breaks them fails here."""
     install, snippet = _readme_steps(ROOT / "README.md")
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()
     venv = tmp / "readme-venv"
     shutil.rmtree(venv, ignore_errors=True)  # nothing reused from an earlier run
     session.run(sys.executable, "-m", "venv", str(venv), external=True)
