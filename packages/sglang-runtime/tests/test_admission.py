@@ -124,10 +124,12 @@ def test_skip_ahead_is_bounded(sched: Scheduler) -> None:
     sched.step()
     blocked = req("blocked", 30, 4, seed=1, ignore_eos=True)
     sched.add_request(blocked)
-    # Once skip-ahead stops, the hog and then `blocked` decode at least once every
-    # MAX_EXTENDS_IN_A_ROW + 1 steps, however many short requests arrive.
-    bound = SKIP_AHEAD_LIMIT + (hog_new + blocked.params.max_new_tokens + 2) * (
-        MAX_EXTENDS_IN_A_ROW + 1)
+    # Skip-ahead stops after SKIP_AHEAD_LIMIT steps; then nothing is admitted, so the hog
+    # decodes every step until it ends; `blocked` starts the step after and, short requests
+    # starting again, decodes at least once every MAX_EXTENDS_IN_A_ROW + 1 steps. (Without
+    # the skip-ahead bound this takes ~4x longer here; without the decode turn, forever.)
+    bound = SKIP_AHEAD_LIMIT + hog_new + 1 + blocked.params.max_new_tokens * (
+        MAX_EXTENDS_IN_A_ROW + 1) + 2
     done_at: dict[str, int] = {}
     for step in range(bound + 1):
         sched.add_request(req(f"s{step}", 2, 1, seed=10 + step, ignore_eos=True))
