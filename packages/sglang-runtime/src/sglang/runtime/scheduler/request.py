@@ -53,6 +53,8 @@ class Req:
     extend_len: int = 0
     logprobs: LogprobRecord = field(default_factory=LogprobRecord)
     arrival: int = 0
+    # Steps in which later requests were admitted ahead of this one (bounded skip-ahead).
+    passed_over: int = 0
     # Output logprob entries already sent out (streams carry deltas).
     sent_output_logprobs: int = 0
     sent_input_logprobs: bool = False

@@ -2,7 +2,8 @@
 
 Each `step()` either extends (admits waiting requests, prefills their uncached tokens, possibly in
 chunks) or decodes one token for every running request. Extend has priority. When decode runs
-out of slots it evicts cache, then retracts the requests with the least progress.
+out of slots it evicts cache, then retracts the requests with the least progress. Which
+waiting requests start, and why every one eventually does: `admission.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.base import constraint_of
 from sglang.runtime.messages import FinishReason, SchedulerStats, TokenOutput
+from sglang.runtime.scheduler.admission import Admission
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.constrained import ConstrainedSteps
 from sglang.runtime.scheduler.kv_manager import KVManager
@@ -30,12 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sglang.runtime")
 
-# Requests whose uncached prompts start with the same tokens are not prefilled in the same
-# step: the first one computes the shared part, the rest find it in the cache a step later.
-IN_BATCH_PREFIX_KEY = 32
-
-
-class Scheduler(ConstrainedSteps):
+class Scheduler(Admission, ConstrainedSteps):
     def __init__(
         self,
         args: RuntimeArgs,
@@ -67,6 +64,7 @@ class Scheduler(ConstrainedSteps):
         self.overlap = kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
         self.new_token_ratio = args.init_new_token_ratio
         self._arrivals = 0
+        self.extends_in_a_row = 0
         self.num_retractions = 0
         self.forward_steps = 0
         self.decode_steps = 0
@@ -87,12 +85,9 @@ class Scheduler(ConstrainedSteps):
                 f"the prompt has {len(req.prompt_ids)} tokens; the context length is "
                 f"{self.context_len}, which must leave room for at least one new token"
             )
-        if len(req.prompt_ids) + 1 > self.kv.num_slots:
-            raise ValueError(
-                f"the prompt has {len(req.prompt_ids)} tokens but the KV pool holds only "
-                f"{self.kv.num_slots}; raise max_total_tokens"
-            )
-        # Generation stops at the context length, whatever max_new_tokens says.
+        # Generation stops at the context length, whatever max_new_tokens says, and at the
+        # pool's size (clipped here: only the scheduler knows it).
+        self.fit_to_pool(req)
         req.arrival = self._arrivals
         self._arrivals += 1
         if constraint_of(req.params) is not None:
@@ -152,14 +147,20 @@ class Scheduler(ConstrainedSteps):
         if self.grammar is not None and self.grammar.has_pending:
             self._queue_compiled(outputs)
         reqs = self._schedule_extend()
+        decoded = False
+        if not reqs and self.running:
+            decoded = self._run_decode(outputs)
+            if not decoded and self.waiting:
+                # Decode retracted every running request: admit now, so that no step runs
+                # nothing while a request waits.
+                reqs = self._schedule_extend()
+        self.extends_in_a_row = self.extends_in_a_row + 1 if reqs else 0
         if reqs:
             self._drain(outputs)
             self._extending = reqs
             self._run_extend(reqs, outputs)
             self._extending = []
-        elif self.running:
-            self._run_decode(outputs)
-        else:
+        elif not decoded:
             self._drain(outputs)
         if self.args.debug_check_integrity or not self.has_work:
             self.check_integrity()
@@ -169,68 +170,6 @@ class Scheduler(ConstrainedSteps):
         self.kv.check_integrity(self.active_requests())
 
     # ---- extend ---------------------------------------------------------------------------
-    def _schedule_extend(self) -> list[Req]:
-        budget = self.chunk_size
-        batch: list[Req] = []
-        if self.chunked is not None:
-            req = self.chunked
-            n = min(req.fill_len - req.kv_len, budget)
-            if self.kv.grow(req, n) is None:
-                if not self.running:
-                    # Nothing else can free slots: start this prompt over later.
-                    self.kv.retract(req)
-                    req.state = ReqState.WAITING
-                    self.waiting.appendleft(req)
-                    self.chunked = None
-                return []
-            req.extend_len = n
-            batch.append(req)
-            budget -= n
-            if req.kv_len + n < req.fill_len:
-                return batch
-            self.chunked = None
-        if not self.waiting or budget <= 0:
-            return batch
-        reserved = sum(self._headroom(r) for r in self.running)
-        seen_keys: set[tuple[int, ...]] = set()
-        admitted: set[int] = set()
-        for req in self.policy(list(self.waiting), self.kv.cache):
-            if len(self.running) + len(batch) >= self.max_running or budget <= 0:
-                break
-            m = self.kv.match(req)
-            extend = req.fill_len - m.cached_len
-            key = (m.cached_len, *req.fill_ids[m.cached_len : m.cached_len + IN_BATCH_PREFIX_KEY])
-            if len(key) > IN_BATCH_PREFIX_KEY and key in seen_keys:
-                continue  # shares an uncached prefix with a request admitted this step
-            need = extend + self._headroom(req)
-            idle = not self.running and not batch
-            # With nothing running, admit whatever fits now: retraction covers the headroom.
-            if need > self.kv.available_tokens - reserved and not (
-                idle and extend <= self.kv.available_tokens
-            ):
-                break
-            chunk = min(extend, budget)
-            if self.kv.admit(req, m, chunk) is None:
-                break
-            if req.cached_tokens is None:
-                # A jump-forward may have put output tokens ahead of the first prefill; those
-                # are not prompt tokens, cached or not.
-                req.cached_tokens = min(m.cached_len, len(req.prompt_ids))
-                self.cached_prompt_tokens += req.cached_tokens
-                self.prompt_tokens += len(req.prompt_ids)
-            req.state = ReqState.PREFILLING
-            seen_keys.add(key)
-            admitted.add(id(req))
-            batch.append(req)
-            budget -= chunk
-            reserved += self._headroom(req)
-            if chunk < extend:
-                self.chunked = req
-                break
-        if admitted:
-            self.waiting = deque(r for r in self.waiting if id(r) not in admitted)
-        return batch
-
     def _run_extend(self, reqs: list[Req], outputs: list[TokenOutput]) -> None:
         done = [r.kv_len + r.extend_len >= r.fill_len for r in reqs]
         batch, rows = build_extend(
@@ -264,7 +203,8 @@ class Scheduler(ConstrainedSteps):
         return self.kv.req_pool.table[req.row, req.kv_len : req.kv_len + req.extend_len]
 
     # ---- decode ---------------------------------------------------------------------------
-    def _run_decode(self, outputs: list[TokenOutput]) -> None:
+    def _run_decode(self, outputs: list[TokenOutput]) -> bool:
+        """One decode step; False when retraction left nothing to decode."""
         inputs = slots = None
         if self.in_flight is not None:
             if self.overlap and all(overlap_safe(r) for r in self.running):
@@ -278,7 +218,7 @@ class Scheduler(ConstrainedSteps):
         if inputs is None:
             slots = self._reserve_decode_slots()
             if not self.running:
-                return
+                return False
         assert slots is not None
         self.kv.req_pool.write_one_each(
             [r.row for r in self.running], [r.kv_len for r in self.running], slots  # type: ignore[misc]
@@ -303,6 +243,7 @@ class Scheduler(ConstrainedSteps):
         self.new_token_ratio = max(
             self.new_token_ratio - self.args.new_token_ratio_decay, self.args.min_new_token_ratio
         )
+        return True
 
     def _reserve_decode_slots(self) -> torch.Tensor:
         """One slot per running request, retracting the least advanced requests if needed."""
@@ -353,16 +294,6 @@ class Scheduler(ConstrainedSteps):
                                else self.out.emit(req, jumped))
             else:
                 outputs.append(self.out.emit(req, [tok]))
-
-    def _headroom(self, req: Req) -> float:
-        """Decode slots to keep for `req`: all it may still emit when only the length can stop
-        it (ignore_eos, no stop strings or ids, no grammar), else an adaptive share of that."""
-        p = req.params
-        certain = (
-            p.ignore_eos and not p.stop_strs and not p.stop_token_ids
-            and req.grammar is None
-        )
-        return req.remaining_new_tokens * (1.0 if certain else self.new_token_ratio)
 
     def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
         if req in self.running:
