@@ -27,12 +27,17 @@ def ipc_folders(server: LiveServer) -> list[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), f"sglang-ipc-{server.proc.pid}-*"))
 
 
-def wait_running(server: LiveServer, n: int, timeout: float = 120) -> None:
-    """Until the scheduler runs at least `n` requests."""
+def in_scheduler(text: str) -> float:
+    """Requests the scheduler holds (running or waiting), from a /metrics page."""
+    return metric(text, "sglang_num_running_reqs") + metric(text, "sglang_num_queue_reqs")
+
+
+def wait_running(server: LiveServer, n: int, timeout: float = 300) -> None:
+    """Until the scheduler holds at least `n` requests (running or waiting for admission)."""
     with server.client() as c:
         deadline = time.monotonic() + timeout
-        while metric(c.get("/metrics").text, "sglang_num_running_reqs") < n:
-            assert time.monotonic() < deadline, f"fewer than {n} requests running"
+        while in_scheduler(c.get("/metrics").text) < n:
+            assert time.monotonic() < deadline, f"fewer than {n} requests in the scheduler"
             time.sleep(0.1)
 
 
