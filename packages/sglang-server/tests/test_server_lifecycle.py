@@ -14,7 +14,7 @@ import time
 
 import httpx
 from lifecycle_helpers import STOP_WARNING, ipc_folders, wait_running
-from live_server import SRC_DIRS, find_child, launch, require_model
+from live_server import SRC_DIRS, launch, require_model
 
 SMALL = ("--max-total-tokens", "4096")
 # Long enough that a slow or loaded machine still finishes a short request while draining.
