@@ -27,7 +27,7 @@ from sglang.runtime.messages import (
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.procs import child_process_setup
+from sglang.runtime.procs import child_process_setup, exit_child
 from sglang.server.ipc import pull_socket, push_socket
 
 logger = logging.getLogger("sglang.server")
@@ -122,11 +122,13 @@ class DetokenizerLoop:
 
 
 def run_detokenizer_process(
-    tokenizer_path: str | None, log_level: str, in_addr: str, out_addr: str, ready: Connection
+    tokenizer_path: str | None, log_level: str, in_addr: str, out_addr: str, ready: Connection,
+    heartbeat: Any = None,
 ) -> None:
     """Entry point: load the tokenizer, report ready (or the traceback), serve until the parent
-    goes away. No tokenizer_path (skip_tokenizer_init): outputs pass through with text ""."""
-    parent = child_process_setup(log_level, "detok")
+    goes away or stops it. No tokenizer_path (skip_tokenizer_init): outputs pass through with
+    text "". `heartbeat`: stamped every second, so the launcher notices a stuck process."""
+    parent = child_process_setup(log_level, "detok", heartbeat)
     try:
         import zmq
 
@@ -142,7 +144,14 @@ def run_detokenizer_process(
         raise SystemExit(1) from None
     ready.send({"ok": True})
     ready.close()
+    code = 0
     try:
         DetokenizerLoop(tokenizer, pull, push, parent).run_forever()
+    except SystemExit as e:  # SIGTERM
+        code = e.code if isinstance(e.code, int) else 0
+    except BaseException:
+        logger.exception("detokenizer process failed")
+        code = 1
     finally:
         ctx.destroy(linger=0)
+    exit_child(code)

@@ -3,8 +3,14 @@
 Lifecycle guarantees:
 - each child reports ready or its traceback; a failed start prints it and exits 1;
 - a watchdog notices a child that dies, marks the server unhealthy and exits 1 within seconds;
+- a watchdog notices a child that stops its heartbeat (every scheduler rank and the detokenizer
+  stamp one, at every tp): /health turns 503, requests in flight get a 503, the stuck child is
+  killed and the server exits 1, as for a dead child (a supervisor restarts it either way);
 - SIGTERM / SIGINT: new requests get 503 (and the listener closes), running requests get up to
-  `graceful_shutdown_timeout` seconds, then the children are stopped and the server exits 0;
+  `graceful_shutdown_timeout` seconds, then those still running get a 503 (a final SSE error
+  event when streaming), the children are stopped and the server exits 0;
+- the IPC folder in the temp dir goes on every exit this process lives through; one left by a
+  launcher killed outright is removed by the next start (`sweep_stale_ipc_folders`);
 - children also exit when this process dies (PR_SET_PDEATHSIG plus polling their parent pid),
   so no path leaves orphans.
 
@@ -38,7 +44,7 @@ from sglang.runtime.procs import (
     wait_ready,
 )
 from sglang.server.args import ServerArgs
-from sglang.server.ipc import IpcAddrs, make_ipc_addrs
+from sglang.server.ipc import IpcAddrs, make_ipc_addrs, sweep_stale_ipc_folders
 from sglang.server.request_log import enable_request_log
 
 logger = logging.getLogger("sglang.server")
@@ -46,6 +52,8 @@ logger = logging.getLogger("sglang.server")
 WATCHDOG_INTERVAL_S = 0.5
 # After a child died: how long the server may take to stop on its own before it is cut short.
 FORCED_EXIT_AFTER_S = 5.0
+# uvicorn cancels what still runs this long after our own drain deadline, which answers first.
+DRAIN_ANSWER_MARGIN_S = 5.0
 
 
 class _Interrupted(BaseException):
@@ -137,6 +145,7 @@ def launch_server(server_args: ServerArgs) -> int:
     logging.getLogger("sglang").setLevel(server_args.runtime.log_level.upper())
     if server_args.log_requests:
         enable_request_log()
+    sweep_stale_ipc_folders()
     addrs = make_ipc_addrs()
     children: list[Child] = []
 
@@ -173,7 +182,8 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
     children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in)
     tokenizer, model_path, tokenizer_path, tok_copy = _load_tokenizer(server_args, addrs.folder)
     children.append(start_child(ctx, "detokenizer", run_detokenizer_process,
-                                (tok_copy, rt.log_level, addrs.detokenizer_in, addrs.tokenizer_in)))
+                                (tok_copy, rt.log_level, addrs.detokenizer_in, addrs.tokenizer_in),
+                                heartbeat=True))
     wait_ready(children)
 
     from sglang.server.app import build_app
@@ -187,14 +197,16 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
     app = build_app(tm, server_args)
     config = uvicorn.Config(
         app, host=server_args.host, port=server_args.port, log_level=rt.log_level.lower(),
-        timeout_graceful_shutdown=server_args.graceful_shutdown_timeout, access_log=False,
+        timeout_graceful_shutdown=server_args.graceful_shutdown_timeout + DRAIN_ANSWER_MARGIN_S,
+        access_log=False,
     )
     exit_code = 0
 
     def on_exit_signal(sig: int) -> None:
         if not tm.draining:
-            logger.warning("received signal %d: draining running requests, then exiting", sig)
-        tm.draining = True
+            logger.warning("received signal %d: draining running requests (at most %g s), "
+                           "then exiting", sig, server_args.graceful_shutdown_timeout)
+        tm.begin_drain(server_args.graceful_shutdown_timeout)
 
     server = _Uvicorn(config, on_exit_signal)
 
@@ -217,6 +229,7 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
         time.sleep(FORCED_EXIT_AFTER_S)
         logger.error("server did not stop in time; exiting now")
         stop_children(children)
+        shutil.rmtree(addrs.folder, ignore_errors=True)
         os._exit(1)
 
     watchdog = Watchdog(children, on_failure, rt.rank_heartbeat_timeout)

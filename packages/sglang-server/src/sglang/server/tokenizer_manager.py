@@ -146,10 +146,31 @@ class TokenizerManager:
             and not self._recv_task.done()
         )
 
+    def begin_drain(self, timeout: float) -> None:
+        """SIGTERM: new requests get a 503 from now on; requests still running after `timeout`
+        seconds get a 503 (a final SSE error event when streaming) rather than being cut off
+        when the HTTP server stops. Safe to call from a signal handler, and more than once."""
+        if self.draining:
+            return
+        self.draining = True
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.call_later, timeout, self._drain_expired,
+                                           timeout)
+
+    def _drain_expired(self, timeout: float) -> None:
+        if self.states:
+            logger.warning("drain timeout (%g s) expired: %d request(s) still running get a 503",
+                           timeout, len(self.states))
+        self._fail_requests(f"the server is shutting down (requests still running after "
+                            f"{timeout:g} s are stopped)")
+
     def fail_all(self, reason: str) -> None:
         """The pipeline is gone: every waiting request and control call gets an error now
         rather than hanging."""
         self.unhealthy_reason = reason
+        self._fail_requests(reason)
+
+    def _fail_requests(self, reason: str) -> None:
         for state in list(self.states.values()):
             state.push(DetokOutput(
                 rid=state.rid, new_token_ids=[], finished=True, error=reason,

@@ -8,7 +8,7 @@ its module inside the runtime: `scheduler_proc` (the ZMQ loop and its entry poin
 (`RemoteScheduler`) and `thread_loop` (`SchedulerThread`).
 """
 
-from sglang.runtime.procs.child import child_process_setup
+from sglang.runtime.procs.child import child_process_setup, exit_child
 from sglang.runtime.procs.supervisor import (
     Child,
     StartupError,
@@ -23,6 +23,7 @@ __all__ = [
     "Child",
     "StartupError",
     "child_process_setup",
+    "exit_child",
     "find_failure",
     "start_child",
     "start_ranks",

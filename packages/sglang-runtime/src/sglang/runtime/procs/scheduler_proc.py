@@ -40,7 +40,7 @@ from sglang.runtime.messages import (
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.procs.child import child_process_setup, start_heartbeat
+from sglang.runtime.procs.child import child_process_setup, exit_child
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -259,9 +259,7 @@ def run_scheduler_process(
     sockets): build, report ready (or the traceback), serve. `heartbeat`: a shared double
     (multiprocessing.Value) stamped with time.monotonic() every second."""
     tp = args.tp_size > 1
-    parent = child_process_setup(args.log_level, f"tp{tp_rank}" if tp else "sched")
-    if heartbeat is not None:
-        start_heartbeat(heartbeat)
+    parent = child_process_setup(args.log_level, f"tp{tp_rank}" if tp else "sched", heartbeat)
     ctx = None
     try:
         from sglang.runtime.builder import build_runtime
@@ -290,13 +288,21 @@ def run_scheduler_process(
         "device": str(runtime.device),
     })
     ready.close()
-    if not tp:
-        try:
-            loop.run_forever()
-        finally:
-            if ctx is not None:
-                ctx.destroy(linger=0)
-        return
-    from sglang.runtime.procs.tp_loop import run_tp_loop
+    code = 0
+    try:
+        if tp:
+            from sglang.runtime.procs.tp_loop import run_tp_loop
 
-    run_tp_loop(loop, ctx)  # type: ignore[arg-type]
+            run_tp_loop(loop, ctx)  # type: ignore[arg-type]
+        else:
+            try:
+                loop.run_forever()
+            finally:
+                if ctx is not None:
+                    ctx.destroy(linger=0)
+    except SystemExit as e:  # SIGTERM, or a rank's own exit code
+        code = e.code if isinstance(e.code, int) else 0
+    except BaseException:
+        logger.exception("scheduler process failed")
+        code = 1
+    exit_child(code)

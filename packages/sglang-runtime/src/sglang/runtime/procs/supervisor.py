@@ -2,8 +2,10 @@
 its scheduler ranks and detokenizer, and by the Engine for its tensor-parallel ranks.
 
 A child gets the write end of a pipe as its last positional argument and sends {"ok": True, ...}
-or {"ok": False, "error": traceback}. Scheduler ranks also stamp a shared heartbeat, so a rank
-that is stopped or frozen is noticed like one that died. When several ranks end at once,
+or {"ok": False, "error": traceback}. Every scheduler rank (at any tp) and the server's
+detokenizer also stamp a shared heartbeat from a daemon thread, so a process that is stopped
+(SIGSTOP) or frozen is noticed like one that died, while a busy one (a long prefill, a CUDA graph
+capture) keeps stamping. When several ranks end at once,
 `find_failure` names the one that caused it, not the ranks that merely lost contact with it.
 """
 
@@ -138,7 +140,7 @@ def start_ranks(ctx: Any, args: RuntimeArgs, in_addr: str, out_addr: str) -> lis
     for rank in args.node_tp_ranks:
         child = start_child(
             ctx, f"tp rank {rank} scheduler" if tp else "scheduler", run_scheduler_process,
-            (args, in_addr, out_addr), {"tp_rank": rank}, heartbeat=tp,
+            (args, in_addr, out_addr), {"tp_rank": rank}, heartbeat=True,
         )
         child.follower = rank > 0 and args.node_rank == 0
         children.append(child)
