@@ -40,7 +40,7 @@ from sglang.runtime.messages import (
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.procs.child import child_process_setup, start_heartbeat
+from sglang.runtime.procs.child import child_process_setup, start_heartbeat, threads_in_effect
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -288,6 +288,7 @@ def run_scheduler_process(
         "kv_total_tokens": runtime.scheduler.kv.num_slots,
         "max_running_requests": runtime.scheduler.max_running,
         "device": str(runtime.device),
+        "threads": threads_in_effect(),
     })
     ready.close()
     if not tp:
