@@ -30,7 +30,7 @@ def _reported_threads(log: str) -> dict[str, int]:
 
 
 def test_scheduler_gets_the_cores_and_the_rest_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         monkeypatch.delenv(var, raising=False)
     cores = available_cores()
     server = launch(*SMALL)
@@ -43,6 +43,7 @@ def test_scheduler_gets_the_cores_and_the_rest_one_thread(monkeypatch: pytest.Mo
         assert sched["OMP_NUM_THREADS"] == sched["MKL_NUM_THREADS"] == str(cores)
         assert detok["OMP_NUM_THREADS"] == detok["MKL_NUM_THREADS"] == str(AUX_THREADS)
         assert sched["TOKENIZERS_PARALLELISM"] == detok["TOKENIZERS_PARALLELISM"] == "false"
+        assert sched["OMP_WAIT_POLICY"] == "PASSIVE"
     finally:
         server.stop()
 
@@ -55,7 +56,9 @@ def test_policy_respects_the_user_and_shares_cores_between_ranks() -> None:
     assert scheduler_threads(1, {"OMP_NUM_THREADS": "3"}) == 3
     # A value OpenMP would not accept is not the user's choice: fall back to the cores.
     assert scheduler_threads(1, {"OMP_NUM_THREADS": "zero"}) == cores
-    assert thread_env(5)["OMP_NUM_THREADS"] == "5"
+    assert thread_env(5, {})["OMP_NUM_THREADS"] == "5"
+    assert thread_env(5, {})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert thread_env(5, {"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_spawned_child_starts_with_its_threads_and_parent_env_is_restored() -> None:

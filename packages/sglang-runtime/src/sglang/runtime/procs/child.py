@@ -107,11 +107,17 @@ def scheduler_threads(ranks_per_node: int = 1, environ: Mapping[str, str] = os.e
     return max(1, available_cores() // max(1, ranks_per_node))
 
 
-def thread_env(threads: int) -> dict[str, str]:
-    """The environment a process should start with to use `threads` compute threads. The
-    tokenizers' Rust pool is off too: batch encodes in the HTTP process would otherwise spread
-    over every core (and it warns after a fork)."""
+def thread_env(threads: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment a process should start with to use `threads` compute threads.
+
+    OpenMP workers sleep at once between parallel regions (OMP_WAIT_POLICY=PASSIVE, unless the
+    user chose a policy): spinning workers of a team as large as the cores starve the HTTP and
+    detokenizer processes and whatever else runs, and every barrier then waits a time slice for
+    a descheduled thread. Measured on a loaded 2-core machine (docs/benchmarks.md): 48 tokens in
+    64 s spinning, 6.9 s passive. The tokenizers' Rust pool is off too: batch encodes in the
+    HTTP process would otherwise spread over every core (and it warns after a fork)."""
     env = {var: str(threads) for var in THREAD_ENV_VARS}
+    env["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
     env["TOKENIZERS_PARALLELISM"] = "false"
     return env
 
