@@ -24,6 +24,7 @@ from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.manager import GrammarManager
 from sglang.runtime.loading.loader import load_model
 from sglang.runtime.models.config import ModelConfig
+from sglang.runtime.procs.child import scheduler_threads
 from sglang.runtime.procs.tp_output import TPOutputProcessor
 from sglang.runtime.scheduler.kv_manager import KVManager
 from sglang.runtime.scheduler.output import OutputProcessor
@@ -67,9 +68,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def _join_tp_group(args: RuntimeArgs, tp_rank: int, device: torch.device) -> None:
     local_ranks = args.ranks_per_node
-    if device.type == "cpu" and local_ranks > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # Ranks of one node share its cores; oversubscribing them slows every rank down.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
+    if device.type == "cpu" and local_ranks > 1:
+        # Ranks of one node share its cores (ranks started as processes already have this from
+        # their environment; in-process ranks do not).
+        torch.set_num_threads(scheduler_threads(local_ranks))
     if args.dist_init_addr is None:
         raise ValueError("tensor parallelism needs dist_init_addr (the launcher picks one)")
     init_distributed(tp_rank, args.tp_size, args.dist_init_addr, device, args.dist_timeout)

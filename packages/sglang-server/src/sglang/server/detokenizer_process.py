@@ -27,7 +27,7 @@ from sglang.runtime.messages import (
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.procs import child_process_setup, exit_child
+from sglang.runtime.procs import child_process_setup, exit_child, threads_in_effect
 from sglang.server.ipc import pull_socket, push_socket
 
 logger = logging.getLogger("sglang.server")
@@ -142,7 +142,7 @@ def run_detokenizer_process(
         ready.send({"ok": False, "error": traceback.format_exc()})
         ready.close()
         raise SystemExit(1) from None
-    ready.send({"ok": True})
+    ready.send({"ok": True, "threads": threads_in_effect()})
     ready.close()
     code = 0
     try:

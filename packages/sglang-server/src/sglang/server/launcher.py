@@ -35,12 +35,16 @@ from typing import Any
 import uvicorn
 
 from sglang.runtime.procs import (
+    AUX_THREADS,
     Child,
     StartupError,
     find_failure,
+    limit_this_process,
+    scheduler_threads,
     start_child,
     start_ranks,
     stop_children,
+    threads_in_effect,
     wait_ready,
 )
 from sglang.server.args import ServerArgs
@@ -169,22 +173,33 @@ def launch_server(server_args: ServerArgs) -> int:
         shutil.rmtree(addrs.folder, ignore_errors=True)
 
 
+def _log_threads(children: list[Child]) -> None:
+    """One line with each process's compute threads as it reports them itself."""
+    parts = [f"{c.name} {(c.info or {}).get('threads', '?')}" for c in children]
+    parts.append(f"http {threads_in_effect()}")
+    logger.info("compute threads: %s", ", ".join(parts))
+
+
 def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> int:
     from sglang.server.detokenizer_process import run_detokenizer_process
 
     rt = server_args.runtime
     ctx = multiprocessing.get_context("spawn")
     _model_path(server_args)
+    # Read before this process limits its own threads (which sets OMP_NUM_THREADS here).
+    rank_threads = scheduler_threads(rt.ranks_per_node)
+    limit_this_process(AUX_THREADS)
     if rt.node_rank > 0:
-        return _serve_ranks_only(ctx, server_args, addrs, children)
+        return _serve_ranks_only(ctx, server_args, addrs, children, rank_threads)
     _check_port(server_args.host, server_args.port)
     # The scheduler ranks load the model while this process loads the tokenizer.
-    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in)
+    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in, rank_threads)
     tokenizer, model_path, tokenizer_path, tok_copy = _load_tokenizer(server_args, addrs.folder)
     children.append(start_child(ctx, "detokenizer", run_detokenizer_process,
                                 (tok_copy, rt.log_level, addrs.detokenizer_in, addrs.tokenizer_in),
-                                heartbeat=True))
+                                heartbeat=True, threads=AUX_THREADS))
     wait_ready(children)
+    _log_threads(children)
 
     from sglang.server.app import build_app
     from sglang.server.tokenizer_manager import TokenizerManager
@@ -246,14 +261,15 @@ def _serve(server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]) -> i
 
 
 def _serve_ranks_only(
-    ctx: Any, server_args: ServerArgs, addrs: IpcAddrs, children: list[Child]
+    ctx: Any, server_args: ServerArgs, addrs: IpcAddrs, children: list[Child], rank_threads: int
 ) -> int:
     """A node other than 0: run this node's ranks until they end. They end together with node
     0 (it broadcasts the stop, or its loss breaks their collectives); exit 0 only when every
     rank stopped cleanly."""
     rt = server_args.runtime
-    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in)
+    children += start_ranks(ctx, rt, addrs.scheduler_in, addrs.detokenizer_in, rank_threads)
     wait_ready(children)
+    _log_threads(children)
     logger.info("node %d: tp ranks %s ready", rt.node_rank, rt.node_tp_ranks)
     while True:
         time.sleep(WATCHDOG_INTERVAL_S)

@@ -8,7 +8,14 @@ its module inside the runtime: `scheduler_proc` (the ZMQ loop and its entry poin
 (`RemoteScheduler`) and `thread_loop` (`SchedulerThread`).
 """
 
-from sglang.runtime.procs.child import child_process_setup, exit_child
+from sglang.runtime.procs.child import (
+    AUX_THREADS,
+    child_process_setup,
+    exit_child,
+    limit_this_process,
+    scheduler_threads,
+    threads_in_effect,
+)
 from sglang.runtime.procs.supervisor import (
     Child,
     StartupError,
@@ -20,13 +27,17 @@ from sglang.runtime.procs.supervisor import (
 )
 
 __all__ = [
+    "AUX_THREADS",
     "Child",
     "StartupError",
     "child_process_setup",
     "exit_child",
     "find_failure",
+    "limit_this_process",
+    "scheduler_threads",
     "start_child",
     "start_ranks",
     "stop_children",
+    "threads_in_effect",
     "wait_ready",
 ]

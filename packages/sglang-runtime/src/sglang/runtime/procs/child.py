@@ -1,5 +1,12 @@
 """What every child process of the server or the Engine does first: leave the parent's process
-group, die with the parent, name itself, and stamp a heartbeat; and how it ends (`exit_child`)."""
+group, die with the parent, name itself, and stamp a heartbeat; and how it ends (`exit_child`).
+
+Also the one thread policy of the server's processes (`scheduler_threads`, `thread_env`,
+`limit_this_process`): the scheduler ranks of a node share its cores; the HTTP and detokenizer
+processes get one compute thread each. OpenMP pools of several processes that each size
+themselves to every core oversubscribe the CPU, and a matmul's threads then wait at each barrier
+for a thread that is not running: on CPU that made the server decode ~6x slower than the Engine.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 HEARTBEAT_INTERVAL_S = 1.0
@@ -82,3 +91,83 @@ def exit_child(code: int = 0) -> NoReturn:
                 stream.flush()
     finally:
         os._exit(code)
+# The variables that size the compute thread pools a process may load (torch's OpenMP and MKL,
+# OpenBLAS under numpy); they are read once, when the library initialises.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Auxiliary processes (HTTP, detokenizer) run no heavy tensor work: one thread leaves the cores
+# to the scheduler.
+AUX_THREADS = 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask: taskset, cgroup cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _positive_int(text: str | None) -> int | None:
+    try:
+        value = int(text) if text is not None else 0
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def scheduler_threads(ranks_per_node: int = 1, environ: Mapping[str, str] = os.environ) -> int:
+    """Compute threads of each scheduler rank: the user's OMP_NUM_THREADS when set, else this
+    node's cores shared evenly by its ranks."""
+    explicit = _positive_int(environ.get("OMP_NUM_THREADS"))
+    if explicit is not None:
+        return explicit
+    return max(1, available_cores() // max(1, ranks_per_node))
+
+
+def thread_env(threads: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment a process should start with to use `threads` compute threads.
+
+    OpenMP workers sleep at once between parallel regions (OMP_WAIT_POLICY=PASSIVE, unless the
+    user chose a policy): spinning workers of a team as large as the cores starve the HTTP and
+    detokenizer processes and whatever else runs, and every barrier then waits a time slice for
+    a descheduled thread. Measured on a loaded 2-core machine (docs/benchmarks.md): 48 tokens in
+    64 s spinning, 6.9 s passive. The tokenizers' Rust pool is off too: batch encodes in the
+    HTTP process would otherwise spread over every core (and it warns after a fork)."""
+    env = {var: str(threads) for var in THREAD_ENV_VARS}
+    env["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    return env
+
+
+@contextmanager
+def spawned_with(env: Mapping[str, str]) -> Iterator[None]:
+    """Set `env` in os.environ while a child is spawned (it copies the environment at exec,
+    before any library reads it), then restore ours."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def limit_this_process(threads: int = AUX_THREADS) -> None:
+    """Size this process's own pools: the environment for libraries not loaded yet, and torch's
+    pool if torch is already loaded."""
+    os.environ.update(thread_env(threads))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def threads_in_effect() -> int:
+    """This process's compute threads: torch's pool if torch is loaded, else what the
+    environment would give it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return _positive_int(os.environ.get("OMP_NUM_THREADS")) or available_cores()

@@ -40,7 +40,7 @@ from sglang.runtime.messages import (
     TokenOutput,
     TokenOutputBatch,
 )
-from sglang.runtime.procs.child import child_process_setup, exit_child
+from sglang.runtime.procs.child import child_process_setup, exit_child, threads_in_effect
 
 logger = logging.getLogger("sglang.runtime")
 
@@ -286,6 +286,7 @@ def run_scheduler_process(
         "kv_total_tokens": runtime.scheduler.kv.num_slots,
         "max_running_requests": runtime.scheduler.max_running,
         "device": str(runtime.device),
+        "threads": threads_in_effect(),
     })
     ready.close()
     code = 0

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from sglang.runtime.config import RuntimeArgs
+from sglang.runtime.procs.child import scheduler_threads, spawned_with, thread_env
 
 CHILD_STOP_TIMEOUT_S = 5.0
 # Exit codes of a scheduler rank: it lost contact with another rank (which is the culprit), or
@@ -46,8 +47,10 @@ class Child:
 
 def start_child(
     ctx: Any, name: str, target: Any, args: tuple, kwargs: dict[str, Any] | None = None,
-    heartbeat: bool = False,
+    heartbeat: bool = False, threads: int | None = None,
 ) -> Child:
+    """Start `target(*args, ready_conn, **kwargs)` in a process; `threads`: the compute threads
+    it starts with (None: the environment it inherits)."""
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     kwargs = dict(kwargs or {})
     beat = None
@@ -56,7 +59,8 @@ def start_child(
         kwargs["heartbeat"] = beat
     proc = ctx.Process(target=target, args=(*args, child_conn), kwargs=kwargs,
                        name=f"sglang-{name.replace(' ', '-')}")
-    proc.start()
+    with spawned_with(thread_env(threads) if threads is not None else {}):
+        proc.start()
     child_conn.close()  # so recv() sees EOF if the child dies without a word
     return Child(name, proc, parent_conn, heartbeat=beat)
 
@@ -128,19 +132,24 @@ def _free_local_addr() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def start_ranks(ctx: Any, args: RuntimeArgs, in_addr: str, out_addr: str) -> list[Child]:
+def start_ranks(
+    ctx: Any, args: RuntimeArgs, in_addr: str, out_addr: str, threads: int | None = None
+) -> list[Child]:
     """Start this node's scheduler ranks (rank 0, on node 0, binds `in_addr` and pushes to
-    `out_addr`). A one-node group without dist_init_addr meets on a free local port."""
+    `out_addr`). A one-node group without dist_init_addr meets on a free local port. `threads`:
+    each rank's compute threads (default: the node's cores shared by its ranks)."""
     from sglang.runtime.procs.scheduler_proc import run_scheduler_process
 
     if args.tp_size > 1 and args.dist_init_addr is None:
         args = msgspec.structs.replace(args, dist_init_addr=_free_local_addr())
     tp = args.tp_size > 1
+    if threads is None:
+        threads = scheduler_threads(args.ranks_per_node)
     children = []
     for rank in args.node_tp_ranks:
         child = start_child(
             ctx, f"tp rank {rank} scheduler" if tp else "scheduler", run_scheduler_process,
-            (args, in_addr, out_addr), {"tp_rank": rank}, heartbeat=True,
+            (args, in_addr, out_addr), {"tp_rank": rank}, heartbeat=True, threads=threads,
         )
         child.follower = rank > 0 and args.node_rank == 0
         children.append(child)
