@@ -12,7 +12,16 @@ import pytest
 from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.inputs import MAX_N, ContextLengthExceeded, ModelLimits, prepare_request
+from sglang.runtime.inputs import (
+    MAX_BATCH,
+    MAX_GENERATIONS,
+    MAX_N,
+    MAX_RID_LEN,
+    MAX_TOP_LOGPROBS,
+    ContextLengthExceeded,
+    ModelLimits,
+    prepare_request,
+)
 
 LIMITS = ModelLimits(context_len=32, vocab_size=100)
 
@@ -90,8 +99,58 @@ def test_sampling_params_parsed_once_per_prompt(monkeypatch: pytest.MonkeyPatch)
 
 def test_clips_logprob_options_to_encodable_values() -> None:
     msg = prep(input_ids=[1, 2], return_logprob=True, logprob_start_len=10**30,
-               top_logprobs_num=10**30).reqs[0].msg
-    assert (msg.logprob_start_len, msg.top_logprobs_num) == (2, LIMITS.vocab_size)
+               top_logprobs_num=MAX_TOP_LOGPROBS).reqs[0].msg
+    assert (msg.logprob_start_len, msg.top_logprobs_num) == (2, MAX_TOP_LOGPROBS)
+    tiny = ModelLimits(context_len=32, vocab_size=8)  # more alternatives than tokens: all
+    msg = prepare_request(GenerateReqInput(input_ids=[1], return_logprob=True,
+                                           top_logprobs_num=MAX_TOP_LOGPROBS), None, tiny).reqs[0].msg
+    assert msg.top_logprobs_num == 8
+
+
+def test_top_k_above_the_vocabulary_is_clipped_beyond_int64_refused() -> None:
+    sp = prep(input_ids=[1], sampling_params={"top_k": 2**63 - 1}).reqs[0].msg.sampling_params
+    assert sp.top_k == LIMITS.vocab_size
+    for field in ("top_k", "max_new_tokens"):
+        with pytest.raises(InvalidRequest, match="64-bit") as ei:
+            prep(input_ids=[1], sampling_params={field: 2**70})
+        assert ei.value.param == f"sampling_params.{field}"
+
+
+def test_size_caps_are_checked_before_tokenizing() -> None:
+    class Counting(WordTokenizer):
+        calls = 0
+
+        def encode(self, text: str) -> list[int]:
+            Counting.calls += 1
+            return super().encode(text)
+
+    tok = Counting()
+    with pytest.raises(InvalidRequest, match=f"at most {MAX_BATCH}") as ei:
+        prep(tok, text=["t1"] * (MAX_BATCH + 1))
+    assert ei.value.param == "text"
+    with pytest.raises(InvalidRequest, match="generations") as ei:
+        prep(tok, text=["t1"] * (MAX_GENERATIONS // MAX_N + 1), sampling_params={"n": MAX_N})
+    assert ei.value.param == "sampling_params.n"
+    assert Counting.calls == 0
+    # At the caps a request is accepted.
+    assert len(prep(tok, text=["t1"] * (MAX_GENERATIONS // MAX_N),
+                    sampling_params={"n": MAX_N}).reqs) == MAX_GENERATIONS
+
+
+@pytest.mark.parametrize("rid", ["a\nfake log line", "x\x1b[31m", "a\x00", "",
+                                 "r" * (MAX_RID_LEN + 1), "tab\there"])
+def test_hostile_rids_are_refused(rid: str) -> None:
+    with pytest.raises(InvalidRequest) as ei:
+        prep(input_ids=[1], rid=rid)
+    assert ei.value.param == "rid"
+    with pytest.raises(InvalidRequest) as ei:
+        prep(input_ids=[[1], [2]], rid=["ok", rid])
+    assert ei.value.param == "rid"
+
+
+def test_printable_rids_are_kept() -> None:
+    for rid in ("req-1", "r" * MAX_RID_LEN, "naïve id ✓"):
+        assert prep(input_ids=[1], rid=rid).reqs[0].msg.rid == rid
 
 
 @pytest.mark.parametrize(("kw", "param"), [
@@ -109,6 +168,8 @@ def test_clips_logprob_options_to_encodable_values() -> None:
     ({"input_ids": [1], "sampling_params": {"n": MAX_N + 1}}, "sampling_params.n"),
     ({"input_ids": [1], "sampling_params": {"seed": 2**64 - 1, "n": 2}}, "sampling_params.seed"),
     ({"input_ids": [1], "top_logprobs_num": -1}, "top_logprobs_num"),
+    ({"input_ids": [1], "top_logprobs_num": MAX_TOP_LOGPROBS + 1}, "top_logprobs_num"),
+    ({"input_ids": [1], "top_logprobs_num": 10**30}, "top_logprobs_num"),
 ])
 def test_errors_name_the_field(kw: dict[str, Any], param: str | None) -> None:
     with pytest.raises(InvalidRequest) as ei:
