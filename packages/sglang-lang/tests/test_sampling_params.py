@@ -45,6 +45,7 @@ def test_defaults_match_sglang() -> None:
     [
         ("temperature", -0.1),
         ("temperature", float("nan")),
+        ("temperature", float("inf")),
         ("top_p", 0.0),
         ("top_p", 1.01),
         ("top_k", 0),

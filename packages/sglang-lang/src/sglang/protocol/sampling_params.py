@@ -6,6 +6,7 @@ turns a batch of these into tensors in `sglang.runtime.layers.sampler`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -65,8 +66,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         _check_int(self, "min_new_tokens")
         _check_int(self, "top_k")
         _check_int(self, "n")
-        if not self.temperature >= 0.0:
-            _bad("temperature", self.temperature, "must be >= 0")
+        if not 0.0 <= self.temperature < math.inf:  # an infinite one is no distribution
+            _bad("temperature", self.temperature, "must be finite and >= 0")
         if not 0.0 < self.top_p <= 1.0:
             _bad("top_p", self.top_p, "must be in (0, 1]")
         if not (self.top_k == -1 or self.top_k >= 1):
