@@ -20,6 +20,7 @@ from sglang.runtime.inputs import (
     MAX_TOP_LOGPROBS,
     ContextLengthExceeded,
     ModelLimits,
+    check_limits,
     prepare_request,
 )
 
@@ -99,12 +100,8 @@ def test_sampling_params_parsed_once_per_prompt(monkeypatch: pytest.MonkeyPatch)
 
 def test_clips_logprob_options_to_encodable_values() -> None:
     msg = prep(input_ids=[1, 2], return_logprob=True, logprob_start_len=10**30,
-               top_logprobs_num=MAX_TOP_LOGPROBS).reqs[0].msg
-    assert (msg.logprob_start_len, msg.top_logprobs_num) == (2, MAX_TOP_LOGPROBS)
-    tiny = ModelLimits(context_len=32, vocab_size=8)  # more alternatives than tokens: all
-    msg = prepare_request(GenerateReqInput(input_ids=[1], return_logprob=True,
-                                           top_logprobs_num=MAX_TOP_LOGPROBS), None, tiny).reqs[0].msg
-    assert msg.top_logprobs_num == 8
+               top_logprobs_num=10**30).reqs[0].msg
+    assert (msg.logprob_start_len, msg.top_logprobs_num) == (2, LIMITS.vocab_size)
 
 
 def test_top_k_above_the_vocabulary_is_clipped_beyond_int64_refused() -> None:
@@ -116,25 +113,32 @@ def test_top_k_above_the_vocabulary_is_clipped_beyond_int64_refused() -> None:
         assert ei.value.param == f"sampling_params.{field}"
 
 
-def test_size_caps_are_checked_before_tokenizing() -> None:
-    class Counting(WordTokenizer):
-        calls = 0
+@pytest.mark.parametrize(("kw", "param"), [
+    ({"text": ["t1"] * (MAX_BATCH + 1)}, "text"),
+    ({"input_ids": [[1]] * (MAX_BATCH + 1)}, "input_ids"),
+    ({"text": ["t1"] * (MAX_GENERATIONS // MAX_N + 1), "sampling_params": {"n": MAX_N}},
+     "sampling_params.n"),
+    ({"text": ["t1", "t2"], "sampling_params": [{"n": MAX_N}] * 2}, None),
+    ({"input_ids": [1], "top_logprobs_num": MAX_TOP_LOGPROBS + 1}, "top_logprobs_num"),
+    ({"input_ids": [1], "top_logprobs_num": 10**30}, "top_logprobs_num"),
+])
+def test_server_caps(kw: dict[str, Any], param: str | None) -> None:
+    obj = GenerateReqInput(**kw)
+    if param is None:
+        check_limits(obj)
+        return
+    with pytest.raises(InvalidRequest) as ei:
+        check_limits(obj)
+    assert ei.value.param == param
 
-        def encode(self, text: str) -> list[int]:
-            Counting.calls += 1
-            return super().encode(text)
 
-    tok = Counting()
-    with pytest.raises(InvalidRequest, match=f"at most {MAX_BATCH}") as ei:
-        prep(tok, text=["t1"] * (MAX_BATCH + 1))
-    assert ei.value.param == "text"
-    with pytest.raises(InvalidRequest, match="generations") as ei:
-        prep(tok, text=["t1"] * (MAX_GENERATIONS // MAX_N + 1), sampling_params={"n": MAX_N})
-    assert ei.value.param == "sampling_params.n"
-    assert Counting.calls == 0
-    # At the caps a request is accepted.
-    assert len(prep(tok, text=["t1"] * (MAX_GENERATIONS // MAX_N),
-                    sampling_params={"n": MAX_N}).reqs) == MAX_GENERATIONS
+def test_caps_are_the_servers_alone() -> None:
+    # The offline Engine's front door keeps big batches and many logprob alternatives.
+    big = prep(WordTokenizer(), text=["t1"] * (MAX_GENERATIONS // MAX_N + 1),
+               sampling_params={"n": MAX_N}, top_logprobs_num=MAX_TOP_LOGPROBS + 1)
+    assert len(big.reqs) > MAX_GENERATIONS
+    check_limits(GenerateReqInput(text=["t1"] * (MAX_GENERATIONS // MAX_N),
+                                  sampling_params={"n": MAX_N}, top_logprobs_num=MAX_TOP_LOGPROBS))
 
 
 @pytest.mark.parametrize("rid", ["a\nfake log line", "x\x1b[31m", "a\x00", "",
@@ -168,8 +172,6 @@ def test_printable_rids_are_kept() -> None:
     ({"input_ids": [1], "sampling_params": {"n": MAX_N + 1}}, "sampling_params.n"),
     ({"input_ids": [1], "sampling_params": {"seed": 2**64 - 1, "n": 2}}, "sampling_params.seed"),
     ({"input_ids": [1], "top_logprobs_num": -1}, "top_logprobs_num"),
-    ({"input_ids": [1], "top_logprobs_num": MAX_TOP_LOGPROBS + 1}, "top_logprobs_num"),
-    ({"input_ids": [1], "top_logprobs_num": 10**30}, "top_logprobs_num"),
 ])
 def test_errors_name_the_field(kw: dict[str, Any], param: str | None) -> None:
     with pytest.raises(InvalidRequest) as ei:

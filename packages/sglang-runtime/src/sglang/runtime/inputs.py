@@ -45,8 +45,9 @@ ProcessorSource = Callable[[], InputProcessor]
 # Copies one prompt may fan out into (OpenAI's cap on `n`): expansion is synchronous, so an
 # unbounded `n` would stall the event loop and exhaust memory before the scheduler saw anything.
 MAX_N = 128
-# Alternatives per position (OpenAI's cap on top_logprobs): prompt logprobs over the whole
-# vocabulary made one 80-token request answer with a 146 MB body after minutes.
+# Caps a server puts on one request (`check_limits`; the offline Engine keeps big batches and
+# full-vocabulary logprobs). Alternatives per position, as OpenAI's top_logprobs: prompt logprobs
+# over the whole vocabulary made one 80-token request answer with a 146 MB body after minutes.
 MAX_TOP_LOGPROBS = 20
 # Prompts in one batch, and generations (prompts x n) one request may start: both are expanded
 # synchronously before anything is refused, so they bound the work a single request can cause.
@@ -105,7 +106,8 @@ def check_rid(rid: Any, param: str = "rid") -> None:
 
 
 def check_limits(obj: GenerateReqInput) -> None:
-    """Size caps, checked before any prompt is tokenized so an oversized request costs nothing."""
+    """A server's size caps on one request, checked before any prompt is tokenized so an
+    oversized request costs nothing. Not part of `prepare_request`: offline use may batch more."""
     if not 0 <= obj.top_logprobs_num <= MAX_TOP_LOGPROBS:
         raise InvalidRequest(
             f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}], got {obj.top_logprobs_num}",
@@ -123,9 +125,6 @@ def check_limits(obj: GenerateReqInput) -> None:
             f"the request asks for {total} generations (prompts x n); at most "
             f"{MAX_GENERATIONS} are allowed per request", "sampling_params.n",
         )
-    rids = obj.rid if isinstance(obj.rid, list) else [obj.rid]
-    for rid in rids:
-        check_rid(rid)
 
 
 def _n_of(sp: Any) -> int:
@@ -253,7 +252,8 @@ def prepare_request(
     """Validate, tokenize and fan out a request: one TokenizedGenerateReq per generation, in
     prompt order, copies of a prompt together. `processor` handles prompts with media."""
     obj.validate()
-    check_limits(obj)
+    for rid in obj.rid if isinstance(obj.rid, list) else [obj.rid]:
+        check_rid(rid)
     reqs: list[PreparedReq] = []
     for p_idx, sub in enumerate(obj.split()):
         images = media_per_prompt(sub.image_data, 1, False, "image_data")[0]

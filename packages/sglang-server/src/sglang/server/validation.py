@@ -13,7 +13,13 @@ import msgspec
 
 from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
-from sglang.runtime.inputs import ModelLimits, PreparedRequest, ProcessorSource, prepare_request
+from sglang.runtime.inputs import (
+    ModelLimits,
+    PreparedRequest,
+    ProcessorSource,
+    check_limits,
+    prepare_request,
+)
 from sglang.server.errors import APIError, bad_request
 
 _JSON_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -81,9 +87,11 @@ def prepare_http(
     limits: ModelLimits,
     processor: ProcessorSource | None = None,
 ) -> PreparedRequest:
-    """`prepare_request`, with its errors as 400s. Blocking (tokenization, media loading and
-    decoding): the server runs it off its event loop."""
+    """`prepare_request` under the server's per-request caps (`check_limits`), with its errors
+    as 400s. Blocking (tokenization, media loading and decoding): the server runs it off its
+    event loop."""
     try:
+        check_limits(obj)
         return prepare_request(obj, tokenizer, limits, processor)
     except InvalidRequest as e:
         raise api_error(e) from e

@@ -19,8 +19,8 @@ from sglang.runtime.inputs import PreparedRequest, check_rid
 from sglang.runtime.messages import TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import APIError, bad_request
-from sglang.server.validation import check_json_depth
 from sglang.server.openai.protocol import MAX_N, _SamplingFields
+from sglang.server.validation import check_json_depth
 
 T = TypeVar("T")
 LogprobEntry = tuple[float | None, int, str | None]  # (logprob, token id, token text)
