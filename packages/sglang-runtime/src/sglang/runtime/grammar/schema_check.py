@@ -1,9 +1,10 @@
 """Checks on a JSON schema before a backend compiles it, so both backends refuse the same specs.
 
-xgrammar compiles a schema whose `$ref` points nowhere without complaint and leaves that part
-unconstrained, so a typo in a ref silently turned structured output into free text. Every ref
-must be local (`#` or a JSON pointer `#/...`) and resolve; remote refs are refused (the
-scheduler fetches nothing). Nesting is bounded too: the backends recurse over the schema.
+xgrammar refuses a JSON-pointer ref that does not resolve, but a ref that is not a pointer
+(`https://...`, `other.json`, `#anchor`) only logs a warning and compiles to "any JSON value", so
+structured output silently became unconstrained. Every ref must be local (`#` or a pointer
+`#/...`) and resolve, checked here for both backends; remote refs are refused (the scheduler
+fetches nothing). Nesting is bounded too: the backends recurse over the schema.
 """
 
 from __future__ import annotations
