@@ -45,6 +45,7 @@ def test_defaults_match_sglang() -> None:
     [
         ("temperature", -0.1),
         ("temperature", float("nan")),
+        ("temperature", float("inf")),
         ("top_p", 0.0),
         ("top_p", 1.01),
         ("top_k", 0),
@@ -65,6 +66,11 @@ def test_defaults_match_sglang() -> None:
         ("stop", ["ok", ""]),
         ("stop_token_ids", [-1]),
         ("top_k", 1.5),
+        ("top_k", 1e30),
+        ("top_k", 2**63),
+        ("max_new_tokens", 2**70),
+        ("n", 2**64),
+        ("min_new_tokens", -(2**63) - 1),
     ],
 )
 def test_bad_values_name_the_field(field: str, value: object) -> None:
@@ -93,6 +99,17 @@ def test_boundaries_accepted() -> None:
         min_new_tokens=0,
     ).verify()
     SamplingParams(max_new_tokens=5, min_new_tokens=5, stop=["a"], stop_token_ids=[3]).verify(4)
+
+
+def test_int64_edges() -> None:
+    # The largest int64 passes verify (the front door clips it to the context / vocabulary);
+    # one more, or a float however integral, is refused through from_dict too.
+    SamplingParams(max_new_tokens=2**63 - 1, top_k=2**63 - 1).verify()
+    for d in ({"top_k": 2**63}, {"max_new_tokens": 2**70}):
+        with pytest.raises(ValueError, match="64-bit"):
+            SamplingParams.from_dict(d).verify()
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingParams.from_dict({"top_k": 1e30})
 
 
 def test_stop_token_ids_checked_against_vocab() -> None:

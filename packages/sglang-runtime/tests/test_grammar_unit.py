@@ -108,6 +108,13 @@ def _compile(manager: GrammarManager, kind: str, spec: str) -> Any:
     ("regex", "[z-a]", "invalid regex"),
     ("json_schema", "{nope", "invalid json_schema: not valid JSON"),
     ("json_schema", '{"type": "frobnicate"}', "invalid json_schema"),
+    # xgrammar alone compiled the non-pointer refs as "any JSON value".
+    ("json_schema", '{"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}',
+     "does not resolve"),
+    ("json_schema", '{"$ref": "https://example.com/schema.json"}', "only local refs"),
+    ("json_schema", '{"type": "object", "properties": {"a": {"$ref": "#a"}}}', "only local refs"),
+    ("json_schema", '{"items": ' * 2000 + "{}" + "}" * 2000, "nested too deeply"),
+    ("json_schema", '{"items": ' * 200 + "{}" + "}" * 200, "nests more than"),
 ])
 def test_bad_specs_are_grammar_errors(managers: dict, name: str, kind: str, spec: str,
                                       message: str) -> None:

@@ -12,7 +12,17 @@ import pytest
 from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.sampling_params import SamplingParams
-from sglang.runtime.inputs import MAX_N, ContextLengthExceeded, ModelLimits, prepare_request
+from sglang.runtime.inputs import (
+    MAX_BATCH,
+    MAX_GENERATIONS,
+    MAX_N,
+    MAX_RID_LEN,
+    MAX_TOP_LOGPROBS,
+    ContextLengthExceeded,
+    ModelLimits,
+    check_limits,
+    prepare_request,
+)
 
 LIMITS = ModelLimits(context_len=32, vocab_size=100)
 
@@ -92,6 +102,59 @@ def test_clips_logprob_options_to_encodable_values() -> None:
     msg = prep(input_ids=[1, 2], return_logprob=True, logprob_start_len=10**30,
                top_logprobs_num=10**30).reqs[0].msg
     assert (msg.logprob_start_len, msg.top_logprobs_num) == (2, LIMITS.vocab_size)
+
+
+def test_top_k_above_the_vocabulary_is_clipped_beyond_int64_refused() -> None:
+    sp = prep(input_ids=[1], sampling_params={"top_k": 2**63 - 1}).reqs[0].msg.sampling_params
+    assert sp.top_k == LIMITS.vocab_size
+    for field in ("top_k", "max_new_tokens"):
+        with pytest.raises(InvalidRequest, match="64-bit") as ei:
+            prep(input_ids=[1], sampling_params={field: 2**70})
+        assert ei.value.param == f"sampling_params.{field}"
+
+
+@pytest.mark.parametrize(("kw", "param"), [
+    ({"text": ["t1"] * (MAX_BATCH + 1)}, "text"),
+    ({"input_ids": [[1]] * (MAX_BATCH + 1)}, "input_ids"),
+    ({"text": ["t1"] * (MAX_GENERATIONS // MAX_N + 1), "sampling_params": {"n": MAX_N}},
+     "sampling_params.n"),
+    ({"text": ["t1", "t2"], "sampling_params": [{"n": MAX_N}] * 2}, None),
+    ({"input_ids": [1], "top_logprobs_num": MAX_TOP_LOGPROBS + 1}, "top_logprobs_num"),
+    ({"input_ids": [1], "top_logprobs_num": 10**30}, "top_logprobs_num"),
+])
+def test_server_caps(kw: dict[str, Any], param: str | None) -> None:
+    obj = GenerateReqInput(**kw)
+    if param is None:
+        check_limits(obj)
+        return
+    with pytest.raises(InvalidRequest) as ei:
+        check_limits(obj)
+    assert ei.value.param == param
+
+
+def test_caps_are_the_servers_alone() -> None:
+    # The offline Engine's front door keeps big batches and many logprob alternatives.
+    big = prep(WordTokenizer(), text=["t1"] * (MAX_GENERATIONS // MAX_N + 1),
+               sampling_params={"n": MAX_N}, top_logprobs_num=MAX_TOP_LOGPROBS + 1)
+    assert len(big.reqs) > MAX_GENERATIONS
+    check_limits(GenerateReqInput(text=["t1"] * (MAX_GENERATIONS // MAX_N),
+                                  sampling_params={"n": MAX_N}, top_logprobs_num=MAX_TOP_LOGPROBS))
+
+
+@pytest.mark.parametrize("rid", ["a\nfake log line", "x\x1b[31m", "a\x00", "",
+                                 "r" * (MAX_RID_LEN + 1), "tab\there"])
+def test_hostile_rids_are_refused(rid: str) -> None:
+    with pytest.raises(InvalidRequest) as ei:
+        prep(input_ids=[1], rid=rid)
+    assert ei.value.param == "rid"
+    with pytest.raises(InvalidRequest) as ei:
+        prep(input_ids=[[1], [2]], rid=["ok", rid])
+    assert ei.value.param == "rid"
+
+
+def test_printable_rids_are_kept() -> None:
+    for rid in ("req-1", "r" * MAX_RID_LEN, "naïve id ✓"):
+        assert prep(input_ids=[1], rid=rid).reqs[0].msg.rid == rid
 
 
 @pytest.mark.parametrize(("kw", "param"), [

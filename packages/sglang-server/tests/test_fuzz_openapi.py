@@ -229,20 +229,26 @@ def test_valid_bodies_succeed(live_server: LiveServer, path: str,
 
 # Bodies the fuzzer turned up that used to fail with 500 (integers past what msgpack can carry
 # to the scheduler) or stall the event loop (an unbounded native `n`): pinned here so they stay
-# fixed even if the generated cases drift. Each is (path, body, expected status).
+# fixed even if the generated cases drift. Each is (path, body, expected status). Integers past
+# int64 (top_k, max_new_tokens) and more than 20 logprob alternatives were clipped once; they are
+# refused now (issue 15): within range, top_k and logprob_start_len are still clipped.
 HUGE = 2**70
 REGRESSIONS = [
     ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "seed": HUGE}}, 400),
     ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "seed": -HUGE}}, 400),
     ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "n": 10**9}}, 400),
-    ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "top_k": HUGE}}, 200),
+    ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "top_k": HUGE}}, 400),
+    ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1, "top_k": 2**63 - 1}},
+     200),
     ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1}, "return_logprob": True,
-                   "logprob_start_len": HUGE, "top_logprobs_num": HUGE}, 200),
+                   "logprob_start_len": HUGE, "top_logprobs_num": HUGE}, 400),
+    ("/generate", {"text": "a", "sampling_params": {"max_new_tokens": 1}, "return_logprob": True,
+                   "logprob_start_len": HUGE, "top_logprobs_num": 20}, 200),
     ("/v1/completions", {"prompt": "a", "max_tokens": 1, "seed": HUGE}, 400),
     # seed + 1 for the second copy runs past 2**64 - 1.
     ("/v1/completions", {"prompt": "a", "max_tokens": 1, "seed": 2**64 - 1, "n": 2}, 400),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}], "max_tokens": 1,
-                              "top_k": HUGE}, 200),
+                              "top_k": HUGE}, 400),
 ]
 
 

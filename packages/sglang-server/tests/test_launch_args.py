@@ -16,7 +16,7 @@ from sglang.runtime.config import DTYPES, LOAD_FORMATS, RuntimeArgs
 from sglang.server.args import ServerArgs, build_parser, flag_of, parse_args, server_fields
 
 SERVER_ONLY = {"host", "port", "chat_template", "api_key", "served_model_name",
-               "stream_interval", "graceful_shutdown_timeout", "log_requests"}
+               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes"}
 
 
 def actions() -> dict[str, Any]:
@@ -99,6 +99,7 @@ def test_values_are_parsed_by_field_type() -> None:
     (["--tp", "0"], "tp_size"),
     (["--mem-fraction-static", "1.5"], "mem_fraction_static"),
     (["--stream-interval", "0"], "stream_interval"),
+    (["--max-request-bytes", "0"], "max_request_bytes"),
     (["--nnodes", "2", "--tp", "2"], "dist_init_addr"),
 ])
 def test_bad_values_exit_2_with_the_message(

@@ -6,6 +6,7 @@ turns a batch of these into tensors in `sglang.runtime.layers.sampler`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -15,6 +16,9 @@ from sglang.protocol.errors import InvalidRequest
 
 # Temperatures below this are treated as greedy: dividing logits by them overflows float32.
 SAMPLING_EPS = 1e-6
+# Integer fields travel as int64 (msgpack on the IPC, torch tensors); a value beyond that range
+# means nothing any model could honour, so it is refused rather than wrapped or clipped.
+INT64_MAX = 2**63 - 1
 
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
 _UNKNOWN_RE = re.compile(r"unknown field `([^`]*)`")
@@ -52,13 +56,18 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         its value and the allowed range, `.param` its name.
 
         Comparisons are written as `not (lo <= x <= hi)` so that NaN is rejected too.
+
+        Clipped, not refused (by the front door, `sglang.runtime.inputs`): a `top_k` above the
+        vocabulary (the same as no filter) and a `max_new_tokens` beyond what is left of the
+        context. Refused: non-integers for integer fields (`top_k` 1e30) and integers beyond
+        int64 (`max_new_tokens` 2**70), which no model could mean.
         """
         _check_int(self, "max_new_tokens")
         _check_int(self, "min_new_tokens")
         _check_int(self, "top_k")
         _check_int(self, "n")
-        if not self.temperature >= 0.0:
-            _bad("temperature", self.temperature, "must be >= 0")
+        if not 0.0 <= self.temperature < math.inf:  # an infinite one is no distribution
+            _bad("temperature", self.temperature, "must be finite and >= 0")
         if not 0.0 < self.top_p <= 1.0:
             _bad("top_p", self.top_p, "must be in (0, 1]")
         if not (self.top_k == -1 or self.top_k >= 1):
@@ -150,6 +159,8 @@ def _check_int(p: SamplingParams, field: str) -> None:
     v = getattr(p, field)
     if isinstance(v, bool) or not isinstance(v, int):
         _bad(field, v, "must be an integer")
+    if not -INT64_MAX - 1 <= v <= INT64_MAX:
+        _bad(field, v, "must fit in a 64-bit integer")
 
 
 def _describe(msg: str) -> InvalidRequest:
@@ -166,4 +177,4 @@ def _describe(msg: str) -> InvalidRequest:
     return InvalidRequest(f"invalid sampling params: {msg}")
 
 
-__all__ = ["SAMPLING_EPS", "InvalidRequest", "SamplingParams"]
+__all__ = ["INT64_MAX", "SAMPLING_EPS", "InvalidRequest", "SamplingParams"]

@@ -45,6 +45,16 @@ ProcessorSource = Callable[[], InputProcessor]
 # Copies one prompt may fan out into (OpenAI's cap on `n`): expansion is synchronous, so an
 # unbounded `n` would stall the event loop and exhaust memory before the scheduler saw anything.
 MAX_N = 128
+# Caps a server puts on one request (`check_limits`; the offline Engine keeps big batches and
+# full-vocabulary logprobs). Alternatives per position, as OpenAI's top_logprobs: prompt logprobs
+# over the whole vocabulary made one 80-token request answer with a 146 MB body after minutes.
+MAX_TOP_LOGPROBS = 20
+# Prompts in one batch, and generations (prompts x n) one request may start: both are expanded
+# synchronously before anything is refused, so they bound the work a single request can cause.
+MAX_BATCH = 1024
+MAX_GENERATIONS = 1024
+# A request id is echoed into responses, logs and the IPC: printable and short.
+MAX_RID_LEN = 256
 # The IPC encoding (msgpack) and torch.Generator both take integers in [-2**63, 2**64).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 # Without a tokenizer there is no text to match and no vocabulary to compile a grammar over.
@@ -81,6 +91,46 @@ class PreparedRequest:
     def single(self) -> bool:
         """One prompt, one generation: the caller gets one result rather than a list."""
         return not self.is_batch and len(self.reqs) == 1
+
+
+def check_rid(rid: Any, param: str = "rid") -> None:
+    """Refuse ids with control characters (they would forge log lines and break
+    terminals) or absurd length; a non-string rid is left to the type checks."""
+    if not isinstance(rid, str):
+        return
+    if not rid or len(rid) > MAX_RID_LEN:
+        raise InvalidRequest(f"rid must be 1 to {MAX_RID_LEN} characters, got {len(rid)}", param)
+    if not rid.isprintable():
+        raise InvalidRequest("rid must not contain control or other non-printable characters",
+                             param)
+
+
+def check_limits(obj: GenerateReqInput) -> None:
+    """A server's size caps on one request, checked before any prompt is tokenized so an
+    oversized request costs nothing. Not part of `prepare_request`: offline use may batch more."""
+    if not 0 <= obj.top_logprobs_num <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(
+            f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}], got {obj.top_logprobs_num}",
+            "top_logprobs_num",
+        )
+    prompts = obj.batch_size if obj.is_batch else 1
+    if prompts > MAX_BATCH:
+        raise InvalidRequest(f"a batch may hold at most {MAX_BATCH} prompts, got {prompts}",
+                             "input_ids" if obj.text is None else "text")
+    sps = obj.sampling_params if isinstance(obj.sampling_params, list) \
+        else [obj.sampling_params] * prompts
+    total = sum(_n_of(sp) for sp in sps)
+    if total > MAX_GENERATIONS:
+        raise InvalidRequest(
+            f"the request asks for {total} generations (prompts x n); at most "
+            f"{MAX_GENERATIONS} are allowed per request", "sampling_params.n",
+        )
+
+
+def _n_of(sp: Any) -> int:
+    # Only a cheap estimate for the cap: the real parse (and its errors) comes later.
+    n = sp.n if isinstance(sp, SamplingParams) else sp.get("n", 1) if isinstance(sp, dict) else 1
+    return n if isinstance(n, int) and 1 <= n <= MAX_N else 1
 
 
 def tokenize_prompt(obj: GenerateReqInput, tokenizer: Any, vocab_size: int) -> tuple[list[int], str]:
@@ -202,6 +252,8 @@ def prepare_request(
     """Validate, tokenize and fan out a request: one TokenizedGenerateReq per generation, in
     prompt order, copies of a prompt together. `processor` handles prompts with media."""
     obj.validate()
+    for rid in obj.rid if isinstance(obj.rid, list) else [obj.rid]:
+        check_rid(rid)
     reqs: list[PreparedReq] = []
     for p_idx, sub in enumerate(obj.split()):
         images = media_per_prompt(sub.image_data, 1, False, "image_data")[0]
@@ -228,7 +280,7 @@ def prepare_request(
                 # logprobs; more alternatives than the vocabulary: all of them), so huge values
                 # stay encodable.
                 logprob_start_len=min(sub.logprob_start_len, len(ids)),
-                top_logprobs_num=min(sub.top_logprobs_num, limits.vocab_size),
+                top_logprobs_num=min(sub.top_logprobs_num, limits.vocab_size),  # tiny vocabs
                 mm_items=items or None,
             )
             reqs.append(PreparedReq(msg, p_idx, c_idx))

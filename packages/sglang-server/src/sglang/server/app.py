@@ -221,7 +221,8 @@ def build_app(tm: TokenizerManager, server_args: ServerArgs) -> FastAPI:
 
     app = FastAPI(title="sglang", version="0.1.0", lifespan=lifespan)
     install_exception_handlers(app)
-    app.add_middleware(GuardMiddleware, tm=tm, api_key=server_args.api_key)
+    app.add_middleware(GuardMiddleware, tm=tm, api_key=server_args.api_key,
+                       max_request_bytes=server_args.max_request_bytes)
     app.include_router(build_native_router(tm, server_args))
     router = _openai_router(tm)
     if router is not None:

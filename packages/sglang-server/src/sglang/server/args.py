@@ -41,6 +41,10 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         "log one line per finished request: id, finish reason, prompt and completion tokens, "
         "seconds (the HTTP access log stays off)"
     )] = False
+    max_request_bytes: Annotated[int, doc(
+        "largest request body accepted, in bytes; a larger one is refused with 413 before it is "
+        "read whole"
+    )] = 16 * 1024 * 1024
     graceful_shutdown_timeout: Annotated[float, doc(
         "seconds SIGTERM waits for running requests before the server stops anyway"
     )] = 30.0
@@ -50,6 +54,8 @@ class ServerArgs(msgspec.Struct, kw_only=True):
             raise ValueError(f"invalid port={self.port}: expected 0..65535")
         if self.stream_interval < 1:
             raise ValueError(f"invalid stream_interval={self.stream_interval}: expected >= 1")
+        if self.max_request_bytes < 1:
+            raise ValueError(f"invalid max_request_bytes={self.max_request_bytes}: expected >= 1")
         if self.graceful_shutdown_timeout < 0:
             raise ValueError(f"invalid graceful_shutdown_timeout={self.graceful_shutdown_timeout}:"
                              " expected a number of seconds >= 0")

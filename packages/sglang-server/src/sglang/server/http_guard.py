@@ -1,5 +1,6 @@
-"""HTTP plumbing shared by every route: the API-key / draining guard and the exception handlers
-that turn every failure into an OpenAI-style error body (bad input is always a 4xx)."""
+"""HTTP plumbing shared by every route: the API-key / draining / body-size guard and the
+exception handlers that turn every failure into an OpenAI-style error body (bad input is always
+a 4xx)."""
 
 from __future__ import annotations
 
@@ -65,14 +66,47 @@ def error_response(e: APIError) -> Response:
     return resp
 
 
+def body_too_large(limit: int) -> APIError:
+    return APIError(f"the request body is larger than {limit} bytes (--max-request-bytes)",
+                    413, code="request_too_large")
+
+
+def _content_length(scope: dict) -> int | None:
+    raw = dict(scope.get("headers") or []).get(b"content-length")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:  # the HTTP server refuses a malformed one before we see it
+        return None
+
+
+def limited_receive(receive: Any, limit: int) -> Any:
+    """`receive` that counts body bytes and raises 413 past `limit`: a chunked or lying body is
+    stopped while it is read, before it is buffered whole or decoded."""
+    seen = 0
+
+    async def wrapped() -> dict:
+        nonlocal seen
+        message: dict = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise body_too_large(limit)
+        return message
+
+    return wrapped
+
+
 class GuardMiddleware:
     """Pure ASGI (a BaseHTTPMiddleware would get in the way of streaming and disconnect
-    detection): checks the API key, and refuses new requests with 503 while draining."""
+    detection): checks the API key, refuses new requests with 503 while draining, and bodies
+    over `max_request_bytes` with 413 (from Content-Length, and again while reading)."""
 
-    def __init__(self, app: Any, tm: Any, api_key: str | None) -> None:
+    def __init__(self, app: Any, tm: Any, api_key: str | None,
+                 max_request_bytes: int | None = None) -> None:
         self.app = app
         self.tm = tm
         self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.max_bytes = max_request_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -89,6 +123,12 @@ class GuardMiddleware:
             err = APIError("the server is shutting down", 503, "server_error")
             await error_response(err)(scope, receive, send)
             return
+        if self.max_bytes is not None:
+            length = _content_length(scope)
+            if length is not None and length > self.max_bytes:
+                await error_response(body_too_large(self.max_bytes))(scope, receive, send)
+                return
+            receive = limited_receive(receive, self.max_bytes)
         await self.app(scope, receive, send)
 
 
@@ -118,6 +158,11 @@ def install_exception_handlers(app: FastAPI) -> None:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         return json_response(error_body(str(exc.detail), kind, None, exc.status_code),
                              exc.status_code)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
+        # Only input nests this deep (the depth check before decoding should catch it first).
+        return error_response(APIError("the request is nested too deeply", 400))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

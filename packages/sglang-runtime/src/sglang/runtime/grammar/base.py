@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from sglang.runtime.grammar.schema_check import check_schema
+
 # The constraint fields of SamplingParams, in the order they are looked up.
 GRAMMAR_KINDS = ("regex", "json_schema", "ebnf")
 
@@ -72,8 +74,16 @@ def constraint_of(params: Any) -> tuple[str, str] | None:
 
 
 def parse_json_schema(spec: str) -> Any:
-    """The schema as JSON data; GrammarError when the string is not JSON at all."""
+    """The schema as JSON data; GrammarError when the string is not JSON at all, nests too
+    deeply, or has a `$ref` that is remote or resolves to nothing (`schema_check`)."""
     try:
-        return json.loads(spec)
+        schema = json.loads(spec)
+    except RecursionError as e:
+        raise GrammarError("invalid json_schema: nested too deeply") from e
     except (TypeError, ValueError) as e:
         raise GrammarError(f"invalid json_schema: not valid JSON ({e})") from e
+    try:
+        check_schema(schema)
+    except ValueError as e:
+        raise GrammarError(f"invalid json_schema: {e}") from e
+    return schema

@@ -19,6 +19,7 @@ from sglang.server.openai.common import (
     check_common,
     decode_request,
     finish_reason,
+    openai_names,
     response_format_schema,
     sampling_params,
     token_text,
@@ -180,7 +181,11 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
         stream=req.stream,
         rid=base_rid,
     )]
-    started = await start_all(tm, objs, request)
+    # The max_tokens an error names is the one the client sent.
+    named = {"sampling_params.max_new_tokens": "max_completion_tokens"} \
+        if req.max_completion_tokens is not None else None
+    with openai_names("chat", named):
+        started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:
         fmt = _ChatStream(req.logprobs, tm.tokenizer, response_id=response_id, model=model,

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 from fastapi import Request
 
+from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
-from sglang.runtime.inputs import PreparedRequest
+from sglang.runtime.inputs import PreparedRequest, check_rid
 from sglang.runtime.messages import TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import APIError, bad_request
 from sglang.server.openai.protocol import MAX_N, _SamplingFields
+from sglang.server.validation import check_json_depth
 
 T = TypeVar("T")
 LogprobEntry = tuple[float | None, int, str | None]  # (logprob, token id, token text)
@@ -55,6 +58,7 @@ def _param_of(message: str) -> str | None:
 def decode_request(body: bytes, type_: type[T]) -> T:
     if not body.strip():
         raise bad_request("the request body is empty; expected a JSON object")
+    check_json_depth(body)
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as e:  # a subclass of DecodeError: must come first
@@ -63,11 +67,61 @@ def decode_request(body: bytes, type_: type[T]) -> T:
         raise bad_request(f"malformed JSON body: {e}") from e
 
 
+# Front-door names (sglang.runtime.inputs, SamplingParams) whose OpenAI spelling differs, per
+# route; any other `sampling_params.x` is `x` on both. An error naming `sampling_params.top_p`
+# or `input_ids` would send an OpenAI client looking for a field it never sent.
+OPENAI_PARAMS: dict[str, dict[str, str]] = {
+    "completions": {
+        "sampling_params.max_new_tokens": "max_tokens",
+        "sampling_params.min_new_tokens": "min_tokens",
+        "top_logprobs_num": "logprobs", "input_ids": "prompt", "text": "prompt",
+    },
+    "chat": {
+        "sampling_params.max_new_tokens": "max_tokens",
+        "sampling_params.min_new_tokens": "min_tokens",
+        "top_logprobs_num": "top_logprobs", "input_ids": "messages", "text": "messages",
+    },
+}
+_PREFIX = "sampling_params."
+
+
+def openai_param(param: str | None, route: str, overrides: dict[str, str] | None = None
+                 ) -> str | None:
+    """The OpenAI request's name for a front-door `param`."""
+    if param is None:
+        return None
+    table = {**OPENAI_PARAMS[route], **(overrides or {})}
+    if param in table:
+        return table[param]
+    return param[len(_PREFIX):] if param.startswith(_PREFIX) else param
+
+
+@contextmanager
+def openai_names(route: str, overrides: dict[str, str] | None = None) -> Iterator[None]:
+    """Errors raised inside (the front door's) name the OpenAI fields, in `param` and text."""
+    try:
+        yield
+    except APIError as e:
+        new = openai_param(e.param, route, overrides)
+        if new == e.param or e.param is None or new is None:
+            raise
+        message = e.message
+        old_leaf = e.param.rsplit(".", 1)[-1]
+        if old_leaf != new:
+            message = re.sub(rf"\b{re.escape(old_leaf)}\b", new, message)
+        raise APIError(message, e.status, e.type, new, e.code) from e
+
+
 def check_common(req: _SamplingFields) -> None:
     """Checks whose OpenAI name differs from the runtime's (so its error would confuse), and
     fields we refuse rather than ignore."""
     if not 1 <= req.n <= MAX_N:
         raise bad_request(f"n must be in [1, {MAX_N}], got {req.n}", "n")
+    if req.rid is not None:
+        try:
+            check_rid(req.rid)
+        except InvalidRequest as e:
+            raise bad_request(str(e), "rid") from e
     if req.logit_bias:
         raise bad_request("logit_bias is not supported", "logit_bias")
     if req.min_tokens is not None and req.min_tokens < 0:

@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.runtime.inputs import MAX_BATCH, MAX_GENERATIONS
 from sglang.runtime.result import ResultAccumulator, ResultStep
 from sglang.server.errors import bad_request
 from sglang.server.openai.common import (
@@ -17,6 +18,7 @@ from sglang.server.openai.common import (
     check_common,
     decode_request,
     finish_reason,
+    openai_names,
     response_format_schema,
     sampling_params,
     token_text,
@@ -54,6 +56,9 @@ def normalize_prompts(prompt: Any) -> list[Prompt]:
 
     if isinstance(prompt, str):
         return [prompt]
+    if isinstance(prompt, list) and len(prompt) > MAX_BATCH and not is_ids(prompt):
+        raise bad_request(f"prompt may hold at most {MAX_BATCH} prompts, got {len(prompt)}",
+                          "prompt")
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
             return list(prompt)
@@ -68,8 +73,14 @@ def normalize_prompts(prompt: Any) -> list[Prompt]:
     )
 
 
-def check_completion(req: CompletionRequest) -> None:
+def check_completion(req: CompletionRequest, prompts: int) -> None:
     check_common(req)
+    if prompts * req.n > MAX_GENERATIONS:
+        # Each prompt is its own front-door request, so the per-request cap is applied here.
+        raise bad_request(
+            f"{prompts} prompts x n={req.n} is {prompts * req.n} generations; at most "
+            f"{MAX_GENERATIONS} are allowed per request", "n",
+        )
     if req.suffix:
         raise bad_request("suffix is not supported", "suffix")
     if req.best_of is not None and req.best_of != req.n:
@@ -142,7 +153,7 @@ class _CompletionStream(StreamFormat):
 async def create_completion(tm: TokenizerManagerLike, request: Request) -> Response:
     req = decode_request(await request.body(), CompletionRequest)
     prompts = normalize_prompts(req.prompt)
-    check_completion(req)
+    check_completion(req, len(prompts))
     response_id = new_id("cmpl")
     max_new = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
     params = sampling_params(req, max_new)
@@ -168,7 +179,8 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
     ]
     prompt_texts = [p if isinstance(p, str) else tm.tokenizer.decode(p) for p in prompts] \
         if req.echo else [""] * len(prompts)
-    started = await start_all(tm, objs, request)
+    with openai_names("completions"):
+        started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:
         fmt = _CompletionStream(

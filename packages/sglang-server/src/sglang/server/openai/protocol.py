@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-MAX_N = 128  # OpenAI's own cap on `n`
-MAX_TOP_LOGPROBS = 20  # OpenAI's cap on `logprobs` (completions) / `top_logprobs` (chat)
+# OpenAI's caps on `n` and on `logprobs` / `top_logprobs`: the front door's, one source of truth.
+from sglang.runtime.inputs import MAX_N, MAX_TOP_LOGPROBS
 
 
 def _doc(**schema: Any) -> msgspec.Meta:
