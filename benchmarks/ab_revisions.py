@@ -5,7 +5,7 @@ Each revision is checked out into a temporary git worktree; `offline_throughput.
 tree's `src/` folders first on PYTHONPATH. Rounds alternate A, B, A, B, ... so drift in the
 machine's load hits both sides alike; the table gives every round and the median.
 
-    python benchmarks/ab_revisions.py --before base14 --after HEAD --rounds 3 --out ab.json
+    python benchmarks/ab_revisions.py --before d62f6b5 --after HEAD --rounds 3 --out ab.json
 """
 
 from __future__ import annotations
