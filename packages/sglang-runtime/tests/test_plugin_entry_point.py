@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from sglang.runtime import plugins
 
 sys.path.insert(0, str(Path(__file__).parent))
+from plugin_dist import write_dist_info  # noqa: E402
 from tiny_models import save_tiny_model  # noqa: E402
 
 MODULE = "sglang_testplugin"
@@ -42,13 +42,7 @@ def logged_fcfs(waiting, cache):
 
 
 def write_plugin_dist(folder: Path) -> None:
-    info = folder / f"{MODULE}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {MODULE}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent(f"""\
-        [sglang.schedule_policies]
-        {POLICY} = {MODULE}:logged_fcfs
-        """))
+    write_dist_info(folder, MODULE, {"sglang.schedule_policies": {POLICY: f"{MODULE}:logged_fcfs"}})
     (folder / f"{MODULE}.py").write_text(PLUGIN_SOURCE)
 
 

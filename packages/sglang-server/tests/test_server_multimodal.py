@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
-import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ RUNTIME_TESTS = Path(__file__).resolve().parents[2] / "sglang-runtime" / "tests"
 sys.path.insert(0, str(RUNTIME_TESTS))
 import mm_toy  # noqa: E402
 from mm_toy import IMAGE_TOKENS, png_bytes  # noqa: E402
+from plugin_dist import write_dist_info  # noqa: E402
 
 DIST = "sglang_mmtoy"
 PROMPT = "t1 t2 t3 <image> t4 t5"
@@ -34,16 +34,10 @@ GREEDY = {"temperature": 0, "max_new_tokens": 4, "ignore_eos": True}
 
 def write_toy_dist(folder: Path) -> None:
     """An installed distribution's metadata declaring the toy model and its processor."""
-    info = folder / f"{DIST}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent(f"""\
-        [sglang.models]
-        {mm_toy.ARCH} = mm_toy:ToyVLForCausalLM
-
-        [sglang.input_processors]
-        {mm_toy.ARCH} = mm_toy:ToyProcessor
-        """))
+    write_dist_info(folder, DIST, {
+        "sglang.models": {mm_toy.ARCH: "mm_toy:ToyVLForCausalLM"},
+        "sglang.input_processors": {mm_toy.ARCH: "mm_toy:ToyProcessor"},
+    })
 
 
 @pytest.fixture(scope="module")
