@@ -18,7 +18,6 @@ per OpenAI route) is left out: it found nothing the other phases don't, at 2-3 m
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import strategies as st
-from live_server import LiveServer
+from live_server import LiveServer, wait_idle
 from schemathesis.checks import not_a_server_error
 
 MAX_EXAMPLES = 25  # per operation, fuzzing phase (the coverage phase has its own, fixed set)
@@ -266,15 +265,7 @@ def test_server_is_healthy_after_fuzzing(live_server: LiveServer) -> None:
     """Runs after the fuzz test (same module, later in file order): nothing leaked."""
     with live_server.client() as c:
         assert c.get("/health").status_code == 200
-        deadline = time.monotonic() + 30
-        while True:
-            r = c.get("/debug/check_integrity")
-            body = r.json()
-            assert r.status_code == 200, body
-            assert body["ok"] and body["idle_check_failures"] == 0, body
-            if body["idle"] and body["kv_used_tokens"] == 0:
-                break
-            assert time.monotonic() < deadline, f"scheduler still busy after fuzzing: {body}"
-            time.sleep(0.2)
+    wait_idle(live_server, timeout=30)
+    with live_server.client() as c:
         r = c.post("/generate", json={"text": "Hello", "sampling_params": {"max_new_tokens": 2}})
         assert r.status_code == 200, r.text
