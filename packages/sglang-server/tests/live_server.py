@@ -170,3 +170,11 @@ def launch(
         time.sleep(0.5)
     server.stop()
     raise AssertionError(f"server not healthy after {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+def report_thread_env(ready: object) -> None:
+    """A spawned child's target: reports the thread settings it started with. It lives here, not
+    in a test file, because a spawned child imports its target by module name and pytest's
+    importlib mode gives test files names no other process can import."""
+    ready.send({"ok": True, "omp": os.environ.get("OMP_NUM_THREADS"),  # type: ignore[attr-defined]
+                "tok": os.environ.get("TOKENIZERS_PARALLELISM")})

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from live_server import find_child, launch
+from live_server import find_child, launch, report_thread_env
 
 from sglang.runtime.procs import AUX_THREADS, scheduler_threads
 from sglang.runtime.procs.child import available_cores, thread_env
@@ -68,15 +68,10 @@ def test_spawned_child_starts_with_its_threads_and_parent_env_is_restored() -> N
 
     before = os.environ.get("OMP_NUM_THREADS")
     ctx = multiprocessing.get_context("spawn")
-    child = start_child(ctx, "probe", _report_env, (), threads=3)
+    child = start_child(ctx, "probe", report_thread_env, (), threads=3)
     try:
         wait_ready([child])
     finally:
         child.proc.join(30)
     assert child.info == {"ok": True, "omp": "3", "tok": "false"}
     assert os.environ.get("OMP_NUM_THREADS") == before
-
-
-def _report_env(ready: object) -> None:
-    ready.send({"ok": True, "omp": os.environ.get("OMP_NUM_THREADS"),  # type: ignore[attr-defined]
-                "tok": os.environ.get("TOKENIZERS_PARALLELISM")})
