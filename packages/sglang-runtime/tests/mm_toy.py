@@ -77,7 +77,7 @@ class ToyProcessor:
                 ids.extend(tokenizer.encode(part) if part.strip() else [])
         else:
             ids = list(prompt)
-        return splice_items(ids, MARKER, [toy_features(load_image(r)) for r in images],
+        return splice_items(ids, {MARKER: [toy_features(load_image(r)) for r in images]},
                             self.vocab_size)
 
 

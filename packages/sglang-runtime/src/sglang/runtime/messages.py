@@ -62,7 +62,9 @@ class MultimodalItem(msgspec.Struct, kw_only=True, frozen=True):
     Its placeholder ids fill input_ids[offset : offset + length] and derive from `content_hash`
     (see `multimodal_inputs.placeholder_ids`), so the radix cache tells items apart by content.
     `features` is the raw buffer of a C-contiguous array of `dtype` (a numpy/torch dtype name)
-    and `shape`: what the model's encoder takes, sent through msgpack as plain bytes."""
+    and `shape`: what the model's encoder takes, sent through msgpack as plain bytes. `meta`
+    holds the few numbers an encoder needs beside the array (LLaVA-NeXT's original image size);
+    the content hash covers it."""
 
     modality: Literal["image", "video"]
     content_hash: str  # hex digest of the modality and the preprocessed features
@@ -71,6 +73,7 @@ class MultimodalItem(msgspec.Struct, kw_only=True, frozen=True):
     features: bytes
     dtype: str
     shape: list[int]
+    meta: dict[str, int | float | str | list[int]] = {}
 
     @property
     def end(self) -> int:

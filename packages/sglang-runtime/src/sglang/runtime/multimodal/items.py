@@ -9,8 +9,10 @@ embeddings before the embedding lookup could see them."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sglang.runtime.messages import MultimodalItem
 
@@ -19,11 +21,16 @@ from sglang.runtime.messages import MultimodalItem
 PLACEHOLDER_RANGE = 1 << 48
 
 
-def content_hash(modality: str, features: bytes, dtype: str, shape: Sequence[int]) -> str:
+def content_hash(
+    modality: str, features: bytes, dtype: str, shape: Sequence[int],
+    meta: Mapping[str, object] | None = None,
+) -> str:
     """Hash of what the encoder sees (not the file bytes): one picture in PNG and in JPEG
     preprocesses differently and so must not share KV."""
     h = hashlib.sha256()
     h.update(f"{modality}|{dtype}|{','.join(map(str, shape))}|".encode())
+    if meta:
+        h.update(json.dumps(meta, sort_keys=True).encode())
     h.update(features)
     return h.hexdigest()
 
@@ -48,32 +55,40 @@ class Features:
     dtype: str
     shape: tuple[int, ...]
     num_tokens: int  # how many embeddings (placeholder positions) the encoder produces
+    meta: dict[str, Any] = field(default_factory=dict)  # see MultimodalItem.meta
 
 
 def splice_items(
-    input_ids: Sequence[int], marker_id: int, features: Sequence[Features], vocab_size: int
+    input_ids: Sequence[int], media: Mapping[int, Sequence[Features]], vocab_size: int
 ) -> tuple[list[int], list[MultimodalItem]]:
-    """Replace the i-th `marker_id` of `input_ids` with the i-th item's placeholder ids; the
-    shared step of processors whose prompts mark each image with one token (LLaVA's <image>)."""
-    markers = [i for i, t in enumerate(input_ids) if t == marker_id]
-    if len(markers) != len(features):
-        raise ValueError(
-            f"the prompt has {len(markers)} media markers but {len(features)} images/videos "
-            f"were given"
-        )
+    """Replace the i-th occurrence of each marker id of `media` (LLaVA's <image>, <video>) with
+    the placeholder ids of the i-th item given for that marker; the shared step of processors
+    whose prompts mark each image or video with one token."""
+    queues: dict[int, list[Features]] = {}
+    for marker, feats in media.items():
+        found = sum(1 for t in input_ids if t == marker)
+        if found != len(feats):
+            kind = feats[0].modality if feats else "image/video"
+            raise ValueError(
+                f"the prompt has {found} {kind} markers (token id {marker}) but {len(feats)} "
+                f"{kind}s were given"
+            )
+        queues[marker] = list(reversed(feats))
     ids: list[int] = []
     items: list[MultimodalItem] = []
-    prev = 0
-    for pos, feat in zip(markers, features):
-        ids.extend(input_ids[prev:pos])
-        digest = content_hash(feat.modality, feat.data, feat.dtype, feat.shape)
+    for token in input_ids:
+        queue = queues.get(token)
+        if queue is None:
+            ids.append(token)
+            continue
+        feat = queue.pop()
+        digest = content_hash(feat.modality, feat.data, feat.dtype, feat.shape, feat.meta)
         items.append(MultimodalItem(
             modality=feat.modality, content_hash=digest, offset=len(ids),  # type: ignore[arg-type]
             length=feat.num_tokens, features=feat.data, dtype=feat.dtype, shape=list(feat.shape),
+            meta=dict(feat.meta),
         ))
         ids.extend(placeholder_ids(digest, feat.num_tokens, vocab_size))
-        prev = pos + 1
-    ids.extend(input_ids[prev:])
     return ids, items
 
 
