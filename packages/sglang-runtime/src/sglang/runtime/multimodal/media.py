@@ -93,6 +93,17 @@ def load_image(ref: MediaRef) -> Any:
         raise ValueError("decoding images needs Pillow: pip install pillow") from e
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if 0 in img.size:
+                raise ValueError(f"image {describe(ref)} has zero size {img.size}")
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except UnidentifiedImageError as e:
+        raise ValueError(
+            f"cannot decode image {describe(ref)}: not an image format Pillow reads, or its "
+            f"header is corrupt or cut short"
+        ) from e
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image {describe(ref)} is too large to decode: {e}") from e
+    except ValueError:
+        raise
+    except Exception as e:  # any other failure on untrusted bytes is bad media, not a crash
         raise ValueError(f"cannot decode image {describe(ref)}: {e}") from e
