@@ -182,3 +182,31 @@ def test_media_tokens_come_from_the_processor_and_text_only_models_refuse() -> N
         asyncio.run(media_tokens(_TM(), media))  # type: ignore[arg-type]
     assert (info.value.status, info.value.param) == (400, "messages[0].content[1]")
     assert "does not take images" in info.value.message
+
+
+# A llava-hf style template: images first in each message, then its text (transformers'
+# `{% generation %}` tag left out; it changes nothing when rendering).
+LLAVA_HF_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}"
+    "{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def test_a_real_tokenizer_with_a_llava_hf_template_places_the_image() -> None:
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"t0": 0, "t1": 1}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0")
+    hf.chat_template = LLAVA_HF_TEMPLATE
+    req = _req(_parts(text("What is this?"), image(A)))
+    inputs = collect_chat_inputs(req, MEDIA_TOKENS)
+    prompt, stops = render_chat(_TM(tokenizer=hf), inputs)  # type: ignore[arg-type]
+    assert prompt == "USER: <image>\nWhat is this? ASSISTANT:"
+    assert stops == [] and inputs.images == [A]
