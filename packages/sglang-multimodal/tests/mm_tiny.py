@@ -169,20 +169,25 @@ def save_original_layout(
     projector: str = "mlp2x_gelu",
     extra_config: dict[str, Any] | None = None,
     seed: int = 1,
+    bin_weights: bool = False,
 ) -> str:
-    """Rewrite the LLaVA 1.5 folder `src` (save_tiny_llava(..., "llava")) in the original layout.
+    """Rewrite the LLaVA 1.5 or NeXT folder `src` (save_tiny_llava(..., "llava" / "llava_next"))
+    in the original layout (NeXT: image_aspect_ratio "anyres", mm_patch_merge_type "spatial_unpad").
 
     clip_location: "subfolder" puts the CLIP checkpoint in dst/vision_tower and names it
     "./vision_tower" (as Yi-VL does); "absolute" names it by its absolute path. Projector
     "mlp2x_gelu" reuses src's projector (same logits as src); other types get fresh weights
     drawn from `seed` (Yi-VL's "mlp2x_gelu_Norm" has LayerNorms transformers has no slot for).
+    bin_weights writes the language model as a PyTorch pytorch_model.bin, as the original
+    releases ship it.
     """
     from safetensors.torch import load_file, save_file
     from transformers import CLIPVisionModel
 
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    ref = load_reference(src, "llava")
+    kind = "llava_next" if "image_grid_pinpoints" in json.loads((src / "config.json").read_text()) else "llava"
+    ref = load_reference(src, kind)
     state = load_file(str(src / "model.safetensors"))
     lm: dict[str, torch.Tensor] = {}
     tower: dict[str, torch.Tensor] = {}
@@ -191,12 +196,17 @@ def save_original_layout(
             ("language_model.model.", "model.", lm), ("model.language_model.", "model.", lm),
             ("language_model.lm_head.", "lm_head.", lm), ("lm_head.", "lm_head.", lm),
             ("model.vision_tower.", "", tower), ("vision_tower.", "", tower),
+            ("model.image_newline", "model.image_newline", lm), ("image_newline", "model.image_newline", lm),
         ):
             if name.startswith(old):
                 into[new + name[len(old):]] = tensor
                 break
     lm.update(_projector_weights(state, projector, ref, seed))
-    save_file({k: v.contiguous() for k, v in lm.items()}, str(dst / "model.safetensors"))
+    lm = {k: v.contiguous() for k, v in lm.items()}
+    if bin_weights:
+        torch.save(lm, dst / "pytorch_model.bin")
+    else:
+        save_file(lm, str(dst / "model.safetensors"))
 
     clip_dir = dst / CLIP_FOLDER
     clip = CLIPVisionModel(ref.config.vision_config).eval()
@@ -204,7 +214,11 @@ def save_original_layout(
     assert not missing.missing_keys, missing.missing_keys
     clip.save_pretrained(clip_dir)
     clip_ref = "./" + CLIP_FOLDER if clip_location == "subfolder" else str(clip_dir.resolve())
-    config = _flat_llava_config(ref.config, clip_ref, projector, extra_config or {})
+    extra = dict(extra_config or {})
+    if kind == "llava_next":  # LLaVA 1.6's original config: anyres tiles, unpadded, newline rows
+        extra = {"image_aspect_ratio": "anyres", "mm_patch_merge_type": "spatial_unpad",
+                 "image_grid_pinpoints": ref.config.image_grid_pinpoints, **extra}
+    config = _flat_llava_config(ref.config, clip_ref, projector, extra)
     (dst / "config.json").write_text(json.dumps(config, indent=2))
     for f in src.iterdir():
         if f.name not in ("config.json", "model.safetensors") and f.is_file():
