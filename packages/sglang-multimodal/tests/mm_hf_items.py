@@ -12,11 +12,11 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import mm_tiny
 import numpy as np
 import pytest
 import torch
 
-import mm_tiny
 from sglang.multimodal import geometry as geo
 
 ATOL = 1e-4

@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sglang.multimodal.geometry import anyres_num_patches, anyres_tile_grid, llava_next_num_tokens, unpadded_feature_shape
+from sglang.multimodal.geometry import (
+    anyres_num_patches,
+    anyres_tile_grid,
+    llava_next_num_tokens,
+    unpadded_feature_shape,
+)
 from sglang.multimodal.models.llava import LlavaForConditionalGeneration
 from sglang.runtime.messages import MultimodalItem
 from sglang.runtime.models.config import ModelConfig
