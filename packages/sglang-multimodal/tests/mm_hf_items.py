@@ -8,8 +8,9 @@ with `plugins.INPUT_PROCESSORS.register(arch, HFItemsProcessor)`.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import mm_tiny
@@ -145,3 +146,25 @@ def generate(engine: Any, ids: list[int], **media: Any) -> dict:
                            top_logprobs_num=TOP_K, **media)
 
 
+
+
+@contextlib.contextmanager
+def items_processor_for(*archs: str) -> Iterator[None]:
+    """Serve `archs` with HFItemsProcessor for the duration, then restore the real processors.
+
+    The runtime memoizes processor instances per config object; entries made here are dropped
+    on exit so a later engine whose config happens to reuse an id cannot get this test stand-in.
+    """
+    from sglang.runtime import plugins
+    from sglang.runtime.multimodal import processor
+
+    for arch in archs:
+        plugins.INPUT_PROCESSORS.register(arch, HFItemsProcessor)
+    try:
+        yield
+    finally:
+        for arch in archs:
+            plugins.INPUT_PROCESSORS.unregister(arch)
+        with processor._lock:
+            for key in [k for k, v in processor._instances.items() if isinstance(v, HFItemsProcessor)]:
+                del processor._instances[key]

@@ -25,6 +25,7 @@ from mm_hf_items import (  # noqa: E402
     check_against_reference,
     frames_npy,
     generate,
+    items_processor_for,
     png,
     prompt_ids,
     reference_run,
@@ -48,17 +49,15 @@ if mm_tiny.gguf_path() is None:
 @pytest.fixture(scope="module", params=list(ARCHS))
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, Any]]:
     import sglang as sgl
-    from sglang.runtime import plugins
 
     kind = request.param
     folder = mm_tiny.save_tiny_llava(tmp_path_factory.mktemp(kind), kind)
-    plugins.INPUT_PROCESSORS.register(ARCHS[kind], HFItemsProcessor)
-    engine = sgl.Engine(model_path=folder, device="cpu", max_total_tokens=4096, debug_check_integrity=True)
-    try:
-        yield kind, engine, mm_tiny.load_reference(folder, kind)
-    finally:
-        engine.shutdown()
-        plugins.INPUT_PROCESSORS.unregister(ARCHS[kind])
+    with items_processor_for(ARCHS[kind]):
+        engine = sgl.Engine(model_path=folder, device="cpu", max_total_tokens=4096, debug_check_integrity=True)
+        try:
+            yield kind, engine, mm_tiny.load_reference(folder, kind)
+        finally:
+            engine.shutdown()
 
 
 def test_image_logits_and_greedy_match_transformers(setup: tuple[str, Any, Any]) -> None:
@@ -116,20 +115,44 @@ def test_two_images_in_one_prompt_are_encoded_in_one_tower_call(setup: tuple[str
 def test_dummy_weights_build_and_run(kind: str, tmp_path: Path) -> None:
     """load_format="dummy" needs only the config: every architecture builds and answers."""
     import sglang as sgl
-    from sglang.runtime import plugins
 
     folder = mm_tiny.save_tiny_llava(tmp_path / kind, kind)
     (Path(folder) / "model.safetensors").unlink()  # dummy weights must not need the checkpoint
-    plugins.INPUT_PROCESSORS.register(ARCHS[kind], HFItemsProcessor)
-    engine = sgl.Engine(model_path=folder, device="cpu", max_total_tokens=2048, load_format="dummy")
-    try:
-        ids = prompt_ids(engine.tokenizer, mm_tiny.IMAGE_TOKEN)
-        out = engine.generate(input_ids=ids, sampling_params={"temperature": 0, "max_new_tokens": 3, "ignore_eos": True},
-                              image_data=png(*IMAGE_HW[kind], seed=0), return_logprob=True)
-        assert len(out["output_ids"]) == 3
-        assert all(lp is not None and lp == lp for lp, _, _ in out["meta_info"]["output_token_logprobs"])
-        model = engine.runtime.scheduler.runner.model
-        assert torch.all(model.vision_tower.vision_model.pre_layrnorm.weight == 1)
-    finally:
-        engine.shutdown()
-        plugins.INPUT_PROCESSORS.unregister(ARCHS[kind])
+    with items_processor_for(ARCHS[kind]):
+        engine = sgl.Engine(model_path=folder, device="cpu", max_total_tokens=2048, load_format="dummy")
+        try:
+            ids = prompt_ids(engine.tokenizer, mm_tiny.IMAGE_TOKEN)
+            out = engine.generate(input_ids=ids, sampling_params={"temperature": 0, "max_new_tokens": 3, "ignore_eos": True},
+                                  image_data=png(*IMAGE_HW[kind], seed=0), return_logprob=True)
+            assert len(out["output_ids"]) == 3
+            assert all(lp is not None and lp == lp for lp, _, _ in out["meta_info"]["output_token_logprobs"])
+            model = engine.runtime.scheduler.runner.model
+            assert torch.all(model.vision_tower.vision_model.pre_layrnorm.weight == 1)
+        finally:
+            engine.shutdown()
+
+
+@torch.no_grad()
+def test_bfloat16_model_embeds_close_to_float32(tmp_path: Path) -> None:
+    """The tower, projector, pooling and newline run in the model dtype (bf16 on CUDA); float32
+    pixel features are cast on the way in."""
+    from safetensors.torch import load_file
+
+    from sglang.multimodal.models.llava_next_video import LlavaNextVideoForConditionalGeneration
+
+    folder = Path(mm_tiny.save_tiny_llava(tmp_path / "v", "llava_next_video"))
+    config = mm_tiny.load_reference(folder, "llava_next_video").config
+    state = load_file(str(folder / "model.safetensors"))
+    models = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = LlavaNextVideoForConditionalGeneration(config, dtype)
+        model.load_weights(state.items())
+        models[dtype] = model
+    proc = HFItemsProcessor(models[torch.float32].model_config)
+    ids = prompt_ids(mm_tiny.tiny_tokenizer(), mm_tiny.IMAGE_TOKEN) + [config.video_token_id]
+    _, items = proc.process(ids, [png(56, 140, seed=1)], [frames_npy(4, seed=2)], None)
+    ref = models[torch.float32].embed_multimodal_batch(items)
+    low = models[torch.bfloat16].embed_multimodal_batch(items)
+    for r, lo in zip(ref, low, strict=True):
+        assert lo.dtype == torch.bfloat16 and lo.shape == r.shape
+        assert (lo.float() - r).abs().max() <= 0.05 * r.abs().max()

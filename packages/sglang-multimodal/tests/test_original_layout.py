@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import mm_tiny  # noqa: E402
 from mm_hf_items import (  # noqa: E402
     NEW_TOKENS,
-    HFItemsProcessor,
     ReferenceInputs,
     check_against_reference,
     generate,
+    items_processor_for,
     png,
     prompt_ids,
     reference_run,
@@ -42,11 +42,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def items_processor() -> Iterator[None]:
-    from sglang.runtime import plugins
-
-    plugins.INPUT_PROCESSORS.register(ARCH, HFItemsProcessor)
-    yield
-    plugins.INPUT_PROCESSORS.unregister(ARCH)
+    with items_processor_for(ARCH, "LlavaMistralForCausalLM"):
+        yield
 
 
 def _engine(folder: str, **kwargs: Any) -> Any:
