@@ -154,7 +154,7 @@ def test_adapter_maps_the_original_fields(sources: dict[str, str], tmp_path: Pat
         adapt(folder, {**raw, "image_aspect_ratio": "anyres", "mm_patch_merge_type": "spatial",
                        "image_grid_pinpoints": mm_tiny.PINPOINTS})
     with pytest.raises(FileNotFoundError, match="mm_vision_tower"):
-        adapt(folder, {**raw, "mm_vision_tower": "no-such-org/no-such-clip-tower"})
+        adapt(folder, {**raw, "mm_vision_tower": "./vit/no-such-clip-tower"})
 
 
 def test_tower_found_by_hub_id_basename_and_full_clip_config(sources: dict[str, str], tmp_path: Path) -> None:

@@ -46,21 +46,24 @@ def is_anyres(config: Any) -> bool:
 def find_vision_tower(folder: Path, ref: str) -> Path:
     """The CLIP checkpoint folder `mm_vision_tower` names: a path (absolute, or relative to the
     model folder as Yi-VL writes "./vit/..."), a sub-folder of the model folder named like the
-    hub id's last part, or a hub id already in the local HF cache (nothing is downloaded)."""
+    hub id's last part, else a hub id fetched like any model (the local HF cache first)."""
+    from sglang.runtime.loading.default_model import is_path_like
+    from sglang.runtime.loading.hf_loader import resolve_model_dir
+
     name = ref.strip()
     candidates = [Path(name).expanduser(), folder / name, folder / Path(name).name]
     for path in candidates:
         if (path / "config.json").is_file():
             return path
+    tried = ", ".join(str(c) for c in candidates)
+    if is_path_like(name):
+        raise FileNotFoundError(f"mm_vision_tower {ref!r} of {folder}: no CLIP folder at {tried}")
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception as e:  # noqa: BLE001 - any hub failure means "not available offline"
+        return resolve_model_dir(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo: the same advice
         raise FileNotFoundError(
-            f"mm_vision_tower {ref!r} of {folder} is neither a folder (tried "
-            f"{', '.join(str(c) for c in candidates)}) nor a hub id in the local cache ({type(e).__name__}); "
-            f"point mm_vision_tower in config.json at a local CLIP checkpoint folder"
+            f"mm_vision_tower {ref!r} of {folder} is not a folder (tried {tried}) and could not be "
+            f"fetched ({type(e).__name__}); point mm_vision_tower in config.json at a local CLIP folder"
         ) from None
 
 
