@@ -106,6 +106,13 @@ def test_two_images_in_one_prompt_are_encoded_in_one_tower_call(setup: tuple[str
     with torch.no_grad():
         batched = model.embed_multimodal_batch(items)
         single = [model.embed_multimodal(item) for item in items]
+        model.tower_batch = 3  # tower inputs split across calls give the same rows
+        try:
+            chunked = model.embed_multimodal_batch(items)
+        finally:
+            del model.tower_batch
+    for b, c in zip(batched, chunked, strict=True):
+        torch.testing.assert_close(b, c, atol=1e-5, rtol=1e-5)
     assert [b.shape[0] for b in batched] == [item.length for item in items]
     for b, s in zip(batched, single, strict=True):
         torch.testing.assert_close(b, s, atol=1e-5, rtol=1e-5)
