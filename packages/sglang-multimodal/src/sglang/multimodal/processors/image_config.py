@@ -106,26 +106,31 @@ def _triple(value: Any, default: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-def find_preprocessor_config(folders: Iterable[str | Path | None]) -> Path | None:
-    """The first preprocessor_config.json among `folders` (skipping None and non-folders)."""
+def find_preprocessor_config(
+    folders: Iterable[str | Path | None], filename: str = PREPROCESSOR_FILE
+) -> Path | None:
+    """The first `filename` among `folders` (skipping None and non-folders)."""
     for folder in folders:
         if not folder:
             continue
-        path = Path(folder).expanduser() / PREPROCESSOR_FILE
+        path = Path(folder).expanduser() / filename
         if path.is_file():
             return path
     return None
 
 
 def load_image_config(
-    folders: Iterable[str | Path | None], image_size: int | None = None
+    folders: Iterable[str | Path | None],
+    image_size: int | None = None,
+    filename: str = PREPROCESSOR_FILE,
+    fallback: ImageConfig | None = None,
 ) -> ImageConfig:
-    """Settings from the first folder holding a preprocessor_config.json; CLIP's defaults at
-    the vision tower's `image_size` when none does. A file that cannot be parsed is an error
+    """Settings from the first folder holding `filename`; else `fallback`, else CLIP's
+    defaults at the vision tower's `image_size`. A file that cannot be parsed is an error
     (silently serving with other settings would give wrong answers)."""
-    path = find_preprocessor_config(folders)
+    path = find_preprocessor_config(folders, filename)
     if path is None:
-        return ImageConfig.defaults(image_size)
+        return fallback if fallback is not None else ImageConfig.defaults(image_size)
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:

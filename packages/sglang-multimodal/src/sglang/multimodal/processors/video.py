@@ -124,3 +124,26 @@ def read_frames(ref: MediaRef, num_frames: int) -> np.ndarray:
             return np.stack([frames[i] for i in indices])
         total, exact = decoded, True
     raise ValueError(f"video {source.name} decodes to a different frame count on every pass")
+
+
+# Keys a video reference given as a mapping may hold its media under (the first one set wins).
+_REF_KEYS = ("data", "url", "path", "video")
+
+
+def video_request(ref: object, default_frames: int) -> tuple[MediaRef, int]:
+    """(media reference, frames to sample) of one `video_data` entry: a plain reference takes
+    `default_frames`; a mapping such as {"url": ..., "num_frames": 16} (what `sgl.video(path,
+    num_frames)` needs to send) names its own count."""
+    if isinstance(ref, str | bytes):
+        return ref, default_frames
+    if isinstance(ref, dict):
+        media = next((ref[k] for k in _REF_KEYS if ref.get(k) is not None), None)
+        if not isinstance(media, str | bytes):
+            raise ValueError(f"a video entry needs one of {', '.join(_REF_KEYS)} (a path, URL, "
+                             f"base64 string or bytes)")
+        frames = ref.get("num_frames", default_frames)
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {frames!r}")
+        return media, frames
+    raise ValueError(f"a video reference must be a string, bytes or a mapping, not "
+                     f"{type(ref).__name__}")
