@@ -57,6 +57,23 @@ def _load_target(target: str) -> Any:
 SOURCE_PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
 
 
+def _read_pyproject(pyproject: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.10 without tomllib
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}
+    with pyproject.open("rb") as f:
+        project: dict[str, Any] = tomllib.load(f).get("project", {})
+    return project
+
+
+def _group_of(project: dict[str, Any], group: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in project.get("entry-points", {}).get(group, {}).items()}
+
+
 def _source_tree_entry_points(
     group: str, pyproject: Path = SOURCE_PYPROJECT
 ) -> dict[str, str] | None:
@@ -64,18 +81,28 @@ def _source_tree_entry_points(
     `pyproject` is not the runtime's (an installed wheel, where the metadata is the truth)."""
     if not pyproject.is_file():
         return None
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - 3.10 without tomllib
-        try:
-            import tomli as tomllib
-        except ImportError:
-            return None
-    with pyproject.open("rb") as f:
-        project = tomllib.load(f).get("project", {})
+    project = _read_pyproject(pyproject)
     if project.get("name") != RUNTIME_DIST:
         return None
-    return {str(k): str(v) for k, v in project.get("entry-points", {}).get(group, {}).items()}
+    return _group_of(project, group)
+
+
+def _uninstalled_sibling_entry_points(group: str, pyproject: Path) -> dict[str, str]:
+    """Entry points of the other packages of a source checkout (packages/*/pyproject.toml) that
+    are not installed: used through PYTHONPATH alone (a GPU machine), they have no metadata."""
+    found: dict[str, str] = {}
+    for sibling in sorted(pyproject.parent.parent.glob("*/pyproject.toml")):
+        if sibling.resolve() == pyproject.resolve():
+            continue
+        project = _read_pyproject(sibling)
+        try:
+            md.distribution(str(project.get("name", "")))
+            continue  # installed: its metadata speaks for it
+        except md.PackageNotFoundError:
+            pass
+        for name, target in _group_of(project, group).items():
+            found.setdefault(name, target)
+    return found
 
 
 def _dist_name(ep: md.EntryPoint) -> str | None:
@@ -97,7 +124,10 @@ def _entry_points(group: str, pyproject: Path = SOURCE_PYPROJECT) -> dict[str, s
     eps = [(ep, _dist_name(ep)) for ep in md.entry_points(group=group)]
     if source is None:
         source = {ep.name: ep.value for ep, dist in eps if dist == RUNTIME_DIST}
-    found = dict(source)
+        siblings: dict[str, str] = {}
+    else:
+        siblings = _uninstalled_sibling_entry_points(group, pyproject)
+    found = {**siblings, **source}
     for ep, dist in eps:
         if dist == RUNTIME_DIST:
             continue
@@ -191,3 +221,6 @@ INPUT_PROCESSORS: Registry[Any] = Registry("input processor", "sglang.input_proc
 ATTENTION_BACKENDS: Registry[Any] = Registry("attention backend", "sglang.attention_backends")
 GRAMMAR_BACKENDS: Registry[Any] = Registry("grammar backend", "sglang.grammar_backends")
 SCHEDULE_POLICIES: Registry[Any] = Registry("schedule policy", "sglang.schedule_policies")
+# Keyed by an architecture name in a model folder's raw config.json: checkpoint layouts that
+# transformers' AutoConfig reads wrongly (the original LLaVA layout), see loading.hf_loader.
+CONFIG_ADAPTERS: Registry[Any] = Registry("config adapter", "sglang.config_adapters")

@@ -28,18 +28,24 @@ class EncoderCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_or_encode(self, key: str, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get(self, key: str) -> torch.Tensor | None:
+        """The entry (now the most recently used), counting a hit or a miss."""
         found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return found
-        self.misses += 1
-        value = encode()
-        self._put(key, value)
-        return value
+        if found is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return found
 
-    def _put(self, key: str, value: torch.Tensor) -> None:
+    def get_or_encode(self, key: str, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
+        found = self.get(key)
+        if found is None:
+            found = encode()
+            self.put(key, found)
+        return found
+
+    def put(self, key: str, value: torch.Tensor) -> None:
         size = value.numel() * value.element_size()
         if size > self.budget_bytes:
             return  # larger than the whole budget: used once, never kept

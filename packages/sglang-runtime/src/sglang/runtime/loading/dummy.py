@@ -20,12 +20,12 @@ from sglang.runtime.models.weight_utils import copy_shard
 
 @torch.no_grad()
 def fill_dummy_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> None:
-    """Matrices ~ N(0, std), biases zero, norm scales one: activations stay O(1) through
+    """Matrices ~ N(0, std), biases zero, norm scales one (RMSNorm and LayerNorm): activations stay O(1) through
     deep stacks, so timings aren't distorted by inf/nan paths. Deterministic per device."""
     for path, module in model.named_modules():
         for pname, param in module.named_parameters(recurse=False):
             name = f"{path}.{pname}" if path else pname
-            if isinstance(module, RMSNorm):
+            if isinstance(module, RMSNorm | nn.LayerNorm) and pname == "weight":
                 param.fill_(1.0)
             elif param.dim() == 1:
                 param.zero_()

@@ -86,7 +86,8 @@ def _weight_bytes(model: nn.Module) -> int:
 
 
 def _load_checkpoint(model: nn.Module, source: ModelSource) -> None:
-    progress = tqdm(total=source.count_tensors(), desc="Loading weights", unit="tensor")
+    # 0: not known up front (PyTorch .bin shards); the bar then just counts.
+    progress = tqdm(total=source.count_tensors() or None, desc="Loading weights", unit="tensor")
 
     def tracked() -> Any:
         for item in source.iter_weights():

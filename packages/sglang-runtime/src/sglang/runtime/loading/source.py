@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +56,17 @@ class ModelSource:
     # HF parameter names; CPU tensors, or LazyWeights (use `materialize` for a tensor).
     iter_weights: Callable[[], NamedTensors]
     count_tensors: Callable[[], int]  # for the progress bar
+
+
+@dataclass
+class ConfigAdaptation:
+    """What a config adapter (`plugins.CONFIG_ADAPTERS`) makes of a folder whose config.json
+    transformers reads wrongly: the config to build the model from, and other folders whose
+    weights belong to the model, each streamed with its prefix before the tensor names
+    (the original LLaVA layout keeps its CLIP tower in a separate folder)."""
+
+    config: Any  # transformers.PretrainedConfig
+    weight_folders: dict[str, Path] = field(default_factory=dict)
 
 
 def _cache_root() -> Path:

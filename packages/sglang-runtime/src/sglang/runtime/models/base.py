@@ -12,7 +12,8 @@ It then provides:
   the KV pool from it and reads no config attribute itself.
 
 Multimodal models add `embed_multimodal(item) -> Tensor[item.length, hidden]` (encoder plus
-projector, on the full item). In an EXTEND batch, `batch.mm_inputs` lists the parts of items whose
+projector, on the full item), and may add `embed_multimodal_batch(items) -> list[Tensor]` to
+encode every new item of a step in one pass. In an EXTEND batch, `batch.mm_inputs` lists the parts of items whose
 placeholder positions fall in the batch; `input_embeddings` embeds the text ids (placeholders
 masked), takes each item's rows from the encoder cache (encoding on a miss) and scatters the rows
 of this chunk, and the decoder stack runs on those embeddings. Text-only batches skip all of it.
@@ -20,7 +21,7 @@ of this chunk, and the decoder stack runs on those embeddings. Text-only batches
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -63,29 +64,48 @@ def item_features(item: MultimodalItem, device: torch.device | str) -> torch.Ten
     return torch.from_numpy(array.copy()).to(device)
 
 
+def encode_items(model: MultimodalLM, items: Sequence[MultimodalItem]) -> dict[str, torch.Tensor]:
+    """Encoder rows by content hash for the distinct items of a batch: cached ones from the
+    forward context's encoder cache, the rest in one `embed_multimodal_batch` call when the model
+    has it (one vision-tower pass for every image of the step), else item by item."""
+    cache = get_forward_context().encoder_cache
+    rows: dict[str, torch.Tensor] = {}
+    todo: list[MultimodalItem] = []
+    for item in items:
+        if item.content_hash in rows or any(t.content_hash == item.content_hash for t in todo):
+            continue
+        found = cache.get(item.content_hash) if cache is not None else None
+        if found is None:
+            todo.append(item)
+        else:
+            rows[item.content_hash] = found
+    if todo:
+        batched = getattr(model, "embed_multimodal_batch", None)
+        outs = batched(todo) if batched is not None else [model.embed_multimodal(t) for t in todo]
+        for item, out in zip(todo, outs, strict=True):
+            if out.shape[0] != item.length:
+                raise ValueError(f"the encoder gave {out.shape[0]} embeddings for a {item.modality} "
+                                 f"of {item.length} placeholder tokens")
+            rows[item.content_hash] = out
+            if cache is not None:
+                cache.put(item.content_hash, out)
+    return rows
+
+
 def input_embeddings(
     batch: ForwardBatch,
     embed_tokens: Callable[[torch.Tensor], torch.Tensor],
-    embed_multimodal: Callable[[MultimodalItem], torch.Tensor],
+    model: MultimodalLM,
     vocab_size: int,
 ) -> torch.Tensor:
     """Token embeddings of an EXTEND batch with its multimodal items' rows scattered over their
     placeholder positions. Placeholder ids (>= vocab_size) never reach `embed_tokens`."""
     ids = batch.input_ids
     embeds = embed_tokens(torch.where(ids >= vocab_size, torch.zeros_like(ids), ids))
-    cache = get_forward_context().encoder_cache
+    rows = encode_items(model, [part.item for part in batch.mm_inputs])
     for part in batch.mm_inputs:
-        item = part.item
-
-        def encode(item: MultimodalItem = item) -> torch.Tensor:
-            out = embed_multimodal(item)
-            if out.shape[0] != item.length:
-                raise ValueError(f"the encoder gave {out.shape[0]} embeddings for a {item.modality} "
-                                 f"of {item.length} placeholder tokens")
-            return out
-
-        rows = cache.get_or_encode(item.content_hash, encode) if cache is not None else encode()
-        embeds[part.dst : part.dst + part.count] = rows[part.first : part.first + part.count].to(
-            embeds.dtype
-        )
+        item_rows = rows[part.item.content_hash]
+        embeds[part.dst : part.dst + part.count] = item_rows[
+            part.first : part.first + part.count
+        ].to(embeds.dtype)
     return embeds

@@ -17,7 +17,7 @@ from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.layers.vocab_parallel import ParallelLMHead, VocabParallelEmbedding
-from sglang.runtime.models.base import KVCacheSpec, input_embeddings
+from sglang.runtime.models.base import KVCacheSpec, MultimodalLM, input_embeddings
 from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.models.weight_utils import load_named_tensors
 
@@ -172,11 +172,10 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         embeds = None
         if batch.mm_inputs:
-            encode = getattr(self, "embed_multimodal", None)
-            if encode is None:
+            if not isinstance(self, MultimodalLM):
                 raise ValueError(f"{type(self).__name__} takes no images or videos")
             embeds = input_embeddings(
-                batch, self.model.embed_tokens, encode, self.model_config.vocab_size
+                batch, self.model.embed_tokens, self, self.model_config.vocab_size
             )
         hidden = self.model(batch.input_ids, batch.positions, embeds)
         return self.logits_processor(hidden, self.lm_head.weight, batch)
