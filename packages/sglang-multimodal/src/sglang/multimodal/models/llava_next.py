@@ -19,6 +19,15 @@ from sglang.runtime.models.config import ModelConfig
 IMAGE_SIZE_META = "image_size"
 
 
+class ImageNewline(nn.Module):
+    """The learned row-end embedding. A module (checkpoint `image_newline` -> `image_newline.weight`)
+    because the runtime's loader addresses parameters as `<module>.<name>`."""
+
+    def __init__(self, hidden: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(hidden, dtype=dtype), requires_grad=False)
+
+
 class LlavaNextForConditionalGeneration(LlavaForConditionalGeneration):
     embedders: ClassVar[dict[str, str]] = {"image": "embed_anyres_image"}
 
@@ -26,9 +35,7 @@ class LlavaNextForConditionalGeneration(LlavaForConditionalGeneration):
         super().__init__(config, dtype)
         hf = self.model_config.hf
         self.image_grid_pinpoints: list[list[int]] = [list(map(int, p)) for p in hf.image_grid_pinpoints]
-        self.image_newline = nn.Parameter(
-            torch.empty(self.model_config.hidden_size, dtype=dtype), requires_grad=False
-        )
+        self.image_newline = ImageNewline(self.model_config.hidden_size, dtype)
 
     def embed_anyres_image(self, item: MultimodalItem, features: torch.Tensor) -> torch.Tensor:
         size = item.meta.get(IMAGE_SIZE_META)
@@ -43,7 +50,7 @@ class LlavaNextForConditionalGeneration(LlavaForConditionalGeneration):
         projected = self.multi_modal_projector(features)
         base, tiles = projected[0], projected[1:]
         grid = self._stitch(tiles, (height, width))
-        newline = self.image_newline.to(grid.dtype).expand(grid.shape[0], 1, -1)
+        newline = self.image_newline.weight.to(grid.dtype).expand(grid.shape[0], 1, -1)
         rows = torch.cat([base, torch.cat([grid, newline], dim=1).flatten(0, 1)])
         assert rows.shape[0] == llava_next_num_tokens((height, width), self.image_grid_pinpoints, self.geometry)
         return rows

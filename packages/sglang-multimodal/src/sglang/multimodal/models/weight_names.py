@@ -1,7 +1,7 @@
 """Checkpoint tensor names of every LLaVA layout -> our module tree.
 
 Our tree: `model.*` (the Llama decoder), `lm_head.*`, `vision_tower.vision_model.*`,
-`multi_modal_projector.*`, `image_newline`, `vision_resampler.*`. The layouts users have:
+`multi_modal_projector.*`, `image_newline.weight`, `vision_resampler.*`. The layouts users have:
 
 - transformers >= 4.52 / 5.x save: `model.language_model.*`, `model.vision_tower.*`,
   `model.multi_modal_projector.*`, `model.image_newline`, `lm_head.*`;
@@ -27,7 +27,8 @@ _RENAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^(?:model\.)?language_model\.lm_head\.", "lm_head."),
         (r"^model\.language_model\.", "model."),
         (r"^(?:model\.)?mm_projector\.", "multi_modal_projector."),
-        (r"^(?:model\.)?(multi_modal_projector\.|image_newline$|vision_resampler\.)", r"\1"),
+        (r"^(?:model\.)?image_newline$", "image_newline.weight"),
+        (r"^(?:model\.)?(multi_modal_projector\.|vision_resampler\.)", r"\1"),
     )
 )
 _TOWER = re.compile(r"^(?:model\.)?vision_tower\.(?:vision_tower\.)?")
