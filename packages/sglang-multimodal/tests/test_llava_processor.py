@@ -149,7 +149,7 @@ def test_video_num_frames_from_a_mapping_entry_and_mixed_media(tok: Any, tmp_pat
     assert [it.modality for it in items] == ["image", "video"]
     assert items[1].shape == [4, 3, 56, 56] and items[1].length == 16
     assert items[0].offset < items[1].offset
-    with pytest.raises(ValueError, match="num_frames must be a positive integer"):
+    with pytest.raises(ValueError, match="'num_frames' must be a positive integer"):
         ours.process(prompt, [png(image(9, 9))], [{"url": str(path), "num_frames": 0}], tok)
 
 

@@ -8,7 +8,6 @@ use the same dtypes in the same order (uint8 -> float64 * factor -> float32, the
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from sglang.multimodal.geometry import select_best_resolution
-from sglang.protocol.media import MediaRef
-from sglang.runtime.multimodal.media import describe, load_media_bytes
 from sglang.multimodal.processors.image_config import ImageConfig
 
 
@@ -31,21 +28,6 @@ def to_rgb(image: Any) -> Any:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return image.convert("RGB")
-
-
-def load_rgb(ref: MediaRef) -> Any:
-    """A PIL RGB image from a media reference, transparency on white. Decoded here rather than
-    by the runtime's load_image (which drops alpha as is) so that pixels match transformers';
-    errors are ValueErrors naming the reference, like load_image's."""
-    from PIL import Image
-
-    data = load_media_bytes(ref)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return to_rgb(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot decode image {describe(ref)}: {e}") from e
 
 
 def shortest_edge_size(height: int, width: int, shortest: int) -> tuple[int, int]:

@@ -20,7 +20,6 @@ import numpy as np
 from sglang.multimodal import geometry
 from sglang.multimodal.processors.image import (
     clip_view,
-    load_rgb,
     preprocess_anyres,
     preprocess_clip,
 )
@@ -40,6 +39,7 @@ from sglang.protocol.media import MediaRef
 from sglang.runtime.messages import MultimodalItem
 from sglang.runtime.models.config import ModelConfig
 from sglang.runtime.multimodal.items import Features, splice_items
+from sglang.runtime.multimodal.media import load_image
 
 IMAGE_TEXT = "<image>"
 VIDEO_TEXT = "<video>"
@@ -148,7 +148,7 @@ class LlavaInputProcessor:
         ids = prompt_ids(prompt, markers, {"image": len(images), "video": len(videos)},
                          tokenizer)
         media: dict[int, list[Features]] = {
-            prep.image_marker.token_id: [self.image_features(load_rgb(r), prep.image_cfg)
+            prep.image_marker.token_id: [self.image_features(load_image(r), prep.image_cfg)
                                          for r in images],
         }
         if prep.video_marker is not None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sglang.protocol.media import MediaRef
+from sglang.protocol.media import MediaRef, VideoRef
 from sglang.runtime.multimodal.media import describe, load_media_bytes
 
 
@@ -126,24 +126,9 @@ def read_frames(ref: MediaRef, num_frames: int) -> np.ndarray:
     raise ValueError(f"video {source.name} decodes to a different frame count on every pass")
 
 
-# Keys a video reference given as a mapping may hold its media under (the first one set wins).
-_REF_KEYS = ("data", "url", "path", "video")
 
-
-def video_request(ref: object, default_frames: int) -> tuple[MediaRef, int]:
-    """(media reference, frames to sample) of one `video_data` entry: a plain reference takes
-    `default_frames`; a mapping such as {"url": ..., "num_frames": 16} (what `sgl.video(path,
-    num_frames)` needs to send) names its own count."""
-    if isinstance(ref, str | bytes):
-        return ref, default_frames
-    if isinstance(ref, dict):
-        media = next((ref[k] for k in _REF_KEYS if ref.get(k) is not None), None)
-        if not isinstance(media, str | bytes):
-            raise ValueError(f"a video entry needs one of {', '.join(_REF_KEYS)} (a path, URL, "
-                             f"base64 string or bytes)")
-        frames = ref.get("num_frames", default_frames)
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"num_frames must be a positive integer, got {frames!r}")
-        return media, frames
-    raise ValueError(f"a video reference must be a string, bytes or a mapping, not "
-                     f"{type(ref).__name__}")
+def video_request(entry: object, default_frames: int) -> tuple[MediaRef, int]:
+    """(media reference, frames to sample) of one `video_data` entry, in any form the protocol
+    allows (`VideoRef.parse`: a reference alone takes `default_frames`)."""
+    ref = VideoRef.parse(entry)
+    return ref.source, ref.num_frames if ref.num_frames is not None else default_frames
