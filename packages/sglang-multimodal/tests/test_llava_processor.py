@@ -253,3 +253,29 @@ def test_yi_vl_placeholder_and_tokenizers_without_the_image_token(tok: Any) -> N
 def test_unknown_aspect_ratio_is_refused(tok: Any) -> None:
     with pytest.raises(ValueError, match="unsupported image_aspect_ratio 'stretch'"):
         llava_mod.original_layout(original_config(tok, image_aspect_ratio="stretch"))
+
+
+def test_processors_import_without_torch() -> None:
+    # The server's tokenizer process builds processors; it must not pay for (or need) torch.
+    import subprocess
+
+    code = ("import sys, sglang.multimodal.processors.llava; "
+            "sys.exit(int('torch' in sys.modules or 'transformers' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_text_markers_never_collide_with_the_texts_own_tokens(tok: Any) -> None:
+    # Yi-VL's adapted config keeps LlavaConfig's default image index 32000, a real Yi token;
+    # here the index is a token the text itself contains, with a tokenizer lacking <image>.
+    from sglang.runtime.loading.source import load_tokenizer
+
+    plain = load_tokenizer(mm_tiny.gguf_path())
+    text = "Hi there <image> there"
+    left, right = text.split("<image>")
+    natural = plain.encode(right, add_special_tokens=False)[-1]  # " there"
+    assert natural in plain.encode(left)
+    ours = processor("llava", tok, image_token_index=natural)
+    ids, (item,) = ours.process(text, [png(image(20, 20))], [], plain)
+    assert ids[: item.offset] == plain.encode(left)
+    assert ids[item.end :] == plain.encode(right, add_special_tokens=False)
+    assert natural in ids[item.end :]

@@ -49,12 +49,14 @@ YI_IMAGE_TEXT = "<image_placeholder>"
 
 @dataclass(frozen=True)
 class Prepared:
-    """What one process call needs beyond the config, resolved once per tokenizer."""
+    """What one process call needs beyond the config, resolved once per tokenizer. Text
+    prompts mark media with LLaVA's out-of-vocabulary ids (so a marker can never be confused
+    with a token the text itself encodes to); id prompts with the model's token ids."""
 
     image_cfg: ImageConfig
     video_cfg: ImageConfig
-    image_marker: Marker
-    video_marker: Marker | None
+    text_markers: tuple[Marker, ...]  # image first, then video when the model takes videos
+    id_markers: tuple[Marker, ...]
 
 
 class LlavaInputProcessor:
@@ -83,15 +85,15 @@ class LlavaInputProcessor:
 
     # --- settings -------------------------------------------------------------------------
 
-    def _marker(self, modality: str, texts: tuple[str, ...], config_names: tuple[str, ...],
-                fallback: int, tokenizer: Any) -> Marker:
-        """The config's token index when it has one (what id prompts use), else the
-        tokenizer's id for the marker string, else LLaVA's out-of-vocabulary index."""
+    def _id_marker(self, modality: str, texts: tuple[str, ...], config_names: tuple[str, ...],
+                   sentinel: int, tokenizer: Any) -> Marker:
+        """The config's token index when it has one, else the tokenizer's id for the marker
+        string, else the sentinel (then only prepended markers can stand for the media)."""
         tid = hf_field(self.hf, *config_names)
         if tid is None and tokenizer is not None:
-            known = marker_token_ids(tokenizer, [Marker(modality, texts[:1], fallback)])
+            known = marker_token_ids(tokenizer, [Marker(modality, texts[:1], sentinel)])
             tid = next(iter(known)) if known else None
-        return Marker(modality, texts, int(tid) if tid is not None else fallback)
+        return Marker(modality, texts, int(tid) if tid is not None else sentinel)
 
     def prepare(self, tokenizer: Any) -> Prepared:
         key = id(tokenizer)
@@ -101,13 +103,14 @@ class LlavaInputProcessor:
                 image_cfg = load_image_config(folders, self.geometry.image_size)
                 video_cfg = load_image_config(folders[:1], self.geometry.image_size,
                                               VIDEO_PREPROCESSOR_FILE, fallback=image_cfg)
-                image = self._marker("image", self.image_texts,
-                                     ("image_token_index", "image_token_id"),
-                                     LLAVA_IMAGE_INDEX, tokenizer)
-                video = self._marker("video", (VIDEO_TEXT,),
-                                     ("video_token_index", "video_token_id"),
-                                     LLAVA_VIDEO_INDEX, tokenizer) if self.takes_video else None
-                self._prepared[key] = Prepared(image_cfg, video_cfg, image, video)
+                kinds = [("image", self.image_texts, ("image_token_index", "image_token_id"),
+                          LLAVA_IMAGE_INDEX)]
+                if self.takes_video:
+                    kinds.append(("video", (VIDEO_TEXT,), ("video_token_index", "video_token_id"),
+                                  LLAVA_VIDEO_INDEX))
+                text = tuple(Marker(mod, texts, sentinel) for mod, texts, _, sentinel in kinds)
+                ids = tuple(self._id_marker(*kind, tokenizer) for kind in kinds)
+                self._prepared[key] = Prepared(image_cfg, video_cfg, text, ids)
             return self._prepared[key]
 
     # --- features -------------------------------------------------------------------------
@@ -142,21 +145,21 @@ class LlavaInputProcessor:
         tokenizer: Any,
     ) -> tuple[list[int], list[MultimodalItem]]:
         prep = self.prepare(tokenizer)
-        if videos and prep.video_marker is None:
+        if videos and not self.takes_video:
             raise ValueError("this model takes images only, not videos")
-        markers = [prep.image_marker] + ([prep.video_marker] if prep.video_marker else [])
+        markers = prep.text_markers if isinstance(prompt, str) else prep.id_markers
         ids = prompt_ids(prompt, markers, {"image": len(images), "video": len(videos)},
                          tokenizer)
         media: dict[int, list[Features]] = {
-            prep.image_marker.token_id: [self.image_features(load_image(r), prep.image_cfg)
-                                         for r in images],
+            markers[0].token_id: [self.image_features(load_image(r), prep.image_cfg)
+                                  for r in images],
         }
-        if prep.video_marker is not None:
+        if self.takes_video:
             feats = []
             for entry in videos:
                 ref, count = video_request(entry, self.num_frames)
                 feats.append(self.video_features(read_frames(ref, count), prep.video_cfg))
-            media[prep.video_marker.token_id] = feats
+            media[markers[1].token_id] = feats
         return splice_items(ids, media, self.vocab_size)
 
 

@@ -6,6 +6,9 @@ transformers' processors do. A tokenizer without it (the original LLaVA and Yi-V
 gets the original LLaVA treatment: the text is split at the markers, each piece is encoded (the
 first with the tokenizer's special tokens, the rest without) and the marker id goes between.
 
+The marker ids are the caller's choice (see llava.Prepared): text prompts use ids outside every
+vocabulary, so no token of the text can pass for a marker; id prompts use the model's own.
+
 A prompt that holds no marker of a modality but comes with items of it gets one marker per item
 in front, the way LLaVA users write single-image prompts: `<image>\\n` per image before the text
 (after a leading BOS for id prompts). A prompt with some markers but not one per item is an
@@ -21,8 +24,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Marker:
-    """How one modality is marked: the strings that stand for an item in text prompts and the
-    id that stands for it in id prompts and in the ids handed to `splice_items`."""
+    """How one modality is marked: the strings that stand for an item in a text prompt, and
+    the id that stands for it in an id prompt and in the ids handed to `splice_items`."""
 
     modality: str  # "image" | "video"
     texts: tuple[str, ...]
