@@ -279,3 +279,19 @@ def test_text_markers_never_collide_with_the_texts_own_tokens(tok: Any) -> None:
     assert ids[: item.offset] == plain.encode(left)
     assert ids[item.end :] == plain.encode(right, add_special_tokens=False)
     assert natural in ids[item.end :]
+
+
+def test_settings_folders_frames_default_and_tower_folder(tok: Any, tmp_path: Path) -> None:
+    from sglang.multimodal.processors import settings
+
+    model = tmp_path / "model"
+    (model / "vit" / "clip").mkdir(parents=True)
+    hf = SimpleNamespace(_name_or_path=str(model), mm_vision_tower="./vit/clip")
+    assert settings.tower_folder(hf) == model / "vit" / "clip"
+    assert settings.settings_folders(hf, SimpleNamespace(name_or_path=str(tmp_path)))[1:] \
+        == [tmp_path, model / "vit" / "clip"]
+    assert settings.tower_folder(SimpleNamespace(mm_vision_tower="org/not-on-disk")) is None
+    assert settings.default_num_frames(hf) == settings.DEFAULT_NUM_FRAMES == 8
+    (model / "video_preprocessor_config.json").write_text(json.dumps({"num_frames": 32}))
+    assert settings.default_num_frames(hf) == 32
+    assert settings.default_num_frames(SimpleNamespace(num_frames=16)) == 16

@@ -167,3 +167,21 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
 def test_num_frames_must_be_positive() -> None:
     with pytest.raises(ValueError, match="num_frames must be at least 1"):
         video_mod.read_frames(b"x", 0)
+
+
+def test_frame_size_change_mid_stream_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_video(tmp_path / "v.mp4", "mp4-h264", 10)
+    real_decode = VideoSource.decode
+
+    def resized(self: VideoSource, keep: list[int]) -> tuple[dict, int]:
+        frames, count = real_decode(self, keep)
+        if frames:  # as a stream whose later frames are half the size would decode
+            last = max(frames)
+            frames[last] = frames[last][::2, ::2]
+        return frames, count
+
+    monkeypatch.setattr(VideoSource, "decode", resized)
+    with pytest.raises(ValueError, match="changes frame size mid-stream"):
+        read_frames(str(path), 4)

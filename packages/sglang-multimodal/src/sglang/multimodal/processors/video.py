@@ -121,6 +121,10 @@ def read_frames(ref: MediaRef, num_frames: int) -> np.ndarray:
             raise ValueError(f"video {source.name}: {e}") from None
         frames, decoded = source.decode(indices)
         if decoded == total:
+            shapes = {frames[i].shape for i in indices}
+            if len(shapes) > 1:
+                raise ValueError(f"video {source.name} changes frame size mid-stream "
+                                 f"({', '.join(f'{s[1]}x{s[0]}' for s in sorted(shapes))})")
             return np.stack([frames[i] for i in indices])
         total, exact = decoded, True
     raise ValueError(f"video {source.name} decodes to a different frame count on every pass")
