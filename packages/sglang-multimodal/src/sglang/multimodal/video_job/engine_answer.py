@@ -14,14 +14,14 @@ from sglang.multimodal.video_job.records import Record
 
 
 def video_ref(path: str, num_frames: int | None) -> Any:
-    """A `video_data` entry for `path` that asks for `num_frames` frames. The one place that
-    knows how a request spells it (`sglang.protocol.media.VideoRef`); a protocol without it
-    takes the bare path, and the model samples its default number of frames."""
+    """A `video_data` entry for `path` that asks for `num_frames` frames: the one place that knows
+    how a request spells it (`{"url", "num_frames"}`, `sglang.protocol.media.VideoRef`'s JSON
+    form). A protocol without VideoRef takes the bare path; the model samples its default."""
     try:
         from sglang.protocol.media import VideoRef  # type: ignore[attr-defined]
     except ImportError:
         return path
-    return VideoRef(source=path, num_frames=num_frames)
+    return VideoRef(source=path, num_frames=num_frames).to_json()
 
 
 def _meta(out: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""The video job through the real offline Engine (the default answerer) on a toy video model:
+the job's answers are the Engine's answers for the same videos, a corrupt video in a batch costs
+only its own row, and the job exits 0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import video_job_toy
+from video_job_media import video_folder
+
+from sglang.multimodal.video_job import cli
+from sglang.multimodal.video_job.engine_answer import video_ref
+from sglang.multimodal.video_job.prompts import DEFAULT_TEMPLATE
+
+ENGINE_FLAGS = ["--device", "cpu", "--max-total-tokens", "4096", "--debug-check-integrity"]
+SAMPLING = {"temperature": 0.0, "max_new_tokens": 4, "ignore_eos": True}
+SAMPLING_FLAGS = ["--temperature", "0", "--max-new-tokens", "4", "--ignore-eos"]
+FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    video_job_toy.register()
+    yield video_job_toy.save_toy_video_model(tmp_path_factory.mktemp("toy_video"))
+    video_job_toy.unregister()
+
+
+def _direct(model: str, videos: Path, ids: list[str], prompt: str) -> dict[str, Any]:
+    """Each video asked alone through the Engine, as a user would without the job."""
+    import sglang as sgl
+
+    out: dict[str, Any] = {}
+    with sgl.Engine(model_path=model, device="cpu", max_total_tokens=4096) as engine:
+        for vid in ids:
+            try:
+                out[vid] = engine.generate(prompt, dict(SAMPLING),
+                                           video_data=video_ref(str(videos / vid), FRAMES))["text"]
+            except ValueError as e:
+                out[vid] = e
+    return out
+
+
+def test_job_answers_equal_the_engine_and_a_corrupt_video_is_a_row(
+    tmp_path: Path, toy_model: str
+) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "answers.jsonl"
+    ids = video_folder(videos, 5, corrupt=(3,))
+    argv = ["--video-dir", str(videos), "--output", str(out), "--model-path", toy_model,
+            "--prompt", "t5 t6 t7", "--num-frames", str(FRAMES), "--batch-size", "2",
+            "--no-progress", *ENGINE_FLAGS, *SAMPLING_FLAGS]
+    assert cli.main(argv) == 0
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ids
+
+    expected = _direct(toy_model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "t5 t6 t7"))
+    for vid in ids:
+        if isinstance(expected[vid], Exception):
+            assert vid == "clip03.mp4" and "cannot decode" in rows[vid]["error"]
+        else:
+            assert rows[vid]["answer"] == expected[vid] and rows[vid]["answer"].strip()
+            assert rows[vid]["meta"]["completion_tokens"] == 4
+    assert len({rows[v]["answer"] for v in ids if v != "clip03.mp4"}) > 1  # the video matters
+
+    assert cli.main(argv) == 0  # a rerun: nothing left, no Engine built
+    assert list(map(json.loads, out.read_text().splitlines())) == list(rows.values())
