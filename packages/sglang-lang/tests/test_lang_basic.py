@@ -198,11 +198,13 @@ def test_images_and_videos_need_a_vision_backend() -> None:
     be = FakeBackend(["a cat"], supports_images=True)
     state = look.run(backend=be)
     assert state["a"] == "a cat"
-    assert vars(be.calls[0][1])["images"] == [{"type": "image", "data": "cat.png"}]
+    assert be.calls[0][1].media == [{"type": "image", "data": "cat.png"}]
+    # The template's image token stands where the image was.
+    assert be.calls[0][1].text == "<image>What is it? "
     be = FakeBackend(["a dog"])
     be.supports_videos = True
     assert watch.run(backend=be)["a"] == "a dog"
-    assert vars(be.calls[0][1])["images"] == [
+    assert be.calls[0][1].media == [
         {"type": "video", "data": "clip.mp4", "num_frames": 4}
     ]
 

@@ -123,7 +123,9 @@ def test_media_references(tmp_path) -> None:
         ("missing.png", "does not exist"),
         ("data:image/png,abc", "must be base64"),
         ("!!notbase64!!", "not valid base64"),
-        ("http://x/y.png", "does not download"),
+        ("http://cat.invalid/y.png", "does not resolve"),
+        ("file:///etc/hosts", "unsupported URL scheme"),
+        (str(tmp_path), "is a directory"),
         (b"", "is empty"),
     ]:
         with pytest.raises(ValueError, match=message):

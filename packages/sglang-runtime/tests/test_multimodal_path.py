@@ -127,7 +127,8 @@ def test_path_base64_and_data_uri_give_the_same_result(fresh: Any, tmp_path: Pat
         ("/no/such/image.png", "does not exist"),
         ("bm90IGFuIGltYWdl", "cannot decode image"),  # valid base64 of b"not an image"
         ("data:image/png;base64,@@@", "not valid base64"),
-        ("https://example.com/cat.png", "does not download"),
+        ("https://cat.invalid/cat.png", "does not resolve"),
+        ("ftp://example.com/cat.png", "unsupported URL scheme"),
     ],
 )
 def test_unreadable_image_is_a_clear_error(fresh: Any, ref: str, message: str) -> None:

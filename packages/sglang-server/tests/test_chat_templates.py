@@ -71,8 +71,16 @@ EXPECTED: dict[str, tuple[str, str]] = {
         "Be brief. USER: Hi! ASSISTANT: Hello.</s>ASSISTANT:",
         "Be brief. USER: Hi! ASSISTANT: Hello.</s>USER: Bye? ASSISTANT:",
     ),
+    "llava": (
+        "Be brief. USER: Hi! ASSISTANT: Hello.</s>ASSISTANT:",
+        "Be brief. USER: Hi! ASSISTANT: Hello.</s>USER: Bye? ASSISTANT:",
+    ),
+    "yi-vl": (
+        "Be brief.\n### Human: Hi!\n### Assistant: Hello.\n### Assistant:",
+        "Be brief.\n### Human: Hi!\n### Assistant: Hello.\n### Human: Bye?\n### Assistant:",
+    ),
 }
-for _alias in ("qwen", "yi"):  # ChatML with other stop strings / default system messages
+for _alias in ("qwen", "yi", "chatml-llava"):  # ChatML with other stop strings / default system messages
     EXPECTED[_alias] = EXPECTED["chatml"]
 
 

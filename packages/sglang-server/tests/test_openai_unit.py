@@ -487,7 +487,7 @@ BAD: list[tuple[str, Any, str | None]] = [
     (CH, {"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
     (CH, {"messages": [{"role": "user"}]}, "messages[0].content"),
     (CH, {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-     "messages[0].content[0]"),
+     "messages[0].content[0].image_url.url"),
     (CH, {"messages": CONV, "response_format": {"type": "xml"}}, "response_format.type"),
     (CH, {"messages": CONV, "response_format": {"type": "json_schema"}},
      "response_format.json_schema"),

@@ -51,6 +51,9 @@ _LAZY: dict[str, tuple[str, str]] = {
         "sgl.RuntimeEndpoint is not available in this installation",
     ),
     "OpenAI": ("sglang.lang.backend.openai", "sgl.OpenAI needs: pip install 'sglang-lang[openai]'"),
+    "EngineBackend": (
+        "sglang.lang.backend.engine", "sgl.EngineBackend is not available in this installation",
+    ),
 }
 
 # Lazy names stay out of __all__ so `from sglang import *` never needs torch or openai.

@@ -92,6 +92,10 @@ def image(source: str | bytes) -> ir.SglExpr:
 
 
 def video(source: str | bytes, num_frames: int) -> ir.SglExpr:
+    """A video (path, URL or bytes) of which the runtime samples `num_frames` frames uniformly;
+    backends without video support reject it."""
+    if isinstance(num_frames, bool) or int(num_frames) < 1:
+        raise ValueError(f"sgl.video needs num_frames >= 1, got {num_frames!r}")
     return ir.SglVideo(source, int(num_frames))
 
 

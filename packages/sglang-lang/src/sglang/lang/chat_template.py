@@ -16,6 +16,10 @@ class ChatTemplate:
     role_prefix_and_suffix: dict[str, tuple[str, str]]
     default_system_prompt: str | None = None
     stop_str: list[str] = field(default_factory=list)
+    # What sgl.image / sgl.video put into the text: the model's media tokens, which its input
+    # processor replaces with the media's placeholders (LLaVA-family tokens by default).
+    image_token: str = "<image>"
+    video_token: str = "<video>"
 
     def prefix(self, role: str) -> str:
         return self.role_prefix_and_suffix[role][0]

@@ -74,7 +74,7 @@ def execute_select(ex: StreamExecutor, node: ir.SglSelect) -> None:
 
 def execute_media(ex: StreamExecutor, node: ir.SglImage | ir.SglVideo) -> None:
     """Backends opt in with `supports_images` / `supports_videos`; the item goes to the backend
-    in `ctx.images` and the template's `image_token`/`video_token` (if any) into the text."""
+    in `ctx.media` and the template's `image_token`/`video_token` into the text."""
     kind = "image" if isinstance(node, ir.SglImage) else "video"
     if not getattr(ex.backend, f"supports_{kind}s", False):
         raise ValueError(
@@ -86,4 +86,4 @@ def execute_media(ex: StreamExecutor, node: ir.SglImage | ir.SglVideo) -> None:
         item["num_frames"] = node.num_frames
     ex.media_.append(item)
     ex.spec.clear()
-    ex.append_text(getattr(ex.template, f"{kind}_token", ""))
+    ex.append_text(getattr(ex.template, f"{kind}_token"))

@@ -194,7 +194,9 @@ class StreamExecutor:
         elif isinstance(node, ir.SglSetVar):
             self.set_var(node.name, node.value)
         elif isinstance(node, ir.SglCachePrefix):
-            if self.text_:
+            if self.text_ and self.media_:  # so the forks share the prefix's images
+                self.backend.cache_prefix(self.text_, media=list(self.media_))
+            elif self.text_:
                 self.backend.cache_prefix(self.text_)
         elif isinstance(node, ir.SglFail):
             raise node.error
@@ -242,10 +244,8 @@ class StreamExecutor:
 
     def context(self) -> Context:
         """Completed messages only: an open block's text is what a chat backend continues."""
-        ctx = Context(text=self.text_, messages=[dict(m) for m in self.messages_])
-        if self.media_:
-            vars(ctx)["images"] = list(self.media_)  # Context has no media field yet
-        return ctx
+        return Context(text=self.text_, messages=[dict(m) for m in self.messages_],
+                       media=list(self.media_))
 
     # ---- fork --------------------------------------------------------------------------------
 

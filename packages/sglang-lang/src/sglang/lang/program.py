@@ -19,13 +19,16 @@ _local = threading.local()  # .depth: how many program bodies are running on thi
 
 
 def _unwrap(backend: Any) -> BaseBackend | None:
-    # A `sgl.Runtime` is not a backend itself: it owns a server and exposes its `.endpoint`.
-    if (
-        backend is not None
-        and not isinstance(backend, BaseBackend)
-        and hasattr(backend, "endpoint")
-    ):
+    # A `sgl.Runtime` is not a backend itself: it owns a server and exposes its `.endpoint`;
+    # an offline `sgl.Engine` is served through an EngineBackend.
+    if backend is None or isinstance(backend, BaseBackend):
+        return backend
+    if hasattr(backend, "endpoint"):
         return backend.endpoint
+    from sglang.lang.backend.engine import EngineBackend, looks_like_engine
+
+    if looks_like_engine(backend):
+        return EngineBackend(backend)
     return backend
 
 

@@ -30,7 +30,11 @@ class GenerateReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     # SGLang's media fields: for one prompt a reference (path, URL, base64, data URI) or a list
     # of them; for a batch one entry per prompt (a reference, a list, or null).
     image_data: str | list[str | list[str] | None] | None = None
-    video_data: str | list[str | list[str] | None] | None = None
+    # A video entry may also be {"url": <reference>, "num_frames": N} (sglang.protocol.media).
+    video_data: (
+        str | dict[str, Any] | list[str | dict[str, Any] | list[str | dict[str, Any]] | None]
+        | None
+    ) = None
 
     @property
     def is_batch(self) -> bool:

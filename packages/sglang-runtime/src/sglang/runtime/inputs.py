@@ -187,13 +187,25 @@ def parse_sampling_params(raw: Any, tokenizer: Any, vocab_size: int) -> Sampling
     return sp
 
 
-def _fit_to_context(sp: SamplingParams, prompt_len: int, field: str, limits: ModelLimits
-                    ) -> SamplingParams:
+def _media_note(items: list[MultimodalItem] | None) -> str:
+    """How much of a prompt its media take, for the context-length error."""
+    if not items:
+        return ""
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it.modality] = counts.get(it.modality, 0) + 1
+    what = " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items())
+    return f" ({sum(it.length for it in items)} of them placeholders for {what}: too many " \
+        "or too large media for the context)"
+
+
+def _fit_to_context(sp: SamplingParams, prompt_len: int, field: str, limits: ModelLimits,
+                    items: list[MultimodalItem] | None = None) -> SamplingParams:
     ctx = limits.context_len
     if prompt_len >= ctx:
         raise ContextLengthExceeded(
-            f"the prompt has {prompt_len} tokens; this model's context length is {ctx}, "
-            "which must leave room for at least one new token", field,
+            f"the prompt has {prompt_len} tokens{_media_note(items)}; this model's context "
+            f"length is {ctx}, which must leave room for at least one new token", field,
         )
     room = ctx - prompt_len
     if sp.max_new_tokens > room:
@@ -260,13 +272,15 @@ def prepare_request(
         videos = media_per_prompt(sub.video_data, 1, False, "video_data")[0]
         items: list[MultimodalItem] | None = None
         if images or videos:
-            ids, field, items = _tokenize_with_media(
+            ids, _, items = _tokenize_with_media(
                 sub, tokenizer, limits.vocab_size, images, videos, processor
             )
+            # Too long because of its media: the error names the media field.
+            field = "image_data" if images else "video_data"
         else:
             ids, field = tokenize_prompt(sub, tokenizer, limits.vocab_size)
         sp = parse_sampling_params(sub.sampling_params, tokenizer, limits.vocab_size)
-        sp = _fit_to_context(sp, len(ids), field, limits)
+        sp = _fit_to_context(sp, len(ids), field, limits, items)
         rid = sub.rid if isinstance(sub.rid, str) else None
         for c_idx, (copy_rid, copy_sp) in enumerate(_copies(sp, rid)):
             if copy_sp.seed is not None and not _INT_MIN <= copy_sp.seed <= _INT_MAX:

@@ -61,6 +61,7 @@ class ResultAccumulator:
         self.top_logprobs_num = top_logprobs_num
         # Token texts need a tokenizer; without one (skip_tokenizer_init) they stay None.
         self.with_text = with_text and tokenizer is not None
+        self._text_ids: int | None = None  # len(tokenizer), looked up on first use
         self.detok = IncrementalDetokenizer(tokenizer, params) if detokenize else None
         self.text = ""
         self.output_ids: list[int] = []
@@ -85,8 +86,16 @@ class ResultAccumulator:
         if pairs is None:
             return None
         # Token texts are decoded once, as the tokens arrive.
-        return [(lp, tok, self.tokenizer.decode([tok]) if self.with_text else None)
+        return [(lp, tok, self._token_text(tok) if self.with_text else None)
                 for lp, tok in pairs]
+
+    def _token_text(self, tok: int) -> str | None:
+        # Media placeholders (ids past the tokenizer's, see multimodal.items) have no text.
+        if self._text_ids is None:
+            self._text_ids = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else -1
+        if 0 <= self._text_ids <= tok:
+            return None
+        return self.tokenizer.decode([tok])
 
     def fold(self, out: TokenOutput) -> str:
         """Fold one output in; return the text it adds. An error output finishes the request

@@ -223,6 +223,30 @@ for _t in (
             "The assistant gives helpful, detailed, and polite answers to the user's questions."
         ),
     ),
+    # LLaVA's own conversation formats. Image parts arrive as the model's image token inside
+    # the user's text ("<image>\nWhat is this?"), so the templates need no image field.
+    ChatTemplate(
+        name="llava", system="", user="USER", assistant="ASSISTANT",
+        sep_style="ADD_COLON_TWO", sep=" ", sep2="</s>",
+        system_message=(
+            "A chat between a curious human and an artificial intelligence assistant. "
+            "The assistant gives helpful, detailed, and polite answers to the human's questions."
+        ),
+    ),
+    # LLaVA-NeXT on Yi-34B / ChatML bases (SGLang's chatml-llava).
+    _chatml_like("chatml-llava", ["<|im_end|>"], "You are a helpful assistant."),
+    # Yi-VL's "mm_default": "### Human: ...\n### Assistant:" after a bilingual system text.
+    ChatTemplate(
+        name="yi-vl", system="", user="### Human", assistant="### Assistant",
+        sep_style="ADD_COLON_SINGLE", sep="\n", stop_str=["###"],
+        system_message=(
+            "This is a chat between an inquisitive human and an AI assistant. Assume the role "
+            "of the AI assistant. Read all the images carefully, and respond to the human's "
+            "questions with informative, helpful, detailed and polite answers. "
+            "这是一个好奇的人类和一个人工智能助手之间的对话。假设你扮演这个AI助手的角色。"
+            "仔细阅读所有的图像，并对人类的问题做出信息丰富、有帮助、详细的和礼貌的回答。"
+        ),
+    ),
 ):
     register_chat_template(_t)
 

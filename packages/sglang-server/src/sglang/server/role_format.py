@@ -158,7 +158,7 @@ def _verify(fmt: RoleFormat, render: Render) -> None:
 # ---- sources --------------------------------------------------------------------------------
 
 
-def _adds_bos(tokenizer: Any) -> bool:
+def adds_bos(tokenizer: Any) -> bool:
     bos_id = getattr(tokenizer, "bos_token_id", None)
     return bos_id is not None and tokenizer("a").input_ids[:1] == [bos_id]
 
@@ -167,7 +167,7 @@ def tokenizer_render(tokenizer: Any) -> Render:
     """Render through the tokenizer's Jinja template. A leading BOS text is dropped when the
     tokenizer adds BOS itself: the frontend's text is tokenized by the server, which would
     otherwise put BOS twice."""
-    bos = tokenizer.bos_token if _adds_bos(tokenizer) else None
+    bos = tokenizer.bos_token if adds_bos(tokenizer) else None
 
     def render(messages: Messages, add_generation_prompt: bool) -> str:
         out = tokenizer.apply_chat_template(
@@ -224,6 +224,6 @@ def server_role_format(tm: Any) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "RoleFormat", "RoleFormatError", "derive_role_format", "from_chat_template",
+    "RoleFormat", "RoleFormatError", "adds_bos", "derive_role_format", "from_chat_template",
     "from_tokenizer", "server_role_format", "template_render", "tokenizer_render",
 ]

@@ -44,6 +44,9 @@ class Context:
 
     text: str
     messages: list[dict[str, str]] = field(default_factory=list)
+    # sgl.image / sgl.video items in prompt order: {"type": "image"|"video", "data": path, URL,
+    # base64 or bytes, "num_frames": N (videos)}; their tokens are already in `text`.
+    media: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,8 +90,11 @@ class BaseBackend(abc.ABC):
     ) -> SelectResult:
         """Pick the choice with the highest normalized logprob after `ctx`."""
 
-    def cache_prefix(self, prefix: str) -> None:  # noqa: B027 - optional: a no-op by default
-        """Ask the runtime to compute and cache `prefix` (fork and run_batch use this)."""
+    def cache_prefix(  # noqa: B027 - optional: a no-op by default
+        self, prefix: str, media: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Ask the runtime to compute and cache `prefix` (fork and run_batch use this), with
+        the media items it holds (backends with `supports_images`)."""
 
     def flush_cache(self) -> bool:
         return False

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from sglang.lang.backend.base import BaseBackend, Context, GenParams, SelectResult
+from sglang.lang.backend.media_fields import media_fields, per_prompt
 from sglang.lang.chat_template import PLAIN, ChatTemplate
 
 logger = logging.getLogger("sglang.lang")
@@ -85,12 +86,18 @@ def chat_template_from_info(info: dict[str, Any] | None) -> ChatTemplate | None:
                                 for r, (p, s) in info["role_prefix_and_suffix"].items()},
         default_system_prompt=info.get("default_system_prompt"),
         stop_str=list(info.get("stop_str") or []),
+        **{k: str(info[k]) for k in ("image_token", "video_token") if info.get(k)},
     )
 
 
 class RuntimeEndpoint(BaseBackend):
     """`token_usage` counts every /generate request this backend sends, including select's
-    scoring requests and cache_prefix: it measures what the server computed for us."""
+    scoring requests and cache_prefix: it measures what the server computed for us.
+    sgl.image / sgl.video items go as image_data / video_data with every request that carries
+    their text (generation, select's scoring, cache_prefix)."""
+
+    supports_images = True
+    supports_videos = True
 
     def __init__(self, base_url: str, api_key: str | None = None,
                  timeout: float | None = 600.0) -> None:
@@ -160,13 +167,15 @@ class RuntimeEndpoint(BaseBackend):
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
-        data = self._generate({"text": ctx.text, "sampling_params": self._sampling_params(params)})
+        data = self._generate({"text": ctx.text, "sampling_params": self._sampling_params(params),
+                               **media_fields(ctx.media)})
         return data["text"], data["meta_info"]
 
     def generate_stream(
         self, ctx: Context, params: GenParams
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        body = {"text": ctx.text, "sampling_params": self._sampling_params(params), "stream": True}
+        body = {"text": ctx.text, "sampling_params": self._sampling_params(params), "stream": True,
+                **media_fields(ctx.media)}
         try:
             with self._client.stream("POST", "/generate", json=body) as resp:
                 if resp.status_code >= 400:
@@ -194,9 +203,10 @@ class RuntimeEndpoint(BaseBackend):
             raise RuntimeEndpointError(f"POST {self.base_url}/generate failed: {e}") from e
         self._count(meta)
 
-    def cache_prefix(self, prefix: str) -> None:
+    def cache_prefix(self, prefix: str, media: list[dict[str, Any]] | None = None) -> None:
         if prefix:  # the server refuses empty prompts; there is nothing to cache anyway
-            self._generate({"text": prefix, "sampling_params": {"max_new_tokens": 0}})
+            self._generate({"text": prefix, "sampling_params": {"max_new_tokens": 0},
+                            **media_fields(media)})
 
     # ---- select -------------------------------------------------------------------------------
     def select(self, ctx: Context, choices: list[str], temperature: float = 0.0) -> SelectResult:
@@ -204,7 +214,8 @@ class RuntimeEndpoint(BaseBackend):
             raise ValueError("select needs at least one choice")
         if any(not isinstance(c, str) or not c for c in choices):
             raise ValueError("select choices must be non-empty strings")
-        scores, scored, merged, prompt_len = self._score_choices(ctx.text, choices)
+        scores, scored, merged, prompt_len = self._score_choices(
+            ctx.text, choices, media_fields(ctx.media))
         best = pick_choice(scores, temperature, self.rng)
         meta = {
             "normalized_prompt_logprobs": scores,
@@ -215,7 +226,7 @@ class RuntimeEndpoint(BaseBackend):
         return SelectResult(choice=choices[best], normalized_logprobs=scores, meta=meta)
 
     def _score_choices(
-        self, prompt: str, choices: list[str]
+        self, prompt: str, choices: list[str], media: dict[str, Any] | None = None
     ) -> tuple[list[float], list[list[Triple]], list[bool], int]:
         """(normalized logprob, scored tokens, merged-at-boundary flag) per choice, and P.
 
@@ -229,9 +240,11 @@ class RuntimeEndpoint(BaseBackend):
         choices are scored from P - BOUNDARY_TOKENS. The first token of a text has no logprob
         (nothing precedes it), so it never counts.
         """
+        media = media or {}  # each text holds the prompt's media tokens: all get its media
         prompt_len = 0
         if prompt:
-            probe = self._generate({"text": prompt, "sampling_params": {"max_new_tokens": 0}})
+            probe = self._generate({"text": prompt, "sampling_params": {"max_new_tokens": 0},
+                                    **media})
             prompt_len = int(probe["meta_info"]["prompt_tokens"])
         start = max(prompt_len - BOUNDARY_TOKENS, 0)
         texts = [prompt + c for c in choices] + ([prompt] if prompt else [])
@@ -241,6 +254,7 @@ class RuntimeEndpoint(BaseBackend):
             "return_logprob": True,
             "logprob_start_len": start,
             "return_text_in_logprobs": True,
+            **per_prompt(media, len(texts)),
         })
         tail = results[-1]["meta_info"]["input_token_logprobs"] if prompt else []
         tail_ids = [t[1] for t in tail]

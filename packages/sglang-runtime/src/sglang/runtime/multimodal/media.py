@@ -8,12 +8,16 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from typing import Any
 
 from sglang.protocol.media import MediaRef
+from sglang.runtime.multimodal.fetch import fetch_url, is_url
 
 # Longest part of a reference quoted in an error message.
 _QUOTE = 60
+# "scheme://": a URL, not a path (Windows drive letters have one letter and no "//").
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
 
 def describe(ref: MediaRef) -> str:
@@ -45,19 +49,24 @@ def _looks_like_path(ref: str) -> bool:
 
 
 def load_media_bytes(ref: MediaRef) -> bytes:
-    """The encoded bytes a reference names: raw bytes as given, a `data:...;base64,` URI, a file
-    path, or a raw base64 string. http(s) URLs are refused: this runtime does not fetch."""
+    """The encoded bytes a reference names: raw bytes as given, a `data:...;base64,` URI, an
+    http(s) URL (fetched within fetch.py's time and size limits), a file path, or a raw base64
+    string."""
     if isinstance(ref, bytes | bytearray | memoryview):
         data = bytes(ref)
     elif not isinstance(ref, str):
         raise ValueError(f"a media reference must be a string or bytes, not {type(ref).__name__}")
     elif ref.startswith("data:"):
         data = _data_uri(ref)
-    elif ref.startswith(("http://", "https://")):
+    elif is_url(ref):
+        data = fetch_url(ref)
+    elif (scheme := _SCHEME.match(ref)) is not None:
         raise ValueError(
-            f"cannot fetch {describe(ref)}: this runtime does not download media; pass a file "
-            f"path, base64 or a data URI"
+            f"unsupported URL scheme {scheme.group(1)!r} in {describe(ref)}: media may be an "
+            f"http(s) URL, a data URI, a file path, base64 or bytes"
         )
+    elif os.path.isdir(os.path.expanduser(ref)):
+        raise ValueError(f"media path {describe(ref)} is a directory, not a file")
     elif os.path.isfile(os.path.expanduser(ref)):
         try:
             with open(os.path.expanduser(ref), "rb") as f:
@@ -84,6 +93,17 @@ def load_image(ref: MediaRef) -> Any:
         raise ValueError("decoding images needs Pillow: pip install pillow") from e
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if 0 in img.size:
+                raise ValueError(f"image {describe(ref)} has zero size {img.size}")
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except UnidentifiedImageError as e:
+        raise ValueError(
+            f"cannot decode image {describe(ref)}: not an image format Pillow reads, or its "
+            f"header is corrupt or cut short"
+        ) from e
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image {describe(ref)} is too large to decode: {e}") from e
+    except ValueError:
+        raise
+    except Exception as e:  # any other failure on untrusted bytes is bad media, not a crash
         raise ValueError(f"cannot decode image {describe(ref)}: {e}") from e

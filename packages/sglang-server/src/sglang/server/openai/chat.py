@@ -3,6 +3,7 @@ token ids → n generations."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
@@ -12,6 +13,14 @@ from sglang.protocol.generate import GenerateReqInput
 from sglang.runtime.result import ResultStep
 from sglang.server.chat_templates import render_with_tokenizer
 from sglang.server.errors import bad_request
+from sglang.server.role_format import adds_bos
+from sglang.server.openai.chat_media import (
+    DEFAULT_MEDIA_TOKENS,
+    ChatInputs,
+    check_modalities,
+    collect_chat_inputs,
+    template_places_media,
+)
 from sglang.server.openai.common import (
     LogprobEntry,
     TokenizerManagerLike,
@@ -43,40 +52,45 @@ from sglang.server.openai.streaming import (
     stream_events,
 )
 
-# "developer" is OpenAI's newer name for the system role.
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-
-
-def normalize_messages(req: ChatCompletionRequest) -> list[dict[str, str]]:
-    """Role/content dicts with string content; text parts are joined with newlines."""
-    if not req.messages:
-        raise bad_request("messages must be a non-empty list", "messages")
-    out = []
+def _first_media_part(req: ChatCompletionRequest) -> str | None:
+    """Where the first image/video part is (an error's `param`), or None without media."""
     for i, m in enumerate(req.messages):
-        role = _ROLES.get(m.role)
-        if role is None:
-            raise bad_request(
-                f"unsupported role {m.role!r}; use one of {', '.join(_ROLES)}",
-                f"messages[{i}].role",
-            )
-        if m.content is None:
-            if role != "assistant":  # OpenAI allows null content only for assistant messages
-                raise bad_request(f"a {m.role} message needs content", f"messages[{i}].content")
-            content = ""
-        elif isinstance(m.content, str):
-            content = m.content
-        else:
-            texts = []
+        if isinstance(m.content, list):
             for j, part in enumerate(m.content):
-                if part.type != "text" or part.text is None:
-                    raise bad_request(
-                        f"only text content parts are supported, got type {part.type!r}",
-                        f"messages[{i}].content[{j}]",
-                    )
-                texts.append(part.text)
-            content = "\n".join(texts)
-        out.append({"role": role, "content": content})
-    return out
+                if part.type != "text":
+                    return f"messages[{i}].content[{j}]"
+    return None
+
+
+async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> dict[str, str]:
+    """The model's image/video token texts; a 400 when the request has media parts and the
+    model takes none. Looked up only for requests with media, off the event loop (the first
+    lookup reads the model's config)."""
+    where = _first_media_part(req)
+    if where is None:
+        return DEFAULT_MEDIA_TOKENS
+    source = getattr(tm, "input_processor", None)
+    if source is None:
+        raise bad_request("this server takes no images or videos", where)
+    try:
+        processor = await asyncio.to_thread(source)
+    except ValueError as e:
+        raise bad_request(str(e), where) from e
+    return {kind: getattr(processor, f"{kind}_token", None) or token
+            for kind, token in DEFAULT_MEDIA_TOKENS.items()}
+
+
+def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs) -> tuple[str, list[str]]:
+    """(prompt, template stop strings) through the server's template or the tokenizer's."""
+    template = tm.chat_template
+    if template is not None:
+        try:
+            return template.render(inputs.messages), template.stop_strs
+        except ValueError as e:
+            raise bad_request(str(e), "messages") from e
+    jinja = getattr(tm.tokenizer, "chat_template", None)
+    messages = inputs.hf_messages if template_places_media(jinja) else inputs.messages
+    return render_with_tokenizer(tm.tokenizer, messages), []
 
 
 def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
@@ -106,6 +120,15 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     bos = getattr(tokenizer, "bos_token", None)
     add_special = not (isinstance(bos, str) and bos and prompt.startswith(bos))
     return list(tokenizer.encode(prompt, add_special_tokens=add_special))
+
+
+def without_bos(tokenizer: Any, prompt: str) -> str:
+    """A prompt sent as text: its leading BOS text dropped when the tokenizer adds BOS itself
+    (the input processor tokenizes it with special tokens, which would put BOS twice)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if isinstance(bos, str) and bos and prompt.startswith(bos) and adds_bos(tokenizer):
+        return prompt[len(bos):]
+    return prompt
 
 
 def special_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
@@ -153,27 +176,32 @@ class _ChatStream(StreamFormat):
 
 async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> Response:
     req = decode_request(await request.body(), ChatCompletionRequest)
-    messages = normalize_messages(req)
+    check_modalities(req)
+    inputs = collect_chat_inputs(req, await media_tokens(tm, req))
     max_tokens, schema = check_chat(req)
-    template = tm.chat_template
-    if template is not None:
-        try:
-            prompt = template.render(messages)
-        except ValueError as e:
-            raise bad_request(str(e), "messages") from e
-        stops = template.stop_strs
+    prompt, stops = render_chat(tm, inputs)
+    prompt_fields: dict[str, Any]
+    if inputs.has_media:
+        # The model's input processor tokenizes the text around each media token and splices
+        # in the placeholders; its length is known only then, so max_tokens defaults to the
+        # context length, which the front door clips to what the prompt leaves.
+        prompt_fields = {"text": without_bos(tm.tokenizer, prompt),
+                         "image_data": inputs.images or None,
+                         "video_data": inputs.videos or None}
+        default_max = tm.context_len
     else:
-        prompt, stops = render_with_tokenizer(tm.tokenizer, messages), []
-    input_ids = encode_prompt(tm.tokenizer, prompt)
+        input_ids = encode_prompt(tm.tokenizer, prompt)
+        prompt_fields = {"input_ids": input_ids}
+        default_max = max(1, tm.context_len - len(input_ids))
     if max_tokens is None:  # OpenAI: up to the context limit
-        max_tokens = max(1, tm.context_len - len(input_ids))
+        max_tokens = default_max
     params = sampling_params(req, max_tokens, stops, special_token_ids(tm.tokenizer, stops))
     if schema is not None:
         params["json_schema"] = schema
     response_id = new_id("chatcmpl")
     base_rid = req.rid or response_id
     objs = [GenerateReqInput(
-        input_ids=input_ids,  # type: ignore[arg-type]
+        **prompt_fields,
         sampling_params=with_copies(params, req.n, req.seed),
         return_logprob=req.logprobs,
         top_logprobs_num=req.top_logprobs or 0,

@@ -80,6 +80,8 @@ OPENAI_PARAMS: dict[str, dict[str, str]] = {
         "sampling_params.max_new_tokens": "max_tokens",
         "sampling_params.min_new_tokens": "min_tokens",
         "top_logprobs_num": "top_logprobs", "input_ids": "messages", "text": "messages",
+        # Media come from content parts of the messages.
+        "image_data": "messages", "video_data": "messages",
     },
 }
 _PREFIX = "sampling_params."

@@ -2,7 +2,7 @@
 
 Request structs ignore unknown fields (`forbid_unknown_fields=False`) because OpenAI clients send
 fields we have no use for (`user`, `metadata`, `store`, ...). Fields whose meaning we cannot
-honour (`suffix`, `logit_bias`, `tools`, non-text content) are declared so they can be rejected
+honour (`suffix`, `logit_bias`, `tools`, audio output) are declared so they can be rejected
 with a 400 instead of silently changing the answer.
 
 Responses are plain dicts: they are built once per request or chunk and encoded straight away.
@@ -93,9 +93,30 @@ class CompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=Fal
     response_format: ResponseFormat | None = None
 
 
+# What an image_url part's `detail` may say; accepted and ignored (the model's processor decides
+# the resolution), but validated so a typo is not silently taken.
+IMAGE_DETAILS = ("auto", "low", "high")
+# Content part types (`chat_media.PART_KINDS` maps each to its handling).
+CONTENT_PART_TYPES = ("text", "image_url", "video_url")
+
+
+class ImageURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    url: str  # a data URI, an http(s) URL, or what /generate's image_data takes
+    detail: Annotated[str, _doc(enum=list(IMAGE_DETAILS))] | None = None
+
+
+class VideoURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """An extension (OpenAI has no video part): a video and how many frames to sample."""
+
+    url: str
+    num_frames: Annotated[int, _doc(minimum=1)] | None = None
+
+
 class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    type: Annotated[str, _doc(enum=["text"])]  # only text parts are supported
+    type: Annotated[str, _doc(enum=list(CONTENT_PART_TYPES))]
     text: str | None = None
+    image_url: ImageURL | str | None = None  # a bare URL string is taken too
+    video_url: VideoURL | None = None
 
 
 class ChatMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -123,6 +144,9 @@ class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
+    # OpenAI's output modalities (only text is produced); SGLang's input hints ("image",
+    # "multi-images", "video") are accepted too. See chat_media.check_modalities.
+    modalities: list[str] | None = None
 
 
 # ---- response builders --------------------------------------------------------------------

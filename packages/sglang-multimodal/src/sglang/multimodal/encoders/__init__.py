@@ -1,0 +1,1 @@
+"""Vision encoders (towers) of the multimodal models."""

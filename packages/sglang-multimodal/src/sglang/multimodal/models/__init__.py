@@ -1,0 +1,1 @@
+"""The LLaVA-family model classes, registered through the `sglang.models` entry points."""
