@@ -7,11 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sglang.multimodal.video_job import cli
 from sglang.multimodal.video_job.manifest import build_manifest
-from sglang.multimodal.video_job.merge import check, merge
+from sglang.multimodal.video_job.merge import merge
 from sglang.multimodal.video_job.prompts import Prompter, load_prompts
 from sglang.multimodal.video_job.records import (
     Record,
@@ -134,7 +135,7 @@ def test_engine_flags_come_from_runtime_args() -> None:
                             "--no-skip-special-tokens", "--answerer-option", "a=b=c"])
     kwargs = cli.engine_kwargs(ns)
     names = {f.name for f in cli.engine_fields()}
-    declared = {f.name for f in __import__("msgspec").structs.fields(RuntimeArgs)}
+    declared = {f.name for f in msgspec.structs.fields(RuntimeArgs)}
     assert names == declared - cli.ENGINE_FIELDS_LEFT_OUT
     assert kwargs["tp_size"] == 2 and kwargs["dtype"] == "float16"
     assert kwargs["mem_fraction_static"] == RuntimeArgs().mem_fraction_static
