@@ -121,7 +121,8 @@ def test_sigkill_mid_job_then_restart_answers_each_video_once(tmp_path: Path) ->
 def test_self_killed_answerer_then_restart(tmp_path: Path) -> None:
     videos, out = tmp_path / "videos", tmp_path / "answers.csv"
     ids = video_folder(videos, 7)
-    cmd = job_cmd(videos, out, "--batch-size", "3", "--answerer-option", f"crash={ids[4]}",
+    cmd = job_cmd(videos, out, "--batch-size", "3", "--inflight", "1",
+                  "--answerer-option", f"crash={ids[4]}",
                   "--answerer-option", f"marker={tmp_path / 'crashed'}")
     first = run(cmd)
     assert first.returncode == -signal.SIGKILL

@@ -74,6 +74,9 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     job.add_argument("--num-frames", type=int, default=None,
                      help="frames sampled per video (default: the model's)")
     job.add_argument("--batch-size", type=int, default=8, help="videos per Engine call")
+    job.add_argument("--inflight", type=int, default=2,
+                     help="Engine calls each worker keeps going at once, so the next batch's "
+                          "videos decode while the model runs (default: %(default)s)")
     job.add_argument("--retries", type=int, default=0,
                      help="times a failed video is tried again before its error row is written")
     job.add_argument("--retry-errors", action="store_true",

@@ -39,7 +39,7 @@ def _spec(ns: argparse.Namespace) -> JobSpec:
 
 def _check_numbers(ns: argparse.Namespace) -> None:
     for flag, value, least in (("--batch-size", ns.batch_size, 1), ("--retries", ns.retries, 0),
-                               ("--num-frames", ns.num_frames, 1)):
+                               ("--num-frames", ns.num_frames, 1), ("--inflight", ns.inflight, 1)):
         if value is not None and value < least:
             raise ValueError(f"{flag} must be at least {least}, got {value}")
 
@@ -56,10 +56,10 @@ def _answer(tasks: list[VideoTask], spec: JobSpec, ledger: Ledger, ns: argparse.
 
         opts = RayOptions(address=ns.ray_address, workers=ns.ray_workers,
                           gpus_per_worker=ns.ray_gpus_per_worker,
-                          cpus_per_worker=ns.ray_cpus_per_worker)
+                          cpus_per_worker=ns.ray_cpus_per_worker, inflight=ns.inflight)
         run_ray(tasks, spec, ledger, ns.batch_size, opts)
     else:
-        run_local(tasks, spec, ledger, ns.batch_size)
+        run_local(tasks, spec, ledger, ns.batch_size, ns.inflight)
 
 
 def run_job(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ class RayOptions:
     workers: int | None  # None: one per GPU group of the cluster (at least one)
     gpus_per_worker: float | None  # None: tp_size when the cluster has GPUs and the job uses them
     cpus_per_worker: float = 1.0
+    inflight: int = 1  # batches each actor holds at once
 
 
 class VideoWorker:
@@ -91,15 +92,21 @@ def _ready(ray: Any, actors: list[Any]) -> list[Any]:
     return alive
 
 
-def _drive(ray: Any, actors: list[Any], ledger: Ledger, queue: deque[list[VideoTask]]) -> None:
+def _drive(ray: Any, actors: list[Any], ledger: Ledger, queue: deque[list[VideoTask]],
+           inflight: int) -> None:
     from ray.exceptions import RayActorError, RayTaskError
 
-    idle = list(actors)
+    # One slot per batch an actor may hold at once; a dead actor's slots are never refilled.
+    free = deque(actor for _ in range(inflight) for actor in actors)
+    dead: set[Any] = set()
     in_flight: dict[Any, tuple[Any, list[VideoTask]]] = {}
     ledger.progress.start()
     while queue or in_flight:
-        while idle and queue:
-            actor, batch = idle.pop(), queue.popleft()
+        while free and queue:
+            actor = free.popleft()
+            if actor in dead:
+                continue
+            batch = queue.popleft()
             in_flight[actor.answer.remote(batch)] = (actor, batch)
         if not in_flight:
             left = sum(len(b) for b in queue)
@@ -110,15 +117,16 @@ def _drive(ray: Any, actors: list[Any], ledger: Ledger, queue: deque[list[VideoT
         try:
             records = ray.get(ref)
         except RayActorError as e:
-            logger.warning("a video worker died with %d videos in flight; redoing them: %s",
-                           len(batch), e)
+            if actor not in dead:
+                logger.warning("a video worker died; redoing its videos: %s", e)
+            dead.add(actor)
             queue.extend([t] for t in ledger.worker_died(batch))
             continue
         except RayTaskError as e:
             redo = ledger.failed(batch, str(e.cause if e.cause is not None else e))
         else:
             redo = ledger.settle(batch, records)
-        idle.append(actor)
+        free.append(actor)
         if redo:
             queue.append(redo)
 
@@ -126,6 +134,8 @@ def _drive(ray: Any, actors: list[Any], ledger: Ledger, queue: deque[list[VideoT
 def run_ray(
     tasks: list[VideoTask], spec: JobSpec, ledger: Ledger, batch_size: int, opts: RayOptions
 ) -> None:
+    """Answer `tasks` on a pool of actors, each holding `opts.inflight` batches at once (a
+    threaded actor: the next batch decodes while the model works)."""
     import ray
 
     owned = _start(ray, opts)
@@ -133,9 +143,9 @@ def run_ray(
     try:
         workers, gpus = _pool_shape(ray, spec, opts)
         actor_cls = ray.remote(num_cpus=opts.cpus_per_worker, num_gpus=gpus, max_restarts=0,
-                               max_task_retries=0)(VideoWorker)
+                               max_task_retries=0, max_concurrency=opts.inflight)(VideoWorker)
         actors = [actor_cls.remote(spec) for _ in range(min(workers, max(len(tasks), 1)))]
-        _drive(ray, _ready(ray, actors), ledger, batches(tasks, batch_size))
+        _drive(ray, _ready(ray, actors), ledger, batches(tasks, batch_size), opts.inflight)
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import msgspec
 
-from sglang.multimodal.video_job.answer import JobSpec, VideoTask, build_answerer, check_answers
+from sglang.multimodal.video_job.answer import (
+    Answerer,
+    JobSpec,
+    VideoTask,
+    build_answerer,
+    check_answers,
+)
 from sglang.multimodal.video_job.progress import Progress
 from sglang.multimodal.video_job.records import Record, RecordLog
 
@@ -79,21 +86,37 @@ class Ledger:
         return redo
 
 
-def run_local(tasks: list[VideoTask], spec: JobSpec, ledger: Ledger, batch_size: int) -> None:
-    """Answer `tasks` in this process with one answerer, retrying failed videos."""
+def _answer_checked(answerer: Answerer, batch: list[VideoTask]) -> list[Record]:
+    return check_answers(batch, answerer.answer(batch))
+
+
+def run_local(
+    tasks: list[VideoTask], spec: JobSpec, ledger: Ledger, batch_size: int, inflight: int = 1
+) -> None:
+    """Answer `tasks` in this process with one answerer, retrying failed videos. `inflight`
+    batches run at once (threads into the one answerer: the Engine takes concurrent calls), so
+    the next batch's videos are decoded while the model works on the current one. Records are
+    committed here, in this thread only."""
     answerer = build_answerer(spec)
     queue = batches(tasks, batch_size)
     ledger.progress.start()
+    running: dict[Future[list[Record]], list[VideoTask]] = {}
     try:
-        while queue:
-            batch = queue.popleft()
-            try:
-                records = check_answers(batch, answerer.answer(batch))
-            except Exception as e:  # the answerer's failure, not the job's: retry, then record
-                redo = ledger.failed(batch, f"{type(e).__name__}: {e}")
-            else:
-                redo = ledger.settle(batch, records)
-            if redo:
-                queue.append(redo)
+        with ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="video-job") as pool:
+            while queue or running:
+                while queue and len(running) < inflight:
+                    batch = queue.popleft()
+                    running[pool.submit(_answer_checked, answerer, batch)] = batch
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = running.pop(future)
+                    try:
+                        records = future.result()
+                    except Exception as e:  # the answerer's failure, not the job's: retry
+                        redo = ledger.failed(batch, f"{type(e).__name__}: {e}")
+                    else:
+                        redo = ledger.settle(batch, records)
+                    if redo:
+                        queue.append(redo)
     finally:
         answerer.close()
