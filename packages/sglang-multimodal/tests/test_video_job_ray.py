@@ -70,13 +70,14 @@ def test_ray_pool_kill_a_worker_and_a_corrupt_video(tmp_path: Path, cluster: str
     assert sorted(json.loads(line)["id"] for line in records.read_text().splitlines()) == ids
 
 
-def test_ray_rerun_is_a_no_op_and_a_csv_matches(tmp_path: Path, cluster: str) -> None:
+def test_ray_pool_fitted_to_the_cluster_and_a_rerun_is_a_no_op(tmp_path: Path, cluster: str) -> None:
     videos, out, log = tmp_path / "videos", tmp_path / "answers.csv", tmp_path / "calls"
     ids = video_folder(videos, 11)
-    cmd = job_cmd(videos, out, "--ray-address", cluster, "--ray-workers", str(WORKERS),
+    cmd = job_cmd(videos, out, "--ray-address", cluster, "--ray-workers", str(WORKERS + 2),
                   "--answerer-option", f"calls={log}")
     first = run(cmd, timeout=240)
     assert first.returncode == 0, first.stderr
+    assert f"holds {WORKERS} video workers, not {WORKERS + 2}" in first.stderr  # no hang
     assert [r["video_name"] for r in read_csv(out)] == ids
     assert calls(log) == {i: 1 for i in ids}
     again = run(cmd, timeout=240)
@@ -96,3 +97,27 @@ def test_every_worker_dying_stops_the_job_resumably(tmp_path: Path, cluster: str
                 timeout=240)
     assert again.returncode == 0, again.stderr
     assert [r["video_name"] for r in read_csv(out)] == ids
+
+
+@ray.remote(num_cpus=WORKERS)
+class _Hog:
+    """A leftover actor holding every CPU of the cluster."""
+
+    def ping(self) -> bool:
+        return True
+
+
+def test_a_cluster_full_of_other_actors_times_out_instead_of_hanging(
+    tmp_path: Path, cluster: str
+) -> None:
+    videos, out = tmp_path / "videos", tmp_path / "answers.csv"
+    video_folder(videos, 2)
+    hog = _Hog.remote()  # type: ignore[attr-defined]
+    try:
+        assert ray.get(hog.ping.remote(), timeout=60)
+        result = run(job_cmd(videos, out, "--ray-address", cluster, "--ray-start-timeout", "3"),
+                     timeout=120)
+    finally:
+        ray.kill(hog)
+    assert result.returncode == 1
+    assert "no video worker started within 3 s" in result.stderr

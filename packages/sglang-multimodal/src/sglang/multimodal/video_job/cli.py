@@ -112,6 +112,9 @@ def _ray_flags(p: argparse.ArgumentParser) -> None:
                           "and --device is not cpu, else 0)")
     ray.add_argument("--ray-cpus-per-worker", type=float, default=1.0,
                      help="CPUs each actor holds (default: %(default)s)")
+    ray.add_argument("--ray-start-timeout", type=float, default=900.0,
+                     help="seconds to wait for the first actor to load its model before giving "
+                          "up (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

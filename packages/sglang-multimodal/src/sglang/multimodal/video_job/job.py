@@ -56,7 +56,8 @@ def _answer(tasks: list[VideoTask], spec: JobSpec, ledger: Ledger, ns: argparse.
 
         opts = RayOptions(address=ns.ray_address, workers=ns.ray_workers,
                           gpus_per_worker=ns.ray_gpus_per_worker,
-                          cpus_per_worker=ns.ray_cpus_per_worker, inflight=ns.inflight)
+                          cpus_per_worker=ns.ray_cpus_per_worker, inflight=ns.inflight,
+                          start_timeout=ns.ray_start_timeout)
         run_ray(tasks, spec, ledger, ns.batch_size, opts)
     else:
         run_local(tasks, spec, ledger, ns.batch_size, ns.inflight)

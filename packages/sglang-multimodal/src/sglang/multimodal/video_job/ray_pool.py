@@ -33,6 +33,7 @@ class RayOptions:
     gpus_per_worker: float | None  # None: tp_size when the cluster has GPUs and the job uses them
     cpus_per_worker: float = 1.0
     inflight: int = 1  # batches each actor holds at once
+    start_timeout: float = 900.0  # seconds to wait for the first actor's Engine
 
 
 class VideoWorker:
@@ -53,12 +54,22 @@ def _uses_gpu(spec: JobSpec) -> bool:
 
 
 def _pool_shape(ray: Any, spec: JobSpec, opts: RayOptions) -> tuple[int, float]:
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+    """(actors, GPUs each), at most what the whole cluster holds: more actors than fit would
+    wait forever for resources that never come."""
+    total = ray.cluster_resources()
+    gpus, cpus = float(total.get("GPU", 0)), float(total.get("CPU", 0))
     per = opts.gpus_per_worker
     if per is None:
         per = float(spec.engine_kwargs.get("tp_size", 1)) if gpus and _uses_gpu(spec) else 0.0
     workers = opts.workers if opts.workers is not None else (int(gpus // per) if per else 1)
-    return max(workers, 1), per
+    fit = min(int(gpus // per) if per else workers,
+              int(cpus // opts.cpus_per_worker) if opts.cpus_per_worker else workers)
+    if fit < 1:
+        raise RuntimeError(f"the Ray cluster ({cpus:g} CPUs, {gpus:g} GPUs) cannot hold one "
+                           f"video worker of {opts.cpus_per_worker:g} CPUs and {per:g} GPUs")
+    if workers > fit:
+        logger.warning("the Ray cluster holds %d video workers, not %d", fit, workers)
+    return max(1, min(workers, fit)), per
 
 
 def _start(ray: Any, opts: RayOptions) -> bool:
@@ -75,58 +86,77 @@ def _start(ray: Any, opts: RayOptions) -> bool:
     return True
 
 
-def _ready(ray: Any, actors: list[Any]) -> list[Any]:
-    from ray.exceptions import RayActorError
+class _Pool:
+    """The driver's view: actors still starting, free slots (one per batch an actor may hold),
+    batches in flight. An actor joins when its Engine is up, so work starts with the first."""
 
-    alive = []
-    for actor in actors:
+    def __init__(self, ray: Any, actors: list[Any], inflight: int) -> None:
+        self.ray = ray
+        self.inflight = inflight
+        self.starting = {actor.ready.remote(): actor for actor in actors}
+        self.free: deque[Any] = deque()
+        self.dead: set[Any] = set()
+        self.running: dict[Any, tuple[Any, list[VideoTask]]] = {}
+
+    def dispatch(self, queue: deque[list[VideoTask]]) -> None:
+        while self.free and queue:
+            actor = self.free.popleft()
+            if actor not in self.dead:
+                batch = queue.popleft()
+                self.running[actor.answer.remote(batch)] = (actor, batch)
+
+    def started(self, ref: Any) -> None:
+        from ray.exceptions import RayActorError
+
+        actor = self.starting.pop(ref)
         try:
-            where = ray.get(actor.ready.remote())
+            where = self.ray.get(ref)
         except RayActorError as e:
             logger.warning("a video worker failed to start: %s", e)
-            continue
+            return
         logger.info("video worker ready on %s", where)
-        alive.append(actor)
-    if not alive:
-        raise RuntimeError("no video worker started (see the errors above)")
-    return alive
+        self.free.extend([actor] * self.inflight)
 
 
-def _drive(ray: Any, actors: list[Any], ledger: Ledger, queue: deque[list[VideoTask]],
-           inflight: int) -> None:
+def _drive(pool: _Pool, ledger: Ledger, queue: deque[list[VideoTask]],
+           start_timeout: float) -> None:
     from ray.exceptions import RayActorError, RayTaskError
 
-    # One slot per batch an actor may hold at once; a dead actor's slots are never refilled.
-    free = deque(actor for _ in range(inflight) for actor in actors)
-    dead: set[Any] = set()
-    in_flight: dict[Any, tuple[Any, list[VideoTask]]] = {}
-    ledger.progress.start()
-    while queue or in_flight:
-        while free and queue:
-            actor = free.popleft()
-            if actor in dead:
-                continue
-            batch = queue.popleft()
-            in_flight[actor.answer.remote(batch)] = (actor, batch)
-        if not in_flight:
+    ray = pool.ray
+    while queue or pool.running:
+        pool.dispatch(queue)
+        if not pool.running and not pool.starting:
             left = sum(len(b) for b in queue)
             raise RuntimeError(f"every video worker died with {left} videos left; "
                                "rerun the same command to finish them")
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
-        actor, batch = in_flight.pop(ref)
+        # Nothing to do until an actor is up: bounded, since actors that cannot be placed
+        # (the cluster busy with others) would otherwise be waited for forever.
+        timeout = start_timeout if not pool.running and not pool.free else None
+        done, _ = ray.wait([*pool.running, *pool.starting], num_returns=1, timeout=timeout)
+        if not done:
+            raise RuntimeError(
+                f"no video worker started within {start_timeout:g} s: is the cluster busy with "
+                "other actors, or short of the CPUs/GPUs one needs?")
+        [ref] = done
+        if ref in pool.starting:
+            pool.started(ref)
+            if pool.free:
+                ledger.progress.start()
+            continue
+        actor, batch = pool.running.pop(ref)
         try:
             records = ray.get(ref)
         except RayActorError as e:
-            if actor not in dead:
+            if actor not in pool.dead:
                 logger.warning("a video worker died; redoing its videos: %s", e)
-            dead.add(actor)
+            pool.dead.add(actor)
             queue.extend([t] for t in ledger.worker_died(batch))
             continue
         except RayTaskError as e:
             redo = ledger.failed(batch, str(e.cause if e.cause is not None else e))
         else:
             redo = ledger.settle(batch, records)
-        free.append(actor)
+        pool.free.append(actor)
         if redo:
             queue.append(redo)
 
@@ -145,7 +175,8 @@ def run_ray(
         actor_cls = ray.remote(num_cpus=opts.cpus_per_worker, num_gpus=gpus, max_restarts=0,
                                max_task_retries=0, max_concurrency=opts.inflight)(VideoWorker)
         actors = [actor_cls.remote(spec) for _ in range(min(workers, max(len(tasks), 1)))]
-        _drive(ray, _ready(ray, actors), ledger, batches(tasks, batch_size), opts.inflight)
+        pool = _Pool(ray, actors, opts.inflight)
+        _drive(pool, ledger, batches(tasks, batch_size), opts.start_timeout)
     finally:
         for actor in actors:
             ray.kill(actor)
