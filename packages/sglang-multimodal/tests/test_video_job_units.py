@@ -162,3 +162,17 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path: Path, capsys: pytest.Capt
         assert e.value.code == 2
         assert message in capsys.readouterr().err
     assert not os.listdir(tmp_path / "v")
+
+
+def test_torn_tail_longer_than_a_read_block(tmp_path: Path) -> None:
+    from sglang.multimodal.video_job.records import _cut_torn_tail
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"id": "a", "answer": "A"}\n' + b"x" * 200_000)
+    with open(path, "ab") as f:
+        _cut_torn_tail(f, block=4096)
+    assert path.read_bytes() == b'{"id": "a", "answer": "A"}\n'
+    path.write_bytes(b"y" * 10_000)  # not one whole line
+    with open(path, "ab") as f:
+        _cut_torn_tail(f, block=4096)
+    assert path.read_bytes() == b""

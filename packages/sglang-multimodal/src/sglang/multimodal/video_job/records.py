@@ -85,17 +85,22 @@ class RecordLog:
         self.close()
 
 
-def _cut_torn_tail(file: Any) -> None:
+def _cut_torn_tail(file: Any, block: int = 1 << 16) -> None:
     """Drop a partial last line (a writer killed mid-append) so the next record starts on a line
-    of its own; a fresh file is left alone."""
+    of its own; read backwards from the end, a block at a time, since a log may be long."""
     size = os.fstat(file.fileno()).st_size
-    if size == 0:
-        return
+    end = size
     with open(file.name, "rb") as f:
-        data = f.read()
-    keep = data.rfind(b"\n") + 1
-    if keep < size:
-        os.truncate(file.name, keep)
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+    if end < size:
+        os.truncate(file.name, end)
 
 
 @dataclass
