@@ -179,3 +179,22 @@ def _env(out: Path) -> dict[str, str]:
     from video_job_run import job_env
 
     return job_env(OUTPUT=str(out), PYTHON=sys.executable)
+
+
+def test_an_answerer_that_raises_spoils_only_its_video(tmp_path: Path) -> None:
+    """In process: a batch whose answer() raises is redone video by video, so only the video
+    that makes it raise ends as an error row (after its retries)."""
+    from sglang.multimodal.video_job import cli
+
+    videos, out = tmp_path / "videos", tmp_path / "answers.jsonl"
+    ids = video_folder(videos, 6)
+    bad = ids[1]
+    argv = ["--video-dir", str(videos), "--output", str(out), "--no-progress", "--answerer",
+            "video_job_fake:Fake", "--batch-size", "3", "--retries", "1",
+            "--answerer-option", f"raise={bad}"]
+    assert cli.main(argv) == 0
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ids
+    assert rows[bad]["error"] == f"RuntimeError: raised for ['{bad}']"
+    assert rows[bad]["meta"]["attempts"] == 2
+    assert all(rows[i]["answer"] for i in ids if i != bad)

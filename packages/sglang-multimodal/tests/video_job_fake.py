@@ -3,6 +3,7 @@
 Options (`--answerer-option KEY=VALUE`):
 - fail=ID,ID     these videos fail every attempt
 - flaky=ID,ID    these fail their first attempt in each process, then succeed
+- raise=ID       answer() raises for any batch holding this video
 - crash=ID       the process kills itself (SIGKILL) when handed this video, once: the first to
                  do so creates `marker` (required with crash), later ones answer it
 - calls=PATH     one line per video answered is appended here (how much "model work" ran)
@@ -48,7 +49,8 @@ def _ids(text: str | None) -> set[str]:
 class Fake:
     def __init__(self, spec: JobSpec) -> None:
         opts = spec.options
-        self.fail, self.flaky, self.crash = (_ids(opts.get(k)) for k in ("fail", "flaky", "crash"))
+        self.fail, self.flaky, self.crash, self.raises = (
+            _ids(opts.get(k)) for k in ("fail", "flaky", "crash", "raise"))
         self.marker = Path(opts["marker"]) if self.crash else None
         self.calls = Path(opts["calls"]) if "calls" in opts else None
         self.delay = float(opts.get("delay", 0))
@@ -79,6 +81,8 @@ class Fake:
 
     def answer(self, tasks: list[VideoTask]) -> list[Record]:
         self._maybe_crash(tasks)
+        if self.raises & {t.id for t in tasks}:
+            raise RuntimeError(f"raised for {sorted(self.raises & {t.id for t in tasks})}")
         return [self._one(t) for t in tasks]
 
     def close(self) -> None:

@@ -2,4 +2,6 @@
 
 from sglang.multimodal.video_job.cli import main
 
-raise SystemExit(main())
+# Guarded: with --tp > 1 the Engine spawns rank processes, which import this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

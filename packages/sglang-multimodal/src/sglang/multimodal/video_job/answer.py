@@ -3,7 +3,8 @@
 An answerer is built once per worker from the `JobSpec` (a plain msgspec Struct, so it travels
 to Ray actors and subprocesses) and then called with batches. It returns one `Record` per task,
 in order: a video it could not answer is a record with `error`, never an exception. An exception
-out of `answer` fails the whole batch; the runner retries it like any failed video.
+out of `answer` fails the whole batch: the runner redoes its videos one by one, and an exception
+for a video alone is a failed attempt of that video (retried, then its error row).
 
 `--answerer` names the factory: a name of `ANSWERERS` or `module:attr` (tests use a fake one;
 other backends plug in the same way).

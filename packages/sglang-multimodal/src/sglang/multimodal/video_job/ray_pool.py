@@ -153,12 +153,13 @@ def _drive(pool: _Pool, ledger: Ledger, queue: deque[list[VideoTask]],
             queue.extend([t] for t in ledger.worker_died(batch))
             continue
         except RayTaskError as e:
-            redo = ledger.failed(batch, str(e.cause if e.cause is not None else e))
+            cause = e.cause if e.cause is not None else e
+            queue.extend(ledger.raised(batch, f"{type(cause).__name__}: {cause}"))
         else:
             redo = ledger.settle(batch, records)
+            if redo:
+                queue.append(redo)
         pool.free.append(actor)
-        if redo:
-            queue.append(redo)
 
 
 def run_ray(

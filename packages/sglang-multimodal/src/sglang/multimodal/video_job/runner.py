@@ -67,9 +67,15 @@ class Ledger:
         self.progress.redone(len(redo))
         return redo
 
-    def failed(self, tasks: list[VideoTask], error: str) -> list[VideoTask]:
-        """The whole batch raised: each video counts one failed attempt."""
-        return self.settle(tasks, [Record(id=t.id, error=error) for t in tasks])
+    def raised(self, tasks: list[VideoTask], error: str) -> list[list[VideoTask]]:
+        """The answerer raised for the whole batch: the batches to queue again. Several videos
+        are split up and redone one by one (uncounted: one of them may have spoiled the rest);
+        a video alone counts one failed attempt."""
+        if len(tasks) > 1:
+            self.progress.redone(len(tasks))
+            return [[t] for t in tasks]
+        redo = self.settle(tasks, [Record(id=tasks[0].id, error=error)])
+        return [redo] if redo else []
 
     def worker_died(self, tasks: list[VideoTask]) -> list[VideoTask]:
         """The worker died with these in flight: redo them (not counted as attempts, the video
@@ -113,9 +119,9 @@ def run_local(
                     try:
                         records = future.result()
                     except Exception as e:  # the answerer's failure, not the job's: retry
-                        redo = ledger.failed(batch, f"{type(e).__name__}: {e}")
-                    else:
-                        redo = ledger.settle(batch, records)
+                        queue.extend(ledger.raised(batch, f"{type(e).__name__}: {e}"))
+                        continue
+                    redo = ledger.settle(batch, records)
                     if redo:
                         queue.append(redo)
     finally:
