@@ -7,20 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import video_job_toy
 from video_job_media import video_folder
+from video_job_run import ENGINE_FLAGS, FRAMES, SAMPLING_FLAGS, engine_answers
 
 from sglang.multimodal.video_job import cli
-from sglang.multimodal.video_job.engine_answer import video_ref
 from sglang.multimodal.video_job.prompts import DEFAULT_TEMPLATE
-
-ENGINE_FLAGS = ["--device", "cpu", "--max-total-tokens", "4096", "--debug-check-integrity"]
-SAMPLING = {"temperature": 0.0, "max_new_tokens": 4, "ignore_eos": True}
-SAMPLING_FLAGS = ["--temperature", "0", "--max-new-tokens", "4", "--ignore-eos"]
-FRAMES = 3
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +22,6 @@ def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     video_job_toy.register()
     yield video_job_toy.save_toy_video_model(tmp_path_factory.mktemp("toy_video"))
     video_job_toy.unregister()
-
-
-def _direct(model: str, videos: Path, ids: list[str], prompt: str) -> dict[str, Any]:
-    """Each video asked alone through the Engine, as a user would without the job."""
-    import sglang as sgl
-
-    out: dict[str, Any] = {}
-    with sgl.Engine(model_path=model, device="cpu", max_total_tokens=4096) as engine:
-        for vid in ids:
-            try:
-                out[vid] = engine.generate(prompt, dict(SAMPLING),
-                                           video_data=video_ref(str(videos / vid), FRAMES))["text"]
-            except ValueError as e:
-                out[vid] = e
-    return out
 
 
 def test_job_answers_equal_the_engine_and_a_corrupt_video_is_a_row(
@@ -57,7 +36,7 @@ def test_job_answers_equal_the_engine_and_a_corrupt_video_is_a_row(
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert list(rows) == ids
 
-    expected = _direct(toy_model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "t5 t6 t7"))
+    expected = engine_answers(toy_model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "t5 t6 t7"))
     for vid in ids:
         if isinstance(expected[vid], Exception):
             assert vid == "clip03.mp4" and "cannot decode" in rows[vid]["error"]
@@ -89,7 +68,7 @@ def test_job_on_a_tiny_llava_next_video_matches_the_engine(tmp_path: Path) -> No
     rows = {r["video_name"]: r for r in read_csv(out)}
     assert list(rows) == ids
 
-    expected = _direct(model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "What happens?"))
+    expected = engine_answers(model, videos, ids, DEFAULT_TEMPLATE.replace("{prompt}", "What happens?"))
     for vid in ids:
         if isinstance(expected[vid], Exception):
             assert vid == "clip03.mp4" and rows[vid]["error"] and not rows[vid]["answer"]

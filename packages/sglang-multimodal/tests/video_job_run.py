@@ -9,8 +9,14 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).resolve().parent
+# The Engine tests' settings: a small KV pool on the CPU, greedy, a few tokens.
+ENGINE_FLAGS = ["--device", "cpu", "--max-total-tokens", "4096", "--debug-check-integrity"]
+SAMPLING = {"temperature": 0.0, "max_new_tokens": 4, "ignore_eos": True}
+SAMPLING_FLAGS = ["--temperature", "0", "--max-new-tokens", "4", "--ignore-eos"]
+FRAMES = 3
 REPO = TESTS.parents[2]
 FAKE = "video_job_fake:Fake"
 
@@ -49,3 +55,20 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def calls(path: Path) -> Counter[str]:
     """How often the fake answered each video (the `calls=` option's file)."""
     return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def engine_answers(model: str, videos: Path, ids: list[str], prompt: str) -> dict[str, Any]:
+    """Each video asked alone through the Engine, as a user would without the job: its text,
+    or the ValueError the Engine raised."""
+    import sglang as sgl
+    from sglang.multimodal.video_job.engine_answer import video_ref
+
+    out: dict[str, Any] = {}
+    with sgl.Engine(model_path=model, device="cpu", max_total_tokens=4096) as engine:
+        for vid in ids:
+            try:
+                out[vid] = engine.generate(prompt, dict(SAMPLING),
+                                           video_data=video_ref(str(videos / vid), FRAMES))["text"]
+            except ValueError as e:
+                out[vid] = e
+    return out
