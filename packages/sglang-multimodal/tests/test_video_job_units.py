@@ -176,3 +176,27 @@ def test_torn_tail_longer_than_a_read_block(tmp_path: Path) -> None:
     with open(path, "ab") as f:
         _cut_torn_tail(f, block=4096)
     assert path.read_bytes() == b""
+
+
+def test_ledger_commits_once_and_bounds_worker_deaths(tmp_path: Path) -> None:
+    from sglang.multimodal.video_job.answer import VideoTask
+    from sglang.multimodal.video_job.progress import Progress, Summary
+    from sglang.multimodal.video_job.runner import MAX_WORKER_DEATHS, Ledger
+
+    tasks = [VideoTask(f"v{i}", f"/nowhere/v{i}", "p") for i in range(3)]
+    with RecordLog(tmp_path / "r.jsonl") as log:
+        ledger = Ledger(log, Progress(Summary(videos=3, skipped=0), enabled=False), retries=1)
+        for _ in range(MAX_WORKER_DEATHS - 1):
+            assert ledger.worker_died(tasks[:1]) == tasks[:1]  # redone, not recorded
+        assert ledger.worker_died(tasks[:1]) == []
+        redo = ledger.settle(tasks[1:], [Record(id="v1", answer="A"), Record(id="v2", error="x")])
+        assert redo == tasks[2:]  # one retry left
+        assert ledger.settle(tasks[2:], [Record(id="v2", error="y")]) == []
+        ledger.settle(tasks[1:2], [Record(id="v1", answer="again")])  # never a second record
+        assert ledger.raised(tasks, "boom") == [[t] for t in tasks]  # split, nothing recorded
+    records = read_records([tmp_path / "r.jsonl"])
+    assert records.duplicates == 0
+    assert records.by_id["v0"].error == f"the worker died {MAX_WORKER_DEATHS} times while answering this video"
+    assert records.by_id["v1"].answer == "A"
+    assert (records.by_id["v2"].error, records.by_id["v2"].meta["attempts"]) == ("y", 2)
+    assert ledger.progress.summary.answered == 1 and ledger.progress.summary.errors == 2
