@@ -106,6 +106,13 @@ def test_two_images_in_one_prompt_are_encoded_in_one_tower_call(setup: tuple[str
     with torch.no_grad():
         batched = model.embed_multimodal_batch(items)
         single = [model.embed_multimodal(item) for item in items]
+        model.tower_batch = 3  # tower inputs split across calls give the same rows
+        try:
+            chunked = model.embed_multimodal_batch(items)
+        finally:
+            del model.tower_batch
+    for b, c in zip(batched, chunked, strict=True):
+        torch.testing.assert_close(b, c, atol=1e-5, rtol=1e-5)
     assert [b.shape[0] for b in batched] == [item.length for item in items]
     for b, s in zip(batched, single, strict=True):
         torch.testing.assert_close(b, s, atol=1e-5, rtol=1e-5)
@@ -156,3 +163,25 @@ def test_bfloat16_model_embeds_close_to_float32(tmp_path: Path) -> None:
     for r, lo in zip(ref, low, strict=True):
         assert lo.dtype == torch.bfloat16 and lo.shape == r.shape
         assert (lo.float() - r).abs().max() <= 0.05 * r.abs().max()
+
+
+def test_tensor_parallel_engine_matches_transformers(tmp_path: Path) -> None:
+    """tp_size=2 (gloo on CPU): the decoder is split, the tower and projector replicated."""
+    import sglang as sgl
+
+    kind = "llava_next"
+    folder = mm_tiny.save_tiny_llava(tmp_path / kind, kind)
+    ref = mm_tiny.load_reference(folder, kind)
+    data = png(56, 140, seed=3)
+    pixels, size = ReferenceInputs(kind).image(data)
+    span = geo.llava_next_num_tokens(size, ref.config.image_grid_pinpoints, geo.VisionGeometry.from_hf_config(ref.config))
+    with items_processor_for(ARCHS[kind]):
+        engine = sgl.Engine(model_path=folder, device="cpu", tp_size=2, max_total_tokens=4096)
+        try:
+            ids = prompt_ids(engine.tokenizer, mm_tiny.IMAGE_TOKEN)
+            extra = {"pixel_values": pixels[None], "image_sizes": torch.tensor([size])}
+            expected_lp, expected_tokens = reference_run(kind, ref, ids, ref.config.image_token_id, span, extra)
+            out = generate(engine, ids, image_data=data)
+            check_against_reference(out, expected_lp, expected_tokens, ids.index(ref.config.image_token_id), span)
+        finally:
+            engine.shutdown()

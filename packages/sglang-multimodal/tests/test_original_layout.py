@@ -144,6 +144,8 @@ def test_adapter_maps_the_original_fields(sources: dict[str, str], tmp_path: Pat
     assert config.text_config.hidden_size == raw["hidden_size"] and config.text_config.model_type == "llama"
     assert config.vision_config.image_size == mm_tiny.IMAGE_SIDE
     assert adapted.weight_folders == {"vision_tower.": folder / mm_tiny.CLIP_FOLDER}
+    assert config.mm_vision_tower == str((folder / mm_tiny.CLIP_FOLDER).resolve())
+    assert config._name_or_path == str(folder) and config.image_aspect_ratio == "pad"
 
     mistral = adapt(folder, {**raw, "architectures": ["LlavaMistralForCausalLM"], "sliding_window": 64})
     assert mistral.config.text_config.model_type == "mistral" and mistral.config.text_config.sliding_window == 64

@@ -146,3 +146,17 @@ def test_new_images_of_a_step_are_encoded_in_one_batch(tmp_path: Path) -> None:
     finally:
         engine.shutdown()
         mm_toy.unregister()
+
+
+def test_a_parameter_of_the_model_itself_loads() -> None:
+    from sglang.runtime.models.weight_utils import load_named_tensors
+
+    class WithTopLevel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.newline = nn.Parameter(torch.zeros(3))
+            self.proj = nn.Linear(3, 3, bias=False)
+
+    model = WithTopLevel()
+    load_named_tensors(model, [("newline", torch.ones(3)), ("proj.weight", torch.eye(3))], {}, [])
+    assert torch.equal(model.newline, torch.ones(3))

@@ -30,6 +30,8 @@ class LlavaForConditionalGeneration(LlamaForCausalLM):
     # Modality -> name of the method that turns its tower features into embeddings; subclasses
     # add modalities (NeXT-Video: "video") or replace one (NeXT: anyres "image").
     embedders: ClassVar[dict[str, str]] = {"image": "embed_image"}
+    # Most tower inputs (images, tiles, frames) per vision-tower call.
+    tower_batch: ClassVar[int] = 256
 
     def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:
         super().__init__(config, dtype)
@@ -60,7 +62,10 @@ class LlavaForConditionalGeneration(LlamaForCausalLM):
         embedders = [self._embedder(item) for item in items]
         device = self.multi_modal_projector_device()
         pixels = [self._pixels(item, device) for item in items]
-        features = self.vision_tower(torch.cat(pixels).to(self.vision_tower.dtype))
+        stacked = torch.cat(pixels).to(self.vision_tower.dtype)
+        # Bounded chunks keep the tower's activations (N x 577 x 4096 in the MLP for CLIP-L)
+        # small when a step brings many videos; each chunk still fills the GPU.
+        features = torch.cat([self.vision_tower(chunk) for chunk in stacked.split(self.tower_batch)])
         per_item = features.split([p.shape[0] for p in pixels])
         return [embed(item, feats).to(self.dtype) for embed, item, feats in zip(embedders, items, per_item, strict=True)]
 

@@ -5,8 +5,9 @@ text config) but holds flat Llama/Mistral fields plus `mm_*` fields, and its CLI
 another folder named by `mm_vision_tower`. `adapt` (the "sglang.config_adapters" entry) turns
 it into the equivalent transformers config — LlavaConfig, or LlavaNextConfig for anyres — keeping
 the original architecture name, and asks the loader to stream the CLIP folder's tensors under
-`vision_tower.`. The original extra fields stay on the config for the model and the processor:
-`mm_projector_type`, `mm_patch_merge_type`, `image_aspect_ratio`, `mm_hidden_size`.
+`vision_tower.`. The original `mm_*` / `image_aspect_ratio` fields stay on the config for the
+model and the processor; `mm_vision_tower` is replaced by the absolute CLIP folder found and
+`_name_or_path` is the model folder.
 """
 
 from __future__ import annotations
@@ -116,10 +117,14 @@ def adapt(folder: Path, raw: dict[str, Any]) -> Any:
     else:
         config = transformers.LlavaConfig(**args)
     config.architectures = [arch]
-    for key in ("mm_projector_type", "mm_patch_merge_type", "image_aspect_ratio", "mm_hidden_size"):
-        if key in raw:
+    # The original fields ride along for the model and the input processor (aspect-ratio
+    # padding, start/end tokens); the tower reference becomes the folder actually found.
+    for key in _MM_FIELDS:
+        if key in raw and key != "image_token_index":
             setattr(config, key, raw[key])
     config.mm_projector_type = raw.get("mm_projector_type", "linear")
+    config.mm_vision_tower = str(tower.resolve())
+    config._name_or_path = str(Path(folder))
     return ConfigAdaptation(config=config, weight_folders={TOWER_PREFIX: tower})
 
 

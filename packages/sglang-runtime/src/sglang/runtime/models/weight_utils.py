@@ -42,7 +42,8 @@ def load_named_tensors(
         spec = _spec(model, module_path, param_name, shard, name)
         if spec is not None:
             copy_shard(spec, tensor, name)
-        loaded.add(f"{module_path}.{param_name}" + (f":{shard}" if shard else ""))
+        full = f"{module_path}.{param_name}" if module_path else param_name  # a top-level one
+        loaded.add(full + (f":{shard}" if shard else ""))
     missing = sorted(_expected_names(model) - loaded)
     if missing:
         raise ValueError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
