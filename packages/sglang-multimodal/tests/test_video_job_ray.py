@@ -42,7 +42,9 @@ def cluster() -> Iterator[str]:
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved) if p)
     try:
-        ctx = ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
+        # A small object store: the jobs pass only file paths and short records.
+        ctx = ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
+                       object_store_memory=200 * 1024**2)
         yield ctx.address_info["gcs_address"]
     finally:
         ray.shutdown()
