@@ -78,10 +78,9 @@ def test_image_logits_and_greedy_match_transformers(setup: tuple[str, Any, Any])
     check_against_reference(out, expected_lp, expected_tokens, ids.index(config.image_token_id), span)
 
 
+@pytest.mark.parametrize("setup", ["llava_next_video"], indirect=True)  # the one video model
 def test_video_logits_and_greedy_match_transformers(setup: tuple[str, Any, Any]) -> None:
     kind, engine, ref = setup
-    if kind != "llava_next_video":
-        pytest.skip("only NeXT-Video takes videos")
     data = frames_npy(NUM_FRAMES, seed=5)
     pixels = ReferenceInputs(kind).video(data)
     assert pixels.shape == (NUM_FRAMES, 3, mm_tiny.IMAGE_SIDE, mm_tiny.IMAGE_SIDE)

@@ -26,6 +26,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow.png":
             time.sleep(1.0)
             self._send(PAYLOAD)
+        elif self.path == "/trickle.png":
+            self.send_response(200)
+            self.end_headers()
+            for i in range(0, len(PAYLOAD), 1024):
+                self.wfile.write(PAYLOAD[i:i + 1024])
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.close_connection = True
         elif self.path == "/undeclared.png":
             # No Content-Length: the size cap must hold while reading.
             self.send_response(200)
@@ -46,9 +54,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that stops reading at the size cap breaks the pipe: expected here
+
+
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _QuietServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -86,6 +99,13 @@ def test_a_slow_server_times_out(base_url: str) -> None:
     with pytest.raises(ValueError, match="did not answer in time"):
         fetch_url(f"{base_url}/slow.png", timeout=0.2)
     assert time.monotonic() - start < 5
+
+
+def test_a_trickling_server_hits_the_deadline(base_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "FETCH_DEADLINE_S", 0.2)
+    with pytest.raises(ValueError, match="took longer than 0.2 s"):
+        fetch_url(f"{base_url}/trickle.png", timeout=5)
 
 
 def test_a_refused_port_is_named() -> None:

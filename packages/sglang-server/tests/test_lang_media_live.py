@@ -32,7 +32,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 def server(toy: tuple[str, Path]) -> Iterator[LiveServer]:
     model, site = toy
     srv = launch("--model-path", model, "--device", "cpu", "--max-total-tokens", "4096",
-                 "--debug-check-integrity", pythonpath=[site, RUNTIME_TESTS])
+                 "--chat-template", "chatml", "--debug-check-integrity",
+                 pythonpath=[site, RUNTIME_TESTS])
     try:
         yield srv
     finally:
@@ -60,6 +61,14 @@ def endpoint(server: LiveServer) -> Iterator[Any]:
     yield backend
     backend.shutdown()
     wait_idle(server)
+
+
+def test_model_info_names_the_media_tokens(endpoint: Any) -> None:
+    described = endpoint.get_model_info()["chat_template"]
+    assert (described["image_token"], described["video_token"]) == ("<image>", "<video>")
+    template = endpoint.get_chat_template()
+    assert (template.image_token, template.video_token) == ("<image>", "<video>")
+    assert template.prefix("user") == "<|im_start|>user\n"
 
 
 def test_image_forms(endpoint: Any, server: LiveServer, tmp_path: Path) -> None:

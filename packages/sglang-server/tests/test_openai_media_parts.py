@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from sglang.protocol.media import MEDIA_TOKENS
 from sglang.server.chat_templates import get_chat_template
 from sglang.server.errors import APIError
 from sglang.server.openai.chat import media_tokens, render_chat, without_bos
 from sglang.server.openai.chat_media import (
-    DEFAULT_MEDIA_TOKENS,
     check_modalities,
     collect_chat_inputs,
     template_places_media,
@@ -137,7 +137,7 @@ class _TM:
 
 def test_named_templates_place_the_image_where_the_part_was() -> None:
     req = _req(_parts(image(A), text("What is this?")))
-    inputs = collect_chat_inputs(req, DEFAULT_MEDIA_TOKENS)
+    inputs = collect_chat_inputs(req, MEDIA_TOKENS)
     for name, expected in [
         ("vicuna_v1.1", "USER: <image>\nWhat is this? ASSISTANT:"),
         ("llava", "USER: <image>\nWhat is this? ASSISTANT:"),
@@ -177,8 +177,36 @@ def test_media_tokens_come_from_the_processor_and_text_only_models_refuse() -> N
     got = asyncio.run(media_tokens(_TM(processor=Proc()), media))  # type: ignore[arg-type]
     assert got == {"image": "<image_placeholder>", "video": "<video>"}
     # A text-only request never looks the processor up.
-    assert asyncio.run(media_tokens(_TM(), plain)) == DEFAULT_MEDIA_TOKENS  # type: ignore[arg-type]
+    assert asyncio.run(media_tokens(_TM(), plain)) == MEDIA_TOKENS  # type: ignore[arg-type]
     with pytest.raises(APIError) as info:
         asyncio.run(media_tokens(_TM(), media))  # type: ignore[arg-type]
     assert (info.value.status, info.value.param) == (400, "messages[0].content[1]")
     assert "does not take images" in info.value.message
+
+
+# A llava-hf style template: images first in each message, then its text (transformers'
+# `{% generation %}` tag left out; it changes nothing when rendering).
+LLAVA_HF_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}"
+    "{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def test_a_real_tokenizer_with_a_llava_hf_template_places_the_image() -> None:
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"t0": 0, "t1": 1}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0")
+    hf.chat_template = LLAVA_HF_TEMPLATE
+    req = _req(_parts(text("What is this?"), image(A)))
+    inputs = collect_chat_inputs(req, MEDIA_TOKENS)
+    prompt, stops = render_chat(_TM(tokenizer=hf), inputs)  # type: ignore[arg-type]
+    assert prompt == "USER: <image>\nWhat is this? ASSISTANT:"
+    assert stops == [] and inputs.images == [A]

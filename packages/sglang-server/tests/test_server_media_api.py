@@ -129,6 +129,23 @@ def test_two_images_go_in_part_order(fresh: LiveServer) -> None:
     assert lps[0] != pytest.approx(lps[1], abs=1e-4)  # swapping the images changes the answer
 
 
+def test_streamed_chat_with_an_image_equals_the_whole_answer(fresh: LiveServer) -> None:
+    import json
+
+    body = chat_body([image_part(data_uri(png_bytes(6))), text_part("t2 t3")])
+    with fresh.client() as c:
+        whole = c.post("/v1/chat/completions", json=body)
+        assert whole.status_code == 200, whole.text
+        pieces = []
+        with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                    for choice in json.loads(line[5:])["choices"]:
+                        pieces.append(choice["delta"].get("content") or "")
+    assert "".join(pieces) == whole.json()["choices"][0]["message"]["content"]
+
+
 def test_modalities_text_is_served_and_audio_refused(fresh: LiveServer) -> None:
     with fresh.client() as c:
         ok = c.post("/v1/chat/completions", json=chat_body(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sglang.protocol.media import MEDIA_TOKENS
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -18,8 +20,8 @@ class ChatTemplate:
     stop_str: list[str] = field(default_factory=list)
     # What sgl.image / sgl.video put into the text: the model's media tokens, which its input
     # processor replaces with the media's placeholders (LLaVA-family tokens by default).
-    image_token: str = "<image>"
-    video_token: str = "<video>"
+    image_token: str = MEDIA_TOKENS["image"]
+    video_token: str = MEDIA_TOKENS["video"]
 
     def prefix(self, role: str) -> str:
         return self.role_prefix_and_suffix[role][0]

@@ -15,6 +15,17 @@ import msgspec
 # A file path, an http(s) URL, a raw base64 string, a `data:<mime>;base64,...` URI, or the raw
 # bytes of an encoded file. Users of SGLang pass plain strings; bytes come from Python callers.
 MediaRef = str | bytes
+# The text that stands for an image / a video in a prompt, unless the model's input processor
+# names its own (`image_token` / `video_token` attributes): LLaVA-family tokenizers add these.
+MEDIA_TOKENS = {"image": "<image>", "video": "<video>"}
+
+
+def processor_media_tokens(processor: object) -> dict[str, str]:
+    """"image" / "video" -> the token text a model's input processor expects."""
+    return {kind: getattr(processor, f"{kind}_token", None) or token
+            for kind, token in MEDIA_TOKENS.items()}
+
+
 # The keys of a video reference given as a dict; `num_frames` may be left out.
 VIDEO_KEYS = ("url", "num_frames")
 
@@ -113,4 +124,4 @@ def media_per_prompt(
     return [_refs(entry, field) for entry in data]
 
 
-__all__ = ["VIDEO_KEYS", "MediaEntry", "MediaField", "MediaRef", "VideoRef", "media_per_prompt"]
+__all__ = ["MEDIA_TOKENS", "VIDEO_KEYS", "processor_media_tokens", "MediaEntry", "MediaField", "MediaRef", "VideoRef", "media_per_prompt"]

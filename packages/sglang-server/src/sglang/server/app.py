@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.protocol.media import processor_media_tokens
 from sglang.server.args import ServerArgs
 from sglang.server.errors import APIError
 from sglang.server.http_guard import (
@@ -158,8 +159,26 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
             return error_response(APIError(message, 503, "server_error"))
         return json_response({"status": "ok"})
 
+    media_tokens: dict[str, str] = {}
+
+    async def describe_media_tokens() -> None:
+        """The frontend's sgl.image / sgl.video write these into the text: the model's own
+        tokens, found through its input processor on the first call (none for text-only)."""
+        if chat_template is None or media_tokens:
+            return
+        try:
+            processor = await asyncio.to_thread(tm.input_processor)
+        except Exception:  # text-only, or no readable config: the defaults stand
+            media_tokens["none"] = ""
+            return
+        media_tokens.update({f"{kind}_token": token
+                             for kind, token in processor_media_tokens(processor).items()})
+
     @router.get("/get_model_info")
     async def get_model_info() -> Response:
+        await describe_media_tokens()
+        described = None if chat_template is None else {
+            **chat_template, **{k: v for k, v in media_tokens.items() if k != "none"}}
         return json_response({
             "model_path": tm.model_path,
             "tokenizer_path": tm.tokenizer_path,
@@ -169,7 +188,7 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
             "vocab_size": tm.vocab_size,
             "max_total_tokens": tm.runtime_info.get("kv_total_tokens"),
             "device": tm.runtime_info.get("device"),
-            "chat_template": chat_template,
+            "chat_template": described,
         })
 
     @router.get("/get_server_args")

@@ -31,7 +31,7 @@ def looks_like_engine(obj: Any) -> bool:
 class EngineBackend(RuntimeEndpoint):
     """sgl programs on an offline Engine: generation, select (prompt logprobs), fork's prefix
     caching, run_batch, and sgl.image / sgl.video (images and videos go as the Engine takes
-    them: bytes and paths need no base64 in-process, but the same encoding keeps one path)."""
+    them: paths and bytes as they are, with no base64 round trip)."""
 
     def __init__(self, engine: Any, chat_template: ChatTemplate | None = None) -> None:
         super().__init__("http://engine.invalid", timeout=None)  # the HTTP client stays unused
@@ -55,10 +55,14 @@ class EngineBackend(RuntimeEndpoint):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         meta: dict[str, Any] = {}
         for chunk in self._call({"text": ctx.text, "sampling_params": self._sampling_params(params),
-                                 "stream": True, **media_fields(ctx.media)}):
+                                 "stream": True, **self._media(ctx.media)}):
             meta = chunk.get("meta_info") or {}
             yield chunk["text"], meta  # the Engine's chunks carry only the new text
         self._count(meta)
+
+    def _media(self, media: list[dict[str, Any]] | None) -> dict[str, Any]:
+        # In-process: paths and bytes go as they are, with no base64 round trip.
+        return media_fields(media, portable=False)
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_path": getattr(getattr(self.engine, "args", None), "model_path", None)}

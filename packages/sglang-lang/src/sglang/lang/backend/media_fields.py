@@ -23,11 +23,15 @@ def _portable(data: MediaRef) -> str:
     return data
 
 
-def media_fields(media: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """{"image_data": [...], "video_data": [...]} for the items (empty ones left out)."""
-    images = [_portable(m["data"]) for m in media or () if m["type"] == "image"]
+def media_fields(media: list[dict[str, Any]] | None, portable: bool = True) -> dict[str, Any]:
+    """{"image_data": [...], "video_data": [...]} for the items (empty ones left out);
+    `portable=False` (an in-process Engine) leaves paths and bytes as they are."""
+    def ref(data: MediaRef) -> MediaRef:
+        return _portable(data) if portable else data
+
+    images = [ref(m["data"]) for m in media or () if m["type"] == "image"]
     videos = [
-        VideoRef(source=_portable(m["data"]), num_frames=m.get("num_frames")).to_json()
+        VideoRef(source=ref(m["data"]), num_frames=m.get("num_frames")).to_json()
         for m in media or () if m["type"] == "video"
     ]
     out: dict[str, Any] = {}

@@ -138,6 +138,10 @@ class RuntimeEndpoint(BaseBackend):
         sp.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         return sp
 
+    def _media(self, media: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """image_data / video_data for a request body (files and bytes as base64)."""
+        return media_fields(media)
+
     # ---- server info --------------------------------------------------------------------------
     def get_model_info(self) -> dict[str, Any]:
         if self._model_info is None:
@@ -168,14 +172,14 @@ class RuntimeEndpoint(BaseBackend):
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
         data = self._generate({"text": ctx.text, "sampling_params": self._sampling_params(params),
-                               **media_fields(ctx.media)})
+                               **self._media(ctx.media)})
         return data["text"], data["meta_info"]
 
     def generate_stream(
         self, ctx: Context, params: GenParams
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         body = {"text": ctx.text, "sampling_params": self._sampling_params(params), "stream": True,
-                **media_fields(ctx.media)}
+                **self._media(ctx.media)}
         try:
             with self._client.stream("POST", "/generate", json=body) as resp:
                 if resp.status_code >= 400:
@@ -206,7 +210,7 @@ class RuntimeEndpoint(BaseBackend):
     def cache_prefix(self, prefix: str, media: list[dict[str, Any]] | None = None) -> None:
         if prefix:  # the server refuses empty prompts; there is nothing to cache anyway
             self._generate({"text": prefix, "sampling_params": {"max_new_tokens": 0},
-                            **media_fields(media)})
+                            **self._media(media)})
 
     # ---- select -------------------------------------------------------------------------------
     def select(self, ctx: Context, choices: list[str], temperature: float = 0.0) -> SelectResult:
@@ -215,7 +219,7 @@ class RuntimeEndpoint(BaseBackend):
         if any(not isinstance(c, str) or not c for c in choices):
             raise ValueError("select choices must be non-empty strings")
         scores, scored, merged, prompt_len = self._score_choices(
-            ctx.text, choices, media_fields(ctx.media))
+            ctx.text, choices, self._media(ctx.media))
         best = pick_choice(scores, temperature, self.rng)
         meta = {
             "normalized_prompt_logprobs": scores,

@@ -7,13 +7,16 @@ found, offline, refused, HTTP status, too slow, too large), so the server answer
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 # The one place these limits are declared: a media URL must answer within FETCH_TIMEOUT_S
-# (connect, and each read) and send at most MAX_MEDIA_BYTES.
+# (connect, and each read), finish within FETCH_DEADLINE_S (a server trickling bytes would
+# otherwise hold a preparation thread for as long as it likes) and send at most MAX_MEDIA_BYTES.
 FETCH_TIMEOUT_S = 20.0
+FETCH_DEADLINE_S = 120.0
 MAX_MEDIA_BYTES = 64 * 1024 * 1024
 
 URL_SCHEMES = ("http://", "https://")
@@ -44,6 +47,7 @@ def fetch_url(url: str, timeout: float | None = None, max_bytes: int | None = No
     the module's, read at call time so a deployment or a test can lower them)."""
     timeout = FETCH_TIMEOUT_S if timeout is None else timeout
     max_bytes = MAX_MEDIA_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + FETCH_DEADLINE_S
     shown = url if len(url) <= 80 else url[:80] + "..."
     if not urlsplit(url).hostname:
         raise ValueError(f"media URL {shown!r} has no host")
@@ -59,13 +63,17 @@ def fetch_url(url: str, timeout: float | None = None, max_bytes: int | None = No
             # Read in chunks so a server that lies about (or omits) its length still stops
             # at the cap instead of filling memory.
             chunks, size = [], 0
-            while chunk := resp.read(_CHUNK):
+            while chunk := resp.read1(_CHUNK):  # what has arrived: the deadline is checked often
                 size += len(chunk)
                 if size > max_bytes:
                     raise ValueError(
                         f"media URL {shown!r} is too large: more than {max_bytes} bytes"
                     )
                 chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"media URL {shown!r} took longer than {FETCH_DEADLINE_S:g} s to download"
+                    )
     except urllib.error.HTTPError as e:  # before URLError: it is a subclass
         raise ValueError(f"cannot fetch media URL {shown!r}: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError) as e:
@@ -73,4 +81,4 @@ def fetch_url(url: str, timeout: float | None = None, max_bytes: int | None = No
     return b"".join(chunks)
 
 
-__all__ = ["FETCH_TIMEOUT_S", "MAX_MEDIA_BYTES", "fetch_url", "is_url"]
+__all__ = ["FETCH_DEADLINE_S", "FETCH_TIMEOUT_S", "MAX_MEDIA_BYTES", "fetch_url", "is_url"]

@@ -10,12 +10,11 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.protocol.generate import GenerateReqInput
+from sglang.protocol.media import MEDIA_TOKENS, processor_media_tokens
 from sglang.runtime.result import ResultStep
 from sglang.server.chat_templates import render_with_tokenizer
 from sglang.server.errors import bad_request
-from sglang.server.role_format import adds_bos
 from sglang.server.openai.chat_media import (
-    DEFAULT_MEDIA_TOKENS,
     ChatInputs,
     check_modalities,
     collect_chat_inputs,
@@ -51,6 +50,8 @@ from sglang.server.openai.streaming import (
     start_all,
     stream_events,
 )
+from sglang.server.role_format import adds_bos
+
 
 def _first_media_part(req: ChatCompletionRequest) -> str | None:
     """Where the first image/video part is (an error's `param`), or None without media."""
@@ -68,7 +69,7 @@ async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> 
     lookup reads the model's config)."""
     where = _first_media_part(req)
     if where is None:
-        return DEFAULT_MEDIA_TOKENS
+        return MEDIA_TOKENS
     source = getattr(tm, "input_processor", None)
     if source is None:
         raise bad_request("this server takes no images or videos", where)
@@ -76,8 +77,7 @@ async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> 
         processor = await asyncio.to_thread(source)
     except ValueError as e:
         raise bad_request(str(e), where) from e
-    return {kind: getattr(processor, f"{kind}_token", None) or token
-            for kind, token in DEFAULT_MEDIA_TOKENS.items()}
+    return processor_media_tokens(processor)
 
 
 def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs) -> tuple[str, list[str]]:

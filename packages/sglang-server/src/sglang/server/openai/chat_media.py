@@ -24,9 +24,6 @@ from sglang.server.openai.protocol import (
 
 # "developer" is OpenAI's newer name for the system role.
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-# The tokens LLaVA-family processors look for, used when a processor names none of its own
-# (an input processor may set `image_token` / `video_token` attributes).
-DEFAULT_MEDIA_TOKENS = {"image": "<image>", "video": "<video>"}
 # `modalities`: only text is generated; the rest are SGLang's input hints, accepted as such.
 OUTPUT_MODALITIES = ("text",)
 INPUT_HINTS = ("image", "multi-images", "video")
@@ -166,6 +163,6 @@ def template_places_media(chat_template: str | None) -> bool:
 
 
 __all__ = [
-    "DEFAULT_MEDIA_TOKENS", "PART_KINDS", "ChatInputs", "check_modalities",
+    "PART_KINDS", "ChatInputs", "check_modalities",
     "collect_chat_inputs", "template_places_media",
 ]
