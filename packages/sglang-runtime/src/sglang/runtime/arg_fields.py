@@ -2,12 +2,13 @@
 
 A field is declared once, as `Annotated[type, doc("help text", ...)]` with its default, and
 everything else reads that declaration: `RuntimeArgs` validation checks the declared choices,
-`launch_server` builds one flag per field with its help, default and choices. Torch-free: the
-server's tokenizer process imports it.
+`launch_server` and the batch video job build one flag per field with its help, default and
+choices (`add_flag`). Torch-free: the server's tokenizer process imports it.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import types
 import typing
@@ -117,3 +118,31 @@ def check_choices(obj: msgspec.Struct) -> None:
     for f in arg_fields(type(obj)):
         if f.fixed_choices or f.registry is not None:
             f.check(getattr(obj, f.name))
+
+
+def flag_of(field: ArgField) -> str:
+    return "--" + field.name.replace("_", "-")
+
+
+def flag_help(field: ArgField) -> str:
+    # argparse %-formats help strings: a literal % must be doubled.
+    text = field.description.replace("%", "%%")
+    if field.default is None and field.unset is not None:
+        return f"{text} (default: {field.unset.replace('%', '%%')})"
+    return text + " (default: %(default)s)"
+
+
+def add_flag(group: Any, field: ArgField, aliases: tuple[str, ...] = ()) -> None:
+    """One command-line flag for `field` on an argparse parser or group: `--field-name` (plus
+    `aliases`), its declared default, choices and help; the value lands in `dest=field.name`."""
+    names = (flag_of(field), *aliases)
+    common: dict[str, Any] = {"dest": field.name, "default": field.default, "help": flag_help(field)}
+    if field.type is bool:
+        # Off by default: a plain switch; on by default: --x / --no-x.
+        action = "store_true" if not field.default else argparse.BooleanOptionalAction
+        group.add_argument(*names, action=action, **common)
+        return
+    if field.type not in (str, int, float):
+        raise TypeError(f"{field.name}: no command-line form for {field.type}")
+    group.add_argument(*names, type=field.type, choices=field.choices(),
+                       metavar=field.metavar, **common)

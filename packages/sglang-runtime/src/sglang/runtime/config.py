@@ -23,6 +23,9 @@ DTYPES = ("auto", "float32", "float16", "bfloat16", "half", "float", "bf16", "fp
 # "auto": gguf for *.gguf files, hf otherwise; "dummy": random weights from the model's config.
 LOAD_FORMATS = ("auto", "dummy", "hf", "safetensors", "gguf")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Short flag spellings kept for compatibility with SGLang's command line (every command that
+# generates flags from RuntimeArgs adds them: launch_server, the batch video job).
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {"tp_size": ("--tp",)}
 # The attention_backend that picks one for the device (attention.base.resolve_backend_name).
 AUTO_ATTENTION_BACKEND = "auto"
 

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sglang.runtime.arg_fields import ArgField, arg_fields, doc
-from sglang.runtime.config import RuntimeArgs
+from sglang.runtime.arg_fields import ArgField, add_flag, arg_fields, doc
+from sglang.runtime.arg_fields import flag_of as flag_of  # re-exported: callers spell flags
+from sglang.runtime.config import FLAG_ALIASES, RuntimeArgs
 
-# Short spellings kept for compatibility with SGLang's command line.
-ALIASES: dict[str, tuple[str, ...]] = {"tp_size": ("--tp",)}
+ALIASES = FLAG_ALIASES
 
 
 class ServerArgs(msgspec.Struct, kw_only=True):
@@ -84,30 +84,8 @@ def server_fields() -> tuple[ArgField, ...]:
     return tuple(f for f in arg_fields(ServerArgs) if f.name != "runtime")
 
 
-def flag_of(field: ArgField) -> str:
-    return "--" + field.name.replace("_", "-")
-
-
-def _help(field: ArgField) -> str:
-    # argparse %-formats help strings: a literal % must be doubled.
-    text = field.description.replace("%", "%%")
-    if field.default is None and field.unset is not None:
-        return f"{text} (default: {field.unset.replace('%', '%%')})"
-    return text + " (default: %(default)s)"
-
-
 def _add_flag(group: Any, field: ArgField) -> None:
-    names = (flag_of(field), *ALIASES.get(field.name, ()))
-    common: dict[str, Any] = {"dest": field.name, "default": field.default, "help": _help(field)}
-    if field.type is bool:
-        # Off by default: a plain switch; on by default: --x / --no-x.
-        action = "store_true" if not field.default else argparse.BooleanOptionalAction
-        group.add_argument(*names, action=action, **common)
-        return
-    if field.type not in (str, int, float):
-        raise TypeError(f"{field.name}: no command-line form for {field.type}")
-    group.add_argument(*names, type=field.type, choices=field.choices(),
-                       metavar=field.metavar, **common)
+    add_flag(group, field, ALIASES.get(field.name, ()))
 
 
 def build_parser() -> argparse.ArgumentParser:
