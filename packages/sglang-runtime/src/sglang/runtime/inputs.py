@@ -24,8 +24,11 @@ Torch-free on purpose: this runs in the server's HTTP process.
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +58,8 @@ MAX_BATCH = 1024
 MAX_GENERATIONS = 1024
 # A request id is echoed into responses, logs and the IPC: printable and short.
 MAX_RID_LEN = 256
+# Threads that preprocess the media of a batch's prompts side by side (see _prepare_media).
+MEDIA_WORKERS = max(1, min(16, os.cpu_count() or 1))
 # The IPC encoding (msgpack) and torch.Generator both take integers in [-2**63, 2**64).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 # Without a tokenizer there is no text to match and no vocabulary to compile a grammar over.
@@ -255,6 +260,47 @@ def _tokenize_with_media(
     return ids, field, items
 
 
+_media_pool: ThreadPoolExecutor | None = None
+_media_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _media_pool
+    with _media_pool_lock:
+        if _media_pool is None:
+            _media_pool = ThreadPoolExecutor(MEDIA_WORKERS, thread_name_prefix="sglang-media")
+        return _media_pool
+
+
+def _prepare_media(
+    subs: list[GenerateReqInput],
+    media: list[tuple[list[MediaRef], list[MediaRef]]],
+    tokenizer: Any,
+    vocab_size: int,
+    processor: ProcessorSource | None,
+) -> dict[int, Future[tuple[list[int], str, list[MultimodalItem]]]]:
+    """Each prompt with media through its input processor, several at once when a batch has
+    more than one: decoding and resizing (PyAV, Pillow, numpy, hashing) release the GIL, and a
+    batch of videos would otherwise decode one by one while the GPU waits. Results are read in
+    prompt order, so the first bad prompt is the one reported."""
+    todo = [i for i, (images, videos) in enumerate(media) if images or videos]
+
+    def run(i: int) -> tuple[list[int], str, list[MultimodalItem]]:
+        return _tokenize_with_media(subs[i], tokenizer, vocab_size, *media[i], processor)
+
+    futures: dict[int, Future[tuple[list[int], str, list[MultimodalItem]]]] = {}
+    for i in todo:
+        if len(todo) > 1:
+            futures[i] = _pool().submit(run, i)
+        else:  # one prompt: no hand-off to another thread
+            futures[i] = Future()
+            try:
+                futures[i].set_result(run(i))
+            except BaseException as e:  # re-raised by .result() in the caller's order
+                futures[i].set_exception(e)
+    return futures
+
+
 def prepare_request(
     obj: GenerateReqInput,
     tokenizer: Any,
@@ -267,14 +313,15 @@ def prepare_request(
     for rid in obj.rid if isinstance(obj.rid, list) else [obj.rid]:
         check_rid(rid)
     reqs: list[PreparedReq] = []
-    for p_idx, sub in enumerate(obj.split()):
-        images = media_per_prompt(sub.image_data, 1, False, "image_data")[0]
-        videos = media_per_prompt(sub.video_data, 1, False, "video_data")[0]
+    subs = obj.split()
+    media = [(media_per_prompt(sub.image_data, 1, False, "image_data")[0],
+              media_per_prompt(sub.video_data, 1, False, "video_data")[0]) for sub in subs]
+    with_media = _prepare_media(subs, media, tokenizer, limits.vocab_size, processor)
+    for p_idx, sub in enumerate(subs):
+        images, videos = media[p_idx]
         items: list[MultimodalItem] | None = None
         if images or videos:
-            ids, _, items = _tokenize_with_media(
-                sub, tokenizer, limits.vocab_size, images, videos, processor
-            )
+            ids, _, items = with_media[p_idx].result()
             # Too long because of its media: the error names the media field.
             field = "image_data" if images else "video_data"
         else:
