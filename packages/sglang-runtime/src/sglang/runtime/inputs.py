@@ -24,11 +24,9 @@ Torch-free on purpose: this runs in the server's HTTP process.
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +37,7 @@ from sglang.protocol.generate import GenerateReqInput
 from sglang.protocol.media import MediaRef, media_per_prompt
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.messages import MultimodalItem, TokenizedGenerateReq
+from sglang.runtime.multimodal.parallel import serial_tokenizer, side_by_side
 from sglang.runtime.multimodal.processor import InputProcessor, process_prompt
 
 # Gives the model's input processor when a prompt carries media (ValueError when the model
@@ -58,8 +57,6 @@ MAX_BATCH = 1024
 MAX_GENERATIONS = 1024
 # A request id is echoed into responses, logs and the IPC: printable and short.
 MAX_RID_LEN = 256
-# Threads that preprocess the media of a batch's prompts side by side (see _prepare_media).
-MEDIA_WORKERS = max(1, min(16, os.cpu_count() or 1))
 # The IPC encoding (msgpack) and torch.Generator both take integers in [-2**63, 2**64).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 # Without a tokenizer there is no text to match and no vocabulary to compile a grammar over.
@@ -260,18 +257,6 @@ def _tokenize_with_media(
     return ids, field, items
 
 
-_media_pool: ThreadPoolExecutor | None = None
-_media_pool_lock = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _media_pool
-    with _media_pool_lock:
-        if _media_pool is None:
-            _media_pool = ThreadPoolExecutor(MEDIA_WORKERS, thread_name_prefix="sglang-media")
-        return _media_pool
-
-
 def _prepare_media(
     subs: list[GenerateReqInput],
     media: list[tuple[list[MediaRef], list[MediaRef]]],
@@ -279,26 +264,16 @@ def _prepare_media(
     vocab_size: int,
     processor: ProcessorSource | None,
 ) -> dict[int, Future[tuple[list[int], str, list[MultimodalItem]]]]:
-    """Each prompt with media through its input processor, several at once when a batch has
-    more than one: decoding and resizing (PyAV, Pillow, numpy, hashing) release the GIL, and a
-    batch of videos would otherwise decode one by one while the GPU waits. Results are read in
-    prompt order, so the first bad prompt is the one reported."""
+    """Each prompt with media through its input processor, the prompts of a batch side by side
+    (`multimodal.parallel`): a batch of videos would otherwise decode one by one while the GPU
+    waits. Results are read in prompt order, so the first bad prompt is the one reported."""
     todo = [i for i, (images, videos) in enumerate(media) if images or videos]
+    shared = serial_tokenizer(tokenizer) if len(todo) > 1 else tokenizer
 
-    def run(i: int) -> tuple[list[int], str, list[MultimodalItem]]:
-        return _tokenize_with_media(subs[i], tokenizer, vocab_size, *media[i], processor)
+    def job(i: int) -> Callable[[], tuple[list[int], str, list[MultimodalItem]]]:
+        return lambda: _tokenize_with_media(subs[i], shared, vocab_size, *media[i], processor)
 
-    futures: dict[int, Future[tuple[list[int], str, list[MultimodalItem]]]] = {}
-    for i in todo:
-        if len(todo) > 1:
-            futures[i] = _pool().submit(run, i)
-        else:  # one prompt: no hand-off to another thread
-            futures[i] = Future()
-            try:
-                futures[i].set_result(run(i))
-            except BaseException as e:  # re-raised by .result() in the caller's order
-                futures[i].set_exception(e)
-    return futures
+    return dict(zip(todo, side_by_side([job(i) for i in todo]), strict=True))
 
 
 def prepare_request(
