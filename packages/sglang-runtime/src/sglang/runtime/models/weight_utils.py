@@ -15,6 +15,9 @@ from sglang.runtime.loading.source import LazyWeight, materialize
 
 # HF module name -> (our fused module name, shard id inside it).
 FusedTable = Mapping[str, tuple[str, str]]
+# A per-expert checkpoint matrix `<...>.experts.<e>.<leaf>.weight` -> (our stacked parameter,
+# shard kind) of the `<...>.experts` module, e.g. Mixtral's "w1" -> ("w13", "gate").
+ExpertTable = Mapping[str, tuple[str, str]]
 
 
 def load_named_tensors(
@@ -22,16 +25,30 @@ def load_named_tensors(
     named_tensors: Iterable[tuple[str, torch.Tensor | LazyWeight]],
     fused: FusedTable,
     skip: Iterable[str] = (),
+    experts: ExpertTable | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> None:
     """Load every tensor, then fail loudly if any parameter (or fused shard) was left unset.
 
     Names containing any string in `skip` are ignored (e.g. precomputed rotary tables, or
-    `lm_head.` when the head is tied to the embeddings).
+    `lm_head.` when the head is tied to the embeddings). `renames` maps checkpoint module names
+    onto ours, one dotted component at a time (Mixtral's `block_sparse_moe` is our `mlp`).
     """
     skip = tuple(skip)
     loaded: set[str] = set()
     for name, tensor in named_tensors:
         if any(s in name for s in skip):
+            continue
+        if renames:
+            name = ".".join(renames.get(part, part) for part in name.split("."))
+        routed = _expert_route(name, experts) if experts else None
+        if routed is not None:
+            module_path, param_name, shard = routed
+            spec = _spec(model, module_path, param_name, shard, name)
+            if spec is not None:
+                copy_shard(spec, tensor, name)
+            keys = model.get_submodule(module_path).shard_keys(shard)
+            loaded.update(f"{module_path}.{param_name}:{key}" for key in keys)
             continue
         module_path, _, param_name = name.rpartition(".")
         parent, _, leaf = module_path.rpartition(".")
@@ -47,6 +64,18 @@ def load_named_tensors(
     missing = sorted(_expected_names(model) - loaded)
     if missing:
         raise ValueError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
+
+
+def _expert_route(name: str, experts: ExpertTable) -> tuple[str, str, str] | None:
+    """(experts module, stacked parameter, "kind:expert") for a per-expert checkpoint matrix."""
+    parts = name.split(".")
+    for i in range(len(parts) - 3):
+        if parts[i] == "experts" and parts[i + 1].isdigit() and parts[i + 2] in experts:
+            if parts[i + 3:] != ["weight"]:
+                return None
+            param, kind = experts[parts[i + 2]]
+            return ".".join(parts[: i + 1]), param, f"{kind}:{parts[i + 1]}"
+    return None
 
 
 def _spec(
@@ -85,6 +114,8 @@ def _expected_names(model: nn.Module) -> set[str]:
         module = model.get_submodule(module_path)
         if isinstance(module, MergedLinear):
             expected.update(f"{name}:{shard}" for shard in module.shard_rows)
+        elif hasattr(module, "expected_shards"):
+            expected.update(f"{name}:{shard}" for shard in module.expected_shards(param_name))
         else:
             expected.add(name)
     return expected
