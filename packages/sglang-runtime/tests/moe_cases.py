@@ -51,3 +51,28 @@ def greedy_tokens(model: Any, config: Any, prompts: list[list[int]], steps: int)
             row.append(tok)
         logits = runner.forward(kv.decode(rows, nxt))
     return out
+
+
+def rank_results(cases: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """On this rank's shard: each case's logits (tp_workers.model_logits) and 16 greedy tokens
+    for three prompts."""
+    from tp_workers import local_kv, model_logits
+
+    from sglang.runtime.loading.loader import load_model
+
+    out: dict[str, Any] = {}
+    for name, folder, fmt in cases:
+        loaded = load_model(folder, load_format=fmt, dtype="float32")
+        kv = local_kv(loaded.config)
+        runner = make_runner(loaded.model, kv, sliding_window=None)
+        prompts = [[3, 14, 15, 92, 65], [35, 89], [79, 32, 38, 46, 26, 43, 38, 32, 79]]
+        rows = list(range(len(prompts)))
+        logits = runner.forward(kv.extend(rows, prompts))
+        tokens: list[list[int]] = [[] for _ in prompts]
+        for _ in range(16):
+            nxt = logits.argmax(-1).tolist()
+            for row, tok in zip(tokens, nxt, strict=True):
+                row.append(tok)
+            logits = runner.forward(kv.decode(rows, nxt))
+        out[name] = (model_logits(folder, fmt), tokens)
+    return out
