@@ -1,4 +1,4 @@
-"""Tiny random MoE configs (Mixtral, Qwen2-MoE, Qwen3-MoE) and a greedy-decoding helper shared
+"""Tiny random MoE configs (Mixtral, Qwen2-MoE, Qwen3-MoE, DBRX) and a greedy-decoding helper shared
 by the MoE parity and tensor-parallel tests (a module, so spawned ranks can import it)."""
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def moe_configs() -> dict[str, Any]:
         ),
         "qwen3_moe": lambda: transformers.Qwen3MoeConfig(
             **BASE, **QWEN_MOE, head_dim=32, norm_topk_prob=True, decoder_sparse_step=2,
+        ),
+        # clip_qkv 1.0 clips a good share of the O(1) q/k/v values, so the clamp is exercised.
+        "dbrx": lambda: transformers.DbrxConfig(
+            d_model=64, n_heads=4, n_layers=3, vocab_size=VOCAB, max_seq_len=256,
+            attn_config=dict(kv_n_heads=2, clip_qkv=1.0, rope_theta=10000.0),
+            ffn_config=dict(ffn_hidden_size=40, moe_num_experts=6, moe_top_k=3),
         ),
     }
 

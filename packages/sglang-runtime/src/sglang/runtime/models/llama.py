@@ -88,11 +88,10 @@ class LlamaDecoderLayer(nn.Module):
         qkv_bias: bool,
     ) -> None:
         super().__init__()
-        eps = config.rms_norm_eps
         self.self_attn = self.make_attention(config, layer_id, rotary, dtype, qkv_bias)
         self.mlp = self.make_mlp(config, layer_id, dtype)
-        self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype)
+        self.input_layernorm = self.make_norm(config, dtype)
+        self.post_attention_layernorm = self.make_norm(config, dtype)
 
     # Hooks for families that swap the attention or the MLP (MoE) and keep the rest.
     def make_attention(
@@ -103,6 +102,11 @@ class LlamaDecoderLayer(nn.Module):
 
     def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
         return LlamaMLP(config, dtype)
+
+    @staticmethod
+    def make_norm(config: Any, dtype: torch.dtype) -> nn.Module:
+        """Every norm of the stack (the final one too): (x, residual) -> (norm(x+r), x+r)."""
+        return RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
@@ -128,7 +132,7 @@ class LlamaModel(nn.Module):
             layer_cls(config, i, rotary, dtype, qkv_bias)
             for i in range(config.num_hidden_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.norm = layer_cls.make_norm(config, dtype)
 
     def forward(
         self,
@@ -157,8 +161,9 @@ class LlamaForCausalLM(nn.Module):
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
     decoder_layer: ClassVar[type[LlamaDecoderLayer]] = LlamaDecoderLayer
-    # MoE families: per-expert checkpoint matrices -> stacked expert weights, module renames.
+    # MoE families: per-expert (or stacked) checkpoint matrices -> stacked expert weights.
     expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = None
+    # Checkpoint name substrings -> ours, applied in order (other module trees, e.g. DBRX's).
     renamed_modules: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:

@@ -27,4 +27,4 @@ class MixtralForCausalLM(LlamaForCausalLM):
         "w3": ("w13", "up"),
         "w2": ("w2", "down"),
     }
-    renamed_modules: ClassVar[dict[str, str] | None] = {"block_sparse_moe": "mlp"}
+    renamed_modules: ClassVar[dict[str, str] | None] = {".block_sparse_moe.": ".mlp."}

@@ -31,16 +31,16 @@ def load_named_tensors(
     """Load every tensor, then fail loudly if any parameter (or fused shard) was left unset.
 
     Names containing any string in `skip` are ignored (e.g. precomputed rotary tables, or
-    `lm_head.` when the head is tied to the embeddings). `renames` maps checkpoint module names
-    onto ours, one dotted component at a time (Mixtral's `block_sparse_moe` is our `mlp`).
+    `lm_head.` when the head is tied to the embeddings). `renames` rewrites substrings of
+    checkpoint names into ours, in order (Mixtral's `.block_sparse_moe.` is our `.mlp.`).
     """
     skip = tuple(skip)
     loaded: set[str] = set()
     for name, tensor in named_tensors:
         if any(s in name for s in skip):
             continue
-        if renames:
-            name = ".".join(renames.get(part, part) for part in name.split("."))
+        for old, new in (renames or {}).items():
+            name = name.replace(old, new)
         routed = _expert_route(name, experts) if experts else None
         if routed is not None:
             module_path, param_name, shard = routed
@@ -67,14 +67,19 @@ def load_named_tensors(
 
 
 def _expert_route(name: str, experts: ExpertTable) -> tuple[str, str, str] | None:
-    """(experts module, stacked parameter, "kind:expert") for a per-expert checkpoint matrix."""
+    """(experts module, stacked parameter, shard) for an expert matrix: `<...>.experts.<e>.
+    <leaf>.weight` is shard "kind:e"; `<...>.experts.<leaf>[.weight]`, all experts stacked
+    (DBRX, GGUF), is shard "kind"."""
     parts = name.split(".")
-    for i in range(len(parts) - 3):
-        if parts[i] == "experts" and parts[i + 1].isdigit() and parts[i + 2] in experts:
-            if parts[i + 3:] != ["weight"]:
-                return None
-            param, kind = experts[parts[i + 2]]
-            return ".".join(parts[: i + 1]), param, f"{kind}:{parts[i + 1]}"
+    for i, part in enumerate(parts):
+        if part != "experts":
+            continue
+        rest, expert = parts[i + 1 :], None
+        if rest and rest[0].isdigit():
+            expert, rest = rest[0], rest[1:]
+        if rest and rest[0] in experts and rest[1:] in ([], ["weight"]):
+            param, kind = experts[rest[0]]
+            return ".".join(parts[: i + 1]), param, kind if expert is None else f"{kind}:{expert}"
     return None
 
 
