@@ -1,0 +1,66 @@
+"""MoE GGUF files (Mixtral as llama.cpp writes it under `llama`, qwen2moe, qwen3moe), written
+with the `gguf` package from the tiny HF models, load to the same model and logits."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from batch_helpers import ToyKV, make_runner  # noqa: E402
+from gguf_moe_writer import ARCH, write_gguf  # noqa: E402
+from moe_cases import VOCAB, moe_configs  # noqa: E402
+from tiny_models import save_tiny_model  # noqa: E402
+
+from sglang.runtime.loading.loader import load_model  # noqa: E402
+
+pytest.importorskip("gguf")
+CONFIGS = {k: v for k, v in moe_configs().items() if k in ARCH}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp(request.param)
+    folder = save_tiny_model(CONFIGS[request.param](), root / "hf")
+    gguf_file = write_gguf(folder, root / "tiny.gguf")
+    return load_model(folder, dtype="float32"), load_model(gguf_file, dtype="float32")
+
+
+def _logits(loaded: Any) -> list[torch.Tensor]:
+    kv = ToyKV(loaded.config)
+    runner = make_runner(loaded.model, kv)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in (9, 3, 14)]
+    out = [runner.forward(kv.extend([0, 1, 2], prompts, all_logits=True))]
+    for _ in range(3):
+        out.append(runner.forward(kv.decode([0, 1, 2], torch.randint(0, VOCAB, (3,), generator=g).tolist())))
+    return out
+
+
+def test_same_class_and_logits(pair: Any) -> None:
+    hf, gguf_model = pair
+    assert type(gguf_model.model) is type(hf.model)
+    for a, b in zip(_logits(hf), _logits(gguf_model), strict=True):
+        assert a.abs().max() > 0.1
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+
+
+def test_dense_layers_read_from_the_tensors(pair: Any) -> None:
+    # Qwen's mlp_only_layers / decoder_sparse_step are not GGUF metadata: the router tensors say.
+    hf, gguf_model = pair
+    sparse = [hasattr(layer.mlp, "experts") for layer in hf.model.model.layers]
+    assert [hasattr(layer.mlp, "experts") for layer in gguf_model.model.model.layers] == sparse
+
+
+def test_tokenizer_from_the_file(pair: Any) -> None:
+    _, gguf_model = pair
+    assert gguf_model.tokenizer is not None
+    # The file's SentencePiece-style pieces ("\u2581t5" is " t5") are the tokenizer's vocabulary
+    # (a merge-free list cannot split text, so only ids <-> pieces are checked).
+    tok = gguf_model.tokenizer
+    assert len(tok) == VOCAB and tok.convert_tokens_to_ids("\u2581t5") == 5
+    assert tok.decode([5, 7]) == "t5 t7"
