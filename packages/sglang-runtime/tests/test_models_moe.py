@@ -20,7 +20,6 @@ from test_models_tiny import (  # noqa: E402, F401  (collected here against this
 )
 from tiny_models import save_tiny_model  # noqa: E402
 
-from sglang.runtime.layers.moe import RouterSpec, grouped_experts, route
 from sglang.runtime.loading.loader import load_model
 
 CONFIGS = moe_configs()
@@ -58,24 +57,3 @@ def test_expert_weights_stacked_in_their_slices(pair: Any) -> None:
     mine = ours.model.model.layers[layer].mlp.experts
     torch.testing.assert_close(mine.w13[1], theirs.gate_up_proj[1], atol=0, rtol=0)
     torch.testing.assert_close(mine.w2[1], theirs.down_proj[1], atol=0, rtol=0)
-
-
-@pytest.mark.parametrize(("renorm", "sums_to_one"), [(1.0, True), (None, False)])
-def test_router_renormalises_as_the_family_says(renorm: float | None, sums_to_one: bool) -> None:
-    logits = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
-    weights, ids = route(logits, RouterSpec(top_k=2, renorm_p=renorm))
-    assert ids.shape == (5, 2) and torch.equal(ids, logits.topk(2, dim=-1).indices)
-    assert torch.allclose(weights.sum(-1), torch.ones(5)) == sums_to_one
-
-
-def test_grouped_path_equals_a_per_token_loop() -> None:
-    g = torch.Generator().manual_seed(1)
-    x, w13, w2 = torch.randn(9, 8, generator=g), torch.randn(3, 10, 8, generator=g), torch.randn(
-        3, 8, 5, generator=g)
-    weights, ids = route(torch.randn(9, 3, generator=g), RouterSpec(top_k=2))
-    want = torch.zeros_like(x)
-    for t in range(9):
-        for w, e in zip(weights[t], ids[t], strict=True):
-            gate, up = (w13[e] @ x[t]).chunk(2)
-            want[t] += w * (w2[e] @ (torch.nn.functional.silu(gate) * up))
-    torch.testing.assert_close(grouped_experts(x, w13, w2, weights, ids), want)

@@ -18,7 +18,12 @@ from sglang.runtime.layers.layernorm import LayerNorm
 from sglang.runtime.layers.moe import RouterSpec, SparseMoeBlock
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.loading.source import LazyWeight, materialize
-from sglang.runtime.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, head_dim_of
+from sglang.runtime.models.llama import (
+    LlamaAttention,
+    LlamaDecoderLayer,
+    LlamaForCausalLM,
+    head_dim_of,
+)
 
 
 class ClippedQKVAttention(LlamaAttention):

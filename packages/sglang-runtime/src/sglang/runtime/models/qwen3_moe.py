@@ -13,7 +13,12 @@ from sglang.runtime.executor.forward_context import get_forward_context
 from sglang.runtime.layers.moe import SparseMoeBlock
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
-from sglang.runtime.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP
+from sglang.runtime.models.llama import (
+    LlamaAttention,
+    LlamaDecoderLayer,
+    LlamaForCausalLM,
+    LlamaMLP,
+)
 from sglang.runtime.models.qwen2_moe import QWEN_EXPERTS, is_sparse_layer, qwen_router
 
 
