@@ -34,7 +34,9 @@ def _permute(w: torch.Tensor, heads: int) -> torch.Tensor:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(folder: str | Path, out: str | Path) -> str:
+def write_gguf(folder: str | Path, out: str | Path, per_expert: bool = False) -> str:
+    """`per_expert`: one tensor per expert (blk.N.ffn_gate.E.weight), as llama.cpp wrote
+    Mixtral before it stacked them."""
     import gguf
     import transformers
     from safetensors.torch import load_file
@@ -81,11 +83,18 @@ def write_gguf(folder: str | Path, out: str | Path) -> str:
         if expert:
             stacks.setdefault((layer, _EXPERT[expert.group(2)]), {})[int(expert.group(1))] = t
             continue
+        if module == "mlp.shared_expert_gate":
+            t = t.reshape(-1)  # llama.cpp stores it as a vector
         if arch == "llama" and module in ("self_attn.q_proj", "self_attn.k_proj"):
             t = _permute(t, heads if module.endswith("q_proj") else kv)
         writer.add_tensor(f"blk.{layer}.{_LAYER[module]}.{suffix}", t.float().numpy())
-    for (layer, kind), per_expert in sorted(stacks.items()):
-        stacked = torch.stack([per_expert[e] for e in sorted(per_expert)])
+    for (layer, kind), experts in sorted(stacks.items()):
+        if per_expert:
+            for e, t in sorted(experts.items()):
+                writer.add_tensor(f"blk.{layer}.{kind.removesuffix('_exps')}.{e}.weight",
+                                  t.float().numpy())
+            continue
+        stacked = torch.stack([experts[e] for e in sorted(experts)])
         writer.add_tensor(f"blk.{layer}.{kind}.weight", np.ascontiguousarray(stacked.float().numpy()))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

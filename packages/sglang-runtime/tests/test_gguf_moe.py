@@ -1,4 +1,5 @@
-"""MoE GGUF files (Mixtral as llama.cpp writes it under `llama`, qwen2moe, qwen3moe), written
+"""MoE GGUF files (Mixtral as llama.cpp writes it under `llama`, experts stacked or one tensor
+each; qwen2moe; qwen3moe), written
 with the `gguf` package from the tiny HF models, load to the same model and logits."""
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from sglang.runtime.loading.loader import load_model  # noqa: E402
 
 pytest.importorskip("gguf")
 CONFIGS = {k: v for k, v in moe_configs().items() if k in ARCH}
+# (family, one GGUF tensor per expert as older llama.cpp Mixtral files have)
+CASES = [(name, False) for name in sorted(CONFIGS)] + [("mixtral", True)]
 
 
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c[0] + ("_per_expert" if c[1] else ""))
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp(request.param)
-    folder = save_tiny_model(CONFIGS[request.param](), root / "hf")
-    gguf_file = write_gguf(folder, root / "tiny.gguf")
+    name, per_expert = request.param
+    root = tmp_path_factory.mktemp(name)
+    folder = save_tiny_model(CONFIGS[name](), root / "hf")
+    gguf_file = write_gguf(folder, root / "tiny.gguf", per_expert)
     return load_model(folder, dtype="float32"), load_model(gguf_file, dtype="float32")
 
 

@@ -32,7 +32,8 @@ _MOE_LAYER_NAMES = {
     "attn_q_norm": "self_attn.q_norm",
     "attn_k_norm": "self_attn.k_norm",
 }
-_ROUTER = re.compile(r"blk\.(\d+)\.ffn_gate_inp\.weight")
+# Older llama.cpp Mixtral files hold one tensor per expert: blk.N.ffn_gate.E.weight.
+_PER_EXPERT = re.compile(r"blk\.(\d+)\.ffn_(gate|up|down)\.(\d+)\.weight")
 _QWEN_LEAVES = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 
 
@@ -76,6 +77,8 @@ def moe_config(reader: Any) -> Any:
         return gguf_loader._field(reader, f"{arch}.{key}", default)
 
     names = {t.name for t in reader.tensors}
+    router = re.compile(r"blk\.(\d+)\.ffn_gate_inp\.weight")
+    sparse = {int(m.group(1)) for n in names if (m := router.fullmatch(n))}
     hidden, heads = int(meta("embedding_length")), int(meta("attention.head_count"))
     layers = int(meta("block_count"))
     tokens = reader.fields.get("tokenizer.ggml.tokens")
@@ -98,7 +101,7 @@ def moe_config(reader: Any) -> Any:
     )
     experts = int(meta("expert_count"))
     if fmt.qwen:
-        dense = [i for i in range(layers) if f"blk.{i}.ffn_gate_inp.weight" not in names]
+        dense = [i for i in range(layers) if i not in sparse]
         args.update(
             num_experts=experts, moe_intermediate_size=int(meta("expert_feed_forward_length")),
             norm_topk_prob=bool(meta("expert_weights_norm", fmt.norm_topk_default)),
@@ -114,6 +117,10 @@ def moe_config(reader: Any) -> Any:
 
 
 def _hf_name(gguf_name: str, fmt: MoeFormat) -> str:
+    per_expert = _PER_EXPERT.fullmatch(gguf_name)
+    if per_expert:
+        layer, kind, expert = per_expert.groups()
+        return f"model.layers.{layer}.mlp.experts.{expert}.{fmt.leaves[kind]}.weight"
     match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", gguf_name)
     if match and match.group(2) in _MOE_LAYER_NAMES:
         layer, kind, suffix = match.groups()
@@ -131,7 +138,12 @@ def _iter_tensors(reader: Any, config: Any, fmt: MoeFormat) -> NamedTensors:
         heads = None
         if fmt.permute_qk:
             heads = next((fn() for key, fn in heads_of.items() if key in name), None)
-        yield name, gguf_loader.LazyGGUFTensor(tensor, heads)
+        lazy = gguf_loader.LazyGGUFTensor(tensor, heads)
+        if ".shared_expert_gate." in name and len(lazy.shape) == 1:
+            # llama.cpp keeps this [1, H] matrix as a vector.
+            yield name, lazy.load().reshape(1, -1)
+        else:
+            yield name, lazy
 
 
 def open_moe_gguf(reader: Any, path: Path) -> ModelSource:
