@@ -37,13 +37,16 @@ class MoeConfig:
     num_stages: int = 3
 
     @classmethod
-    def for_shape(cls, num_pairs: int, num_experts: int) -> MoeConfig:
+    def for_shape(cls, num_pairs: int, num_experts: int, element_size: int = 2) -> MoeConfig:
+        """Untuned starting points (not yet swept on a GPU). Each pipeline stage holds an x
+        tile and two weight tiles in shared memory; fp32 inputs take fewer stages to fit."""
+        wide = element_size >= 4
         # Few pairs per expert (decode): small blocks waste less padding; tl.dot needs >= 16.
         if num_pairs <= num_experts * 16:
-            return cls(block_m=16, block_n=64, block_k=128, num_stages=4)
+            return cls(block_m=16, block_n=64, block_k=64, num_stages=3 if wide else 4)
         if num_pairs <= num_experts * 64:
-            return cls(block_m=32, block_n=64, block_k=64)
-        return cls(block_m=64, block_n=128, block_k=64, num_warps=8)
+            return cls(block_m=32, block_n=64, block_k=64, num_stages=3)
+        return cls(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=2 if wide else 3)
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def fused_moe(
                          f"do not fit hidden size {hidden}")
     if tokens == 0:
         return x.new_zeros(0, hidden)
-    config = config or MoeConfig.for_shape(tokens * top_k, num_experts)
+    config = config or MoeConfig.for_shape(tokens * top_k, num_experts, x.element_size())
     x, w13, w2 = x.contiguous(), w13.contiguous(), w2.contiguous()
     align = align_by_expert(topk_ids, num_experts, config.block_m)
     pairs = tokens * top_k
