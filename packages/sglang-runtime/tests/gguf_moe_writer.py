@@ -34,9 +34,12 @@ def _permute(w: torch.Tensor, heads: int) -> torch.Tensor:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(folder: str | Path, out: str | Path, per_expert: bool = False) -> str:
+def write_gguf(
+    folder: str | Path, out: str | Path, per_expert: bool = False, q8_experts: bool = False
+) -> str:
     """`per_expert`: one tensor per expert (blk.N.ffn_gate.E.weight), as llama.cpp wrote
-    Mixtral before it stacked them."""
+    Mixtral before it stacked them. `q8_experts`: stacked expert tensors whose rows split into
+    32-value blocks are stored Q8_0-quantized."""
     import gguf
     import transformers
     from safetensors.torch import load_file
@@ -94,8 +97,13 @@ def write_gguf(folder: str | Path, out: str | Path, per_expert: bool = False) ->
                 writer.add_tensor(f"blk.{layer}.{kind.removesuffix('_exps')}.{e}.weight",
                                   t.float().numpy())
             continue
-        stacked = torch.stack([experts[e] for e in sorted(experts)])
-        writer.add_tensor(f"blk.{layer}.{kind}.weight", np.ascontiguousarray(stacked.float().numpy()))
+        stacked = np.ascontiguousarray(torch.stack([experts[e] for e in sorted(experts)]).float().numpy())
+        qtype = gguf.GGMLQuantizationType.Q8_0
+        if q8_experts and stacked.shape[-1] % 32 == 0:
+            writer.add_tensor(f"blk.{layer}.{kind}.weight", gguf.quants.quantize(stacked, qtype),
+                              raw_dtype=qtype)
+        else:
+            writer.add_tensor(f"blk.{layer}.{kind}.weight", stacked)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -68,3 +68,16 @@ def test_tokenizer_from_the_file(pair: Any) -> None:
     tok = gguf_model.tokenizer
     assert len(tok) == VOCAB and tok.convert_tokens_to_ids("\u2581t5") == 5
     assert tok.decode([5, 7]) == "t5 t7"
+
+
+def test_quantized_stacked_experts(tmp_path: Path) -> None:
+    # Q8_0 gate/up expert stacks ([E, I, H], H = 64: two blocks per row) dequantize into the
+    # right experts: logits stay within Q8_0's rounding of the float32 file's.
+    folder = save_tiny_model(CONFIGS["mixtral"](), tmp_path / "hf")
+    exact = load_model(write_gguf(folder, tmp_path / "f32.gguf"), dtype="float32")
+    quant = load_model(write_gguf(folder, tmp_path / "q8.gguf", q8_experts=True), dtype="float32")
+    w13 = quant.model.model.layers[0].mlp.experts.w13
+    assert not torch.equal(w13, exact.model.model.layers[0].mlp.experts.w13)
+    torch.testing.assert_close(w13, exact.model.model.layers[0].mlp.experts.w13, atol=2e-2, rtol=0)
+    for a, b in zip(_logits(exact), _logits(quant), strict=True):
+        torch.testing.assert_close(b, a, atol=0.1, rtol=0)
