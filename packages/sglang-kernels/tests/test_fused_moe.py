@@ -64,3 +64,14 @@ def test_alignment_pads_each_expert_to_whole_blocks():
         real = [p for p in block if p < 6]
         assert real and all(flat[p] == expert for p in real)
     assert sorted(p for p in sorted_ids if p < 6) == list(range(6))
+
+
+@pytest.mark.parametrize("tokens", [3, 40, 150])  # each default launch shape (MoeConfig.for_shape)
+def test_default_launch_shapes_fp16(tokens):
+    x = randn(tokens, 64, dtype=torch.float16)
+    w13 = randn(4, 192, 64, dtype=torch.float16, seed=1) * 0.2
+    w2 = randn(4, 64, 96, dtype=torch.float16, seed=2) * 0.2
+    weights, ids = _routing(tokens, 4, 2, seed=4)
+    torch.testing.assert_close(fused_moe(x, w13, w2, weights, ids).float(),
+                               fused_moe_ref(x, w13, w2, weights, ids).float(), **TOL[torch.float16])
+
