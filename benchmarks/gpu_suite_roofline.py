@@ -24,26 +24,46 @@ class ModelShape:
     intermediate: int
     vocab: int
     tied: bool
+    # Mixture of experts (Mixtral, Qwen-MoE): `intermediate` is then each expert's; 0 = dense.
+    experts: int = 0
+    top_k: int = 0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ModelShape:
         heads = int(cfg["num_attention_heads"])
+        experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+        inter = cfg.get("moe_intermediate_size") if experts else None
         return cls(
             layers=int(cfg["num_hidden_layers"]), hidden=int(cfg["hidden_size"]), heads=heads,
             kv_heads=int(cfg.get("num_key_value_heads") or heads),
             head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // heads),
-            intermediate=int(cfg["intermediate_size"]), vocab=int(cfg["vocab_size"]),
+            intermediate=int(inter or cfg["intermediate_size"]), vocab=int(cfg["vocab_size"]),
             tied=bool(cfg.get("tie_word_embeddings", False)),
+            experts=experts, top_k=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
         )
 
     # ---- parameter counts ------------------------------------------------------------------
     @property
     def layer_params(self) -> int:
-        """One decoder layer: q, k, v, o projections, gate/up/down, two RMSNorm scales."""
+        """One decoder layer: q, k, v, o projections, gate/up/down (every expert's, and the
+        router), two RMSNorm scales."""
+        return self.layer_active_params(self.experts or 1)
+
+    def layer_active_params(self, experts_touched: float) -> int:
+        """A layer's parameters when `experts_touched` experts of a MoE layer are used (dense:
+        the whole MLP, whatever the argument)."""
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
         attn = self.hidden * (q_out + 2 * kv_out) + q_out * self.hidden
-        mlp = 3 * self.hidden * self.intermediate
-        return attn + mlp + 2 * self.hidden
+        expert = 3 * self.hidden * self.intermediate
+        mlp = expert * experts_touched + self.hidden * self.experts if self.experts else expert
+        return int(attn + mlp + 2 * self.hidden)
+
+    def experts_touched(self, batch: int) -> float:
+        """Expected distinct experts per MoE layer for `batch` tokens routed uniformly at random
+        (top_k distinct experts each); batch 1 reads exactly top_k."""
+        if not self.experts:
+            return 1.0
+        return self.experts * (1.0 - (1.0 - self.top_k / self.experts) ** batch)
 
     @property
     def embed_params(self) -> int:
@@ -58,11 +78,13 @@ class ModelShape:
         untied_head = 0 if self.tied else self.lm_head_params
         return self.embed_params + self.layers * self.layer_params + self.hidden + untied_head
 
-    def decode_weight_bytes(self, dtype_bytes: int, tp: int = 1) -> float:
-        """Weights one decode step reads per GPU: every layer, the final norm and the lm_head.
-        The embedding table is only gathered (one row per token), so an untied one is not
-        counted. Tensor parallelism splits layers and lm_head over the GPUs."""
-        read = self.layers * self.layer_params + self.hidden + self.lm_head_params
+    def decode_weight_bytes(self, dtype_bytes: int, tp: int = 1, batch: int = 1) -> float:
+        """Weights one decode step of `batch` tokens reads per GPU: every layer (of a MoE layer,
+        only the experts the batch touches), the final norm and the lm_head. The embedding
+        table is only gathered (one row per token), so an untied one is not counted. Tensor
+        parallelism splits layers and lm_head over the GPUs."""
+        layer = self.layer_active_params(self.experts_touched(batch))
+        read = self.layers * layer + self.hidden + self.lm_head_params
         return read * dtype_bytes / tp
 
     def kv_bytes_per_token(self, dtype_bytes: int, tp: int = 1) -> float:
@@ -79,8 +101,10 @@ class ModelShape:
         return 4.0 * self.layers * self.heads * self.head_dim * pairs
 
     def prefill_flops(self, length: int, prefix: int = 0) -> float:
-        """Dense matmuls of every new token plus the lm_head for the last one, plus attention."""
-        return (2.0 * self.layers * self.layer_params * length + 2.0 * self.lm_head_params
+        """Dense matmuls of every new token (through its top_k experts in MoE layers) plus the
+        lm_head for the last one, plus attention."""
+        per_token = self.layer_active_params(self.top_k) if self.experts else self.layer_params
+        return (2.0 * self.layers * per_token * length + 2.0 * self.lm_head_params
                 + self.attention_flops(length, prefix))
 
 
@@ -131,7 +155,7 @@ def offline_ceiling(shape: ModelShape, dtype_bytes: int, bandwidth: float, matmu
     prefill = sum(shape.prefill_flops(length) for length in input_lens) / tp
     decode_tokens = n * (output_len - 1)  # the first output token comes from the prefill
     steps = math.ceil(decode_tokens / batch)
-    weights_step = shape.decode_weight_bytes(dtype_bytes, tp)
+    weights_step = shape.decode_weight_bytes(dtype_bytes, tp, batch)
     # Request i at its t-th decode step attends to input_len + t tokens.
     ctx_tokens = sum(length * (output_len - 1) + (output_len - 1) * output_len / 2
                      for length in input_lens)

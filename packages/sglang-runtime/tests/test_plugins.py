@@ -14,8 +14,11 @@ from sglang.runtime import plugins
 from sglang.runtime.plugins import Registry, UnknownPluginError
 
 RUNTIME_PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+BUILTIN_MODELS = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+# issue 18 (moe): mixture-of-experts families
+BUILTIN_MODELS |= {"MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "DbrxForCausalLM"}
 BUILTINS = {
-    plugins.MODELS: {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"},
+    plugins.MODELS: BUILTIN_MODELS,
     plugins.ATTENTION_BACKENDS: {"torch", "triton"},
     plugins.GRAMMAR_BACKENDS: {"xgrammar", "outlines"},
     plugins.SCHEDULE_POLICIES: {"lpm", "fcfs"},

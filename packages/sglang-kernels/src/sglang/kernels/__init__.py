@@ -1,7 +1,7 @@
 """sglang.kernels: kernels over plain torch tensors.
 
 Attention over a token-level KV pool (read through a ``req_to_token`` table), KV store, RMSNorm,
-rotary embeddings and gated activations, each a Triton kernel with a torch reference in
+rotary embeddings, gated activations and the fused mixture-of-experts MLP, each a Triton kernel with a torch reference in
 ``sglang.kernels.reference``. Usable without the rest of sglang: ``pip install sglang-kernels``.
 
 Importing this package is cheap: the public names below load their module (and triton) on first
@@ -32,6 +32,9 @@ _EXPORTS = {
     "gelu_and_mul": "activation",
     "gemv": "skinny_gemm",
     "GemvConfig": "skinny_gemm",
+    "fused_moe": "moe",
+    "MoeConfig": "moe",
+    "align_by_expert": "moe",
 }
 
 __all__ = ["__version__", *_EXPORTS]

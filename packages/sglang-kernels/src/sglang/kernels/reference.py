@@ -146,3 +146,22 @@ def gemv_ref(
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype)
+
+
+def fused_moe_ref(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+) -> torch.Tensor:
+    """Each token through each of its chosen experts' SwiGLU MLP, one at a time, in fp32."""
+    inter = w13.shape[1] // 2
+    out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+    for t in range(x.shape[0]):
+        xt = x[t].float()
+        for weight, e in zip(topk_weights[t].tolist(), topk_ids[t].tolist(), strict=True):
+            gate_up = w13[e].float() @ xt
+            h = torch.nn.functional.silu(gate_up[:inter]) * gate_up[inter:]
+            out[t] += weight * (w2[e].float() @ h)
+    return out.to(x.dtype)

@@ -34,9 +34,18 @@ def fill_dummy_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> No
                     spec = module.shard_spec(pname, shard)
                     assert spec is not None
                     _fill(spec, f"{name}:{shard}", seed, std)
+            elif hasattr(module, "stacked_shards"):  # MoE experts: one draw per stacked tensor
+                for shard in module.stacked_shards():
+                    spec = module.shard_spec(pname, shard) if _owns(module, pname, shard) else None
+                    if spec is not None:
+                        _fill(spec, f"{name}:{shard}", seed, std)
             else:
                 spec = module.shard_spec(pname) if hasattr(module, "shard_spec") else None
                 _fill(spec or ShardSpec(param), name, seed, std)
+
+
+def _owns(module: nn.Module, pname: str, shard: str) -> bool:
+    return f"{shard}:0" in module.expected_shards(pname)
 
 
 def _fill(spec: ShardSpec, name: str, seed: int, std: float) -> None:

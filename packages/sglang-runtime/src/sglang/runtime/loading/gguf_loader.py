@@ -156,6 +156,10 @@ def open_gguf(model_path: str) -> ModelSource:
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
     reader = GGUFReader(str(path))
+    from sglang.runtime.loading import gguf_moe  # it imports this module's helpers
+
+    if gguf_moe.is_moe_gguf(reader):  # issue 18 (moe): Mixtral-as-llama, qwen2moe, qwen3moe
+        return gguf_moe.open_moe_gguf(reader, path)
     config = gguf_config(reader)
     return ModelSource(
         config=config,

@@ -64,12 +64,15 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: Any, dtype: torch.dtype) -> None:
+    def __init__(
+        self, config: Any, dtype: torch.dtype, intermediate_size: int | None = None
+    ) -> None:
         super().__init__()
         bias = bool(getattr(config, "mlp_bias", False))
-        self.gate_up_proj = GateUpLinear(config.hidden_size, config.intermediate_size, bias, dtype)
+        inter = intermediate_size or config.intermediate_size  # MoE shared experts differ
+        self.gate_up_proj = GateUpLinear(config.hidden_size, inter, bias, dtype)
         self.act = SiluAndMul()
-        self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, dtype)
+        self.down_proj = RowParallelLinear(inter, config.hidden_size, bias, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
@@ -85,11 +88,25 @@ class LlamaDecoderLayer(nn.Module):
         qkv_bias: bool,
     ) -> None:
         super().__init__()
-        eps = config.rms_norm_eps
-        self.self_attn = LlamaAttention(config, layer_id, rotary, dtype, qkv_bias)
-        self.mlp = LlamaMLP(config, dtype)
-        self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype)
+        self.self_attn = self.make_attention(config, layer_id, rotary, dtype, qkv_bias)
+        self.mlp = self.make_mlp(config, layer_id, dtype)
+        self.input_layernorm = self.make_norm(config, dtype)
+        self.post_attention_layernorm = self.make_norm(config, dtype)
+
+    # Hooks for families that swap the attention or the MLP (MoE) and keep the rest.
+    def make_attention(
+        self, config: Any, layer_id: int, rotary: RotaryEmbedding, dtype: torch.dtype,
+        qkv_bias: bool,
+    ) -> nn.Module:
+        return LlamaAttention(config, layer_id, rotary, dtype, qkv_bias)
+
+    def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
+        return LlamaMLP(config, dtype)
+
+    @staticmethod
+    def make_norm(config: Any, dtype: torch.dtype) -> nn.Module:
+        """Every norm of the stack (the final one too): (x, residual) -> (norm(x+r), x+r)."""
+        return RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
@@ -104,15 +121,18 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: Any, dtype: torch.dtype, qkv_bias: bool) -> None:
+    def __init__(
+        self, config: Any, dtype: torch.dtype, qkv_bias: bool,
+        layer_cls: type[LlamaDecoderLayer] = LlamaDecoderLayer,
+    ) -> None:
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, dtype)
         rotary = RotaryEmbedding.from_config(config, head_dim_of(config))
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary, dtype, qkv_bias)
+            layer_cls(config, i, rotary, dtype, qkv_bias)
             for i in range(config.num_hidden_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.norm = layer_cls.make_norm(config, dtype)
 
     def forward(
         self,
@@ -140,6 +160,11 @@ class LlamaForCausalLM(nn.Module):
     }
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
+    decoder_layer: ClassVar[type[LlamaDecoderLayer]] = LlamaDecoderLayer
+    # MoE families: per-expert (or stacked) checkpoint matrices -> stacked expert weights.
+    expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = None
+    # Checkpoint name substrings -> ours, applied in order (other module trees, e.g. DBRX's).
+    renamed_modules: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -148,7 +173,7 @@ class LlamaForCausalLM(nn.Module):
         config = self.config = self.model_config.text_hf
         self.dtype = dtype
         qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
-        self.model = LlamaModel(config, dtype, qkv_bias)
+        self.model = LlamaModel(config, dtype, qkv_bias, self.decoder_layer)
         self.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", False))
         if self.tie_word_embeddings:
             self.lm_head: nn.Module = self.model.embed_tokens
@@ -182,4 +207,6 @@ class LlamaForCausalLM(nn.Module):
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         skip = ["rotary_emb.inv_freq"] + (["lm_head."] if self.tie_word_embeddings else [])
-        load_named_tensors(self, named_tensors, self.fused_weights, skip)
+        load_named_tensors(
+            self, named_tensors, self.fused_weights, skip, self.expert_weights, self.renamed_modules
+        )

@@ -15,6 +15,9 @@ from sglang.runtime.loading.source import LazyWeight, materialize
 
 # HF module name -> (our fused module name, shard id inside it).
 FusedTable = Mapping[str, tuple[str, str]]
+# A per-expert checkpoint matrix `<...>.experts.<e>.<leaf>.weight` -> (our stacked parameter,
+# shard kind) of the `<...>.experts` module, e.g. Mixtral's "w1" -> ("w13", "gate").
+ExpertTable = Mapping[str, tuple[str, str]]
 
 
 def load_named_tensors(
@@ -22,16 +25,30 @@ def load_named_tensors(
     named_tensors: Iterable[tuple[str, torch.Tensor | LazyWeight]],
     fused: FusedTable,
     skip: Iterable[str] = (),
+    experts: ExpertTable | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> None:
     """Load every tensor, then fail loudly if any parameter (or fused shard) was left unset.
 
     Names containing any string in `skip` are ignored (e.g. precomputed rotary tables, or
-    `lm_head.` when the head is tied to the embeddings).
+    `lm_head.` when the head is tied to the embeddings). `renames` rewrites substrings of
+    checkpoint names into ours, in order (Mixtral's `.block_sparse_moe.` is our `.mlp.`).
     """
     skip = tuple(skip)
     loaded: set[str] = set()
     for name, tensor in named_tensors:
         if any(s in name for s in skip):
+            continue
+        for old, new in (renames or {}).items():
+            name = name.replace(old, new)
+        routed = _expert_route(name, experts) if experts else None
+        if routed is not None:
+            module_path, param_name, shard = routed
+            spec = _spec(model, module_path, param_name, shard, name)
+            if spec is not None:
+                copy_shard(spec, tensor, name)
+            keys = model.get_submodule(module_path).shard_keys(shard)
+            loaded.update(f"{module_path}.{param_name}:{key}" for key in keys)
             continue
         module_path, _, param_name = name.rpartition(".")
         parent, _, leaf = module_path.rpartition(".")
@@ -47,6 +64,23 @@ def load_named_tensors(
     missing = sorted(_expected_names(model) - loaded)
     if missing:
         raise ValueError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
+
+
+def _expert_route(name: str, experts: ExpertTable) -> tuple[str, str, str] | None:
+    """(experts module, stacked parameter, shard) for an expert matrix: `<...>.experts.<e>.
+    <leaf>.weight` is shard "kind:e"; `<...>.experts.<leaf>[.weight]`, all experts stacked
+    (DBRX, GGUF), is shard "kind"."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part != "experts":
+            continue
+        rest, expert = parts[i + 1 :], None
+        if rest and rest[0].isdigit():
+            expert, rest = rest[0], rest[1:]
+        if rest and rest[0] in experts and rest[1:] in ([], ["weight"]):
+            param, kind = experts[rest[0]]
+            return ".".join(parts[: i + 1]), param, kind if expert is None else f"{kind}:{expert}"
+    return None
 
 
 def _spec(
@@ -85,6 +119,8 @@ def _expected_names(model: nn.Module) -> set[str]:
         module = model.get_submodule(module_path)
         if isinstance(module, MergedLinear):
             expected.update(f"{name}:{shard}" for shard in module.shard_rows)
+        elif hasattr(module, "expected_shards"):
+            expected.update(f"{name}:{shard}" for shard in module.expected_shards(param_name))
         else:
             expected.add(name)
     return expected
