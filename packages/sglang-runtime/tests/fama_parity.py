@@ -16,7 +16,6 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from sglang.runtime.attention.base import create_backend
 from sglang.runtime.executor.model_runner import ModelRunner
 
-
 ATOL = 1e-4
 VOCAB = 160
 WINDOW = 8
@@ -41,6 +40,9 @@ CONFIGS: dict[str, Any] = {
         },
     ),
     "cohere": lambda: transformers.CohereConfig(**SHAPE, logit_scale=0.5),
+    "cohere_qknorm": lambda: transformers.CohereConfig(
+        **SHAPE, logit_scale=0.5, use_qk_norm=True
+    ),
     "stablelm": lambda: transformers.StableLmConfig(
         **SHAPE, partial_rotary_factor=0.25, use_qkv_bias=True
     ),

@@ -20,7 +20,7 @@ from tp_workers import many_model_logits, run_on_ranks  # noqa: E402
 CASES: dict[str, Any] = {
     "gemma3_window8": CONFIGS["gemma3_window8"],
     "gemma2_window8": CONFIGS["gemma2_window8"],
-    "cohere": CONFIGS["cohere"],
+    "cohere_qknorm": CONFIGS["cohere_qknorm"],
     "stablelm_parallel": CONFIGS["stablelm_parallel"],
     "olmo2_kv1": lambda: transformers.Olmo2Config(**{**SHAPE, "num_key_value_heads": 1}),
 }
