@@ -12,8 +12,14 @@ from sglang.runtime.layers import gemm
 
 
 class LogitsProcessor(nn.Module):
-    def __init__(self, vocab_size: int | None = None) -> None:
+    def __init__(
+        self, vocab_size: int | None = None, scale: float = 1.0, soft_cap: float | None = None
+    ) -> None:
+        """`scale` multiplies the logits (Command-R's logit_scale); `soft_cap` squashes them to
+        `cap * tanh(logits / cap)` (Gemma 2's final_logit_softcapping)."""
         super().__init__()
+        self.scale = scale
+        self.soft_cap = soft_cap
         # Gathered rows past the vocabulary are the last rank's padding.
         self.vocab_size = vocab_size
         self.tp_size = get_tp_size()
@@ -36,4 +42,9 @@ class LogitsProcessor(nn.Module):
         logits = gemm.linear(selected, lm_head_weight)
         if self.tp_size > 1:
             logits = all_gather(logits, dim=-1)[:, : self.vocab_size]
-        return logits.float()
+        logits = logits.float()
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.soft_cap:
+            logits = torch.tanh(logits / self.soft_cap) * self.soft_cap
+        return logits

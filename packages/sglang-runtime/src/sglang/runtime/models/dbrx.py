@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from sglang.runtime.executor.forward_context import get_forward_context
-from sglang.runtime.layers.layernorm import LayerNorm
 from sglang.runtime.layers.moe import RouterSpec, SparseMoeBlock
+from sglang.runtime.layers.norm import LayerNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.loading.source import LazyWeight, materialize
 from sglang.runtime.models.llama import (
     LlamaAttention,
-    LlamaDecoderLayer,
     LlamaForCausalLM,
     head_dim_of,
 )
@@ -46,24 +45,7 @@ class ClippedQKVAttention(LlamaAttention):
         return self.o_proj(out.reshape(-1, self.num_heads * self.head_dim))
 
 
-class DbrxDecoderLayer(LlamaDecoderLayer):
-    def make_attention(self, config: Any, layer_id: int, rotary: RotaryEmbedding,
-                       dtype: torch.dtype, qkv_bias: bool) -> nn.Module:
-        return ClippedQKVAttention(config, layer_id, rotary, dtype, qkv_bias)
-
-    def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
-        ffn = config.ffn_config
-        router = RouterSpec(ffn.moe_top_k, ffn.moe_normalize_expert_weights)
-        return SparseMoeBlock(config.hidden_size, ffn.moe_num_experts, ffn.ffn_hidden_size,
-                              router, dtype)
-
-    @staticmethod
-    def make_norm(config: Any, dtype: torch.dtype) -> nn.Module:
-        return LayerNorm(config.hidden_size, 1e-5, bias=False, dtype=dtype)
-
-
 class DbrxForCausalLM(LlamaForCausalLM):
-    decoder_layer: ClassVar[type[LlamaDecoderLayer]] = DbrxDecoderLayer
     expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = {
         "w1": ("w13", "gate"),
         "v1": ("w13", "up"),
@@ -80,6 +62,18 @@ class DbrxForCausalLM(LlamaForCausalLM):
         ".ffn.router.layer.": ".mlp.gate.",
         ".ffn.experts.mlp.": ".mlp.experts.",
     }
+
+    def make_attention(self, config: Any, layer_id: int) -> LlamaAttention:
+        return ClippedQKVAttention(config, layer_id, self.rotary, self.dtype, self.qkv_bias)
+
+    def make_mlp(self, config: Any, layer_id: int) -> nn.Module:
+        ffn = config.ffn_config
+        router = RouterSpec(ffn.moe_top_k, ffn.moe_normalize_expert_weights)
+        return SparseMoeBlock(config.hidden_size, ffn.moe_num_experts, ffn.ffn_hidden_size,
+                              router, self.dtype)
+
+    def make_norm(self, config: Any) -> nn.Module:
+        return LayerNorm(config.hidden_size, 1e-5, bias=False, dtype=self.dtype)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor | LazyWeight]]) -> None:
         super().load_weights(self._to_llama_layout(named_tensors))

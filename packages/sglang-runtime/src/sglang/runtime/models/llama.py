@@ -1,17 +1,19 @@
 """Llama family (Llama 2/3, Mistral, SmolLM2): pre-norm decoder, GQA, RoPE, SwiGLU MLP.
 
-Tensor parallelism lives in the layers: head counts here are the rank's own (`qkv_proj`)."""
+Tensor parallelism lives in the layers: head counts here are the rank's own (`qkv_proj`).
+Other families subclass `LlamaForCausalLM` and override its `make_*` hooks (norm, attention,
+MLP, embedding, logits) and `decoder_layer` (block wiring: models/blocks.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from sglang.runtime.executor.forward_context import ForwardBatch, get_forward_context
-from sglang.runtime.layers.activation import SiluAndMul
+from sglang.runtime.layers.activation import gated_activation
 from sglang.runtime.layers.linear import GateUpLinear, QKVLinear, RowParallelLinear
 from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
@@ -34,11 +36,19 @@ class LlamaAttention(nn.Module):
         rotary: RotaryEmbedding,
         dtype: torch.dtype,
         qkv_bias: bool,
+        *,
+        scale: float | None = None,
+        sliding_window: int | None = None,
+        logit_cap: float | None = None,
     ) -> None:
+        """`sliding_window` and `logit_cap` are this layer's (Gemma 2/3); the backend applies
+        them."""
         super().__init__()
         self.layer_id = layer_id
         self.head_dim = head_dim_of(config)
-        self.scale = self.head_dim**-0.5
+        self.scale = scale if scale is not None else self.head_dim**-0.5
+        self.sliding_window = sliding_window
+        self.logit_cap = float(logit_cap or 0.0)
         o_bias = bool(getattr(config, "attention_bias", False))
         self.qkv_proj = QKVLinear(
             config.hidden_size, self.head_dim, config.num_attention_heads,
@@ -51,62 +61,53 @@ class LlamaAttention(nn.Module):
         )
         self.rotary_emb = rotary  # shared by all layers: one cos/sin table per model
 
+    def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hook for families that normalise queries and keys ([tokens, heads * head_dim])."""
+        return q, k
+
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
+        q, k = self.qk_norm(q, k)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         ctx = get_forward_context()
         out = ctx.attn_backend.forward_with_rope(
-            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch
+            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch,
+            sliding_window=self.sliding_window, logit_cap=self.logit_cap,
         )
         return self.o_proj(out.reshape(-1, self.num_heads * self.head_dim))
 
 
 class LlamaMLP(nn.Module):
     def __init__(
-        self, config: Any, dtype: torch.dtype, intermediate_size: int | None = None
+        self, config: Any, dtype: torch.dtype, act: str | None = None,
+        intermediate_size: int | None = None,
     ) -> None:
         super().__init__()
         bias = bool(getattr(config, "mlp_bias", False))
         inter = intermediate_size or config.intermediate_size  # MoE shared experts differ
         self.gate_up_proj = GateUpLinear(config.hidden_size, inter, bias, dtype)
-        self.act = SiluAndMul()
+        self.act = gated_activation(act or getattr(config, "hidden_act", None) or "silu")
         self.down_proj = RowParallelLinear(inter, config.hidden_size, bias, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
+NormFactory = Callable[[], nn.Module]
+
+
 class LlamaDecoderLayer(nn.Module):
-    def __init__(
-        self,
-        config: Any,
-        layer_id: int,
-        rotary: RotaryEmbedding,
-        dtype: torch.dtype,
-        qkv_bias: bool,
-    ) -> None:
+    """Pre-norm block. Layers pass (x, residual) on, the hidden state being their sum, so each
+    norm can fuse the residual add that precedes it."""
+
+    def __init__(self, attn: LlamaAttention, mlp: nn.Module, norm: NormFactory) -> None:
         super().__init__()
-        self.self_attn = self.make_attention(config, layer_id, rotary, dtype, qkv_bias)
-        self.mlp = self.make_mlp(config, layer_id, dtype)
-        self.input_layernorm = self.make_norm(config, dtype)
-        self.post_attention_layernorm = self.make_norm(config, dtype)
-
-    # Hooks for families that swap the attention or the MLP (MoE) and keep the rest.
-    def make_attention(
-        self, config: Any, layer_id: int, rotary: RotaryEmbedding, dtype: torch.dtype,
-        qkv_bias: bool,
-    ) -> nn.Module:
-        return LlamaAttention(config, layer_id, rotary, dtype, qkv_bias)
-
-    def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
-        return LlamaMLP(config, dtype)
-
-    @staticmethod
-    def make_norm(config: Any, dtype: torch.dtype) -> nn.Module:
-        """Every norm of the stack (the final one too): (x, residual) -> (norm(x+r), x+r)."""
-        return RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.self_attn = attn
+        self.mlp = mlp
+        self.input_layernorm = norm()
+        self.post_attention_layernorm = norm()
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
@@ -122,17 +123,12 @@ class LlamaDecoderLayer(nn.Module):
 
 class LlamaModel(nn.Module):
     def __init__(
-        self, config: Any, dtype: torch.dtype, qkv_bias: bool,
-        layer_cls: type[LlamaDecoderLayer] = LlamaDecoderLayer,
+        self, embed_tokens: nn.Module, layers: Iterable[nn.Module], norm: nn.Module
     ) -> None:
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, dtype)
-        rotary = RotaryEmbedding.from_config(config, head_dim_of(config))
-        self.layers = nn.ModuleList(
-            layer_cls(config, i, rotary, dtype, qkv_bias)
-            for i in range(config.num_hidden_layers)
-        )
-        self.norm = layer_cls.make_norm(config, dtype)
+        self.embed_tokens = embed_tokens
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm
 
     def forward(
         self,
@@ -160,7 +156,8 @@ class LlamaForCausalLM(nn.Module):
     }
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
-    decoder_layer: ClassVar[type[LlamaDecoderLayer]] = LlamaDecoderLayer
+    # Block wiring: the constructor takes (attention, mlp, norm factory).
+    decoder_layer: ClassVar[Callable[..., nn.Module]] = LlamaDecoderLayer
     # MoE families: per-expert (or stacked) checkpoint matrices -> stacked expert weights.
     expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = None
     # Checkpoint name substrings -> ours, applied in order (other module trees, e.g. DBRX's).
@@ -172,20 +169,54 @@ class LlamaForCausalLM(nn.Module):
         # The raw HF config of the language model: family-specific fields (norm eps, rope).
         config = self.config = self.model_config.text_hf
         self.dtype = dtype
-        qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
-        self.model = LlamaModel(config, dtype, qkv_bias, self.decoder_layer)
+        self.rotary = self.make_rotary(config)
+        self.model = LlamaModel(
+            self.make_embedding(config),
+            (
+                self.layer_class(config)(
+                    self.make_attention(config, i), self.make_mlp(config, i),
+                    lambda: self.make_norm(config),
+                )
+                for i in range(config.num_hidden_layers)
+            ),
+            self.make_norm(config),
+        )
         self.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", False))
         if self.tie_word_embeddings:
             self.lm_head: nn.Module = self.model.embed_tokens
         else:
             self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, dtype)
-        self.logits_processor = LogitsProcessor(config.vocab_size)
+        self.logits_processor = self.make_logits(config)
         # For whoever builds the attention backend (Mistral v0.1 attends to the last 4096 keys).
         self.sliding_window: int | None = self._sliding_window(config)
 
     @staticmethod
     def _sliding_window(config: Any) -> int | None:
         return getattr(config, "sliding_window", None)
+
+    # --- family hooks: each builds one piece from the HF config -------------------------------
+    def make_rotary(self, config: Any) -> RotaryEmbedding:
+        # One cos/sin table shared by every layer.
+        return RotaryEmbedding.from_config(config, head_dim_of(config))
+
+    def layer_class(self, config: Any) -> Callable[..., nn.Module]:
+        return self.decoder_layer
+
+    def make_norm(self, config: Any) -> nn.Module:
+        return RMSNorm(config.hidden_size, config.rms_norm_eps, self.dtype)
+
+    def make_embedding(self, config: Any) -> nn.Module:
+        return VocabParallelEmbedding(config.vocab_size, config.hidden_size, self.dtype)
+
+    def make_attention(self, config: Any, layer_id: int) -> LlamaAttention:
+        qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
+        return LlamaAttention(config, layer_id, self.rotary, self.dtype, qkv_bias)
+
+    def make_mlp(self, config: Any, layer_id: int) -> nn.Module:
+        return LlamaMLP(config, self.dtype)
+
+    def make_logits(self, config: Any) -> LogitsProcessor:
+        return LogitsProcessor(config.vocab_size)
 
     def kv_cache_spec(self) -> KVCacheSpec:
         attn = self.model.layers[0].self_attn
@@ -206,7 +237,9 @@ class LlamaForCausalLM(nn.Module):
         return self.logits_processor(hidden, self.lm_head.weight, batch)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        skip = ["rotary_emb.inv_freq"] + (["lm_head."] if self.tie_word_embeddings else [])
+        skip = ["rotary_emb.inv_freq", "rotary_emb.local_inv_freq"] + (
+            ["lm_head."] if self.tie_word_embeddings else []
+        )
         load_named_tensors(
             self, named_tensors, self.fused_weights, skip, self.expert_weights, self.renamed_modules
         )

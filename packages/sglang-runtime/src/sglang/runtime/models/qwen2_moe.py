@@ -11,7 +11,7 @@ from torch import nn
 
 from sglang.runtime.layers.linear import Linear
 from sglang.runtime.layers.moe import RouterSpec, SparseMoeBlock
-from sglang.runtime.models.llama import LlamaDecoderLayer, LlamaMLP
+from sglang.runtime.models.llama import LlamaMLP
 from sglang.runtime.models.qwen2 import Qwen2ForCausalLM
 
 
@@ -34,19 +34,14 @@ class SharedExpertMoeBlock(SparseMoeBlock):
     def __init__(self, config: Any, dtype: torch.dtype) -> None:
         super().__init__(config.hidden_size, config.num_experts, config.moe_intermediate_size,
                          qwen_router(config), dtype)
-        self.shared_expert = LlamaMLP(config, dtype, config.shared_expert_intermediate_size)
+        self.shared_expert = LlamaMLP(
+            config, dtype, intermediate_size=config.shared_expert_intermediate_size
+        )
         self.shared_expert_gate = Linear(config.hidden_size, 1, False, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared = torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
         return super().forward(x) + shared
-
-
-class Qwen2MoeDecoderLayer(LlamaDecoderLayer):
-    def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
-        if is_sparse_layer(config, layer_id):
-            return SharedExpertMoeBlock(config, dtype)
-        return LlamaMLP(config, dtype)
 
 
 # Qwen-MoE checkpoints name each expert's projections like a dense MLP's.
@@ -58,5 +53,9 @@ QWEN_EXPERTS: dict[str, tuple[str, str]] = {
 
 
 class Qwen2MoeForCausalLM(Qwen2ForCausalLM):
-    decoder_layer: ClassVar[type[LlamaDecoderLayer]] = Qwen2MoeDecoderLayer
     expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = QWEN_EXPERTS
+
+    def make_mlp(self, config: Any, layer_id: int) -> nn.Module:
+        if is_sparse_layer(config, layer_id):
+            return SharedExpertMoeBlock(config, self.dtype)
+        return LlamaMLP(config, self.dtype)

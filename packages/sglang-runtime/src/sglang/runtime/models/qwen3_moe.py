@@ -9,13 +9,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sglang.runtime.executor.forward_context import get_forward_context
 from sglang.runtime.layers.moe import SparseMoeBlock
 from sglang.runtime.layers.norm import RMSNorm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.models.llama import (
     LlamaAttention,
-    LlamaDecoderLayer,
     LlamaForCausalLM,
     LlamaMLP,
 )
@@ -26,38 +24,27 @@ class QKNormAttention(LlamaAttention):
     """Llama attention whose q and k heads are RMS-normalised (over head_dim) before RoPE."""
 
     def __init__(self, config: Any, layer_id: int, rotary: RotaryEmbedding, dtype: torch.dtype,
-                 qkv_bias: bool) -> None:
-        super().__init__(config, layer_id, rotary, dtype, qkv_bias)
+                 qkv_bias: bool, **kwargs: Any) -> None:
+        super().__init__(config, layer_id, rotary, dtype, qkv_bias, **kwargs)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, dtype)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, dtype)
 
-    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv_proj.split(self.qkv_proj(x))
-        q = self.q_norm(q.reshape(-1, self.head_dim)).view(-1, self.num_heads, self.head_dim)
-        k = self.k_norm(k.reshape(-1, self.head_dim)).view(-1, self.num_kv_heads, self.head_dim)
-        v = v.view(-1, self.num_kv_heads, self.head_dim)
-        ctx = get_forward_context()
-        out = ctx.attn_backend.forward_with_rope(
-            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch
-        )
-        return self.o_proj(out.reshape(-1, self.num_heads * self.head_dim))
-
-
-class Qwen3MoeDecoderLayer(LlamaDecoderLayer):
-    def make_attention(self, config: Any, layer_id: int, rotary: RotaryEmbedding,
-                       dtype: torch.dtype, qkv_bias: bool) -> nn.Module:
-        return QKNormAttention(config, layer_id, rotary, dtype, qkv_bias)
-
-    def make_mlp(self, config: Any, layer_id: int, dtype: torch.dtype) -> nn.Module:
-        if is_sparse_layer(config, layer_id):
-            return SparseMoeBlock(config.hidden_size, config.num_experts,
-                                  config.moe_intermediate_size, qwen_router(config), dtype)
-        return LlamaMLP(config, dtype)
+    def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.q_norm(q.reshape(-1, self.head_dim)).reshape(q.shape),
+                self.k_norm(k.reshape(-1, self.head_dim)).reshape(k.shape))
 
 
 class Qwen3MoeForCausalLM(LlamaForCausalLM):
-    decoder_layer: ClassVar[type[LlamaDecoderLayer]] = Qwen3MoeDecoderLayer
     expert_weights: ClassVar[dict[str, tuple[str, str]] | None] = QWEN_EXPERTS
+
+    def make_attention(self, config: Any, layer_id: int) -> LlamaAttention:
+        return QKNormAttention(config, layer_id, self.rotary, self.dtype, self.qkv_bias)
+
+    def make_mlp(self, config: Any, layer_id: int) -> nn.Module:
+        if is_sparse_layer(config, layer_id):
+            return SparseMoeBlock(config.hidden_size, config.num_experts,
+                                  config.moe_intermediate_size, qwen_router(config), self.dtype)
+        return LlamaMLP(config, self.dtype)
 
     @staticmethod
     def _sliding_window(config: Any) -> int | None:
