@@ -35,14 +35,17 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))
-        # The kernel library owns the scaling rules (default, linear, llama3): one definition.
-        inv_freq = kernels.rope_inv_freq(self.rotary_dim, float(params["rope_theta"]), params)
-        freqs = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
+        # The kernel library owns the scaling rules (default, linear, dynamic, yarn, llama3,
+        # longrope) and folds YaRN's / longrope's attention factor into the tables.
+        freqs = kernels.rope_frequencies(
+            self.rotary_dim, float(params["rope_theta"]), params, max_position
+        )
+        cos, sin = kernels.rope_angles(freqs, max_position)
         # Half-width tables: both halves of a head use the same angles.
-        self.register_buffer("cos", freqs.cos(), persistent=False)
-        self.register_buffer("sin", freqs.sin(), persistent=False)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
         # The same angles as one [max_position, rotary_dim] table for the CUDA kernel.
-        self.register_buffer("cos_sin", torch.cat((freqs.cos(), freqs.sin()), -1), persistent=False)
+        self.register_buffer("cos_sin", torch.cat((cos, sin), -1), persistent=False)
 
     @classmethod
     def from_config(cls, config: Any, head_dim: int) -> RotaryEmbedding:
