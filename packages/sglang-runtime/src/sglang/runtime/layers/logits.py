@@ -12,6 +12,9 @@ from sglang.runtime.layers import gemm
 
 
 class LogitsProcessor(nn.Module):
+    # Multiplies the logits (Granite divides them by its logits_scaling).
+    scale: float = 1.0
+
     def __init__(self, vocab_size: int | None = None) -> None:
         super().__init__()
         # Gathered rows past the vocabulary are the last rank's padding.
@@ -36,4 +39,5 @@ class LogitsProcessor(nn.Module):
         logits = gemm.linear(selected, lm_head_weight)
         if self.tp_size > 1:
             logits = all_gather(logits, dim=-1)[:, : self.vocab_size]
-        return logits.float()
+        logits = logits.float()
+        return logits * self.scale if self.scale != 1.0 else logits

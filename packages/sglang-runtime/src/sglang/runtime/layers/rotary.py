@@ -27,6 +27,10 @@ def rope_parameters(config: Any) -> dict[str, Any]:
     if "rope_theta" not in params:
         params["rope_theta"] = getattr(config, "rope_theta", 10000.0)
     params["rope_type"] = params.get("rope_type") or params.get("type") or "default"
+    # Phi-3 keeps the pretraining length next to the rope dict, not in it.
+    original = getattr(config, "original_max_position_embeddings", None)
+    if original is not None:
+        params.setdefault("original_max_position_embeddings", original)
     return params
 
 

@@ -51,11 +51,16 @@ class LlamaAttention(nn.Module):
         )
         self.rotary_emb = rotary  # shared by all layers: one cos/sin table per model
 
+    def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head q/k normalisation before RoPE: none here (Qwen3, OLMo override it)."""
+        return q, k
+
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
+        q, k = self.qk_norm(q, k)
         ctx = get_forward_context()
         out = ctx.attn_backend.forward_with_rope(
             q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch
@@ -76,6 +81,9 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
+    # Multiplies each block's output before the residual add (Granite's residual_multiplier).
+    residual_scale: float = 1.0
+
     def __init__(
         self,
         config: Any,
@@ -83,10 +91,11 @@ class LlamaDecoderLayer(nn.Module):
         rotary: RotaryEmbedding,
         dtype: torch.dtype,
         qkv_bias: bool,
+        attention_cls: type[LlamaAttention] = LlamaAttention,
     ) -> None:
         super().__init__()
         eps = config.rms_norm_eps
-        self.self_attn = LlamaAttention(config, layer_id, rotary, dtype, qkv_bias)
+        self.self_attn = attention_cls(config, layer_id, rotary, dtype, qkv_bias)
         self.mlp = LlamaMLP(config, dtype)
         self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype)
@@ -99,17 +108,31 @@ class LlamaDecoderLayer(nn.Module):
         else:
             x, residual = self.input_layernorm(x, residual)
         x = self.self_attn(positions, x)
+        if self.residual_scale != 1.0:
+            x = x * self.residual_scale
         x, residual = self.post_attention_layernorm(x, residual)
-        return self.mlp(x), residual
+        x = self.mlp(x)
+        if self.residual_scale != 1.0:
+            x = x * self.residual_scale
+        return x, residual
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: Any, dtype: torch.dtype, qkv_bias: bool) -> None:
+    # Multiplies the token embeddings (Granite's embedding_multiplier).
+    embed_scale: float = 1.0
+
+    def __init__(
+        self,
+        config: Any,
+        dtype: torch.dtype,
+        qkv_bias: bool,
+        attention_cls: type[LlamaAttention] = LlamaAttention,
+    ) -> None:
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, dtype)
         rotary = RotaryEmbedding.from_config(config, head_dim_of(config))
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary, dtype, qkv_bias)
+            LlamaDecoderLayer(config, i, rotary, dtype, qkv_bias, attention_cls)
             for i in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
@@ -122,6 +145,8 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         """`input_embeds` [num_tokens, hidden] replaces the token lookup (multimodal prompts)."""
         x = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
         residual: torch.Tensor | None = None
         for layer in self.layers:
             x, residual = layer(positions, x, residual)
@@ -140,6 +165,8 @@ class LlamaForCausalLM(nn.Module):
     }
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
+    # The attention block; families with per-head q/k norms subclass LlamaAttention.
+    attention_cls: ClassVar[type[LlamaAttention]] = LlamaAttention
 
     def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -148,7 +175,7 @@ class LlamaForCausalLM(nn.Module):
         config = self.config = self.model_config.text_hf
         self.dtype = dtype
         qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
-        self.model = LlamaModel(config, dtype, qkv_bias)
+        self.model = LlamaModel(config, dtype, qkv_bias, self.attention_cls)
         self.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", False))
         if self.tie_word_embeddings:
             self.lm_head: nn.Module = self.model.embed_tokens
