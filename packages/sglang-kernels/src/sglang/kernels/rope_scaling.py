@@ -1,7 +1,8 @@
 """RoPE scaling rules, one place: the frequencies (and the attention factor that multiplies
 cos/sin) that an HF ``rope_scaling`` / ``rope_parameters`` dict asks for.
 
-Rules: default, linear, dynamic (NTK), yarn, llama3, longrope. Each takes the un-scaled inverse
+Rules: default, linear, dynamic (NTK), yarn, llama3, longrope, and freq_factors (llama.cpp's
+explicit per-frequency divisors, what a GGUF `rope_freqs` tensor holds). Each takes the un-scaled inverse
 frequencies and returns a `RopeFrequencies`. Rules that change with the sequence length in
 transformers (dynamic NTK, longrope) are frozen here into one position-indexed table, so a
 token's K rotation never depends on which batch it was computed in (the KV cache stays valid):
@@ -112,6 +113,16 @@ def _longrope(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
     return RopeFrequencies(short, float(attn), long, old_len)
 
 
+def _freq_factors(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
+                  max_pos: int | None) -> RopeFrequencies:
+    # llama.cpp's form of any per-frequency rule (GGUF `rope_freqs`, Llama 3.1+): each
+    # frequency divided by its factor.
+    factors = torch.tensor(s["freq_factors"], dtype=torch.float32)
+    if factors.shape != inv.shape:
+        raise ValueError(f"{factors.numel()} freq_factors for {inv.numel()} frequencies")
+    return RopeFrequencies(inv / factors, float(s.get("attention_factor") or 1.0))
+
+
 RULES: dict[str, Rule] = {
     "default": _default,
     "linear": _linear,
@@ -119,6 +130,7 @@ RULES: dict[str, Rule] = {
     "yarn": _yarn,
     "llama3": _llama3,
     "longrope": _longrope,
+    "freq_factors": _freq_factors,
 }
 # Names older configs use for the same rules (Phi-3's first long-context releases said "su").
 ALIASES = {"su": "longrope", "ntk": "dynamic"}
