@@ -53,9 +53,10 @@ CONFIGS: dict[str, Any] = {
 }
 
 
-def _hf_pair(name: str, folder: Path) -> Any:
+def save_hf_model(config: Any, folder: Path) -> Any:
+    """The reference model of `config` with O(1)-scale random weights, saved to `folder`."""
     torch.manual_seed(0)
-    ref = transformers.AutoModelForCausalLM.from_config(CONFIGS[name](), dtype=torch.float32)
+    ref = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
         for pname, p in ref.named_parameters():
             if p.dim() == 2:
@@ -73,7 +74,7 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     if request.param == "qwen1":
         ref: Any = save_qwen_reference(folder)
     else:
-        ref = _hf_pair(request.param, folder)
+        ref = save_hf_model(CONFIGS[request.param](), folder)
     _save_tokenizer(folder)
     return request.param, ref, load_model(str(folder), dtype="float32")
 
