@@ -90,7 +90,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         choices=(AUTO_ATTENTION_BACKEND,), registry=ATTENTION_BACKENDS,
     )] = AUTO_ATTENTION_BACKEND
     attention_reduce_in_fp32: Annotated[bool, doc(
-        "Triton decode: keep the split-KV partial outputs in float32 rather than the model's dtype"
+        "attention softmax and reductions in float32 when the model runs in bf16/fp16 (torch: "
+        "upcast q/k/v; Triton: split-KV decode partials in float32, extend always is)"
     )] = False
     disable_cuda_graph: Annotated[bool, doc(
         "CUDA: run decode eagerly instead of replaying captured graphs"

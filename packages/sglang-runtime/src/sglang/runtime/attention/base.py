@@ -42,8 +42,13 @@ class AttentionBackend(abc.ABC):
         layer_id: int,
         scale: float,
         batch: ForwardBatch,
+        *,
+        sliding_window: int | None = None,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:  # [num_tokens, num_heads, head_dim]
-        ...
+        """`sliding_window` (this layer's; None: the backend's model-wide one) limits each query
+        to the last `sliding_window` keys, itself included; `logit_cap` > 0 soft-caps the scaled
+        scores (`cap * tanh(s / cap)`) before the softmax (Gemma 2)."""
 
     def forward_with_rope(
         self,
@@ -55,11 +60,16 @@ class AttentionBackend(abc.ABC):
         layer_id: int,
         scale: float,
         batch: ForwardBatch,
+        *,
+        sliding_window: int | None = None,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
         """Rotate q and k by each token's position, then `forward`. A backend that can rotate
         K while writing it into the pool overrides this (one pass over K instead of two)."""
         q, k = rotary(positions, q, k)
-        return self.forward(q, k, v, layer_id, scale, batch)
+        return self.forward(
+            q, k, v, layer_id, scale, batch, sliding_window=sliding_window, logit_cap=logit_cap
+        )
 
 
 def register_backend(name: str) -> Callable[[type[AttentionBackend]], type[AttentionBackend]]:

@@ -8,7 +8,8 @@ dominated by the matmuls, not by the Python loop.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,8 @@ class _DecodeMetadata:
     # Slots of a prefix every request in the batch shares (same tree nodes), attended once for
     # the whole batch; kv_index/mask then cover only what follows it. None: no shared prefix.
     shared_slots: torch.Tensor | None = None
+    # The same batch under other layers' sliding windows (built on first use).
+    by_window: dict[int | None, Any] = field(default_factory=dict)
 
 
 # Below this many shared tokens the extra kernel launches cost more than the saved gathers.
@@ -42,6 +45,7 @@ class _ExtendRequest:
 @dataclass
 class _ExtendMetadata:
     requests: list[_ExtendRequest]
+    by_window: dict[int | None, Any] = field(default_factory=dict)
 
 
 # cuDNN attention builds a graph per new shape, and decode's key length grows every step: tens
@@ -59,6 +63,20 @@ def _gather(cache: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return cache.index_select(0, index.reshape(-1)).view(*index.shape, *cache.shape[1:])
 
 
+def _capped_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Attention with soft-capped scores (SDPA has no hook between the scaling and the
+    softmax), all in float32. q [..., q_len, d] against k, v [..., k_len, d] of as many heads;
+    mask broadcasts to [..., q_len, k_len], True where a key may be attended."""
+    s = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    s = torch.tanh(s / cap) * cap
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(s, dim=-1), v.float()).to(q.dtype)
+
+
 def _lens(batch: ForwardBatch) -> tuple[list[int], list[int]]:
     # Prefer the CPU copies: reading device tensors here would force a sync every step.
     seq = batch.seq_lens_cpu or batch.seq_lens.tolist()
@@ -70,25 +88,44 @@ class TorchAttentionBackend(AttentionBackend):
     """Paged attention with SDPA; works on any device torch supports.
 
     `sliding_window`, when set, limits every query to the last `sliding_window` keys (Mistral
-    semantics: key j is visible to query i iff i - window < j <= i).
+    semantics: key j is visible to query i iff i - window < j <= i); a layer may pass its own.
+    `reduce_in_fp32` runs scores, softmax and the weighted sum in float32 when the model runs
+    in bf16/fp16 (soft-capped attention and the shared-prefix path always do).
     """
 
-    def __init__(self, sliding_window: int | None = None, **_: object) -> None:
+    def __init__(
+        self, sliding_window: int | None = None, reduce_in_fp32: bool = False, **_: object
+    ) -> None:
         self.sliding_window = sliding_window
+        self.reduce_in_fp32 = reduce_in_fp32
 
     def prepare(self, batch: ForwardBatch) -> None:
-        if batch.mode == ForwardMode.DECODE:
-            batch.attn_metadata = self._prepare_decode(batch)
-        else:
-            batch.attn_metadata = self._prepare_extend(batch)
+        batch.attn_metadata = self._build(batch, self.sliding_window)
 
-    def _prepare_decode(self, batch: ForwardBatch) -> _DecodeMetadata:
+    def _build(self, batch: ForwardBatch, window: int | None) -> _DecodeMetadata | _ExtendMetadata:
+        if batch.mode == ForwardMode.DECODE:
+            return self._prepare_decode(batch, window)
+        return self._prepare_extend(batch, window)
+
+    def _metadata(
+        self, batch: ForwardBatch, window: int | None
+    ) -> _DecodeMetadata | _ExtendMetadata:
+        """The batch's metadata under `window`: the one `prepare` built for the model-wide
+        window, else a variant built once per batch (Gemma alternates two windows)."""
+        meta = batch.attn_metadata
+        if window is None or window == self.sliding_window:
+            return meta  # type: ignore[no-any-return]
+        if window not in meta.by_window:
+            meta.by_window[window] = self._build(batch, window)
+        return meta.by_window[window]  # type: ignore[no-any-return]
+
+    def _prepare_decode(self, batch: ForwardBatch, window: int | None) -> _DecodeMetadata:
         seq_lens, _ = _lens(batch)
         device = batch.seq_lens.device
         max_len = max(seq_lens)
         rows = batch.req_to_token[batch.req_pool_indices, :max_len]
         shared = 0
-        if self.sliding_window is None and len(seq_lens) > 1 and min(seq_lens) > MIN_SHARED_PREFIX:
+        if window is None and len(seq_lens) > 1 and min(seq_lens) > MIN_SHARED_PREFIX:
             shared = self._shared_prefix_len(rows[:, : min(seq_lens) - 1])
         shared_slots = None
         if shared >= MIN_SHARED_PREFIX:
@@ -99,8 +136,8 @@ class TorchAttentionBackend(AttentionBackend):
         cols = torch.arange(shared, max_len, device=device)
         lens = batch.seq_lens.to(device)[:, None]
         valid = cols[None, :] < lens
-        if self.sliding_window is not None:
-            valid &= cols[None, :] > lens - 1 - self.sliding_window
+        if window is not None:
+            valid &= cols[None, :] > lens - 1 - window
         # Entries past seq_len may hold stale or unset slots; the scratch slot is always in range.
         kv_index = torch.where(valid, rows, batch.kv_pool.scratch_slot)
         return _DecodeMetadata(kv_index, valid[:, None, None, :], shared_slots)
@@ -114,7 +151,7 @@ class TorchAttentionBackend(AttentionBackend):
             return int(same.numel())
         return int((~same).int().argmax())
 
-    def _prepare_extend(self, batch: ForwardBatch) -> _ExtendMetadata:
+    def _prepare_extend(self, batch: ForwardBatch, window: int | None) -> _ExtendMetadata:
         seq_lens, prefix_lens = _lens(batch)
         device = batch.seq_lens.device
         req_rows = batch.req_pool_indices.tolist()
@@ -123,12 +160,12 @@ class TorchAttentionBackend(AttentionBackend):
         for row, seq_len, prefix_len in zip(req_rows, seq_lens, prefix_lens, strict=True):
             extend_len = seq_len - prefix_len
             mask = None
-            if prefix_len > 0 or self.sliding_window is not None:
+            if prefix_len > 0 or window is not None:
                 q_pos = torch.arange(prefix_len, seq_len, device=device)[:, None]
                 k_pos = torch.arange(seq_len, device=device)[None, :]
                 mask = k_pos <= q_pos
-                if self.sliding_window is not None:
-                    mask &= k_pos > q_pos - self.sliding_window
+                if window is not None:
+                    mask &= k_pos > q_pos - window
             kv_index = batch.req_to_token[row, :seq_len]
             requests.append(_ExtendRequest(start, start + extend_len, kv_index, mask))
             start += extend_len
@@ -142,13 +179,31 @@ class TorchAttentionBackend(AttentionBackend):
         layer_id: int,
         scale: float,
         batch: ForwardBatch,
+        *,
+        sliding_window: int | None = None,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
         batch.kv_pool.set_kv(layer_id, batch.out_cache_loc, k, v)
         k_cache, v_cache = batch.kv_pool.get_kv(layer_id)
-        meta = batch.attn_metadata
+        meta = self._metadata(batch, sliding_window)
+        if self.reduce_in_fp32 and q.dtype != torch.float32:
+            out_dtype = q.dtype
+            q, k_cache, v_cache = q.float(), k_cache.float(), v_cache.float()
+            return self._attend(q, k_cache, v_cache, scale, meta, logit_cap).to(out_dtype)
+        return self._attend(q, k_cache, v_cache, scale, meta, logit_cap)
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        scale: float,
+        meta: _DecodeMetadata | _ExtendMetadata,
+        cap: float,
+    ) -> torch.Tensor:
         if isinstance(meta, _DecodeMetadata):
-            return self._decode(q, k_cache, v_cache, scale, meta)
-        return self._extend(q, k_cache, v_cache, scale, meta)
+            return self._decode(q, k_cache, v_cache, scale, meta, cap)
+        return self._extend(q, k_cache, v_cache, scale, meta, cap)
 
     def _decode(
         self,
@@ -157,6 +212,7 @@ class TorchAttentionBackend(AttentionBackend):
         v_cache: torch.Tensor,
         scale: float,
         meta: _DecodeMetadata,
+        cap: float = 0.0,
     ) -> torch.Tensor:
         # [batch, kv_heads, max_len, head_dim]
         keys = _gather(k_cache, meta.kv_index).transpose(1, 2)
@@ -166,7 +222,12 @@ class TorchAttentionBackend(AttentionBackend):
         # query-length axis: GQA without repeating K/V, and the mask broadcasts over them.
         q_grouped = q.reshape(batch, keys.shape[1], -1, head_dim).to(keys.dtype)
         if meta.shared_slots is not None:
-            out = self._decode_cascade(q_grouped, keys, values, k_cache, v_cache, scale, meta)
+            out = self._decode_cascade(
+                q_grouped, keys, values, k_cache, v_cache, scale, meta, cap
+            )
+            return out.reshape(batch, num_heads, head_dim).to(q.dtype)
+        if cap > 0:
+            out = _capped_attention(q_grouped, keys, values, scale, cap, meta.mask)
             return out.reshape(batch, num_heads, head_dim).to(q.dtype)
         with _kernel_choice(q):
             out = F.scaled_dot_product_attention(
@@ -176,11 +237,14 @@ class TorchAttentionBackend(AttentionBackend):
 
     @staticmethod
     def _partial(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None,
+        cap: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised attention over one block of keys: (max score, sum of weights, weighted
         values), in float32, so blocks can be merged afterwards."""
         s = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+        if cap > 0:
+            s = torch.tanh(s / cap) * cap
         if mask is not None:
             s = s.masked_fill(~mask, float("-inf"))
         m = s.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).min)
@@ -196,6 +260,7 @@ class TorchAttentionBackend(AttentionBackend):
         v_cache: torch.Tensor,
         scale: float,
         meta: _DecodeMetadata,
+        cap: float,
     ) -> torch.Tensor:
         """Shared prefix once for the whole batch, then each request's own suffix; merged with
         the log-sum-exp rule. The prefix's K/V are read once instead of once per request."""
@@ -204,13 +269,13 @@ class TorchAttentionBackend(AttentionBackend):
         q_all = q.permute(1, 0, 2, 3).reshape(kv_heads, batch * group, head_dim)
         k_pre = _gather(k_cache, meta.shared_slots).transpose(0, 1)
         v_pre = _gather(v_cache, meta.shared_slots).transpose(0, 1)
-        m1, l1, o1 = self._partial(q_all, k_pre, v_pre, scale, None)
+        m1, l1, o1 = self._partial(q_all, k_pre, v_pre, scale, None, cap)
 
         def per_request(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(kv_heads, batch, group, -1).permute(1, 0, 2, 3)
 
         m1, l1, o1 = per_request(m1), per_request(l1), per_request(o1)
-        m2, l2, o2 = self._partial(q, keys, values, scale, meta.mask)
+        m2, l2, o2 = self._partial(q, keys, values, scale, meta.mask, cap)
         m = torch.maximum(m1, m2)
         a1, a2 = torch.exp(m1 - m), torch.exp(m2 - m)
         out = (o1 * a1 + o2 * a2) / (l1 * a1 + l2 * a2)
@@ -223,6 +288,7 @@ class TorchAttentionBackend(AttentionBackend):
         v_cache: torch.Tensor,
         scale: float,
         meta: _ExtendMetadata,
+        cap: float = 0.0,
     ) -> torch.Tensor:
         out = torch.empty_like(q)
         for req in meta.requests:
@@ -232,6 +298,9 @@ class TorchAttentionBackend(AttentionBackend):
             q_r = q[req.start : req.end].transpose(0, 1).unsqueeze(0).to(k_cache.dtype)
             k_r = _gather(k_cache, req.kv_index).transpose(0, 1).unsqueeze(0)
             v_r = _gather(v_cache, req.kv_index).transpose(0, 1).unsqueeze(0)
+            if cap > 0:
+                out[req.start : req.end] = self._extend_capped(q_r, k_r, v_r, scale, cap, req)
+                continue
             with _kernel_choice(q):
                 o = F.scaled_dot_product_attention(
                     q_r,
@@ -244,3 +313,20 @@ class TorchAttentionBackend(AttentionBackend):
                 )
             out[req.start : req.end] = o.squeeze(0).transpose(0, 1).to(q.dtype)
         return out
+
+    @staticmethod
+    def _extend_capped(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, cap: float,
+        req: _ExtendRequest,
+    ) -> torch.Tensor:
+        """One request's soft-capped extend: q [1, heads, tokens, d], k/v [1, kv_heads, seq, d];
+        the query heads sharing a KV head ride in the query axis (GQA without repeating K/V)."""
+        _, heads, tokens, head_dim = q.shape
+        kv_heads, seq_len = k.shape[1], k.shape[2]
+        mask = req.mask
+        if mask is None:  # square causal
+            mask = torch.ones(tokens, seq_len, dtype=torch.bool, device=q.device).tril()
+        group = heads // kv_heads
+        q_grouped = q.reshape(kv_heads, group * tokens, head_dim)
+        out = _capped_attention(q_grouped, k[0], v[0], scale, cap, mask.repeat(group, 1))
+        return out.reshape(heads, tokens, head_dim).transpose(0, 1)

@@ -37,8 +37,8 @@ class _DecodeMetadata:
 
 class TritonAttentionBackend(AttentionBackend):
     """`sliding_window` (Mistral semantics: the last `sliding_window` keys, this token's
-    included), `reduce_in_fp32` (decode keeps its split partial outputs in fp32 instead of the
-    model's dtype) and `num_kv_splits` (fixed split count; default: by batch size, enough to
+    included; a layer may pass its own), `reduce_in_fp32` (decode keeps its split partial
+    outputs in fp32 instead of the model's dtype; extend always reduces in fp32) and `num_kv_splits` (fixed split count; default: by batch size, enough to
     fill the GPU) are per-model settings."""
 
     supports_cuda_graph = True
@@ -57,9 +57,9 @@ class TritonAttentionBackend(AttentionBackend):
         # Outgrown workspaces stay alive: graphs captured earlier still point into them.
         self._retired: list[DecodeWorkspace] = []
 
-    @property
-    def _window(self) -> int:
-        return self.sliding_window if self.sliding_window else -1
+    def _window(self, layer_window: int | None) -> int:
+        window = layer_window or self.sliding_window
+        return window if window else -1
 
     def prepare(self, batch: ForwardBatch) -> None:
         if batch.mode == ForwardMode.DECODE:
@@ -108,10 +108,13 @@ class TritonAttentionBackend(AttentionBackend):
         layer_id: int,
         scale: float,
         batch: ForwardBatch,
+        *,
+        sliding_window: int | None = None,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
         kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v)
-        return self._attend(q, k_buf, v_buf, scale, batch)
+        return self._attend(q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap)
 
     def forward_with_rope(
         self,
@@ -123,11 +126,17 @@ class TritonAttentionBackend(AttentionBackend):
         layer_id: int,
         scale: float,
         batch: ForwardBatch,
+        *,
+        sliding_window: int | None = None,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
         if not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
-            return super().forward_with_rope(q, k, v, positions, rotary, layer_id, scale, batch)
-        return self._attend(q, k_buf, v_buf, scale, batch)
+            return super().forward_with_rope(
+                q, k, v, positions, rotary, layer_id, scale, batch,
+                sliding_window=sliding_window, logit_cap=logit_cap,
+            )
+        return self._attend(q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap)
 
     def _attend(
         self,
@@ -136,6 +145,8 @@ class TritonAttentionBackend(AttentionBackend):
         v_buf: torch.Tensor,
         scale: float,
         batch: ForwardBatch,
+        window: int,
+        logit_cap: float,
     ) -> torch.Tensor:
         meta = batch.attn_metadata
         if isinstance(meta, _DecodeMetadata):
@@ -146,10 +157,11 @@ class TritonAttentionBackend(AttentionBackend):
             return kernels.decode_attention(
                 q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
                 sm_scale=scale, num_kv_splits=meta.num_kv_splits,
-                reduce_in_fp32=self.reduce_in_fp32, sliding_window=self._window, workspace=ws,
+                reduce_in_fp32=self.reduce_in_fp32, sliding_window=window, logit_cap=logit_cap,
+                workspace=ws,
             )
         return kernels.extend_attention(
             q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.prefix_lens,
             batch.extend_lens, meta.extend_start_loc, sm_scale=scale,
-            max_extend_len=meta.max_extend_len, sliding_window=self._window,
+            max_extend_len=meta.max_extend_len, sliding_window=window, logit_cap=logit_cap,
         )

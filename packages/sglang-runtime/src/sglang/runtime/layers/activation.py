@@ -1,4 +1,4 @@
-"""Activations for gated MLPs."""
+"""Activations for gated MLPs, by the names HF configs give them (`hidden_act`)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,34 @@ class SiluAndMul(nn.Module):
             return kernels.silu_and_mul(x)
         gate, up = x.chunk(2, dim=-1)
         return F.silu(gate) * up
+
+
+class GeluTanhAndMul(nn.Module):
+    """gelu(gate, tanh approximation) * up: Gemma's MLP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.gelu(gate, approximate="tanh") * up
+
+
+class GeluAndMul(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.gelu(gate) * up
+
+
+GATED_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": SiluAndMul,
+    "swish": SiluAndMul,
+    "gelu_pytorch_tanh": GeluTanhAndMul,
+    "gelu_new": GeluTanhAndMul,
+    "gelu_fast": GeluTanhAndMul,
+    "gelu": GeluAndMul,
+}
+
+
+def gated_activation(name: str) -> nn.Module:
+    """The act-and-multiply module for an HF activation name."""
+    if name not in GATED_ACTIVATIONS:
+        raise NotImplementedError(f"activation {name!r} (supported: {sorted(GATED_ACTIVATIONS)})")
+    return GATED_ACTIVATIONS[name]()

@@ -12,11 +12,14 @@ from sglang.runtime.layers import gemm
 
 
 class LogitsProcessor(nn.Module):
-    # Multiplies the logits (Granite divides them by its logits_scaling).
-    scale: float = 1.0
-
-    def __init__(self, vocab_size: int | None = None) -> None:
+    def __init__(
+        self, vocab_size: int | None = None, scale: float = 1.0, soft_cap: float | None = None
+    ) -> None:
+        """`scale` multiplies the logits (Command-R's logit_scale); `soft_cap` squashes them to
+        `cap * tanh(logits / cap)` (Gemma 2's final_logit_softcapping)."""
         super().__init__()
+        self.scale = scale
+        self.soft_cap = soft_cap
         # Gathered rows past the vocabulary are the last rank's padding.
         self.vocab_size = vocab_size
         self.tp_size = get_tp_size()
@@ -40,4 +43,8 @@ class LogitsProcessor(nn.Module):
         if self.tp_size > 1:
             logits = all_gather(logits, dim=-1)[:, : self.vocab_size]
         logits = logits.float()
-        return logits * self.scale if self.scale != 1.0 else logits
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.soft_cap:
+            logits = torch.tanh(logits / self.soft_cap) * self.soft_cap
+        return logits

@@ -35,9 +35,13 @@ def rope_parameters(config: Any) -> dict[str, Any]:
 
 
 class RotaryEmbedding(nn.Module):
-    def __init__(self, head_dim: int, max_position: int, params: dict[str, Any]) -> None:
+    def __init__(
+        self, head_dim: int, max_position: int, params: dict[str, Any], is_neox: bool = True
+    ) -> None:
         super().__init__()
         self.head_dim = head_dim
+        # False: GPT-J/Cohere layout, rotating the pairs (2i, 2i + 1) instead of the halves.
+        self.is_neox = is_neox
         self.rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))
         # The kernel library owns the scaling rules (default, linear, dynamic, yarn, llama3,
         # longrope) and folds YaRN's / longrope's attention factor into the tables.
@@ -52,13 +56,17 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos_sin", torch.cat((cos, sin), -1), persistent=False)
 
     @classmethod
-    def from_config(cls, config: Any, head_dim: int) -> RotaryEmbedding:
-        return cls(head_dim, config.max_position_embeddings, rope_parameters(config))
+    def from_config(cls, config: Any, head_dim: int, is_neox: bool = True) -> RotaryEmbedding:
+        return cls(head_dim, config.max_position_embeddings, rope_parameters(config), is_neox)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
-        x1, x2 = rot.chunk(2, dim=-1)
-        out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        if self.is_neox:
+            x1, x2 = rot.chunk(2, dim=-1)
+            out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        else:
+            x1, x2 = rot[..., 0::2], rot[..., 1::2]
+            out = torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
         return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
     def forward(
@@ -67,7 +75,7 @@ class RotaryEmbedding(nn.Module):
         """q: [tokens, heads, head_dim], k: [tokens, kv_heads, head_dim]. On CUDA they are
         rotated in place by one Triton kernel (sglang-kernels)."""
         if q.is_cuda and q.stride(-1) == 1 and k.stride(-1) == 1:
-            return kernels.rotary_embedding(positions, q, k, self.cos_sin, is_neox=True)
+            return kernels.rotary_embedding(positions, q, k, self.cos_sin, is_neox=self.is_neox)
         cos = self.cos[positions].unsqueeze(1).to(q.dtype)
         sin = self.sin[positions].unsqueeze(1).to(q.dtype)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
@@ -89,6 +97,6 @@ class RotaryEmbedding(nn.Module):
                 and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1):
             return False
         kernels.rotary_embedding_and_store_kv(
-            positions, q, k, v, self.cos_sin, k_buffer, v_buffer, loc, is_neox=True
+            positions, q, k, v, self.cos_sin, k_buffer, v_buffer, loc, is_neox=self.is_neox
         )
         return True

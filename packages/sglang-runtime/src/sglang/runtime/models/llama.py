@@ -1,17 +1,19 @@
 """Llama family (Llama 2/3, Mistral, SmolLM2): pre-norm decoder, GQA, RoPE, SwiGLU MLP.
 
-Tensor parallelism lives in the layers: head counts here are the rank's own (`qkv_proj`)."""
+Tensor parallelism lives in the layers: head counts here are the rank's own (`qkv_proj`).
+Other families subclass `LlamaForCausalLM` and override its `make_*` hooks (norm, attention,
+MLP, embedding, logits) and `decoder_layer` (block wiring: models/blocks.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from sglang.runtime.executor.forward_context import ForwardBatch, get_forward_context
-from sglang.runtime.layers.activation import SiluAndMul
+from sglang.runtime.layers.activation import gated_activation
 from sglang.runtime.layers.linear import GateUpLinear, QKVLinear, RowParallelLinear
 from sglang.runtime.layers.logits import LogitsProcessor
 from sglang.runtime.layers.norm import RMSNorm
@@ -34,11 +36,19 @@ class LlamaAttention(nn.Module):
         rotary: RotaryEmbedding,
         dtype: torch.dtype,
         qkv_bias: bool,
+        *,
+        scale: float | None = None,
+        sliding_window: int | None = None,
+        logit_cap: float | None = None,
     ) -> None:
+        """`sliding_window` and `logit_cap` are this layer's (Gemma 2/3); the backend applies
+        them."""
         super().__init__()
         self.layer_id = layer_id
         self.head_dim = head_dim_of(config)
-        self.scale = self.head_dim**-0.5
+        self.scale = scale if scale is not None else self.head_dim**-0.5
+        self.sliding_window = sliding_window
+        self.logit_cap = float(logit_cap or 0.0)
         o_bias = bool(getattr(config, "attention_bias", False))
         self.qkv_proj = QKVLinear(
             config.hidden_size, self.head_dim, config.num_attention_heads,
@@ -52,53 +62,48 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = rotary  # shared by all layers: one cos/sin table per model
 
     def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-head q/k normalisation before RoPE: none here (Qwen3, OLMo override it)."""
+        """Hook for families that normalise queries and keys ([tokens, heads * head_dim])."""
         return q, k
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
+        q, k = self.qk_norm(q, k)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        q, k = self.qk_norm(q, k)
         ctx = get_forward_context()
         out = ctx.attn_backend.forward_with_rope(
-            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch
+            q, k, v, positions, self.rotary_emb, self.layer_id, self.scale, ctx.batch,
+            sliding_window=self.sliding_window, logit_cap=self.logit_cap,
         )
         return self.o_proj(out.reshape(-1, self.num_heads * self.head_dim))
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: Any, dtype: torch.dtype) -> None:
+    def __init__(self, config: Any, dtype: torch.dtype, act: str | None = None) -> None:
         super().__init__()
         bias = bool(getattr(config, "mlp_bias", False))
         self.gate_up_proj = GateUpLinear(config.hidden_size, config.intermediate_size, bias, dtype)
-        self.act = SiluAndMul()
+        self.act = gated_activation(act or getattr(config, "hidden_act", None) or "silu")
         self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
-class LlamaDecoderLayer(nn.Module):
-    # Multiplies each block's output before the residual add (Granite's residual_multiplier).
-    residual_scale: float = 1.0
+NormFactory = Callable[[], nn.Module]
 
-    def __init__(
-        self,
-        config: Any,
-        layer_id: int,
-        rotary: RotaryEmbedding,
-        dtype: torch.dtype,
-        qkv_bias: bool,
-        attention_cls: type[LlamaAttention] = LlamaAttention,
-    ) -> None:
+
+class LlamaDecoderLayer(nn.Module):
+    """Pre-norm block. Layers pass (x, residual) on, the hidden state being their sum, so each
+    norm can fuse the residual add that precedes it."""
+
+    def __init__(self, attn: LlamaAttention, mlp: nn.Module, norm: NormFactory) -> None:
         super().__init__()
-        eps = config.rms_norm_eps
-        self.self_attn = attention_cls(config, layer_id, rotary, dtype, qkv_bias)
-        self.mlp = LlamaMLP(config, dtype)
-        self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype)
+        self.self_attn = attn
+        self.mlp = mlp
+        self.input_layernorm = norm()
+        self.post_attention_layernorm = norm()
 
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
@@ -108,34 +113,18 @@ class LlamaDecoderLayer(nn.Module):
         else:
             x, residual = self.input_layernorm(x, residual)
         x = self.self_attn(positions, x)
-        if self.residual_scale != 1.0:
-            x = x * self.residual_scale
         x, residual = self.post_attention_layernorm(x, residual)
-        x = self.mlp(x)
-        if self.residual_scale != 1.0:
-            x = x * self.residual_scale
-        return x, residual
+        return self.mlp(x), residual
 
 
 class LlamaModel(nn.Module):
-    # Multiplies the token embeddings (Granite's embedding_multiplier).
-    embed_scale: float = 1.0
-
     def __init__(
-        self,
-        config: Any,
-        dtype: torch.dtype,
-        qkv_bias: bool,
-        attention_cls: type[LlamaAttention] = LlamaAttention,
+        self, embed_tokens: nn.Module, layers: Iterable[nn.Module], norm: nn.Module
     ) -> None:
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, dtype)
-        rotary = RotaryEmbedding.from_config(config, head_dim_of(config))
-        self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary, dtype, qkv_bias, attention_cls)
-            for i in range(config.num_hidden_layers)
-        )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.embed_tokens = embed_tokens
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm
 
     def forward(
         self,
@@ -145,8 +134,6 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         """`input_embeds` [num_tokens, hidden] replaces the token lookup (multimodal prompts)."""
         x = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
-        if self.embed_scale != 1.0:
-            x = x * self.embed_scale
         residual: torch.Tensor | None = None
         for layer in self.layers:
             x, residual = layer(positions, x, residual)
@@ -165,8 +152,8 @@ class LlamaForCausalLM(nn.Module):
     }
     # Llama's `attention_bias` puts biases on q/k/v/o; Qwen2 has them on q/k/v only.
     qkv_bias: ClassVar[bool] = False
-    # The attention block; families with per-head q/k norms subclass LlamaAttention.
-    attention_cls: ClassVar[type[LlamaAttention]] = LlamaAttention
+    # Block wiring: the constructor takes (attention, mlp, norm factory).
+    decoder_layer: ClassVar[Callable[..., nn.Module]] = LlamaDecoderLayer
 
     def __init__(self, config: ModelConfig | Any, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -174,20 +161,54 @@ class LlamaForCausalLM(nn.Module):
         # The raw HF config of the language model: family-specific fields (norm eps, rope).
         config = self.config = self.model_config.text_hf
         self.dtype = dtype
-        qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
-        self.model = LlamaModel(config, dtype, qkv_bias, self.attention_cls)
+        self.rotary = self.make_rotary(config)
+        self.model = LlamaModel(
+            self.make_embedding(config),
+            (
+                self.layer_class(config)(
+                    self.make_attention(config, i), self.make_mlp(config),
+                    lambda: self.make_norm(config),
+                )
+                for i in range(config.num_hidden_layers)
+            ),
+            self.make_norm(config),
+        )
         self.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", False))
         if self.tie_word_embeddings:
             self.lm_head: nn.Module = self.model.embed_tokens
         else:
             self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, dtype)
-        self.logits_processor = LogitsProcessor(config.vocab_size)
+        self.logits_processor = self.make_logits(config)
         # For whoever builds the attention backend (Mistral v0.1 attends to the last 4096 keys).
         self.sliding_window: int | None = self._sliding_window(config)
 
     @staticmethod
     def _sliding_window(config: Any) -> int | None:
         return getattr(config, "sliding_window", None)
+
+    # --- family hooks: each builds one piece from the HF config -------------------------------
+    def make_rotary(self, config: Any) -> RotaryEmbedding:
+        # One cos/sin table shared by every layer.
+        return RotaryEmbedding.from_config(config, head_dim_of(config))
+
+    def layer_class(self, config: Any) -> Callable[..., nn.Module]:
+        return self.decoder_layer
+
+    def make_norm(self, config: Any) -> nn.Module:
+        return RMSNorm(config.hidden_size, config.rms_norm_eps, self.dtype)
+
+    def make_embedding(self, config: Any) -> nn.Module:
+        return VocabParallelEmbedding(config.vocab_size, config.hidden_size, self.dtype)
+
+    def make_attention(self, config: Any, layer_id: int) -> LlamaAttention:
+        qkv_bias = self.qkv_bias or bool(getattr(config, "attention_bias", False))
+        return LlamaAttention(config, layer_id, self.rotary, self.dtype, qkv_bias)
+
+    def make_mlp(self, config: Any) -> nn.Module:
+        return LlamaMLP(config, self.dtype)
+
+    def make_logits(self, config: Any) -> LogitsProcessor:
+        return LogitsProcessor(config.vocab_size)
 
     def kv_cache_spec(self) -> KVCacheSpec:
         attn = self.model.layers[0].self_attn
@@ -208,5 +229,7 @@ class LlamaForCausalLM(nn.Module):
         return self.logits_processor(hidden, self.lm_head.weight, batch)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        skip = ["rotary_emb.inv_freq"] + (["lm_head."] if self.tie_word_embeddings else [])
+        skip = ["rotary_emb.inv_freq", "rotary_emb.local_inv_freq"] + (
+            ["lm_head."] if self.tie_word_embeddings else []
+        )
         load_named_tensors(self, named_tensors, self.fused_weights, skip)

@@ -18,9 +18,9 @@ class QKNormAttention(LlamaAttention):
 
     def __init__(
         self, config: Any, layer_id: int, rotary: RotaryEmbedding, dtype: torch.dtype,
-        qkv_bias: bool,
+        qkv_bias: bool, **kwargs: Any,
     ) -> None:
-        super().__init__(config, layer_id, rotary, dtype, qkv_bias)
+        super().__init__(config, layer_id, rotary, dtype, qkv_bias, **kwargs)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, dtype)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, dtype)
 
@@ -33,4 +33,7 @@ class QKNormAttention(LlamaAttention):
 class Qwen3ForCausalLM(Qwen2ForCausalLM):
     # Qwen3 drops Qwen2's q/k/v biases (its `attention_bias` turns them on with o_proj's).
     qkv_bias: ClassVar[bool] = False
-    attention_cls: ClassVar[type[LlamaAttention]] = QKNormAttention
+
+    def make_attention(self, config: Any, layer_id: int) -> LlamaAttention:
+        qkv_bias = bool(getattr(config, "attention_bias", False))
+        return QKNormAttention(config, layer_id, self.rotary, self.dtype, qkv_bias)
