@@ -21,6 +21,12 @@ LAYER = {
     "mlp.gate_up_proj": "ffn_up",
 }
 GLOBAL = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+# Gemma 2/3 sandwich norms: llama.cpp's names differ from Llama's for the same HF ones.
+GEMMA_LAYER = {
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
 BOS, EOS = 158, 159
 
 
@@ -30,11 +36,12 @@ def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
         w.shape)
 
 
-def gguf_name(hf: str) -> str:
+def gguf_name(hf: str, arch: str = "llama") -> str:
     module, _, suffix = hf.rpartition(".")
     if module.startswith("model.layers."):
         _, _, layer, rest = module.split(".", 3)
-        return f"blk.{layer}.{LAYER[rest]}.{suffix}"
+        table = {**LAYER, **GEMMA_LAYER} if arch in ("gemma2", "gemma3") else LAYER
+        return f"blk.{layer}.{table[rest]}.{suffix}"
     return f"{GLOBAL[module]}.{suffix}"
 
 
@@ -69,13 +76,38 @@ def _tokenizer(w: Any) -> None:
     w.add_eos_token_id(EOS)
 
 
+def _gemma_metadata(w: Any, c: Any, arch: str) -> None:
+    if arch == "gemma":
+        return
+    w.add_sliding_window(c.sliding_window)
+    w.add_sliding_window_pattern([t == "sliding_attention" for t in c.layer_types])
+    if getattr(c, "attn_logit_softcapping", None):
+        w.add_attn_logit_softcapping(c.attn_logit_softcapping)
+    if getattr(c, "final_logit_softcapping", None):
+        w.add_final_logit_softcapping(c.final_logit_softcapping)
+    if arch == "gemma3":
+        rope = c.rope_parameters
+        w.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        full = rope["full_attention"]
+        if full.get("rope_type") == "linear":
+            w.add_rope_scaling_type(gguf_scaling("linear"))
+            w.add_rope_scaling_factor(full["factor"])
+
+
+def gguf_scaling(name: str) -> Any:
+    import gguf
+
+    return {"linear": gguf.RopeScalingType.LINEAR, "yarn": gguf.RopeScalingType.YARN}[name]
+
+
 def write_gguf(model: torch.nn.Module, arch: str, path: Path) -> str:
     """`model` (an HF causal LM, vocab 160) as a float32 GGUF file of architecture `arch`."""
     import gguf
 
     c = model.config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    rot = int(head_dim * c.rope_parameters.get("partial_rotary_factor", 1.0))
+    flat_rope = c.rope_parameters.get("full_attention", c.rope_parameters)
+    rot = int(head_dim * flat_rope.get("partial_rotary_factor", 1.0))
     w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(c.max_position_embeddings)
     w.add_embedding_length(c.hidden_size)
@@ -86,14 +118,15 @@ def write_gguf(model: torch.nn.Module, arch: str, path: Path) -> str:
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(c.rms_norm_eps)
-    w.add_rope_freq_base(c.rope_parameters["rope_theta"])
+    rope = c.rope_parameters.get("full_attention", c.rope_parameters)
+    w.add_rope_freq_base(rope["rope_theta"])
     w.add_rope_dimension_count(rot)
     _tokenizer(w)
     tensors = {k: v.detach().float().numpy() for k, v in model.state_dict().items()
                if "rotary_emb" not in k}
     if getattr(c, "tie_word_embeddings", False):
         tensors.pop("lm_head.weight", None)
-    rope_type = c.rope_parameters.get("rope_type")
+    rope_type = flat_rope.get("rope_type")
     if arch == "llama" and rope_type == "llama3":
         w.add_tensor("rope_freqs.weight", np.array(llama3_rope_factors(c, rot), np.float32))
     if arch == "phi3" and rope_type == "longrope":
@@ -104,12 +137,16 @@ def write_gguf(model: torch.nn.Module, arch: str, path: Path) -> str:
         w.add_rope_scaling_orig_ctx_len(orig)
         w.add_tensor("rope_factors_long.weight", np.array(rope["long_factor"], np.float32))
         w.add_tensor("rope_factors_short.weight", np.array(rope["short_factor"], np.float32))
+    if arch.startswith("gemma"):
+        _gemma_metadata(w, c, arch)
     for name, array in tensors.items():
+        if arch.startswith("gemma") and name.endswith("norm.weight"):
+            array = array + 1.0  # llama.cpp's convert script: plain RMSNorm weights
         if arch == "llama" and ".q_proj." in name:
             array = _llama_cpp_permute(array, c.num_attention_heads)
         elif arch == "llama" and ".k_proj." in name:
             array = _llama_cpp_permute(array, c.num_key_value_heads)
-        w.add_tensor(gguf_name(name), np.ascontiguousarray(array))
+        w.add_tensor(gguf_name(name, arch), np.ascontiguousarray(array))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

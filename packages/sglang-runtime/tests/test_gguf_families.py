@@ -18,19 +18,33 @@ from sglang.runtime.loading.loader import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from batch_helpers import ToyKV, make_runner  # noqa: E402
+from fama_parity import save_reference  # noqa: E402
 from gguf_writers import BOS, EOS, llama3_rope_factors, write_gguf  # noqa: E402
 from test_models_famb import CONFIGS as FAMB_CONFIGS  # noqa: E402
 from test_models_famb import save_hf_model  # noqa: E402
 from test_models_tiny import CONFIGS as TINY_CONFIGS  # noqa: E402
+from test_models_tiny import SHAPE as TINY_SHAPE  # noqa: E402
 from test_models_tiny import _prompts, _save_tokenizer  # noqa: E402
 
 ATOL = 1e-4
+GEMMA = dict(TINY_SHAPE, head_dim=16)
 CASES: dict[str, tuple[str, Any]] = {
     # Llama 3.1-style: llama3 rope (rope_freqs tensor), tied head, permuted q/k.
     "llama31": ("llama", TINY_CONFIGS["llama3_tied"]),
     "qwen2": ("qwen2", TINY_CONFIGS["qwen2"]),
     "qwen3": ("qwen3", FAMB_CONFIGS["qwen3"]),
     "phi3": ("phi3", FAMB_CONFIGS["phi3_longrope"]),
+    # Gemma: norms stored as w + 1; query scale 1/sqrt(head_dim) as llama.cpp assumes.
+    "gemma2": ("gemma2", lambda: transformers.Gemma2Config(
+        **GEMMA, sliding_window=8, query_pre_attn_scalar=16, attn_logit_softcapping=2.0,
+        final_logit_softcapping=6.0)),
+    "gemma3": ("gemma3", lambda: transformers.Gemma3TextConfig(
+        **GEMMA, sliding_window=8, query_pre_attn_scalar=16,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+            "full_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0},
+        })),
 }
 
 
@@ -38,8 +52,12 @@ CASES: dict[str, tuple[str, Any]] = {
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     arch, make_config = CASES[request.param]
     folder = tmp_path_factory.mktemp(request.param)
-    ref = save_hf_model(make_config(), folder)
-    _save_tokenizer(folder)
+    config = make_config()
+    if arch.startswith("gemma"):
+        ref = save_reference(config, folder)  # (1 + w) norms get weights away from zero
+    else:
+        ref = save_hf_model(config, folder)
+        _save_tokenizer(folder)
     path = write_gguf(ref, arch, folder.parent / f"{request.param}-tiny.gguf")
     return ref, load_model(path, dtype="float32"), load_model(str(folder), dtype="float32")
 
@@ -95,5 +113,5 @@ def test_unsupported_architecture_is_named(tmp_path: Path) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(NotImplementedError, match=r"'falcon'.*llama.*phi3.*qwen2.*qwen3"):
+    with pytest.raises(NotImplementedError, match=r"'falcon'.*gemma2.*llama.*phi3.*qwen3"):
         load_model(str(path), dtype="float32")

@@ -73,6 +73,8 @@ class GGUFArch:
     extra: Callable[[Metadata], dict[str, Any]] = lambda meta: {}
     # Global tensors read into the config (never loaded as weights).
     config_tensors: frozenset[str] = frozenset()
+    # llama.cpp stores Gemma's (1 + w) norm weights with the 1 added: subtracted on load.
+    norm_shift: float = 0.0
 
     def names(self) -> dict[str, str]:
         return {**LAYER_NAMES, **self.layer_names}
@@ -103,12 +105,56 @@ def _phi3_extra(meta: Metadata) -> dict[str, Any]:
     return out
 
 
+def _gemma2_extra(meta: Metadata) -> dict[str, Any]:
+    hidden, heads = int(meta("embedding_length")), int(meta("attention.head_count"))
+    head_dim = int(meta("attention.key_length", hidden // heads))
+    scale = meta("attention.scale", None)
+    if scale is not None:
+        scalar = float(scale) ** -2
+    elif (meta.arch, int(meta("block_count"))) in _GEMMA_27B:
+        scalar = hidden / heads  # llama.cpp's rule for the 27B sizes, which store no scale
+    else:
+        scalar = head_dim
+    out: dict[str, Any] = {
+        "query_pre_attn_scalar": scalar,
+        "sliding_window": int(meta("attention.sliding_window")),
+        "attn_logit_softcapping": meta("attn_logit_softcapping", None),
+        "final_logit_softcapping": meta("final_logit_softcapping", None),
+    }
+    pattern = meta("attention.sliding_window_pattern", None)
+    if isinstance(pattern, list):  # per layer: True where the layer attends to a window
+        out["layer_types"] = ["sliding_attention" if p else "full_attention" for p in pattern]
+    elif pattern is not None:
+        out["sliding_window_pattern"] = int(pattern)
+    return out
+
+
+def _gemma3_extra(meta: Metadata) -> dict[str, Any]:
+    out = _gemma2_extra(meta)
+    # llama.cpp's default for the local layers when the file names no base of their own.
+    out["rope_local_base_freq"] = float(meta("rope.freq_base_swa", 10000.0))
+    return out
+
+
+# (architecture, block_count) of the 27B Gemmas, whose query scale isn't 1/sqrt(head_dim).
+_GEMMA_27B = {("gemma2", 46), ("gemma3", 62)}
+_SANDWICH_NORMS = {
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+_QK_NORMS = {"attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"}
+
 ARCHES: dict[str, GGUFArch] = {
     "llama": GGUFArch("LlamaForCausalLM", "llama", permuted_qk=True, extra=_llama_extra,
                       config_tensors=frozenset({"rope_freqs.weight"})),
     "qwen2": GGUFArch("Qwen2ForCausalLM", "qwen2"),
-    "qwen3": GGUFArch("Qwen3ForCausalLM", "qwen3", layer_names={
-        "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"}),
+    "qwen3": GGUFArch("Qwen3ForCausalLM", "qwen3", layer_names=_QK_NORMS),
+    "gemma2": GGUFArch("Gemma2ForCausalLM", "gemma2", layer_names=_SANDWICH_NORMS,
+                       extra=_gemma2_extra, norm_shift=1.0),
+    "gemma3": GGUFArch("Gemma3ForCausalLM", "gemma3_text",
+                       layer_names={**_SANDWICH_NORMS, **_QK_NORMS}, extra=_gemma3_extra,
+                       norm_shift=1.0),
     "phi3": GGUFArch("Phi3ForCausalLM", "phi3", layer_names={
         # Fused in the file as in the HF checkpoint; Phi3ForCausalLM splits them.
         "attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp.gate_up_proj"},
@@ -176,8 +222,12 @@ def gguf_config(reader: Any) -> Any:
     extra = arch.extra(meta)
     rope.update(extra.pop("rope_parameters", {}))
     kwargs.update(extra)
+    local_base = kwargs.pop("rope_local_base_freq", None)
     config = AutoConfig.for_model(arch.model_type, **kwargs)
-    # Set after construction: transformers' validation knows no `freq_factors` rule.
+    # Set after construction: transformers' validation knows no `freq_factors` rule, and
+    # Gemma 3's per-layer-type dict is rebuilt from `rope_local_base_freq` by the model.
     config.rope_parameters = rope
+    if local_base is not None:
+        config.rope_local_base_freq = local_base
     config.architectures = [arch.architecture]
     return config

@@ -90,7 +90,12 @@ def _iter_tensors(reader: Any, config: Any, arch: GGUFArch) -> NamedTensors:
             heads = config.num_attention_heads
         elif arch.permuted_qk and ".k_proj." in name:
             heads = config.num_key_value_heads
-        yield name, LazyGGUFTensor(tensor, heads)
+        lazy = LazyGGUFTensor(tensor, heads)
+        if arch.norm_shift and name.endswith("norm.weight"):
+            # Replicated vectors, small: shifted back to HF's (1 + w) convention here.
+            yield name, lazy.load() - arch.norm_shift
+        else:
+            yield name, lazy
 
 
 def open_gguf(model_path: str) -> ModelSource:
