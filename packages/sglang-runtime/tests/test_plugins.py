@@ -19,6 +19,11 @@ BUILTINS = {
     plugins.GRAMMAR_BACKENDS: {"xgrammar", "outlines"},
     plugins.SCHEDULE_POLICIES: {"lpm", "fcfs"},
 }
+# fama: Gemma 1/2/3, Command-R, StableLM, OLMo 2
+BUILTINS[plugins.MODELS] |= {
+    "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "CohereForCausalLM",
+    "StableLmForCausalLM", "Olmo2ForCausalLM",
+}
 
 
 def test_direct_registration_lookup_and_unknown_name() -> None:
