@@ -46,8 +46,8 @@ CONFIGS: dict[str, Any] = {
     "stablelm": lambda: transformers.StableLmConfig(
         **SHAPE, partial_rotary_factor=0.25, use_qkv_bias=True
     ),
-    "stablelm_parallel": lambda: transformers.StableLmConfig(
-        **SHAPE, partial_rotary_factor=0.5, use_parallel_residual=True
+    "stablelm_parallel_qknorm": lambda: transformers.StableLmConfig(
+        **SHAPE, partial_rotary_factor=0.5, use_parallel_residual=True, qk_layernorm=True
     ),
     "olmo2": lambda: transformers.Olmo2Config(**SHAPE),
 }

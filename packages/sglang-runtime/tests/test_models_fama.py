@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from sglang.runtime.layers.norm import GemmaRMSNorm, RMSNorm
 from sglang.runtime.loading.loader import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,3 +36,23 @@ def test_prefill_and_cached_prefix_extend(case: Any) -> None:
 
 def test_greedy_16_tokens(case: Any) -> None:
     check_greedy(*case, "torch", steps=16)
+
+
+@pytest.mark.parametrize("name", ["gemma3_window8", "cohere_qknorm", "olmo2"])
+def test_dummy_weights_give_identity_norms(name: str, tmp_path: Path) -> None:
+    """Dummy loads (benchmarks) set every norm to its identity scale: 0 for Gemma's
+    (1 + weight) norms, 1 elsewhere, the per-head and sharded q/k norms included."""
+    config = CONFIGS[name]()
+    config.architectures = [_arch(name)]
+    config.save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), load_format="dummy").model
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    assert len(norms) > 2 * config.num_hidden_layers
+    for m in norms:
+        want = 0.0 if isinstance(m, GemmaRMSNorm) else 1.0
+        assert torch.all(m.weight == want), type(m).__name__
+
+
+def _arch(name: str) -> str:
+    return {"gemma3_window8": "Gemma3ForCausalLM", "cohere_qknorm": "CohereForCausalLM",
+            "olmo2": "Olmo2ForCausalLM"}[name]

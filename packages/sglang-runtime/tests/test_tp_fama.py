@@ -21,7 +21,7 @@ CASES: dict[str, Any] = {
     "gemma3_window8": CONFIGS["gemma3_window8"],
     "gemma2_window8": CONFIGS["gemma2_window8"],
     "cohere_qknorm": CONFIGS["cohere_qknorm"],
-    "stablelm_parallel": CONFIGS["stablelm_parallel"],
+    "stablelm_parallel_qknorm": CONFIGS["stablelm_parallel_qknorm"],
     "olmo2_kv1": lambda: transformers.Olmo2Config(**{**SHAPE, "num_key_value_heads": 1}),
 }
 

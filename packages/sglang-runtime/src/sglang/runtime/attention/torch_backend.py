@@ -186,11 +186,11 @@ class TorchAttentionBackend(AttentionBackend):
         batch.kv_pool.set_kv(layer_id, batch.out_cache_loc, k, v)
         k_cache, v_cache = batch.kv_pool.get_kv(layer_id)
         meta = self._metadata(batch, sliding_window)
-        if self.reduce_in_fp32 and q.dtype != torch.float32:
-            out_dtype = q.dtype
-            q, k_cache, v_cache = q.float(), k_cache.float(), v_cache.float()
-            return self._attend(q, k_cache, v_cache, scale, meta, logit_cap).to(out_dtype)
         return self._attend(q, k_cache, v_cache, scale, meta, logit_cap)
+
+    def _compute_dtype(self, cache: torch.Tensor) -> torch.dtype:
+        # Only the gathered keys and values are upcast, never the whole pool.
+        return torch.float32 if self.reduce_in_fp32 else cache.dtype
 
     def _attend(
         self,
@@ -215,8 +215,9 @@ class TorchAttentionBackend(AttentionBackend):
         cap: float = 0.0,
     ) -> torch.Tensor:
         # [batch, kv_heads, max_len, head_dim]
-        keys = _gather(k_cache, meta.kv_index).transpose(1, 2)
-        values = _gather(v_cache, meta.kv_index).transpose(1, 2)
+        cdt = self._compute_dtype(k_cache)
+        keys = _gather(k_cache, meta.kv_index).transpose(1, 2).to(cdt)
+        values = _gather(v_cache, meta.kv_index).transpose(1, 2).to(cdt)
         batch, num_heads, head_dim = q.shape
         # One query token per request, so the query heads sharing a KV head can ride in the
         # query-length axis: GQA without repeating K/V, and the mask broadcasts over them.
@@ -295,9 +296,10 @@ class TorchAttentionBackend(AttentionBackend):
             if req.end == req.start:
                 continue
             # [1, heads, tokens, head_dim]
-            q_r = q[req.start : req.end].transpose(0, 1).unsqueeze(0).to(k_cache.dtype)
-            k_r = _gather(k_cache, req.kv_index).transpose(0, 1).unsqueeze(0)
-            v_r = _gather(v_cache, req.kv_index).transpose(0, 1).unsqueeze(0)
+            cdt = self._compute_dtype(k_cache)
+            q_r = q[req.start : req.end].transpose(0, 1).unsqueeze(0).to(cdt)
+            k_r = _gather(k_cache, req.kv_index).transpose(0, 1).unsqueeze(0).to(cdt)
+            v_r = _gather(v_cache, req.kv_index).transpose(0, 1).unsqueeze(0).to(cdt)
             if cap > 0:
                 out[req.start : req.end] = self._extend_capped(q_r, k_r, v_r, scale, cap, req)
                 continue

@@ -44,6 +44,8 @@ class GemmaRMSNorm(RMSNorm):
     """Gemma's RMSNorm scales by (1 + weight), in float32 before the cast back (its checkpoints
     store the offset from one, initialised at zero)."""
 
+    dummy_weight = 0.0
+
     def __init__(
         self, hidden_size: int, eps: float = 1e-6, dtype: torch.dtype | None = None
     ) -> None:
@@ -98,7 +100,7 @@ class LayerNorm(RMSNorm):
         return self._norm(summed), summed
 
 
-class ShardedRMSNorm(nn.Module):
+class ShardedRMSNorm(RMSNorm):
     """RMSNorm over a feature axis split across tensor-parallel ranks (OLMo 2's q/k norms over
     the whole projection): this rank holds features [start, start + size) of `full`, and the
     mean square is summed over the ranks. Replicated KV heads are counted on every rank that
@@ -108,14 +110,15 @@ class ShardedRMSNorm(nn.Module):
         self, full: int, start: int, size: int, eps: float = 1e-6,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.full, self.start, self.eps = full, start, eps
-        self.weight = nn.Parameter(torch.ones(size, dtype=dtype), requires_grad=False)
+        super().__init__(size, eps, dtype)
+        self.full, self.start = full, start
 
     def shard_spec(self, param_name: str, shard_id: str | None = None) -> ShardSpec:
         return ShardSpec(self.weight.data, 0, self.start, self.weight.shape[0], self.full)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, residual: None = None
+    ) -> torch.Tensor:
         x32 = x.float()
         if get_tp_size() == 1:
             mean_sq = x32.pow(2).mean(-1, keepdim=True)

@@ -26,7 +26,8 @@ def fill_dummy_weights(model: nn.Module, seed: int = 0, std: float = 0.02) -> No
         for pname, param in module.named_parameters(recurse=False):
             name = f"{path}.{pname}" if path else pname
             if isinstance(module, RMSNorm | nn.LayerNorm) and pname == "weight":
-                param.fill_(1.0)
+                # A norm's identity scale: 0 where it scales by (1 + weight) (Gemma).
+                param.fill_(getattr(module, "dummy_weight", 1.0))
             elif param.dim() == 1:
                 param.zero_()
             elif isinstance(module, MergedLinear):

@@ -17,21 +17,23 @@ from sglang.runtime.models.blocks import ParallelLayer
 from sglang.runtime.models.llama import LlamaAttention, LlamaForCausalLM, head_dim_of
 
 
-class HeadLayerNorm(nn.Module):
+class HeadLayerNorm(LayerNorm):
     """Bias-free LayerNorm over each head with a weight row per head ([heads, head_dim]); this
     rank keeps the rows of its heads, [start, start + heads) of `total`."""
 
     def __init__(
         self, heads: int, head_dim: int, start: int, total: int, eps: float, dtype: torch.dtype
     ) -> None:
-        super().__init__()
-        self.start, self.total, self.eps = start, total, eps
+        super().__init__(head_dim, eps, dtype)
+        self.start, self.total = start, total
         self.weight = nn.Parameter(torch.ones(heads, head_dim, dtype=dtype), requires_grad=False)
 
     def shard_spec(self, param_name: str, shard_id: str | None = None) -> ShardSpec:
         return ShardSpec(self.weight.data, 0, self.start, self.weight.shape[0], self.total)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, residual: None = None
+    ) -> torch.Tensor:
         heads, head_dim = self.weight.shape
         x32 = x.float().view(-1, heads, head_dim)
         out = torch.nn.functional.layer_norm(x32, (head_dim,), None, None, self.eps)

@@ -108,6 +108,8 @@ class Gemma3ForCausalLM(Gemma2ForCausalLM):
     window_pattern = 6
 
     def make_rotary(self, config: Any) -> RotaryEmbedding:
+        if getattr(config, "use_bidirectional_attention", False):
+            raise NotImplementedError("Gemma 3 with bidirectional attention (embedding models)")
         head_dim, max_pos = head_dim_of(config), config.max_position_embeddings
         self.local_rotary = RotaryEmbedding(head_dim, max_pos, gemma3_rope(config, SLIDING))
         return RotaryEmbedding(head_dim, max_pos, gemma3_rope(config, FULL))
