@@ -5,6 +5,7 @@ here independently; special tokens numbered after the ranks; the loader picks it
 from __future__ import annotations
 
 import base64
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import regex
 
 from sglang.runtime.loading.qwen_tokenizer import PATTERN, SPECIAL, qwen_tokenizer
 from sglang.runtime.loading.source import load_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 MERGED = [b"th", b"he", b"the", b" t", b" the", b"in", b"ing", b"an", b"and", b" a", b"12",
           b"on", b"'t", b"\n\n", b"me", b"th" + b"in", b"hing", b"thing"]
@@ -64,3 +67,16 @@ def test_special_tokens_and_loader(folder: Path) -> None:
     assert ids == [n + 1, _ranks()[b"the"], n + 2, n]
     assert tok.convert_tokens_to_ids(SPECIAL[-1]) == n + len(SPECIAL) - 1
     assert tok.eos_token_id == n
+
+
+def test_qwen_config_takes_eos_from_the_tokenizer(folder: Path) -> None:
+    import json
+
+    from qwen1_reference import RAW_CONFIG
+
+    from sglang.runtime.loading.loader import load_model_config
+
+    (folder / "config.json").write_text(json.dumps(RAW_CONFIG))
+    n = len(_ranks())
+    # <|endoftext|> and <|im_end|>: config.json names none.
+    assert load_model_config(str(folder)).eos_token_ids == (n, n + 2)

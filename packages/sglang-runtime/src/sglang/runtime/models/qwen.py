@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from sglang.runtime.loading.qwen_tokenizer import TIKTOKEN_FILE
 from sglang.runtime.loading.source import ConfigAdaptation, LazyWeight
 from sglang.runtime.models.llama import LlamaForCausalLM
 from sglang.runtime.models.weight_utils import split_fused
@@ -67,11 +68,22 @@ def adapt_config(folder: Path, raw: dict[str, Any]) -> ConfigAdaptation:
             "partial_rotary_factor": float(raw.get("rotary_pct", 1.0)),
         },
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        eos_token_id=raw.get("eos_token_id"),
+        eos_token_id=raw.get("eos_token_id") or _eos_from_tokenizer(folder),
         bos_token_id=raw.get("bos_token_id"),
     )
     config.architectures = ["QWenLMHeadModel"]
     return ConfigAdaptation(config=config)
+
+
+def _eos_from_tokenizer(folder: Path) -> list[int] | None:
+    """Qwen's config.json names no EOS; its tokenizer numbers <|endoftext|>, <|im_start|>,
+    <|im_end|> right after the BPE ranks. Ending on <|endoftext|> or <|im_end|> covers base
+    and chat models."""
+    path = Path(folder) / TIKTOKEN_FILE
+    if not path.is_file():
+        return None
+    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    return [n, n + 2]
 
 
 def _renamed(named_tensors: Iterable[Named]) -> Iterator[Named]:
