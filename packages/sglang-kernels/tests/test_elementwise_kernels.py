@@ -154,7 +154,7 @@ def test_llama3_inv_freq_bands():
     torch.testing.assert_close(rope_inv_freq(dim, base, {"type": "linear", "factor": 2.0}),
                                rope_inv_freq(dim, base) / 2)
     with pytest.raises(NotImplementedError):
-        rope_inv_freq(dim, base, {"rope_type": "yarn"})
+        rope_inv_freq(dim, base, {"rope_type": "nope"})
 
 
 def test_cos_sin_cache_layout():

@@ -28,6 +28,10 @@ BUILTINS[plugins.MODELS] |= {
     "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "CohereForCausalLM",
     "StableLmForCausalLM", "Olmo2ForCausalLM",
 }
+# issue 18, group famb: Qwen (1), Qwen3 dense, Phi-3/Phi-4, Granite
+BUILTINS[plugins.MODELS] |= {
+    "QWenLMHeadModel", "Qwen3ForCausalLM", "Phi3ForCausalLM", "GraniteForCausalLM",
+}
 
 
 def test_direct_registration_lookup_and_unknown_name() -> None:

@@ -1,10 +1,9 @@
-"""Rotary position embeddings: the cos/sin table (with Llama-3 and linear scaling) and an
+"""Rotary position embeddings: the cos/sin table (scaled by `rope_scaling`'s rules) and an
 in-place Triton kernel for the neox (rotate halves) and gptj (rotate pairs) layouts."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,44 +12,20 @@ import triton.language as tl
 
 from sglang.kernels._triton import check_device, interpreting, next_pow2, pdl_args, pdl_enter
 from sglang.kernels.kv_store import check_kv_shapes
-
-
-def _llama3(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
-    # Llama 3.1 long-context scaling: wavelengths longer than the original context divided by
-    # low_freq_factor are slowed by `factor`, those shorter than it over high_freq_factor are
-    # kept, and the band between is interpolated.
-    factor = float(scaling["factor"])
-    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
-    old_len = float(scaling["original_max_position_embeddings"])
-    wavelen = 2 * math.pi / inv_freq
-    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
-    smooth = (old_len / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
-    return torch.where(is_medium, smoothed, scaled)
-
-
-_SCALINGS: dict[str, Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]] = {
-    "default": lambda inv_freq, _: inv_freq,
-    "linear": lambda inv_freq, s: inv_freq / float(s["factor"]),
-    "llama3": _llama3,
-}
+from sglang.kernels.rope_scaling import rope_angles, rope_frequencies
 
 
 def rope_inv_freq(
-    rotary_dim: int, base: float, rope_scaling: Mapping[str, Any] | None = None
+    rotary_dim: int,
+    base: float,
+    rope_scaling: Mapping[str, Any] | None = None,
+    max_position: int | None = None,
 ) -> torch.Tensor:
     """``[rotary_dim // 2]`` fp32 inverse frequencies ``base ** (-2i / rotary_dim)``, scaled as
-    ``rope_scaling`` says (an HF ``rope_scaling`` dict: ``rope_type`` or ``type`` in
-    ``default``, ``linear`` (``factor``), ``llama3`` (``factor``, ``low_freq_factor``,
-    ``high_freq_factor``, ``original_max_position_embeddings``))."""
-    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
-    inv_freq = 1.0 / (float(base) ** exponents)
-    scaling = dict(rope_scaling or {})
-    rope_type = scaling.get("rope_type") or scaling.get("type") or "default"
-    if rope_type not in _SCALINGS:
-        raise NotImplementedError(f"rope type {rope_type!r} (supported: {sorted(_SCALINGS)})")
-    return _SCALINGS[rope_type](inv_freq, scaling)
+    ``rope_scaling`` says (an HF ``rope_scaling`` dict; the rules live in
+    `sglang.kernels.rope_scaling`: default, linear, dynamic, yarn, llama3, longrope). For
+    longrope these are the short-context frequencies; `rope_frequencies` has the rest."""
+    return rope_frequencies(rotary_dim, base, rope_scaling, max_position).inv_freq
 
 
 def rope_cos_sin_cache(
@@ -64,12 +39,12 @@ def rope_cos_sin_cache(
 ) -> torch.Tensor:
     """``[max_position, rotary_dim]`` table: row ``p`` is ``cos(p * inv_freq)`` followed by
     ``sin(p * inv_freq)`` (each ``rotary_dim // 2`` wide). Angles are computed in fp32, then
-    cast to ``dtype``. ``rotary_dim <= head_dim``; dims past ``rotary_dim`` are not rotated."""
+    cast to ``dtype`` (YaRN/longrope attention factors folded in). ``rotary_dim <= head_dim``; dims past ``rotary_dim`` are not rotated."""
     if rotary_dim > head_dim or rotary_dim % 2:
         raise ValueError(f"rotary_dim={rotary_dim} must be even and <= head_dim={head_dim}")
-    inv_freq = rope_inv_freq(rotary_dim, base, rope_scaling)
-    freqs = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
-    return torch.cat((freqs.cos(), freqs.sin()), dim=-1).to(dtype=dtype, device=device)
+    freqs = rope_frequencies(rotary_dim, base, rope_scaling, max_position)
+    cos, sin = rope_angles(freqs, max_position)
+    return torch.cat((cos, sin), dim=-1).to(dtype=dtype, device=device)
 
 
 @triton.jit

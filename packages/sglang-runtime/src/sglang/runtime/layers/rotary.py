@@ -27,6 +27,10 @@ def rope_parameters(config: Any) -> dict[str, Any]:
     if "rope_theta" not in params:
         params["rope_theta"] = getattr(config, "rope_theta", 10000.0)
     params["rope_type"] = params.get("rope_type") or params.get("type") or "default"
+    # Phi-3 keeps the pretraining length next to the rope dict, not in it.
+    original = getattr(config, "original_max_position_embeddings", None)
+    if original is not None:
+        params.setdefault("original_max_position_embeddings", original)
     return params
 
 
@@ -39,14 +43,17 @@ class RotaryEmbedding(nn.Module):
         # False: GPT-J/Cohere layout, rotating the pairs (2i, 2i + 1) instead of the halves.
         self.is_neox = is_neox
         self.rotary_dim = int(head_dim * params.get("partial_rotary_factor", 1.0))
-        # The kernel library owns the scaling rules (default, linear, llama3): one definition.
-        inv_freq = kernels.rope_inv_freq(self.rotary_dim, float(params["rope_theta"]), params)
-        freqs = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
+        # The kernel library owns the scaling rules (default, linear, dynamic, yarn, llama3,
+        # longrope) and folds YaRN's / longrope's attention factor into the tables.
+        freqs = kernels.rope_frequencies(
+            self.rotary_dim, float(params["rope_theta"]), params, max_position
+        )
+        cos, sin = kernels.rope_angles(freqs, max_position)
         # Half-width tables: both halves of a head use the same angles.
-        self.register_buffer("cos", freqs.cos(), persistent=False)
-        self.register_buffer("sin", freqs.sin(), persistent=False)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
         # The same angles as one [max_position, rotary_dim] table for the CUDA kernel.
-        self.register_buffer("cos_sin", torch.cat((freqs.cos(), freqs.sin()), -1), persistent=False)
+        self.register_buffer("cos_sin", torch.cat((cos, sin), -1), persistent=False)
 
     @classmethod
     def from_config(cls, config: Any, head_dim: int, is_neox: bool = True) -> RotaryEmbedding:

@@ -1,7 +1,8 @@
 """llama.cpp GGUF files: config from metadata, tensors dequantized to float32, HF names.
+Per-architecture details (config fields, tensor names) live in `gguf_arch`.
 
-llama.cpp's converter reorders the rows of attn_q/attn_k within each head from HF's
-"two halves" RoPE layout to interleaved pairs: HF row (h, half, j) is stored at GGUF row
+For `llama` files, llama.cpp's converter reorders the rows of attn_q/attn_k within each head
+from HF's "two halves" RoPE layout to interleaved pairs: HF row (h, half, j) is stored at GGUF row
 (h, j, half). `_unpermute` applies the inverse so our neox-style rotary sees HF's layout.
 """
 
@@ -14,76 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from sglang.runtime.loading.gguf_arch import (
+    GLOBAL_NAMES,
+    GGUFArch,
+    Metadata,
+    arch_of,
+    gguf_config,
+)
 from sglang.runtime.loading.source import ModelSource, NamedTensors, load_tokenizer
 
-_MISSING = object()
-
-# GGUF name (blk.N. prefix removed) -> HF name (under model.layers.N. for per-layer tensors).
-_GLOBAL_NAMES = {
-    "token_embd": "model.embed_tokens",
-    "output_norm": "model.norm",
-    "output": "lm_head",
-}
-_LAYER_NAMES = {
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
-
-
-def _field(reader: Any, key: str, default: Any = _MISSING) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        if default is _MISSING:
-            raise KeyError(f"GGUF metadata lacks {key!r}")
-        return default
-    return field.contents()
-
-
-def gguf_config(reader: Any) -> Any:
-    """A transformers LlamaConfig equivalent to the file's llama.* metadata."""
-    from transformers import LlamaConfig
-
-    arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise NotImplementedError(f"GGUF architecture {arch!r} is not supported (only 'llama')")
-    tensor_names = {t.name for t in reader.tensors}
-    scaling = _field(reader, "llama.rope.scaling.type", "none")
-    if "rope_freqs.weight" in tensor_names or scaling not in ("none", ""):
-        raise NotImplementedError("GGUF files with RoPE scaling are not supported yet")
-
-    def meta(key: str, default: Any = _MISSING) -> Any:
-        return _field(reader, f"llama.{key}", default)
-
-    hidden, heads = int(meta("embedding_length")), int(meta("attention.head_count"))
-    # `data` indexes the array's items; decoding ~50k token strings just to count them is slow.
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab_size = len(tokens.data) if tokens is not None else int(meta("vocab_size"))
-    return LlamaConfig(
-        architectures=["LlamaForCausalLM"],
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=int(meta("feed_forward_length")),
-        num_hidden_layers=int(meta("block_count")),
-        num_attention_heads=heads,
-        num_key_value_heads=int(meta("attention.head_count_kv", heads)),
-        head_dim=int(meta("attention.key_length", hidden // heads)),
-        rms_norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=float(meta("rope.freq_base", 10000.0)),
-        max_position_embeddings=int(meta("context_length", 4096)),
-        # No separate output matrix means the LM head reuses the embeddings.
-        tie_word_embeddings="output.weight" not in tensor_names,
-        bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id", None),
-        eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id", None),
-        pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id", None),
-    )
 
 
 def _unpermute(w: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -92,17 +33,18 @@ def _unpermute(w: torch.Tensor, num_heads: int) -> torch.Tensor:
     return w.reshape(num_heads, -1, 2, *rest).transpose(1, 2).reshape(w.shape)
 
 
-def hf_name(gguf_name: str) -> str:
+def hf_name(gguf_name: str, arch: GGUFArch) -> str:
     match = _LAYER_RE.fullmatch(gguf_name)
+    names = arch.names()
     if match:
         layer, kind, suffix = match.groups()
-        if kind not in _LAYER_NAMES:
-            raise KeyError(f"unknown GGUF tensor {gguf_name!r}")
-        return f"model.layers.{layer}.{_LAYER_NAMES[kind]}.{suffix}"
+        if kind not in names:
+            raise KeyError(f"unknown {arch.model_type} GGUF tensor {gguf_name!r}")
+        return f"model.layers.{layer}.{names[kind]}.{suffix}"
     base, _, suffix = gguf_name.rpartition(".")
-    if base not in _GLOBAL_NAMES:
-        raise KeyError(f"unknown GGUF tensor {gguf_name!r}")
-    return f"{_GLOBAL_NAMES[base]}.{suffix}"
+    if base not in GLOBAL_NAMES:
+        raise KeyError(f"unknown {arch.model_type} GGUF tensor {gguf_name!r}")
+    return f"{GLOBAL_NAMES[base]}.{suffix}"
 
 
 class LazyGGUFTensor:
@@ -138,15 +80,22 @@ class LazyGGUFTensor:
         return rows if self._heads is None else _unpermute(rows, length // head_rows)
 
 
-def _iter_tensors(reader: Any, config: Any) -> NamedTensors:
+def _iter_tensors(reader: Any, config: Any, arch: GGUFArch) -> NamedTensors:
     for tensor in reader.tensors:
-        name = hf_name(tensor.name)
+        if tensor.name in arch.config_tensors:
+            continue  # already read into the config's rope parameters
+        name = hf_name(tensor.name, arch)
         heads = None
-        if ".q_proj." in name:
+        if arch.permuted_qk and ".q_proj." in name:
             heads = config.num_attention_heads
-        elif ".k_proj." in name:
+        elif arch.permuted_qk and ".k_proj." in name:
             heads = config.num_key_value_heads
-        yield name, LazyGGUFTensor(tensor, heads)
+        lazy = LazyGGUFTensor(tensor, heads)
+        if arch.norm_shift and name.endswith("norm.weight"):
+            # Replicated vectors, small: shifted back to HF's (1 + w) convention here.
+            yield name, lazy.load() - arch.norm_shift
+        else:
+            yield name, lazy
 
 
 def open_gguf(model_path: str) -> ModelSource:
@@ -161,9 +110,11 @@ def open_gguf(model_path: str) -> ModelSource:
     if gguf_moe.is_moe_gguf(reader):  # issue 18 (moe): Mixtral-as-llama, qwen2moe, qwen3moe
         return gguf_moe.open_moe_gguf(reader, path)
     config = gguf_config(reader)
+    arch = arch_of(Metadata(reader))
     return ModelSource(
         config=config,
         load_tokenizer=lambda: load_tokenizer(path),
-        iter_weights=lambda: _iter_tensors(reader, config),
-        count_tensors=lambda: len(reader.tensors),
+        iter_weights=lambda: _iter_tensors(reader, config, arch),
+        count_tensors=lambda: len(reader.tensors) - len(arch.config_tensors & {
+            t.name for t in reader.tensors}),
     )

@@ -81,7 +81,20 @@ def load_tokenizer(path: str | Path) -> Any:
     path = Path(path)
     if path.suffix == ".gguf" and path.is_file():
         return _gguf_tokenizer(path)
+    for file_name, build in _TOKENIZER_FILES.items():
+        if (path / file_name).is_file():
+            return build(path)
     return AutoTokenizer.from_pretrained(str(path))
+
+
+def _qwen_tokenizer(folder: Path) -> Any:
+    from sglang.runtime.loading.qwen_tokenizer import qwen_tokenizer
+
+    return qwen_tokenizer(folder)
+
+
+# Tokenizer files that AutoTokenizer reads only through a checkpoint's remote code.
+_TOKENIZER_FILES: dict[str, Callable[[Path], Any]] = {"qwen.tiktoken": _qwen_tokenizer}
 
 
 def _gguf_tokenizer(path: Path) -> Any:

@@ -18,6 +18,7 @@ from sglang.runtime.layers.rotary import RotaryEmbedding, rope_parameters
 from sglang.runtime.layers.vocab_parallel import VocabParallelEmbedding
 from sglang.runtime.models.blocks import SandwichNormLayer
 from sglang.runtime.models.llama import LlamaAttention, LlamaForCausalLM, LlamaMLP, head_dim_of
+from sglang.runtime.models.qk_norm import PerHeadQKNormAttention
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -85,21 +86,10 @@ class Gemma2ForCausalLM(GemmaForCausalLM):
         return LogitsProcessor(config.vocab_size, soft_cap=cap)
 
 
-class Gemma3Attention(LlamaAttention):
+class Gemma3Attention(PerHeadQKNormAttention):
     """Gemma 2's attention with each head's queries and keys RMS-normalised before the rope."""
 
-    def __init__(
-        self, config: Any, layer_id: int, rotary: RotaryEmbedding, dtype: torch.dtype,
-        qkv_bias: bool, **kwargs: Any,
-    ) -> None:
-        super().__init__(config, layer_id, rotary, dtype, qkv_bias, **kwargs)
-        self.q_norm = GemmaRMSNorm(self.head_dim, config.rms_norm_eps, dtype)
-        self.k_norm = GemmaRMSNorm(self.head_dim, config.rms_norm_eps, dtype)
-
-    def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.q_norm(q.reshape(-1, self.num_heads, self.head_dim))
-        k = self.k_norm(k.reshape(-1, self.num_kv_heads, self.head_dim))
-        return q.flatten(1), k.flatten(1)
+    norm_cls = GemmaRMSNorm
 
 
 def gemma3_rope(config: Any, layer_type: str) -> dict[str, Any]:

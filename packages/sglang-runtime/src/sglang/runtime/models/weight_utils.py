@@ -4,7 +4,7 @@ and only that slice is read and copied."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -124,3 +124,29 @@ def _expected_names(model: nn.Module) -> set[str]:
         else:
             expected.add(name)
     return expected
+
+
+# A fused checkpoint tensor's leaf module name -> its row blocks (HF leaf name, rows) in order.
+SplitTable = Mapping[str, list[tuple[str, int]]]
+
+
+def split_fused(
+    named_tensors: Iterable[tuple[str, torch.Tensor | LazyWeight]], table: SplitTable
+) -> Iterator[tuple[str, torch.Tensor | LazyWeight]]:
+    """Cut checkpoint tensors that hold several projections along their rows (Phi-3's
+    `qkv_proj`/`gate_up_proj`, Qwen's `c_attn`) into the separate HF names, which `fused`
+    tables then route to this rank's slice. Other tensors pass through untouched."""
+    for name, tensor in named_tensors:
+        module_path, _, param_name = name.rpartition(".")
+        parent, _, leaf = module_path.rpartition(".")
+        blocks = table.get(leaf)
+        if blocks is None:
+            yield name, tensor
+            continue
+        total = sum(rows for _, rows in blocks)
+        if tensor.shape[0] != total:
+            raise ValueError(f"{name}: {tensor.shape[0]} rows, expected {total} ({blocks})")
+        start = 0
+        for part, rows in blocks:
+            yield f"{parent}.{part}.{param_name}", tensor.narrow(0, start, rows)
+            start += rows
