@@ -35,6 +35,16 @@ GLOBAL_NAMES = {
 }
 
 
+def read_field(reader: Any, key: str, default: Any = _MISSING) -> Any:
+    """A metadata field of a GGUF reader; KeyError naming it when absent and no default."""
+    found = reader.fields.get(key)
+    if found is None:
+        if default is _MISSING:
+            raise KeyError(f"GGUF metadata lacks {key!r}")
+        return default
+    return found.contents()
+
+
 class Metadata:
     """The reader's fields under the file's architecture prefix, and its RoPE tensors."""
 
@@ -44,12 +54,7 @@ class Metadata:
         self.tensor_names = {t.name for t in reader.tensors}
 
     def field(self, key: str, default: Any = _MISSING) -> Any:
-        found = self.reader.fields.get(key)
-        if found is None:
-            if default is _MISSING:
-                raise KeyError(f"GGUF metadata lacks {key!r}")
-            return default
-        return found.contents()
+        return read_field(self.reader, key, default)
 
     def __call__(self, key: str, default: Any = _MISSING) -> Any:
         return self.field(f"{self.arch}.{key}", default)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang.runtime.loading import gguf_loader
+from sglang.runtime.loading.gguf_arch import _MISSING, GGUFArch, read_field
 from sglang.runtime.loading.source import ModelSource, NamedTensors, load_tokenizer
 
 # Per-layer GGUF names beyond the dense Llama ones; "{gate}" etc. are the family's expert leaves.
@@ -35,6 +36,10 @@ _MOE_LAYER_NAMES = {
 # Older llama.cpp Mixtral files hold one tensor per expert: blk.N.ffn_gate.E.weight.
 _PER_EXPERT = re.compile(r"blk\.(\d+)\.ffn_(gate|up|down)\.(\d+)\.weight")
 _QWEN_LEAVES = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
+
+
+# The attention, norm and global tensors: named as in every dense GGUF file.
+_DENSE_NAMES = GGUFArch(architecture="", model_type="MoE")
 
 
 @dataclass(frozen=True)
@@ -61,20 +66,20 @@ FORMATS: dict[str, MoeFormat] = {
 
 
 def is_moe_gguf(reader: Any) -> bool:
-    arch = gguf_loader._field(reader, "general.architecture")
+    arch = read_field(reader, "general.architecture")
     if arch not in FORMATS:
         return False
-    return int(gguf_loader._field(reader, f"{arch}.expert_count", 0) or 0) > 0
+    return int(read_field(reader, f"{arch}.expert_count", 0) or 0) > 0
 
 
 def moe_config(reader: Any) -> Any:
     import transformers
 
-    arch = gguf_loader._field(reader, "general.architecture")
+    arch = read_field(reader, "general.architecture")
     fmt = FORMATS[arch]
 
-    def meta(key: str, default: Any = gguf_loader._MISSING) -> Any:
-        return gguf_loader._field(reader, f"{arch}.{key}", default)
+    def meta(key: str, default: Any = _MISSING) -> Any:
+        return read_field(reader, f"{arch}.{key}", default)
 
     names = {t.name for t in reader.tensors}
     router = re.compile(r"blk\.(\d+)\.ffn_gate_inp\.weight")
@@ -96,8 +101,8 @@ def moe_config(reader: Any) -> Any:
         max_position_embeddings=int(meta("context_length", 4096)),
         tie_word_embeddings="output.weight" not in names,
         num_experts_per_tok=int(meta("expert_used_count")),
-        bos_token_id=gguf_loader._field(reader, "tokenizer.ggml.bos_token_id", None),
-        eos_token_id=gguf_loader._field(reader, "tokenizer.ggml.eos_token_id", None),
+        bos_token_id=read_field(reader, "tokenizer.ggml.bos_token_id", None),
+        eos_token_id=read_field(reader, "tokenizer.ggml.eos_token_id", None),
     )
     experts = int(meta("expert_count"))
     if fmt.qwen:
@@ -125,7 +130,7 @@ def _hf_name(gguf_name: str, fmt: MoeFormat) -> str:
     if match and match.group(2) in _MOE_LAYER_NAMES:
         layer, kind, suffix = match.groups()
         return f"model.layers.{layer}.{_MOE_LAYER_NAMES[kind].format(**fmt.leaves)}.{suffix}"
-    return gguf_loader.hf_name(gguf_name)
+    return gguf_loader.hf_name(gguf_name, _DENSE_NAMES)
 
 
 def _iter_tensors(reader: Any, config: Any, fmt: MoeFormat) -> NamedTensors:
@@ -147,7 +152,7 @@ def _iter_tensors(reader: Any, config: Any, fmt: MoeFormat) -> NamedTensors:
 
 
 def open_moe_gguf(reader: Any, path: Path) -> ModelSource:
-    fmt = FORMATS[gguf_loader._field(reader, "general.architecture")]
+    fmt = FORMATS[read_field(reader, "general.architecture")]
     config = moe_config(reader)
     return ModelSource(
         config=config,
