@@ -127,3 +127,12 @@ class ShardedRMSNorm(RMSNorm):
             stats = all_reduce(torch.cat((x32.pow(2).sum(-1, keepdim=True), count), -1))
             mean_sq = stats[..., :1] / stats[..., 1:]
         return (self.weight * (x32 * torch.rsqrt(mean_sq + self.eps)).to(x.dtype))
+
+
+def head_layer_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Bias-free LayerNorm of each head of x ([tokens, heads * head_dim]) in float32, scaled by
+    that head's row of `weight` ([heads, head_dim]): Command R+'s and StableLM's q/k norms."""
+    heads, head_dim = weight.shape
+    out = torch.nn.functional.layer_norm(x.float().view(-1, heads, head_dim), (head_dim,),
+                                         None, None, eps)
+    return (out * weight.float()).to(x.dtype).flatten(1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sglang.runtime.models.llama import LlamaAttention, NormFactory
+from sglang.runtime.models.llama import LlamaAttention, NormFactory, add_and_norm
 
 
 class SandwichNormLayer(nn.Module):
@@ -27,10 +27,7 @@ class SandwichNormLayer(nn.Module):
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if residual is None:
-            residual, x = x, self.input_layernorm(x)
-        else:
-            x, residual = self.input_layernorm(x, residual)
+        x, residual = add_and_norm(self.input_layernorm, x, residual)
         x = self.post_attention_layernorm(self.self_attn(positions, x))
         x, residual = self.pre_feedforward_layernorm(x, residual)
         return self.post_feedforward_layernorm(self.mlp(x)), residual
@@ -68,8 +65,5 @@ class ParallelLayer(nn.Module):
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if residual is None:
-            residual, x = x, self.input_layernorm(x)
-        else:
-            x, residual = self.input_layernorm(x, residual)
+        x, residual = add_and_norm(self.input_layernorm, x, residual)
         return self.self_attn(positions, x) + self.mlp(x), residual

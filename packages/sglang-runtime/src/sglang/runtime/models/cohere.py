@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sglang.runtime.layers.logits import LogitsProcessor
-from sglang.runtime.layers.norm import LayerNorm
+from sglang.runtime.layers.norm import LayerNorm, head_layer_norm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.layers.sharding import ShardSpec
 from sglang.runtime.models.blocks import ParallelLayer
@@ -34,10 +34,7 @@ class HeadLayerNorm(LayerNorm):
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, residual: None = None
     ) -> torch.Tensor:
-        heads, head_dim = self.weight.shape
-        x32 = x.float().view(-1, heads, head_dim)
-        out = torch.nn.functional.layer_norm(x32, (head_dim,), None, None, self.eps)
-        return (out * self.weight.float()).to(x.dtype).flatten(1)
+        return head_layer_norm(x, self.weight, self.eps)
 
 
 class CohereAttention(LlamaAttention):

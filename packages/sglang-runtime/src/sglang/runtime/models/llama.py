@@ -98,6 +98,16 @@ class LlamaMLP(nn.Module):
 NormFactory = Callable[[], nn.Module]
 
 
+def add_and_norm(
+    norm: nn.Module, x: torch.Tensor, residual: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(x + residual), x + residual); the first block has no residual yet (x is it)."""
+    if residual is None:
+        return norm(x), x
+    out: tuple[torch.Tensor, torch.Tensor] = norm(x, residual)
+    return out
+
+
 class LlamaDecoderLayer(nn.Module):
     """Pre-norm block. Layers pass (x, residual) on, the hidden state being their sum, so each
     norm can fuse the residual add that precedes it."""
@@ -112,10 +122,7 @@ class LlamaDecoderLayer(nn.Module):
     def forward(
         self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if residual is None:
-            residual, x = x, self.input_layernorm(x)
-        else:
-            x, residual = self.input_layernorm(x, residual)
+        x, residual = add_and_norm(self.input_layernorm, x, residual)
         x = self.self_attn(positions, x)
         x, residual = self.post_attention_layernorm(x, residual)
         return self.mlp(x), residual

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sglang.runtime.layers.norm import LayerNorm
+from sglang.runtime.layers.norm import LayerNorm, head_layer_norm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.models.blocks import ParallelLayer
 from sglang.runtime.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM
@@ -40,9 +40,7 @@ class PerHeadLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = torch.stack([self.norms[self.start + h].weight for h in range(self.heads)])
-        x32 = x.float().view(-1, self.heads, self.head_dim)
-        out = torch.nn.functional.layer_norm(x32, (self.head_dim,), None, None, self.eps)
-        return (out * weight.float()).to(x.dtype).flatten(1)
+        return head_layer_norm(x, weight, self.eps)
 
 
 class StableLmAttention(LlamaAttention):
