@@ -15,8 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gguf_writers import write_gguf  # noqa: E402
 from qwen1_reference import save_qwen_reference  # noqa: E402
-from test_models_famb import CONFIGS, save_hf_model  # noqa: E402
+from test_models_famb import CONFIGS  # noqa: E402
 from test_models_tiny import _save_tokenizer  # noqa: E402
+from tiny_models import save_hf_model  # noqa: E402
 
 NEW = 10
 PROMPTS = [[5, 17, 3, 99, 120], [42], [7, 7, 8, 150, 2, 64, 33, 1]]

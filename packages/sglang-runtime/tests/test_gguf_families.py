@@ -21,10 +21,10 @@ from batch_helpers import ToyKV, make_runner  # noqa: E402
 from fama_parity import save_reference  # noqa: E402
 from gguf_writers import BOS, EOS, llama3_rope_factors, write_gguf  # noqa: E402
 from test_models_famb import CONFIGS as FAMB_CONFIGS  # noqa: E402
-from test_models_famb import save_hf_model  # noqa: E402
 from test_models_tiny import CONFIGS as TINY_CONFIGS  # noqa: E402
 from test_models_tiny import SHAPE as TINY_SHAPE  # noqa: E402
 from test_models_tiny import _prompts, _save_tokenizer  # noqa: E402
+from tiny_models import save_hf_model  # noqa: E402
 
 ATOL = 1e-4
 GEMMA = dict(TINY_SHAPE, head_dim=16)

@@ -6,7 +6,6 @@ greedy tokens per prompt."""
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from test_models_tiny import (  # noqa: E402, F401 - collected here with this fi
     test_prefill_ragged_batch,
     test_prefix_cached_extend,
 )
+from tiny_models import save_hf_model  # noqa: E402
 
 PHI3_HEAD = SHAPE["hidden_size"] // SHAPE["num_attention_heads"]
 PHI3_ROT = PHI3_HEAD // 2  # partial_rotary_factor 0.5
@@ -51,21 +51,6 @@ CONFIGS: dict[str, Any] = {
     ),
     "qwen1": None,  # remote-code checkpoint: see qwen1_reference
 }
-
-
-def save_hf_model(config: Any, folder: Path) -> Any:
-    """The reference model of `config` with O(1)-scale random weights, saved to `folder`."""
-    torch.manual_seed(0)
-    ref = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for pname, p in ref.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
-            else:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in pname
-                        else 0.1 * torch.randn_like(p))
-    ref.eval().save_pretrained(folder)
-    return ref
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))

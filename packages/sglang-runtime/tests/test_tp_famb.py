@@ -15,9 +15,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gguf_writers import write_gguf  # noqa: E402
 from qwen1_reference import save_qwen_reference  # noqa: E402
-from test_models_famb import CONFIGS, save_hf_model  # noqa: E402
+from test_models_famb import CONFIGS  # noqa: E402
 from test_models_tiny import CONFIGS as TINY_CONFIGS  # noqa: E402
 from test_models_tiny import _save_tokenizer  # noqa: E402
+from tiny_models import save_hf_model  # noqa: E402
 from tp_workers import many_model_logits, run_on_ranks  # noqa: E402
 
 HF_CASES = ["qwen3", "phi3_longrope", "granite"]

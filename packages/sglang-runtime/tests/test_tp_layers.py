@@ -5,7 +5,6 @@ dummy weights; plus the head-split rules."""
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import save_hf_model  # noqa: E402
 from tp_workers import many_model_logits, run_on_ranks  # noqa: E402
 
 from sglang.runtime.layers.sharding import HeadSplit, even_range  # noqa: E402
@@ -51,17 +51,8 @@ def _save_tokenizer(folder: Path, vocab: int) -> None:
 
 def _checkpoint(name: str, root: Path) -> str:
     config = CONFIGS[name]()
-    torch.manual_seed(0)
-    ref = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for pname, p in ref.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
-            else:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in pname
-                        else 0.1 * torch.randn_like(p))
     folder = root / name
-    ref.save_pretrained(folder)
+    save_hf_model(config, folder)
     _save_tokenizer(folder, config.vocab_size)
     return str(folder)
 

@@ -34,3 +34,21 @@ def save_tiny_model(
         folder
     )
     return str(folder)
+
+
+def save_hf_model(config: Any, folder: Path) -> Any:
+    """The reference model of `config` with O(1)-scale random weights, norm scales and biases
+    included (near 1 and 0), saved to `folder`."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for pname, p in ref.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
+            else:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in pname
+                        else 0.1 * torch.randn_like(p))
+    ref.eval().save_pretrained(folder)
+    return ref

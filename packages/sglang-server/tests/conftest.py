@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from live_server import LiveServer, launch
+from live_server import LiveServer, launch, wait_idle
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,13 @@ def live_server() -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fresh(server: LiveServer) -> Iterator[LiveServer]:
+    """The test module's own `server` with an empty prefix cache; once the test is done the
+    server must be idle again and pass the KV integrity check."""
+    with server.client() as c:
+        assert c.post("/flush_cache").status_code == 200
+    yield server
+    wait_idle(server)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_server import LiveServer, launch, wait_idle
+from live_server import LiveServer, launch
 from test_server_multimodal import RUNTIME_TESTS, write_toy_dist
 
 sys.path.insert(0, str(RUNTIME_TESTS))
@@ -52,14 +52,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture
-def fresh(server: LiveServer) -> Iterator[LiveServer]:
-    with server.client() as c:
-        assert c.post("/flush_cache").status_code == 200
-    yield server
-    wait_idle(server)
 
 
 def chat_body(content: Any, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_server import LiveServer, launch, wait_idle
+from live_server import LiveServer, launch
 
 from sglang.protocol.generate import GenerateReqInput
 
@@ -56,15 +56,6 @@ def server(toy_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture
-def fresh(server: LiveServer) -> Iterator[LiveServer]:
-    """An empty prefix cache; the KV integrity check must pass once the test is done."""
-    with server.client() as c:
-        assert c.post("/flush_cache").status_code == 200
-    yield server
-    wait_idle(server)
 
 
 def post(server: LiveServer, body: dict[str, Any]) -> Any:

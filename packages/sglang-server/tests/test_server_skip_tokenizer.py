@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from live_server import LiveServer, launch
+from tiny_models import save_tiny_model
 
 VOCAB = 96
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    import torch
     import transformers
 
     folder: Path = tmp_path_factory.mktemp("no-tokenizer")
@@ -23,8 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
         architectures=["LlamaForCausalLM"],
     )
-    torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    save_tiny_model(config, folder, with_tokenizer=False)
     srv = launch("--model-path", str(folder), "--skip-tokenizer-init", "--device", "cpu",
                  "--max-total-tokens", "4096")
     yield srv

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from live_server import LiveServer, launch, metric, wait_idle
+from tiny_models import save_tiny_model
 
 VOCAB = 96
 POOL = 64
@@ -18,7 +19,6 @@ POOL = 64
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    import torch
     import transformers
 
     folder: Path = tmp_path_factory.mktemp("small-pool")
@@ -27,8 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
         architectures=["LlamaForCausalLM"],
     )
-    torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    save_tiny_model(config, folder, with_tokenizer=False)
     srv = launch("--model-path", str(folder), "--skip-tokenizer-init", "--device", "cpu",
                  "--max-total-tokens", str(POOL), "--init-new-token-ratio", "0.1",
                  "--min-new-token-ratio", "0.05")

@@ -68,6 +68,13 @@ def _llama3(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
     return RopeFrequencies(torch.where(is_medium, smoothed, scaled))
 
 
+def _context_factor(s: Mapping[str, Any], max_pos: int | None, old_len: float, rule: str) -> float:
+    """The config's `factor`, else how far max_position_embeddings stretches the original
+    context (YaRN and longrope configs may leave the factor out)."""
+    factor = s.get("factor")
+    return float(factor) if factor is not None else _need(max_pos, rule) / old_len
+
+
 def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
     return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
@@ -75,8 +82,7 @@ def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
 def _yarn(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
           max_pos: int | None) -> RopeFrequencies:
     old_len = float(s["original_max_position_embeddings"])
-    factor = s.get("factor")
-    factor = float(factor) if factor is not None else _need(max_pos, "yarn") / old_len
+    factor = _context_factor(s, max_pos, old_len, "yarn")
     attn = s.get("attention_factor")
     if attn is None:
         m, m_all = s.get("mscale"), s.get("mscale_all_dim")
@@ -103,8 +109,7 @@ def _yarn(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
 def _longrope(inv: torch.Tensor, s: Mapping[str, Any], dim: int, base: float,
               max_pos: int | None) -> RopeFrequencies:
     old_len = int(s["original_max_position_embeddings"])
-    factor = s.get("factor")
-    factor = float(factor) if factor is not None else _need(max_pos, "longrope") / old_len
+    factor = _context_factor(s, max_pos, old_len, "longrope")
     attn = s.get("attention_factor")
     if attn is None:
         attn = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(old_len))

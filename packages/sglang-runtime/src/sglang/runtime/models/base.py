@@ -70,19 +70,20 @@ def encode_items(model: MultimodalLM, items: Sequence[MultimodalItem]) -> dict[s
     has it (one vision-tower pass for every image of the step), else item by item."""
     cache = get_forward_context().encoder_cache
     rows: dict[str, torch.Tensor] = {}
-    todo: list[MultimodalItem] = []
+    todo: dict[str, MultimodalItem] = {}  # content hash -> the first item holding it
     for item in items:
-        if item.content_hash in rows or any(t.content_hash == item.content_hash for t in todo):
+        if item.content_hash in rows or item.content_hash in todo:
             continue
         found = cache.get(item.content_hash) if cache is not None else None
         if found is None:
-            todo.append(item)
+            todo[item.content_hash] = item
         else:
             rows[item.content_hash] = found
     if todo:
+        new = list(todo.values())
         batched = getattr(model, "embed_multimodal_batch", None)
-        outs = batched(todo) if batched is not None else [model.embed_multimodal(t) for t in todo]
-        for item, out in zip(todo, outs, strict=True):
+        outs = batched(new) if batched is not None else [model.embed_multimodal(t) for t in new]
+        for item, out in zip(new, outs, strict=True):
             if out.shape[0] != item.length:
                 raise ValueError(f"the encoder gave {out.shape[0]} embeddings for a {item.modality} "
                                  f"of {item.length} placeholder tokens")

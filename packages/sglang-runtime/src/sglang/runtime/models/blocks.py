@@ -9,18 +9,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sglang.runtime.models.llama import LlamaAttention, NormFactory, add_and_norm
+from sglang.runtime.models.llama import (
+    LlamaAttention,
+    LlamaDecoderLayer,
+    NormFactory,
+    add_and_norm,
+)
 
 
-class SandwichNormLayer(nn.Module):
+class SandwichNormLayer(LlamaDecoderLayer):
     """Gemma 2/3: norms before and after both the attention and the MLP."""
 
     def __init__(self, attn: LlamaAttention, mlp: nn.Module, norm: NormFactory) -> None:
-        super().__init__()
-        self.self_attn = attn
-        self.mlp = mlp
-        self.input_layernorm = norm()
-        self.post_attention_layernorm = norm()
+        super().__init__(attn, mlp, norm)
         self.pre_feedforward_layernorm = norm()
         self.post_feedforward_layernorm = norm()
 

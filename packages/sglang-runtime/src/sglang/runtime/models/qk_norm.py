@@ -14,6 +14,15 @@ from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.models.llama import LlamaAttention
 
 
+def head_ranges(attn: LlamaAttention) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(this rank's first head, heads in all) of the q heads and of the k heads: weights kept
+    per head (Command R+, StableLM) are sharded as the heads are."""
+    hd = attn.head_dim
+    q, k = (attn.qkv_proj.shard_spec("weight", shard) for shard in ("q", "k"))
+    assert q is not None and k is not None
+    return (q.start // hd, q.full // hd), (k.start // hd, k.full // hd)
+
+
 class PerHeadQKNormAttention(LlamaAttention):
     # The norm over one head (Gemma 3 uses its (1 + w) RMSNorm).
     norm_cls: ClassVar[type[nn.Module]] = RMSNorm

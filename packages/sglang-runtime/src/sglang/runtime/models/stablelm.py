@@ -14,6 +14,7 @@ from sglang.runtime.layers.norm import LayerNorm, head_layer_norm
 from sglang.runtime.layers.rotary import RotaryEmbedding
 from sglang.runtime.models.blocks import ParallelLayer
 from sglang.runtime.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM
+from sglang.runtime.models.qk_norm import head_ranges
 
 
 class _OtherRanksHead(nn.Module):
@@ -50,14 +51,9 @@ class StableLmAttention(LlamaAttention):
     ) -> None:
         super().__init__(config, layer_id, rotary, dtype, qkv_bias)
         hd, eps = self.head_dim, config.layer_norm_eps
-        q, k = (self.qkv_proj.shard_spec("weight", shard) for shard in ("q", "k"))
-        assert q is not None and k is not None
-        self.q_layernorm = PerHeadLayerNorm(
-            self.num_heads, hd, q.start // hd, q.full // hd, eps, dtype
-        )
-        self.k_layernorm = PerHeadLayerNorm(
-            self.num_kv_heads, hd, k.start // hd, k.full // hd, eps, dtype
-        )
+        q, k = head_ranges(self)
+        self.q_layernorm = PerHeadLayerNorm(self.num_heads, hd, *q, eps, dtype)
+        self.k_layernorm = PerHeadLayerNorm(self.num_kv_heads, hd, *k, eps, dtype)
 
     def qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q_layernorm(q), self.k_layernorm(k)
