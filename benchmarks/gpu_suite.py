@@ -46,7 +46,7 @@ from gpu_suite_report import derive, table  # noqa: E402
 from gpu_suite_roofline import ModelShape  # noqa: E402
 from gpu_suite_runner import run_group, tail  # noqa: E402
 
-MODELS = {"llama3_8b": HERE / "llama3_8b", "llama3_70b": HERE / "llama3_70b"}
+MODELS = {name: HERE / name for name in ("llama3_8b", "llama3_70b", "mixtral_8x7b")}
 # The configs' 128K max_position_embeddings would size the request table (max running x
 # context) at ~1 GB; the suite's longest request is ~2.2K tokens.
 DEFAULT_ENGINE_ARGS = {"context_length": 8192}
