@@ -9,7 +9,7 @@ from typing import Any
 
 import gpu_suite_workloads as wl
 import torch
-from gpu_suite_common import TORCH_DTYPES, check_fits, median, sync
+from gpu_suite_common import TORCH_DTYPES, check_fits, median, shape_of, sync
 from gpu_suite_plan import Context
 from offline_throughput import left_padded
 
@@ -26,8 +26,17 @@ def get_model(ctx: Context) -> tuple[Any, float]:
 
     cfg = AutoConfig.from_pretrained(ctx.model_dir)
     t0 = time.perf_counter()
+    extra = {}
+    if shape_of(ctx).experts:
+        # transformers' default experts path gathers a weight copy per token ("batched_mm"),
+        # which runs out of memory on an offline batch; grouped_mm is its fast MoE path.
+        extra["experts_implementation"] = "grouped_mm"
     with torch.device(ctx.device):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=TORCH_DTYPES[ctx.dtype])
+        try:
+            model = AutoModelForCausalLM.from_config(cfg, dtype=TORCH_DTYPES[ctx.dtype], **extra)
+        except (TypeError, ValueError) as exc:  # a transformers without that setting
+            print(f"experts_implementation refused ({exc}); transformers' default", flush=True)
+            model = AutoModelForCausalLM.from_config(cfg, dtype=TORCH_DTYPES[ctx.dtype])
     model.eval()
     sync(ctx.device)
     _CACHED["model"] = model

@@ -7,7 +7,7 @@ import torch
 from kernel_cases import DEVICE, DTYPES, randn
 
 from sglang.kernels import MoeConfig, align_by_expert, fused_moe
-from sglang.kernels.reference import fused_moe_ref
+from sglang.kernels.reference import align_by_expert_ref, fused_moe_ref
 
 SMALL = MoeConfig(block_m=16, block_n=16, block_k=16)
 TOL = {
@@ -64,6 +64,20 @@ def test_alignment_pads_each_expert_to_whole_blocks():
         real = [p for p in block if p < 6]
         assert real and all(flat[p] == expert for p in real)
     assert sorted(p for p in sorted_ids if p < 6) == list(range(6))
+
+
+@pytest.mark.parametrize(("pairs", "experts", "block_m"), [(1, 8, 16), (2, 8, 16), (37, 5, 4),
+                                                          (300, 64, 16), (700, 8, 64)])
+def test_alignment_kernel_equals_the_torch_reference(pairs, experts, block_m):
+    # 300 and 700 pairs span several of the kernel's chunks; 64 experts a wide one-hot.
+    g = torch.Generator().manual_seed(pairs)
+    ids = torch.randint(0, experts, (pairs, 1), generator=g).to(DEVICE)
+    ids[: pairs // 3] = experts - 1  # one crowded expert, so runs differ in length
+    align = align_by_expert(ids, experts, block_m)
+    sorted_ids, expert_ids, num_padded = align_by_expert_ref(ids, experts, block_m)
+    assert torch.equal(align.sorted_ids.cpu(), sorted_ids.cpu())
+    assert torch.equal(align.expert_ids.cpu(), expert_ids.cpu())
+    assert torch.equal(align.num_padded.cpu(), num_padded.cpu())
 
 
 @pytest.mark.parametrize("tokens", [3, 40, 150])  # each default launch shape (MoeConfig.for_shape)

@@ -37,7 +37,7 @@ _EXPORTS = {
     "GemvConfig": "skinny_gemm",
     "fused_moe": "moe",
     "MoeConfig": "moe",
-    "align_by_expert": "moe",
+    "align_by_expert": "moe_align",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -22,7 +22,11 @@ import torch
 import triton
 import triton.language as tl
 
+from sglang.kernels import tuning
 from sglang.kernels._triton import check_device, dot_precision, interpreting
+from sglang.kernels.moe_align import ExpertAlignment, align_by_expert
+
+TUNING_KERNEL = "fused_moe"
 
 
 @dataclass(frozen=True)
@@ -49,39 +53,24 @@ class MoeConfig:
         return cls(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=2 if wide else 3)
 
 
-@dataclass(frozen=True)
-class ExpertAlignment:
-    """Pairs sorted by expert: `sorted_ids` [max_padded] holds flat pair indices (token * top_k
-    + slot), `num_pairs` in padding slots; `expert_ids` [max_blocks] the expert of each block;
-    `num_padded` [1] the used length of `sorted_ids` (on the device)."""
-
-    sorted_ids: torch.Tensor
-    expert_ids: torch.Tensor
-    num_padded: torch.Tensor
-    block_m: int
+def tuning_key(num_experts: int, hidden: int, inter: int, dtype: torch.dtype) -> str:
+    return f"E{num_experts}_H{hidden}_I{inter}_{str(dtype).removeprefix('torch.')}"
 
 
-def align_by_expert(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> ExpertAlignment:
-    flat = topk_ids.reshape(-1).to(torch.int64)
-    num_pairs = flat.numel()
-    # scatter_add, not bincount: bincount's output size depends on the data (a host sync).
-    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device)
-    counts.scatter_add_(0, flat, torch.ones_like(flat))
-    padded = (counts + block_m - 1) // block_m * block_m
-    ends = torch.cumsum(padded, 0)
-    starts = ends - padded
-    order = torch.argsort(flat, stable=True)
-    sorted_experts = flat[order]
-    first_of_expert = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(num_pairs, device=flat.device) - first_of_expert[sorted_experts]
-    # Worst case: every expert's run ends one row into a fresh block.
-    max_padded = num_pairs + num_experts * (block_m - 1)
-    max_padded = triton.cdiv(max_padded, block_m) * block_m
-    sorted_ids = torch.full((max_padded,), num_pairs, dtype=torch.int32, device=flat.device)
-    sorted_ids[starts[sorted_experts] + rank] = order.to(torch.int32)
-    block_starts = torch.arange(0, max_padded, block_m, device=flat.device)
-    expert_ids = torch.searchsorted(ends, block_starts, right=True).clamp_(max=num_experts - 1)
-    return ExpertAlignment(sorted_ids, expert_ids.to(torch.int32), ends[-1:].to(torch.int32), block_m)
+def gemm_configs(
+    tokens: int, top_k: int, num_experts: int, hidden: int, inter: int, dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[MoeConfig, MoeConfig]:
+    """Launch shapes of the gate/up and the down GEMM: measured on this device
+    (`sglang.kernels.moe_tune`) when a table holds the shape, else the heuristic for both.
+    The two share `block_m`, the padding unit of the one expert alignment."""
+    if device.type == "cuda":
+        entry = tuning.lookup(TUNING_KERNEL, tuning_key(num_experts, hidden, inter, dtype),
+                              tokens, tuning.device_key(device))
+        if entry is not None:
+            return MoeConfig(**entry["up"]), MoeConfig(**entry["down"])
+    config = MoeConfig.for_shape(tokens * top_k, num_experts, torch.finfo(dtype).bits // 8)
+    return config, config
 
 
 @triton.jit
@@ -170,13 +159,16 @@ def fused_moe(
                          f"do not fit hidden size {hidden}")
     if tokens == 0:
         return x.new_zeros(0, hidden)
-    config = config or MoeConfig.for_shape(tokens * top_k, num_experts, x.element_size())
+    up, down = (config, config) if config else gemm_configs(
+        tokens, top_k, num_experts, hidden, inter, x.dtype, x.device)
+    if up.block_m != down.block_m:
+        raise ValueError(f"the two GEMMs must share block_m, got {up.block_m} and {down.block_m}")
     x, w13, w2 = x.contiguous(), w13.contiguous(), w2.contiguous()
-    align = align_by_expert(topk_ids, num_experts, config.block_m)
+    align = align_by_expert(topk_ids, num_experts, up.block_m)
     pairs = tokens * top_k
     h = x.new_empty(pairs, inter)
-    _grouped_gemm(x, w13, h, None, align, inter, top_k, True, config)
+    _grouped_gemm(x, w13, h, None, align, inter, top_k, True, up)
     y = x.new_empty(pairs, hidden)
     weights = topk_weights.reshape(-1).to(torch.float32).contiguous()
-    _grouped_gemm(h, w2, y, weights, align, hidden, 1, False, config)
+    _grouped_gemm(h, w2, y, weights, align, hidden, 1, False, down)
     return y.view(tokens, top_k, hidden).sum(dim=1, dtype=torch.float32).to(x.dtype)

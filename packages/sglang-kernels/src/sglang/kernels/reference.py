@@ -165,3 +165,29 @@ def fused_moe_ref(
             h = torch.nn.functional.silu(gate_up[:inter]) * gate_up[inter:]
             out[t] += weight * (w2[e].float() @ h)
     return out.to(x.dtype)
+
+
+def align_by_expert_ref(
+    topk_ids: torch.Tensor, num_experts: int, block_m: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference of `align_by_expert` in torch ops: (sorted_ids, expert_ids, num_padded)."""
+    flat = topk_ids.reshape(-1).to(torch.int64)
+    num_pairs = flat.numel()
+    # scatter_add, not bincount: bincount's output size depends on the data (a host sync).
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    padded = (counts + block_m - 1) // block_m * block_m
+    ends = torch.cumsum(padded, 0)
+    starts = ends - padded
+    order = torch.argsort(flat, stable=True)
+    sorted_experts = flat[order]
+    first_of_expert = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(num_pairs, device=flat.device) - first_of_expert[sorted_experts]
+    # Worst case: every expert's run ends one row into a fresh block.
+    max_padded = num_pairs + num_experts * (block_m - 1)
+    max_padded = -(-max_padded // block_m) * block_m
+    sorted_ids = torch.full((max_padded,), num_pairs, dtype=torch.int32, device=flat.device)
+    sorted_ids[starts[sorted_experts] + rank] = order.to(torch.int32)
+    block_starts = torch.arange(0, max_padded, block_m, device=flat.device)
+    expert_ids = torch.searchsorted(ends, block_starts, right=True).clamp_(max=num_experts - 1)
+    return sorted_ids, expert_ids.to(torch.int32), ends[-1:].to(torch.int32)
