@@ -269,9 +269,9 @@ def run_image(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             _free()
         cached = sum(int(o["meta_info"].get("cached_tokens", 0)) for o in outs)
         prompt = sum(int(o["meta_info"]["prompt_tokens"]) for o in outs)
-        out[name] = {"seconds": elapsed, "images_per_s": n_questions / elapsed,
+        out[name] = {"seconds": elapsed, "questions_per_s": n_questions / elapsed,
                      "cached_token_share": cached / prompt}
-    out["speedup"] = out["radix_cache"]["images_per_s"] / out["no_radix_cache"]["images_per_s"]
+    out["speedup"] = out["radix_cache"]["questions_per_s"] / out["no_radix_cache"]["questions_per_s"]
     return out
 
 

@@ -35,8 +35,8 @@ def main() -> None:
     left.set_title(f"LLaVA-NeXT-Video-7B shape, {video['ours']['prompt_tokens']}-token prompts\n"
                    "16 frames, 32 new tokens, bf16")
     image = data["image"]
-    bars = {"radix cache": image["radix_cache"]["images_per_s"],
-            "--disable-radix-cache": image["no_radix_cache"]["images_per_s"]}
+    bars = {"radix cache": image["radix_cache"]["questions_per_s"],
+            "--disable-radix-cache": image["no_radix_cache"]["questions_per_s"]}
     right.bar(list(bars), list(bars.values()), color=["#1f77b4", "#9ecae1"])
     for i, v in enumerate(bars.values()):
         right.text(i, v, f"{v:.1f}", ha="center", va="bottom")
