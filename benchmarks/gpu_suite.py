@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engine-arg", type=_engine_arg, action="append", default=[],
                    metavar="KEY=VALUE", help="extra sgl.Engine argument (JSON value), repeatable")
     p.add_argument("--hf-compile-backend", default="inductor")
+    p.add_argument("--hf-batch", type=int, default=None,
+                   help="transformers' static batch size (default: the mode's; MoE models whose "
+                        "transformers experts path copies weights per token need a small one)")
     p.add_argument("--grammar-model", default=None, metavar="DIR",
                    help="folder with config.json + tokenizer for the grammar phase (its weights "
                         "are drawn at random); without it the phase is skipped")
@@ -120,6 +124,7 @@ def build_context(args: argparse.Namespace, work: Path) -> Context:
         if not (model_dir / "config.json").is_file():
             raise SystemExit(f"--model {args.model}: no config.json in {model_dir}")
     extra.update(dict(args.engine_arg))
+    sizes = SIZES[mode] if args.hf_batch is None else replace(SIZES[mode], hf_batch=args.hf_batch)
     config = json.loads((model_dir / "config.json").read_text())
     results = work / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -127,7 +132,7 @@ def build_context(args: argparse.Namespace, work: Path) -> Context:
                    model_dir=str(model_dir), model_config=config, results_dir=str(results),
                    tp=args.tp, seed=args.seed, mem_fraction_static=args.mem_fraction_static,
                    engine_args=extra, hf_compile_backend=args.hf_compile_backend,
-                   grammar_model=args.grammar_model, sizes=SIZES[mode])
+                   grammar_model=args.grammar_model, sizes=sizes)
 
 
 # ---- child side ----------------------------------------------------------------------------
