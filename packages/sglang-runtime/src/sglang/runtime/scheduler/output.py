@@ -136,6 +136,7 @@ class OutputProcessor:
             prompt_tokens=len(req.prompt_ids),
             completion_tokens=len(req.output_ids),
             cached_tokens=req.cached_tokens or 0,
+            embedding=req.embedding,
         )
         if req.return_logprob:
             rec = req.logprobs
