@@ -24,10 +24,10 @@ from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.manager import GrammarManager
 from sglang.runtime.loading.loader import load_model
 from sglang.runtime.models.config import ModelConfig
+from sglang.runtime.pooling import resolve_pooling, use_hidden_states
 from sglang.runtime.procs.child import scheduler_threads
 from sglang.runtime.procs.tp_output import TPOutputProcessor
 from sglang.runtime.scheduler.kv_manager import KVManager
-from sglang.runtime.pooling import resolve_pooling, use_hidden_states
 from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.scheduler import Scheduler
 
