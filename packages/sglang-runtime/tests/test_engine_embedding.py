@@ -3,58 +3,19 @@ hidden states on a tiny random model, batch == single, and KV slots are freed.""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from tiny_models import save_hf_model, save_tiny_model
+from embedding_models import reference_embedding, save_embedding_model
 
 from sglang.runtime.pooling import resolve_pooling
 
 PROMPTS = [[5, 9, 2, 7, 11, 3], [4, 4, 8], list(range(1, 40))]
 
 
-def _config() -> object:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=128, tie_word_embeddings=False)
-
-
-def _write_pooling(folder: Path, mode: str) -> None:
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize",
-         "type": "sentence_transformers.models.Normalize"},
-    ]))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": False,
-        "pooling_mode_lasttoken": mode == "last",
-    }))
-
-
-def _reference(ref: object, ids: list[int], pooling: str) -> torch.Tensor:
-    with torch.no_grad():
-        hidden = ref.model(torch.tensor([ids])).last_hidden_state[0]  # type: ignore[attr-defined]
-    v = hidden.mean(dim=0) if pooling == "mean" else hidden[-1]
-    return torch.nn.functional.normalize(v, dim=-1)
-
-
 @pytest.fixture(scope="module", params=["last", "mean"])
 def model(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"embed-{request.param}")
-    ref = save_hf_model(_config(), folder)
-    save_tiny_model(_config(), folder / "tok")  # a tokenizer over the same vocabulary
-    for f in (folder / "tok").glob("tokenizer*"):
-        f.rename(folder / f.name)
-    if request.param == "mean":
-        _write_pooling(folder, "mean")
+    ref = save_embedding_model(folder, request.param)
     import sglang as sgl
 
     # A small chunk: the 39-token prompt is prefilled in several chunks.
@@ -73,7 +34,7 @@ def test_encode_matches_transformers(model):
     eng, ref, pooling = model
     for ids in PROMPTS:
         got = torch.tensor(eng.encode(input_ids=ids)["embedding"])
-        want = _reference(ref, ids, pooling)
+        want = reference_embedding(ref, ids, pooling)
         assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
         assert abs(float(got.norm()) - 1.0) < 1e-5
 
