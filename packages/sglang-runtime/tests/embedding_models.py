@@ -34,25 +34,25 @@ def write_st_pooling(folder: Path, mode: str) -> None:
     ]))
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": False,
+        "word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": mode == "cls",
         "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": False,
         "pooling_mode_lasttoken": mode == "last",
     }))
 
 
 def save_embedding_model(folder: Path, pooling: str) -> Any:
-    """Write the model folder (pooling files only for "mean": "last" is the default);
+    """Write the model folder (pooling files except for "last", the default);
     return the transformers reference model."""
     ref = save_hf_model(embedding_config(), folder)
     save_word_tokenizer(VOCAB, folder)
-    if pooling == "mean":
-        write_st_pooling(folder, "mean")
+    if pooling != "last":
+        write_st_pooling(folder, pooling)
     return ref
 
 
 def reference_embedding(ref: Any, ids: list[int], pooling: str) -> torch.Tensor:
-    """transformers' last_hidden_state pooled (last token or mean) and L2-normalised."""
+    """transformers' last_hidden_state pooled (last token, mean or first) and L2-normalised."""
     with torch.no_grad():
         hidden = ref.model(torch.tensor([ids])).last_hidden_state[0]
-    v = hidden.mean(dim=0) if pooling == "mean" else hidden[-1]
+    v = {"mean": hidden.mean(dim=0), "cls": hidden[0], "last": hidden[-1]}[pooling]
     return torch.nn.functional.normalize(v, dim=-1)

@@ -12,7 +12,7 @@ from sglang.runtime.pooling import resolve_pooling
 PROMPTS = [[5, 9, 2, 7, 11, 3], [4, 4, 8], list(range(1, 40))]
 
 
-@pytest.fixture(scope="module", params=["last", "mean"])
+@pytest.fixture(scope="module", params=["last", "mean", "cls"])
 def model(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"embed-{request.param}")
     ref = save_embedding_model(folder, request.param)
@@ -63,3 +63,19 @@ def test_generation_is_refused_on_an_embedding_model(model):
     with pytest.raises(RequestError, match="embedding model"):
         eng.generate(input_ids=[1, 2, 3], sampling_params={"max_new_tokens": 2})
     eng.check_integrity()
+
+
+def test_resolve_pooling_reads_the_pooling_config(tmp_path):
+    import json
+
+    assert resolve_pooling(str(tmp_path)) == "last"  # no sentence-transformers files
+    assert resolve_pooling(None) == "last"
+    pool = tmp_path / "1_Pooling"
+    pool.mkdir()
+    for key, want in (("pooling_mode_cls_token", "cls"), ("pooling_mode_mean_tokens", "mean"),
+                      ("pooling_mode_lasttoken", "last")):
+        (pool / "config.json").write_text(json.dumps({key: True}))
+        assert resolve_pooling(str(tmp_path)) == want
+    (pool / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    with pytest.raises(ValueError, match="max_tokens"):
+        resolve_pooling(str(tmp_path))
