@@ -156,9 +156,9 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "with no text (stop strings and grammars, which need one, are refused)"
     )] = False
     is_embedding: Annotated[bool, doc(
-        "serve an embedding model: prompts are encoded (pooled, L2-normalised hidden states: "
-        "the pooling of sentence-transformers' 1_Pooling/config.json when the model folder has "
-        "one, else the last token's), nothing is generated"
+        "serve an embedding model: prompts are encoded (pooled hidden states, L2 normalised; "
+        "pooled as the model folder's 1_Pooling/config.json of sentence transformers says, "
+        "else the last token's), nothing is generated"
     )] = False
 
     def __post_init__(self) -> None:
