@@ -16,7 +16,6 @@ def save_tiny_model(
     init makes logits so flat that any comparison passes) and, unless with_tokenizer=False,
     a tokenizer over its vocabulary."""
     import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
 
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -25,15 +24,22 @@ def save_tiny_model(
             if p.dim() == 2:
                 p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
     model.save_pretrained(folder)
-    if not with_tokenizer:
-        return str(folder)
-    vocab = {f"t{i}": i for i in range(config.vocab_size)}
+    if with_tokenizer:
+        save_word_tokenizer(config.vocab_size, folder)
+    return str(folder)
+
+
+def save_word_tokenizer(vocab_size: int, folder: Path | str) -> None:
+    """A word-level tokenizer whose words are "t0" .. f"t{vocab_size - 1}" (id = number)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"t{i}": i for i in range(vocab_size)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0").save_pretrained(
         folder
     )
-    return str(folder)
 
 
 def save_hf_model(config: Any, folder: Path) -> Any:

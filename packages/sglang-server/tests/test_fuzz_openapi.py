@@ -148,13 +148,20 @@ def sampling_fields(draw: st.DrawFn) -> dict[str, Any]:
         "skip_special_tokens": st.booleans(),
         "no_stop_trim": st.booleans(),
         "user": _short_text,
+        "logit_bias": st.dictionaries(st.integers(0, VOCAB - 1).map(str),
+                                      st.floats(-100, 100), max_size=3),
+        "stop_regex": st.sampled_from([r"\d", r"[.!?]", "the", [r"\n\n", "x+y"]]),
+        "sampling_seed": st.integers(0, 2**32),
     }
     keys = draw(st.sets(st.sampled_from(sorted(optional))))
+    if "seed" in keys:  # two names of one setting: both given must agree
+        keys.discard("sampling_seed")
     body = {"model": "default", "max_tokens": max_tokens, "n": draw(st.integers(1, 2))}
     body.update({k: draw(optional[k]) for k in sorted(keys)})
     if draw(st.booleans()):
         body["stream"] = True
-        body["stream_options"] = {"include_usage": draw(st.booleans())}
+        body["stream_options"] = {"include_usage": draw(st.booleans()),
+                                  "continuous_usage_stats": draw(st.booleans())}
     return body
 
 
@@ -248,6 +255,10 @@ REGRESSIONS = [
     ("/v1/completions", {"prompt": "a", "max_tokens": 1, "seed": 2**64 - 1, "n": 2}, 400),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}], "max_tokens": 1,
                               "top_k": HUGE}, 400),
+    ("/v1/completions", {"prompt": "a", "max_tokens": 1, "logit_bias": {str(HUGE): 1}}, 400),
+    ("/v1/completions", {"prompt": "a", "max_tokens": 1, "sampling_seed": HUGE}, 400),
+    ("/detokenize", {"tokens": [HUGE]}, 400),
+    ("/v1/embeddings", {"input": "a", "dimensions": HUGE}, 400),
 ]
 
 

@@ -48,6 +48,24 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     regex: str | None = None
     json_schema: str | None = None
     ebnf: str | None = None
+    # Token id (as a string, OpenAI's shape) -> added to that token's logit before sampling.
+    logit_bias: dict[str, float] | None = None
+    # SGLang's names: `sampling_seed` is `seed` per request; generation stops when the decoded
+    # output matches a `stop_regex` pattern (trimmed like a stop string).
+    sampling_seed: int | None = None
+    stop_regex: str | list[str] | None = None
+    # SGLang's custom logit processors' arguments: declared only to be refused by name.
+    custom_params: Any = None
+
+    def __post_init__(self) -> None:
+        # Folded into `seed` at once, so the rest of the runtime knows one name (and the
+        # front door's per-copy seeds stay consistent).
+        if self.sampling_seed is None:
+            return
+        if self.seed is not None and self.seed != self.sampling_seed:
+            raise InvalidRequest(f"sampling_seed={self.sampling_seed} and seed={self.seed} "
+                                 "disagree: give one of them", "sampling_seed")
+        self.seed, self.sampling_seed = self.sampling_seed, None
 
     # ---- validation -----------------------------------------------------------------------
 
@@ -99,6 +117,15 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for s in self.stop_strs:
             if not isinstance(s, str) or not s:
                 _bad("stop", self.stop, "stop strings must be non-empty strings")
+        if self.custom_params is not None:
+            raise InvalidRequest(
+                "custom_params is not supported: this server runs no custom logit processors",
+                "custom_params",
+            )
+        for pattern in self.stop_regex_list:
+            check_stop_regex(pattern)
+        if self.logit_bias:
+            check_logit_bias(self.logit_bias, vocab_size)
         if self.stop_token_ids is not None:
             for t in self.stop_token_ids:
                 if isinstance(t, bool) or not isinstance(t, int) or t < 0:
@@ -115,6 +142,16 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if isinstance(self.stop, str):
             return [self.stop]
         return list(self.stop)
+
+    @property
+    def stop_regex_list(self) -> list[str]:
+        if self.stop_regex is None:
+            return []
+        return [self.stop_regex] if isinstance(self.stop_regex, str) else list(self.stop_regex)
+
+    def bias_pairs(self) -> list[tuple[int, float]]:
+        """`logit_bias` as (token id, bias), zero biases left out; verify() checked the ids."""
+        return [(int(k), float(v)) for k, v in (self.logit_bias or {}).items() if v != 0.0]
 
     @property
     def is_greedy(self) -> bool:
@@ -150,6 +187,37 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return out
 
 
+# OpenAI's range for a logit bias; +100 forces a token, -100 bans it.
+LOGIT_BIAS_LIMIT = 100.0
+
+
+def check_logit_bias(bias: dict[str, float], vocab_size: int | None) -> None:
+    """Keys are token ids written as decimal strings, values in [-100, 100]."""
+    if not isinstance(bias, dict):
+        _bad("logit_bias", bias, "must map token ids (strings) to numbers")
+    for key, value in bias.items():
+        if not isinstance(key, str) or not key.strip().isdigit():
+            _bad("logit_bias", key, "keys must be token ids (non-negative integers as strings)")
+        tok = int(key)
+        if vocab_size is not None and tok >= vocab_size:
+            _bad("logit_bias", key, f"token ids must be in [0, {vocab_size})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not -LOGIT_BIAS_LIMIT <= value <= LOGIT_BIAS_LIMIT:
+            _bad("logit_bias", value, f"values must be in [-{LOGIT_BIAS_LIMIT:g}, "
+                 f"{LOGIT_BIAS_LIMIT:g}] (for token {key})")
+
+
+def check_stop_regex(pattern: object) -> None:
+    if not isinstance(pattern, str) or not pattern:
+        _bad("stop_regex", pattern, "patterns must be non-empty strings")
+    try:
+        compiled = re.compile(pattern)  # type: ignore[arg-type]
+    except re.error as e:
+        raise InvalidRequest(f"stop_regex {pattern!r} does not compile: {e}", "stop_regex") from e
+    if compiled.match(""):
+        _bad("stop_regex", pattern, "patterns must not match the empty string")
+
+
 def _bad(field: str, value: object, allowed: str) -> None:
     raise InvalidRequest(f"{field} {allowed}, got {value!r}", field)
 
@@ -177,4 +245,7 @@ def _describe(msg: str) -> InvalidRequest:
     return InvalidRequest(f"invalid sampling params: {msg}")
 
 
-__all__ = ["INT64_MAX", "SAMPLING_EPS", "InvalidRequest", "SamplingParams"]
+__all__ = [
+    "INT64_MAX", "LOGIT_BIAS_LIMIT", "SAMPLING_EPS", "InvalidRequest", "SamplingParams",
+    "check_logit_bias", "check_stop_regex",
+]

@@ -24,6 +24,7 @@ from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.manager import GrammarManager
 from sglang.runtime.loading.loader import load_model
 from sglang.runtime.models.config import ModelConfig
+from sglang.runtime.pooling import resolve_pooling, use_hidden_states
 from sglang.runtime.procs.child import scheduler_threads
 from sglang.runtime.procs.tp_output import TPOutputProcessor
 from sglang.runtime.scheduler.kv_manager import KVManager
@@ -155,8 +156,15 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
     chunk = min(
         args.chunked_prefill_size or DEFAULT_CHUNK.get(device.type, 4096), args.max_prefill_tokens
     )
-    if device.type == "cuda" and not args.disable_cuda_graph:
+    pooling = None
+    if args.is_embedding:
+        pooling = resolve_pooling(args.model_path)
+        use_hidden_states(loaded.model)
+        logger.info("embedding model: %s pooling", pooling)
+    # Embedding models never decode: no decode graphs to capture.
+    if device.type == "cuda" and not args.disable_cuda_graph and pooling is None:
         runner.enable_cuda_graphs(kv.req_pool.table, min(args.cuda_graph_max_bs or 512, max_running))
-    scheduler = Scheduler(args, runner, kv, output, context_len, max_running, chunk, grammar)
+    scheduler = Scheduler(args, runner, kv, output, context_len, max_running, chunk, grammar,
+                          pooling)
     return Runtime(args, scheduler, loaded.tokenizer, cfg, device, context_len, tp_rank,
                    args.tp_size)

@@ -155,6 +155,11 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "load no tokenizer anywhere: prompts must be input_ids and outputs carry output_ids "
         "with no text (stop strings and grammars, which need one, are refused)"
     )] = False
+    is_embedding: Annotated[bool, doc(
+        "serve an embedding model: prompts are encoded (pooled hidden states, L2 normalised; "
+        "pooled as the model folder's 1_Pooling/config.json of sentence transformers says, "
+        "else the last token's), nothing is generated"
+    )] = False
 
     def __post_init__(self) -> None:
         if isinstance(self.log_level, str):  # "WARNING" as logging spells it is fine too

@@ -6,6 +6,7 @@ from typing import Any
 
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.messages import FinishReason
+from sglang.runtime.stop_regex import trim_at_stop_regex
 
 
 class IncrementalDetokenizer:
@@ -35,7 +36,13 @@ class IncrementalDetokenizer:
         if isinstance(matched, int):
             return self._decode(self.ids[:-1])
         text = self._decode(self.ids)
-        if isinstance(matched, str) and matched in text:
+        if not isinstance(matched, str):
+            return text
+        if matched not in self.params.stop_strs:
+            trimmed = trim_at_stop_regex(text, matched, self.params.stop_regex_list)
+            if trimmed is not None:
+                return trimmed
+        if matched in text:
             return text[: text.index(matched)]
         return text
 

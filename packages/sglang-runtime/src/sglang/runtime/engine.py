@@ -96,6 +96,7 @@ class Engine:
         top_logprobs_num: int,
         image_data: MediaField,
         video_data: MediaField,
+        embed: bool = False,
     ) -> tuple[list[Req], bool]:
         """Through the front door shared with the server (runtime/inputs.py); InvalidRequest
         (a ValueError naming the field) for a bad request."""
@@ -108,7 +109,10 @@ class Engine:
             image_data=image_data, video_data=video_data,  # type: ignore[arg-type]
         )
         prepared = prepare_request(obj, self.tokenizer, self._limits, self._input_processor)
-        return [make_req(p.msg, self._device) for p in prepared.reqs], prepared.single
+        reqs = [make_req(p.msg, self._device) for p in prepared.reqs]
+        for req in reqs:
+            req.embed = embed
+        return reqs, prepared.single
 
     def _input_processor(self) -> InputProcessor:
         return input_processor_for(self._model_config)
@@ -237,6 +241,29 @@ class Engine:
         async for _ in chunks():
             pass
         outs = [r.result() for r in results]
+        return outs[0] if single else outs
+
+    def encode(
+        self,
+        prompt: Prompt | list[str] | None = None,
+        input_ids: list[int] | list[list[int]] | None = None,
+        image_data: MediaField = None,
+    ) -> dict | list[dict]:
+        """Embed one prompt or a batch with an embedding model (`is_embedding=True`): one
+        `{"embedding": [floats, L2-normalised], "meta_info": {...}}` per prompt (a list for a
+        batch), as SGLang's Engine.encode. Prompts are prefilled only, then freed."""
+        reqs, single = self._build_reqs(
+            prompt, {"max_new_tokens": 0}, input_ids, False, -1, 0, image_data, None,
+            embed=True,
+        )
+        inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
+        results = self._submit(reqs, lambda i: lambda out: inbox.put((i, out)), False)
+        pending = len(results)
+        while pending:
+            i, out = inbox.get()
+            pending -= out.finished
+            self._fold(results[i], out)
+        outs = [r.embedding_result() for r in results]
         return outs[0] if single else outs
 
     def flush_cache(self) -> bool:

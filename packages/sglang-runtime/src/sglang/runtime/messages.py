@@ -92,6 +92,9 @@ class TokenizedGenerateReq(msgspec.Struct, kw_only=True, tag=True):
     top_logprobs_num: int = 0
     # Images and videos of the prompt, in order of their placeholder spans; None for text only.
     mm_items: list[MultimodalItem] | None = None
+    # An embedding request (the runtime serves an embedding model): prefill only, and the
+    # pooled hidden state comes back in TokenOutput.embedding.
+    embed: bool = False
 
 
 class AbortReq(msgspec.Struct, kw_only=True, tag=True):
@@ -131,6 +134,8 @@ class TokenOutput(msgspec.Struct, kw_only=True, tag=True):
     input_token_logprobs: list[TokenLogprob] | None = None
     input_top_logprobs: list[TopLogprobs | None] | None = None
     error: str | None = None
+    # An embedding request's L2-normalised pooled hidden state, with its finishing output.
+    embedding: list[float] | None = None
 
 
 class TokenOutputBatch(msgspec.Struct, kw_only=True, tag=True):

@@ -76,6 +76,7 @@ class ResultAccumulator:
         self.output_token_logprobs: list[Triple] = []
         self.output_top_logprobs: list[list[Triple] | None] = []
         self.normalized_prompt_logprob: float | None = None
+        self.embedding: list[float] | None = None  # an embedding request's vector
         # What the last fold added: a streaming chunk of deltas is built from these.
         self.new_ids: list[int] = []
         self._new_lps: list[Triple] = []
@@ -110,6 +111,8 @@ class ResultAccumulator:
             self.finished, self.error = True, out.error
             self.new_ids, self._new_lps, self._new_tops = [], [], []
             return ""
+        if out.embedding is not None:
+            self.embedding = out.embedding
         self.new_ids = list(out.new_token_ids)
         self.output_ids.extend(out.new_token_ids)
         if self.detok is not None:
@@ -162,6 +165,11 @@ class ResultAccumulator:
         """The whole generation so far: the final result once `finished`."""
         return {"text": self.text, "output_ids": list(self.output_ids),
                 "meta_info": self.meta_info()}
+
+    def embedding_result(self) -> dict[str, Any]:
+        """An embedding request's result, as SGLang's /encode and Engine.encode give it."""
+        meta = {k: v for k, v in self.meta_info().items() if k != "completion_tokens"}
+        return {"embedding": self.embedding, "meta_info": meta}
 
     def cumulative_chunk(self, delta: str) -> dict[str, Any]:
         """The server's /generate stream chunk: everything so far, plus the new text."""

@@ -1,7 +1,8 @@
 """The FastAPI app: native routes over a TokenizerManager, plus the OpenAI router when present.
 
 Routes: POST /generate, GET /health, GET /health_generate, GET /get_model_info,
-GET /get_server_args, POST /flush_cache, GET /metrics, GET /debug/check_integrity.
+GET /get_server_args, POST /flush_cache, GET /metrics, GET /debug/check_integrity; the utility
+routes (utility_routes.py): /encode, /tokenize, /detokenize, /abort_request, /get_server_info.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sglang.server.http_guard import (
 from sglang.server.metrics import CONTENT_TYPE
 from sglang.server.role_format import server_role_format
 from sglang.server.tokenizer_manager import TokenizerManager
+from sglang.server.utility_routes import build_utility_router
 from sglang.server.validation import decode_generate_body
 
 logger = logging.getLogger("sglang.server")
@@ -182,7 +184,7 @@ def build_native_router(tm: TokenizerManager, server_args: ServerArgs) -> APIRou
         return json_response({
             "model_path": tm.model_path,
             "tokenizer_path": tm.tokenizer_path,
-            "is_generation": True,
+            "is_generation": tm.runtime_info.get("pooling") is None,
             "served_model_name": tm.served_model_name,
             "context_length": tm.context_len,
             "vocab_size": tm.vocab_size,
@@ -243,6 +245,7 @@ def build_app(tm: TokenizerManager, server_args: ServerArgs) -> FastAPI:
     app.add_middleware(GuardMiddleware, tm=tm, api_key=server_args.api_key,
                        max_request_bytes=server_args.max_request_bytes)
     app.include_router(build_native_router(tm, server_args))
+    app.include_router(build_utility_router(tm, server_args))
     router = _openai_router(tm)
     if router is not None:
         app.include_router(router)

@@ -238,12 +238,24 @@ class TokenizerManager:
     async def check_integrity(self) -> IntegrityResult:
         return await self._control(CheckIntegrityReq(), IntegrityResult)
 
+    def abort(self, rid: str | None) -> list[str]:
+        """Abort the running requests whose id is `rid` (or a fan-out copy `rid-<i>` of it),
+        every one when None; each ends with finish_reason abort. The ids aborted."""
+        keys = [k for k, s in self.states.items() if rid is None or s.rid == rid
+                or (s.rid.startswith(f"{rid}-") and s.rid[len(rid) + 1:].isdigit())]
+        for key in keys:
+            self._send(AbortReq(rid=key))
+        return sorted({self.states[k].rid for k in keys})
+
     # ---- generation -------------------------------------------------------------------------
     async def prepare(self, obj: GenerateReqInput) -> PreparedRequest:
         """Validate, tokenize and fan out a request (runtime/inputs.py) in the preparation
         thread: one scheduler message per generation; raises APIError (400) naming the field."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._prepare_pool, self.prepare_blocking, obj)
+        return await self.run_prepare(lambda: self.prepare_blocking(obj))
+
+    async def run_prepare(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` (tokenizer work: the tokenizer lives in that thread) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._prepare_pool, fn)
 
     def prepare_blocking(self, obj: GenerateReqInput) -> PreparedRequest:
         """`prepare` on the calling thread (never the event loop's)."""
@@ -271,12 +283,8 @@ class TokenizerManager:
             raise bad_request("expected one prompt with n == 1 here")
         return prepared.reqs[0].msg
 
-    async def generate(
-        self,
-        obj: GenerateReqInput,
-        request: Any = None,
-        prepared: TokenizedGenerateReq | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def generate(self, obj: GenerateReqInput, request: Any = None,
+                     prepared: TokenizedGenerateReq | None = None) -> AsyncIterator[dict[str, Any]]:
         """Run one prompt (n == 1) and yield /generate's chunks `{"text": cumulative, "delta":
         new text, "output_ids": cumulative, "meta_info": {...}}`; the last has
         meta_info["finish_reason"]. As `stream`, which it wraps."""
@@ -284,12 +292,8 @@ class TokenizerManager:
             async for step in steps:
                 yield step.acc.cumulative_chunk(step.delta)
 
-    async def stream(
-        self,
-        obj: GenerateReqInput,
-        request: Any = None,
-        prepared: TokenizedGenerateReq | None = None,
-    ) -> AsyncIterator[ResultStep]:
+    async def stream(self, obj: GenerateReqInput, request: Any = None,
+                     prepared: TokenizedGenerateReq | None = None) -> AsyncIterator[ResultStep]:
         """Run one prompt (n == 1); yield a step (the text added since the last one, and the
         request's accumulator) every `stream_interval` tokens and at the end.
 

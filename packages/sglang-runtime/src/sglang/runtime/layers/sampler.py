@@ -46,11 +46,14 @@ class SamplingBatch:
     output_counts: torch.Tensor | None = None  # [B, V] float32, occurrences in output
     # (row, token) pairs masked to -inf while a request is below min_new_tokens.
     eos_block: tuple[torch.Tensor, torch.Tensor] | None = None
+    # logit_bias as sparse (rows, token ids, biases): added before greedy or sampling.
+    logit_bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def need_penalties(self) -> bool:
         return (
-            self.repetition_penalties is not None
+            self.logit_bias is not None
+            or self.repetition_penalties is not None
             or self.frequency_penalties is not None
             or self.presence_penalties is not None
         )
@@ -129,7 +132,28 @@ class SamplingBatch:
         ]
         if any(blocked):
             batch.eos_block = _flat_pairs(blocked, vocab_size, device)
+        batch.logit_bias = _bias_triples(params, vocab_size, device)
         return batch
+
+
+def _bias_triples(
+    params: Sequence[SamplingParams], vocab_size: int, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Every request's logit_bias as (rows, ids, biases) tensors; None when no request has one."""
+    rows: list[int] = []
+    ids: list[int] = []
+    vals: list[float] = []
+    for r, p in enumerate(params):
+        for tok, bias in p.bias_pairs():
+            if tok < vocab_size:  # verify() refused larger ids; padded heads are wider
+                rows.append(r)
+                ids.append(tok)
+                vals.append(bias)
+    if not rows:
+        return None
+    index = torch.tensor([rows, ids], dtype=torch.int64).to(device, non_blocking=True)
+    values = torch.tensor(vals, dtype=torch.float32).to(device, non_blocking=True)
+    return index[0], index[1], values
 
 
 def _flat_pairs(
@@ -148,7 +172,7 @@ def _flat_pairs(
 
 
 def apply_penalties(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-    """min_new_tokens masking and repetition/frequency/presence penalties.
+    """logit_bias, min_new_tokens masking and repetition/frequency/presence penalties.
 
     Returns a new tensor when anything applies, so the caller's raw logits (used for reported
     log-probs) stay intact; returns `logits` itself when nothing does.
@@ -156,6 +180,10 @@ def apply_penalties(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     if batch.eos_block is None and not batch.need_penalties:
         return logits
     logits = logits.float().clone()
+    if batch.logit_bias is not None:
+        rows, ids, values = batch.logit_bias
+        # "5" and "05" name one token: their biases add up rather than one winning.
+        logits.index_put_((rows, ids), values, accumulate=True)
     if batch.eos_block is not None:
         logits[batch.eos_block] = float("-inf")
     if batch.repetition_penalties is not None and batch.seen_mask is not None:

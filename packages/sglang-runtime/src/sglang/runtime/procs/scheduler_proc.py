@@ -283,6 +283,9 @@ def run_scheduler_process(
         "tp_rank": tp_rank,
         "context_len": runtime.context_len,
         "vocab_size": int(runtime.config.vocab_size),
+        "hidden_size": int(runtime.config.hidden_size),
+        # An embedding model's pooling (None: generation); the server reports it.
+        "pooling": runtime.scheduler.pooling,
         "kv_total_tokens": runtime.scheduler.kv.num_slots,
         "max_running_requests": runtime.scheduler.max_running,
         "device": str(runtime.device),

@@ -84,7 +84,7 @@ class Admission:
         it (ignore_eos, no stop strings or ids, no grammar), else an adaptive share of that."""
         p = req.params
         certain = (
-            p.ignore_eos and not p.stop_strs and not p.stop_token_ids
+            p.ignore_eos and not p.stop_strs and not p.stop_token_ids and not p.stop_regex
             and req.grammar is None
         )
         return req.remaining_new_tokens * (1.0 if certain else self.new_token_ratio)

@@ -56,7 +56,8 @@ def build_extend(
                 mm_inputs.append(MultimodalSlice(item, dst, first, last - first))
         positions.extend(range(start, start + n))
         first = len(logits_indices)
-        if req.wants_input_logprobs and not req.output_ids:
+        # Embedding requests pool over the hidden states of every token they compute.
+        if (req.wants_input_logprobs and not req.output_ids) or req.pool is not None:
             logits_indices.extend(range(offset, offset + n))
         elif want:
             logits_indices.append(offset + n - 1)

@@ -10,6 +10,7 @@ from sglang.runtime.grammar.bitmask import mask_logits
 from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sample, top_logprobs
 from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
+from sglang.runtime.stop_regex import matched_stop_regex
 
 
 class OutputProcessor:
@@ -98,7 +99,7 @@ class OutputProcessor:
     # ---- stopping -------------------------------------------------------------------------
     def check_finish(self, req: Req, context_len: int, new_tokens: int = 1) -> None:
         """SGLang's order: length first, then a completed grammar, then stop token ids / EOS,
-        then stop strings. `new_tokens`: how many tokens were just added (a jump-forward adds
+        then stop strings, then stop_regex. `new_tokens`: how many tokens were just added (a jump-forward adds
         several, and a stop string may lie anywhere in them)."""
         p = req.params
         tok = req.output_ids[-1]
@@ -109,6 +110,9 @@ class OutputProcessor:
         elif tok in (p.stop_token_ids or ()) or (not p.ignore_eos and tok in self.eos_ids):
             req.finish_reason = FinishReason.stop(tok)
         elif p.stop_strs and (matched := self._matched_stop_str(req, new_tokens)) is not None:
+            req.finish_reason = FinishReason.stop(matched)
+        elif p.stop_regex and (matched := matched_stop_regex(
+                self.tokenizer, req.output_ids, p.stop_regex_list)) is not None:
             req.finish_reason = FinishReason.stop(matched)
         elif len(req.prompt_ids) + len(req.output_ids) >= context_len:
             req.finish_reason = FinishReason.at_length(len(req.output_ids))
@@ -132,6 +136,7 @@ class OutputProcessor:
             prompt_tokens=len(req.prompt_ids),
             completion_tokens=len(req.output_ids),
             cached_tokens=req.cached_tokens or 0,
+            embedding=req.embedding,
         )
         if req.return_logprob:
             rec = req.logprobs

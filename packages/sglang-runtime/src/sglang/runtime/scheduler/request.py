@@ -10,6 +10,7 @@ import torch
 
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.messages import FinishReason, MultimodalItem, TokenizedGenerateReq
+from sglang.runtime.pooling import PoolState, needs_every_token
 
 
 class ReqState(enum.Enum):
@@ -63,6 +64,11 @@ class Req:
     grammar: Any = None
     # Images/videos whose placeholder spans lie in prompt_ids (None: text only).
     mm_items: list[MultimodalItem] | None = None
+    # Embedding requests (`embed`): prefill only; `pool` gathers the hidden states (set by the
+    # scheduler, which knows the model's pooling) and `embedding` is the normalised result.
+    embed: bool = False
+    pool: PoolState | None = None
+    embedding: list[float] | None = None
 
     @property
     def fill_ids(self) -> list[int]:
@@ -94,6 +100,8 @@ class Req:
     def max_cacheable_prefix(self) -> int:
         """How much of fill_ids may come from the cache: the last token always needs logits, and
         prompt logprobs need logits from the position before logprob_start_len."""
+        if self.pool is not None and needs_every_token(self.pool.pooling):
+            return 0
         limit = self.fill_len - 1
         if self.wants_input_logprobs and not self.output_ids:
             limit = min(limit, max(self.logprob_start_len - 1, 0))
@@ -115,4 +123,5 @@ def make_req(msg: TokenizedGenerateReq, device: torch.device) -> Req:
         rid=msg.rid, prompt_ids=list(msg.input_ids), params=p,
         return_logprob=msg.return_logprob, logprob_start_len=msg.logprob_start_len,
         top_logprobs_num=msg.top_logprobs_num, generator=gen, mm_items=msg.mm_items,
+        embed=msg.embed,
     )

@@ -18,6 +18,7 @@ from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.executor.model_runner import ModelRunner
 from sglang.runtime.grammar.base import constraint_of
 from sglang.runtime.messages import FinishReason, SchedulerStats, TokenOutput
+from sglang.runtime.pooling import PoolState
 from sglang.runtime.scheduler.admission import Admission
 from sglang.runtime.scheduler.batch_builder import build_decode, build_extend
 from sglang.runtime.scheduler.constrained import ConstrainedSteps
@@ -43,8 +44,11 @@ class Scheduler(Admission, ConstrainedSteps):
         max_running: int,
         chunk_size: int,
         grammar: GrammarManager | None = None,
+        pooling: str | None = None,
     ) -> None:
         self.args = args
+        # An embedding model's pooling (sglang.runtime.pooling); None: a generative model.
+        self.pooling = pooling
         self.grammar = grammar  # constrained decoding; None: constraints are refused
         self.runner = runner
         self.kv = kv
@@ -85,6 +89,7 @@ class Scheduler(Admission, ConstrainedSteps):
                 f"the prompt has {len(req.prompt_ids)} tokens; the context length is "
                 f"{self.context_len}, which must leave room for at least one new token"
             )
+        self._check_embed(req)
         # Generation stops at the context length, whatever max_new_tokens says, and at the
         # pool's size (clipped here: only the scheduler knows it).
         self.fit_to_pool(req)
@@ -98,6 +103,18 @@ class Scheduler(Admission, ConstrainedSteps):
             self.grammar.submit(req)
             return
         self.waiting.append(req)
+
+    def _check_embed(self, req: Req) -> None:
+        if req.embed and self.pooling is None:
+            raise ValueError("this model is served for generation; start it with "
+                             "--is-embedding (is_embedding=True) to encode prompts")
+        if not req.embed and self.pooling is not None:
+            raise ValueError("this server serves an embedding model (--is-embedding): it "
+                             "encodes prompts (/v1/embeddings, /encode) and generates nothing")
+        if req.embed:
+            if req.return_logprob or req.params.max_new_tokens != 0:
+                raise ValueError("an embedding request takes no logprobs and generates nothing")
+            req.pool = PoolState(self.pooling)  # type: ignore[arg-type]
 
     def abort(self, rid: str) -> TokenOutput | None:
         compiling = self.grammar.remove(rid) if self.grammar is not None else None
@@ -183,8 +200,12 @@ class Scheduler(Admission, ConstrainedSteps):
         for req, row, finished_prefill in zip(reqs, rows, done):
             if req.wants_input_logprobs and not req.output_ids:
                 self.out.record_input_logprobs(req, logits[row.start : row.start + row.count])
+            if req.pool is not None:
+                req.pool.add(logits[row.start : row.start + row.count], req.kv_len)
             req.kv_len += req.extend_len
             req.extend_len = 0
+            if finished_prefill and req.pool is not None:
+                req.embedding = req.pool.vector()
             if finished_prefill and req.remaining_new_tokens == 0:
                 # max_new_tokens=0: a prefill only (caching a prefix, scoring a prompt).
                 req.finish_reason = FinishReason.at_length(req.params.max_new_tokens)

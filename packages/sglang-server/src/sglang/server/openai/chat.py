@@ -217,7 +217,8 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     created, model = now(), tm.served_model_name
     if req.stream:
         fmt = _ChatStream(req.logprobs, tm.tokenizer, response_id=response_id, model=model,
-                          created=created, include_usage=req.include_usage)
+                          created=created, include_usage=req.include_usage,
+                          continuous_usage=req.continuous_usage)
         return sse_response(stream_events(started, req.n, fmt))
 
     gens = await gather_or_cancel([run_to_end(s) for s in started])

@@ -15,6 +15,7 @@ from fastapi import Request
 
 from sglang.protocol.errors import InvalidRequest
 from sglang.protocol.generate import GenerateReqInput
+from sglang.protocol.sampling_params import check_logit_bias, check_stop_regex
 from sglang.runtime.inputs import PreparedRequest, check_rid
 from sglang.runtime.messages import TokenizedGenerateReq
 from sglang.runtime.result import ResultAccumulator, ResultStep
@@ -44,6 +45,7 @@ class TokenizerManagerLike(Protocol):
 
 _AT_RE = re.compile(r"at `\$\.?([^`]*)`")
 _MISSING_RE = re.compile(r"missing required field `([^`]*)`")
+_UNKNOWN_RE = re.compile(r"unknown field `([^`]*)`")
 
 
 def _param_of(message: str) -> str | None:
@@ -62,6 +64,12 @@ def decode_request(body: bytes, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as e:  # a subclass of DecodeError: must come first
+        unknown = _UNKNOWN_RE.search(str(e))
+        if unknown:  # the one policy for fields we do not declare (see protocol.py)
+            where = _param_of(str(e))
+            param = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            raise bad_request(f"unsupported field {param!r}: this server cannot honour it",
+                              param) from e
         raise bad_request(f"invalid request: {e}", _param_of(str(e))) from e
     except msgspec.DecodeError as e:
         raise bad_request(f"malformed JSON body: {e}") from e
@@ -114,6 +122,15 @@ def openai_names(route: str, overrides: dict[str, str] | None = None) -> Iterato
         raise APIError(message, e.status, e.type, new, e.code) from e
 
 
+@contextmanager
+def native_errors() -> Iterator[None]:
+    """The shared validators' InvalidRequest as a 400 naming the same field."""
+    try:
+        yield
+    except InvalidRequest as e:
+        raise bad_request(str(e), e.param) from e
+
+
 def check_common(req: _SamplingFields) -> None:
     """Checks whose OpenAI name differs from the runtime's (so its error would confuse), and
     fields we refuse rather than ignore."""
@@ -124,8 +141,15 @@ def check_common(req: _SamplingFields) -> None:
             check_rid(req.rid)
         except InvalidRequest as e:
             raise bad_request(str(e), "rid") from e
-    if req.logit_bias:
-        raise bad_request("logit_bias is not supported", "logit_bias")
+    with native_errors():
+        if req.logit_bias:
+            check_logit_bias(req.logit_bias, None)  # ids past the vocabulary: the front door
+        if req.custom_params is not None:
+            raise InvalidRequest("custom_params is not supported: this server runs no custom "
+                                 "logit processors", "custom_params")
+        for pattern in [req.stop_regex] if isinstance(req.stop_regex, str) \
+                else req.stop_regex or []:
+            check_stop_regex(pattern)
     if req.min_tokens is not None and req.min_tokens < 0:
         raise bad_request(f"min_tokens must be >= 0, got {req.min_tokens}", "min_tokens")
 
@@ -150,7 +174,8 @@ def sampling_params(
         "skip_special_tokens": req.skip_special_tokens,
         "spaces_between_special_tokens": req.spaces_between_special_tokens,
         "no_stop_trim": req.no_stop_trim, "regex": req.regex, "json_schema": req.json_schema,
-        "ebnf": req.ebnf,
+        "ebnf": req.ebnf, "logit_bias": req.logit_bias or None, "stop_regex": req.stop_regex,
+        "sampling_seed": req.sampling_seed,
     }
     # Unset values are left out so the runtime's own defaults apply.
     return {k: v for k, v in values.items() if v is not None}

@@ -186,6 +186,7 @@ async def create_completion(tm: TokenizerManagerLike, request: Request) -> Respo
         fmt = _CompletionStream(
             req, prompt_texts, tm.tokenizer, response_id=response_id, model=model,
             created=created, include_usage=req.include_usage,
+            continuous_usage=req.continuous_usage,
         )
         return sse_response(stream_events(started, req.n, fmt))
 

@@ -1,9 +1,12 @@
 """OpenAI request bodies (msgspec) and small response builders.
 
-Request structs ignore unknown fields (`forbid_unknown_fields=False`) because OpenAI clients send
-fields we have no use for (`user`, `metadata`, `store`, ...). Fields whose meaning we cannot
-honour (`suffix`, `logit_bias`, `tools`, audio output) are declared so they can be rejected
-with a 400 instead of silently changing the answer.
+Unknown fields: every request struct refuses a field it does not declare (`forbid_unknown_fields`;
+`common.decode_request` answers "unsupported field 'x'" with a 400 naming it), so nothing a client
+asks for is silently dropped. What a struct declares is what we accept: a field another module
+adds to a struct is accepted with no other change. The few fields OpenAI clients send that
+change nothing we compute are declared from one table, `IGNORED_FIELDS`, and documented as
+accepted and ignored. Fields whose meaning we cannot honour (`suffix`, `tools` on models without
+tool support) are declared so they can be rejected with a message saying why.
 
 Responses are plain dicts: they are built once per request or chunk and encoded straight away.
 
@@ -41,11 +44,42 @@ _PROMPT_SCHEMA = {"anyOf": [
 ]}
 
 
-class StreamOptions(msgspec.Struct, forbid_unknown_fields=False):
+# Accepted and ignored, per struct: (type, why it changes nothing). A `None` type takes only
+# null: clients that echo a previous response's message back send these as null, and any
+# other value asks for something we cannot honour (a 400 naming it).
+IGNORED_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
+    "request": {
+        "user": (str | None, "an end-user id for the provider's abuse monitoring"),
+        "metadata": (dict[str, Any] | None, "tags for the provider's dashboards"),
+        "store": (bool | None, "whether the provider keeps the completion: we keep nothing"),
+        "service_tier": (str | None, "the provider's billing tier"),
+    },
+    "message": {
+        "refusal": (str | None, "a refusal echoed back in the history (the content says it)"),
+        "annotations": (list[Any] | None, "URL citations echoed back in the history"),
+        "audio": (None, "audio output (only null)"),
+        "function_call": (None, "the deprecated function call (only null)"),
+    },
+}
+
+
+def _ignored(name: str, table: str) -> type[msgspec.Struct]:
+    """A base struct declaring the ignored fields of `table`, all defaulting to None."""
+    fields = [(f, t, None) for f, (t, _) in IGNORED_FIELDS[table].items()]
+    return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True)
+
+
+_IgnoredRequestFields: Any = _ignored("_IgnoredRequestFields", "request")
+_IgnoredMessageFields: Any = _ignored("_IgnoredMessageFields", "message")
+
+
+class StreamOptions(msgspec.Struct, forbid_unknown_fields=True):
     include_usage: bool = False
+    # Usage (so far) on every chunk, not only in the last one (vLLM's and SGLang's extension).
+    continuous_usage_stats: bool = False
 
 
-class _SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class _SamplingFields(_IgnoredRequestFields, kw_only=True, forbid_unknown_fields=True):
     """Fields shared by both endpoints; SGLang extras after the OpenAI ones."""
 
     model: str | None = None  # any name is accepted: one model is served
@@ -57,11 +91,10 @@ class _SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=False)
     seed: Annotated[int, _doc(minimum=-(2**63), maximum=2**64 - 1)] | None = None
     presence_penalty: Annotated[float, _doc(minimum=-2, maximum=2)] | None = None
     frequency_penalty: Annotated[float, _doc(minimum=-2, maximum=2)] | None = None
-    # Not supported: only empty is accepted.
-    logit_bias: Annotated[dict[str, float], _doc(maxProperties=0)] | None = None
+    # Token id (a string) -> bias in [-100, 100], added to the logit (SamplingParams.logit_bias).
+    logit_bias: dict[str, Annotated[float, _doc(minimum=-100, maximum=100)]] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
     # SGLang extensions
     top_k: Annotated[int, _doc(minimum=-1, **{"not": {"const": 0}})] | None = None
     min_p: Annotated[float, _doc(minimum=0, maximum=1)] | None = None
@@ -76,13 +109,22 @@ class _SamplingFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=False)
     json_schema: str | None = None
     ebnf: str | None = None
     rid: str | None = None
+    # SGLang's native names (SamplingParams); `custom_params` is declared to be refused by name.
+    stop_regex: str | list[str] | None = None
+    sampling_seed: int | None = None
+    custom_params: Any = None
 
     @property
     def include_usage(self) -> bool:
         return self.stream and self.stream_options is not None and self.stream_options.include_usage
 
+    @property
+    def continuous_usage(self) -> bool:
+        return (self.stream and self.stream_options is not None
+                and self.stream_options.continuous_usage_stats)
 
-class CompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=False):
+
+class CompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=True):
     # str | list[str] | list[int] | list[list[int]]: msgspec can't express a union of list
     # types, so the shape is checked by `completions.normalize_prompts`.
     prompt: Annotated[Any, _doc(**_PROMPT_SCHEMA)]
@@ -100,43 +142,44 @@ IMAGE_DETAILS = ("auto", "low", "high")
 CONTENT_PART_TYPES = ("text", "image_url", "video_url")
 
 
-class ImageURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class ImageURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     url: str  # a data URI, an http(s) URL, or what /generate's image_data takes
     detail: Annotated[str, _doc(enum=list(IMAGE_DETAILS))] | None = None
 
 
-class VideoURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class VideoURL(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An extension (OpenAI has no video part): a video and how many frames to sample."""
 
     url: str
     num_frames: Annotated[int, _doc(minimum=1)] | None = None
 
 
-class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Annotated[str, _doc(enum=list(CONTENT_PART_TYPES))]
     text: str | None = None
     image_url: ImageURL | str | None = None  # a bare URL string is taken too
     video_url: VideoURL | None = None
 
 
-class ChatMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class ChatMessage(_IgnoredMessageFields, kw_only=True, forbid_unknown_fields=True):
     role: Annotated[str, _doc(enum=["system", "developer", "user", "assistant"])]
     content: str | list[ContentPart] | None = None
     name: str | None = None
 
 
-class JSONSchemaFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class JSONSchemaFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str | None = None
+    description: str | None = None  # for the model's provider; the schema alone constrains
     schema: dict[str, Any] | bool | None = None
     strict: bool | None = None
 
 
-class ResponseFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class ResponseFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Annotated[str, _doc(enum=["text", "json_object", "json_schema"])]
     json_schema: JSONSchemaFormat | None = None
 
 
-class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=False):
+class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields=True):
     messages: Annotated[list[ChatMessage], _doc(minItems=1)]
     max_completion_tokens: Annotated[int, _doc(minimum=1)] | None = None
     logprobs: bool = False

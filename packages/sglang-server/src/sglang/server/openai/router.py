@@ -10,6 +10,7 @@ from sglang.server.http_guard import json_body_openapi
 from sglang.server.openai.chat import create_chat_completion
 from sglang.server.openai.common import TokenizerManagerLike
 from sglang.server.openai.completions import create_completion
+from sglang.server.openai.embeddings import EmbeddingRequest, create_embeddings
 from sglang.server.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,7 +21,7 @@ from sglang.server.openai.streaming import json_response
 
 
 def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
-    """`/v1/models`, `/v1/completions`, `/v1/chat/completions`. Errors are raised as APIError;
+    """`/v1/models`, `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`. Errors are raised as APIError;
     the app's exception handler turns them into OpenAI error bodies."""
     router = APIRouter()
     created = now()  # one model, loaded when the server started
@@ -53,6 +54,11 @@ def build_openai_router(tm: TokenizerManagerLike) -> APIRouter:
     async def completions(request: Request) -> Response:
         need_tokenizer()
         return await create_completion(tm, request)
+
+    @router.post("/v1/embeddings", openapi_extra=json_body_openapi(EmbeddingRequest, example={
+        "model": "default", "input": "The capital of France is"}))
+    async def embeddings(request: Request) -> Response:
+        return await create_embeddings(tm, request)
 
     @router.post("/v1/chat/completions", openapi_extra=json_body_openapi(
         ChatCompletionRequest, example={

@@ -157,9 +157,12 @@ class StreamFormat:
 
     object_name = ""
 
-    def __init__(self, response_id: str, model: str, created: int, include_usage: bool) -> None:
+    def __init__(self, response_id: str, model: str, created: int, include_usage: bool,
+                 continuous_usage: bool = False) -> None:
         self.response_id, self.model, self.created = response_id, model, created
         self.include_usage = include_usage
+        # stream_options.continuous_usage_stats: every chunk carries the usage so far.
+        self.continuous_usage = continuous_usage
 
     def wrap(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -188,6 +191,13 @@ async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> As
     """SSE bytes: openings, content deltas, one finish chunk per choice, the usage chunk when
     asked, then [DONE]. Errors after the header become an error event."""
     gens = [first.acc for first, _ in started]
+
+    def chunk(choices: list[dict[str, Any]]) -> bytes:
+        body = fmt.wrap(choices)
+        if fmt.continuous_usage:
+            body["usage"] = usage_dict(*usage_totals(gens, n))
+        return sse(body)
+
     logprobs_seen = [0] * len(started)
     seen = [False] * len(started)
     produced = [False] * len(started)
@@ -195,7 +205,7 @@ async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> As
         for k in range(len(started)):
             opening = fmt.opening(k)
             if opening is not None:
-                yield sse(fmt.wrap([opening]))
+                yield chunk([opening])
         async with aclosing(merge(started)) as chunks:
             async for k, step in chunks:
                 lps, tops = step.new_output_logprobs(logprobs_seen[k])
@@ -207,9 +217,9 @@ async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> As
                 choice = fmt.content(k, step, not seen[k], lps, tops)
                 seen[k] = True
                 if choice is not None:
-                    yield sse(fmt.wrap([choice]))
+                    yield chunk([choice])
                 if reason is not None:
-                    yield sse(fmt.wrap([fmt.finish(k, reason)]))
+                    yield chunk([fmt.finish(k, reason)])
         if fmt.include_usage:
             body = fmt.wrap([])
             body["usage"] = usage_dict(*usage_totals(gens, n))
