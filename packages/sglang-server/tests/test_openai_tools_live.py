@@ -1,0 +1,222 @@
+"""Tool calling through the official `openai` client against a live server: a tiny random Llama
+with SmolLM2's tokenizer and a Qwen2-style tools template (SmolLM2-Instruct's own template does
+not render tools). Random weights say nothing about when to call a tool, so calls come from
+`tool_choice` ("required", a named function: the grammar backend) or, for `auto`, from an SGLang
+`regex` that makes the model write the hermes format the server then parses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+from live_server import LiveServer, launch, wait_idle
+from tool_models import save_tools_model
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "enum": ["Paris", "Oslo", "Lima"]},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 9},
+    }, "required": ["city", "unit", "days"], "additionalProperties": False},
+}}
+CLOCK = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a time zone.",
+    "parameters": {"type": "object", "properties": {
+        "tz": {"type": "string", "enum": ["UTC", "CET"]}, "exact": {"type": "boolean"},
+    }, "required": ["tz", "exact"], "additionalProperties": False},
+}}
+TOOLS = [WEATHER, CLOCK]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+QUESTIONS = ["What's the weather in Paris?", "Time in Berlin?", "Will it rain in Oslo?",
+             "Weather and time for Lima please."]
+AUTO_CALL = (r'Checking\.\n<tool_call>\n\{"name": "get_weather", "arguments": '
+             r'\{"city": "(Paris|Oslo)", "unit": "celsius", "days": [1-3]\}\}\n</tool_call>')
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    model = save_tools_model(tmp_path_factory.mktemp("tools_model"))
+    srv = launch("--model-path", model, "--device", "cpu", "--max-total-tokens", "16384",
+                 "--context-length", "2048")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: LiveServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0,
+                       timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tokenizer(server: LiveServer) -> Any:
+    from sglang.runtime.loading.source import load_tokenizer
+
+    with server.client() as c:
+        return load_tokenizer(c.get("/get_model_info").json()["tokenizer_path"])
+
+
+def ask(client: openai.OpenAI, messages: list[dict], **kw: Any) -> Any:
+    # Room for long arrays of calls: a random model closes "required"'s array by chance.
+    kw.setdefault("max_tokens", 1024)
+    return client.chat.completions.create(model="m", messages=messages, **kw)
+
+
+def stream_answer(client: openai.OpenAI, messages: list[dict], **kw: Any) -> dict[str, Any]:
+    """The streamed answer folded into a message, checking each call's first delta."""
+    content, calls, reasons = "", [], []
+    for chunk in ask(client, messages, stream=True, **kw):
+        for choice in chunk.choices:
+            d = choice.delta
+            content += d.content or ""
+            for tc in d.tool_calls or []:
+                if tc.index == len(calls):
+                    assert tc.id and tc.id.startswith("call_") and tc.type == "function"
+                    assert tc.function.name and tc.function.arguments == ""
+                    calls.append({"id": tc.id, "type": "function",
+                                  "function": {"name": tc.function.name, "arguments": ""}})
+                else:
+                    assert tc.id is None and tc.function.name is None
+                    calls[tc.index]["function"]["arguments"] += tc.function.arguments
+            if choice.finish_reason:
+                reasons.append(choice.finish_reason)
+    assert len(reasons) == 1
+    return {"content": content or None, "tool_calls": calls, "finish_reason": reasons[0]}
+
+
+def plain_answer(client: openai.OpenAI, messages: list[dict], **kw: Any) -> dict[str, Any]:
+    choice = ask(client, messages, **kw).choices[0]
+    calls = [c.model_dump() for c in choice.message.tool_calls or []]
+    return {"content": choice.message.content, "tool_calls": calls,
+            "finish_reason": choice.finish_reason}
+
+
+ANSWER = {False: plain_answer, True: stream_answer}
+
+
+def check_calls(calls: list[dict], allowed: set[str]) -> None:
+    assert calls
+    for call in calls:
+        name = call["function"]["name"]
+        assert name in allowed
+        jsonschema.validate(json.loads(call["function"]["arguments"]), SCHEMAS[name])
+
+
+def prompt_tokens(tokenizer: Any, messages: list[dict], tools: list[dict] | None) -> int:
+    """What the template makes of the conversation here, with the arguments as objects."""
+    hf = [dict(m, tool_calls=[dict(c, function=dict(c["function"], arguments=json.loads(
+        c["function"]["arguments"]))) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+        for m in messages]
+    text = tokenizer.apply_chat_template(hf, tools=tools, tokenize=False,
+                                         add_generation_prompt=True)
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_turn_tool_conversation(client: openai.OpenAI, tokenizer: Any, server: LiveServer,
+                                    stream: bool) -> None:
+    messages: list[dict] = [{"role": "user", "content": QUESTIONS[0]}]
+    first = ANSWER[stream](client, messages, tools=TOOLS, tool_choice="required", seed=3,
+                           temperature=0.8)
+    assert first["finish_reason"] == "tool_calls" and first["content"] is None
+    check_calls(first["tool_calls"], set(SCHEMAS))
+    messages.append({"role": "assistant", "content": None, "tool_calls": first["tool_calls"]})
+    for call in first["tool_calls"]:
+        messages.append({"role": "tool", "tool_call_id": call["id"],
+                         "content": json.dumps({"result": "sunny, 21 C"})})
+    final = ANSWER[stream](client, messages, tools=TOOLS, seed=3, temperature=0.8,
+                           max_tokens=12)
+    assert final["tool_calls"] == [] and final["finish_reason"] in ("stop", "length")
+    assert isinstance(final["content"], str) and final["content"]
+    # The server rendered the tools, the call and its result through the model's template.
+    usage = ask(client, messages, tools=TOOLS, max_tokens=1).usage
+    assert usage.prompt_tokens == prompt_tokens(tokenizer, messages, TOOLS)
+    assert usage.prompt_tokens > prompt_tokens(tokenizer, messages[:1], TOOLS) + 20
+    wait_idle(server)
+
+
+def _runs(client: openai.OpenAI, n: int, **kw: Any) -> list[dict[str, Any]]:
+    def one(i: int) -> dict[str, Any]:
+        messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+        return ANSWER[i % 2 == 1](client, messages, tools=TOOLS, seed=i, temperature=1.0, **kw)
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_required_always_gives_valid_calls(client: openai.OpenAI, server: LiveServer) -> None:
+    runs = _runs(client, 20, tool_choice="required")
+    for run in runs:
+        assert run["finish_reason"] == "tool_calls"
+        check_calls(run["tool_calls"], set(SCHEMAS))
+    arguments = {c["function"]["arguments"] for r in runs for c in r["tool_calls"]}
+    assert len(arguments) > 3  # 20 samples, not one answer 20 times
+    wait_idle(server)
+
+
+def test_named_function_always_gives_its_arguments(client: openai.OpenAI,
+                                                   server: LiveServer) -> None:
+    runs = _runs(client, 20, tool_choice={"type": "function", "function": {"name": "get_time"}})
+    for run in runs:
+        assert [c["function"]["name"] for c in run["tool_calls"]] == ["get_time"]
+        check_calls(run["tool_calls"], {"get_time"})
+    assert len({r["tool_calls"][0]["function"]["arguments"] for r in runs}) > 1
+    wait_idle(server)
+
+
+def test_parallel_tool_calls(client: openai.OpenAI, server: LiveServer) -> None:
+    allowed = _runs(client, 12, tool_choice="required")
+    assert max(len(r["tool_calls"]) for r in allowed) >= 2
+    single = _runs(client, 12, tool_choice="required", parallel_tool_calls=False)
+    assert all(len(r["tool_calls"]) == 1 for r in single)
+    for run in allowed + single:
+        check_calls(run["tool_calls"], set(SCHEMAS))
+    wait_idle(server)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_parses_the_models_format(client: openai.OpenAI, stream: bool) -> None:
+    messages = [{"role": "user", "content": QUESTIONS[2]}]
+    answer = ANSWER[stream](client, messages, tools=TOOLS, tool_choice="auto", seed=1,
+                            temperature=1.0, extra_body={"regex": AUTO_CALL})
+    assert answer["content"] == "Checking."
+    assert answer["finish_reason"] == "tool_calls"
+    check_calls(answer["tool_calls"], {"get_weather"})
+    # parallel_tool_calls=false keeps one call; tool_choice="none" parses nothing.
+    none = ANSWER[stream](client, messages, tools=TOOLS, tool_choice="none", seed=1,
+                          temperature=1.0, extra_body={"regex": AUTO_CALL})
+    assert none["tool_calls"] == [] and none["content"].startswith("Checking.\n<tool_call>")
+    assert none["finish_reason"] == "stop"
+
+
+def test_tool_choice_none_offers_no_tools(client: openai.OpenAI, tokenizer: Any) -> None:
+    messages = [{"role": "user", "content": QUESTIONS[1]}]
+    usage = ask(client, messages, tools=TOOLS, tool_choice="none", max_tokens=1).usage
+    assert usage.prompt_tokens == prompt_tokens(tokenizer, messages, None)
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tool_choice": {"type": "function", "function": {"name": "nope"}}},
+     "tool_choice.function.name"),
+    ({"tool_choice": "required", "response_format": {"type": "json_object"}}, "tool_choice"),
+    ({"tools": [{"type": "retrieval", "function": {"name": "x"}}]}, "tools[0].type"),
+    ({"tools": [WEATHER, WEATHER]}, "tools[1].function.name"),
+    ({"tools": None, "tool_choice": "required"}, "tool_choice"),
+    ({"tool_choice": "sometimes"}, "tool_choice"),
+])
+def test_bad_tool_requests_are_400(client: openai.OpenAI, fields: dict, param: str) -> None:
+    body = {"tools": TOOLS, **fields}
+    if body["tools"] is None:
+        del body["tools"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=4, extra_body=body)
+    assert e.value.body["param"] == param, e.value.body
