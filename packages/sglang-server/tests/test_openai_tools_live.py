@@ -15,25 +15,9 @@ from typing import Any
 import jsonschema
 import openai
 import pytest
-from live_server import LiveServer, launch, wait_idle
-from tool_models import save_tools_model
+from live_server import LiveServer, wait_idle
+from tool_models import SCHEMAS, TOOLS, WEATHER
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city.",
-    "parameters": {"type": "object", "properties": {
-        "city": {"type": "string", "enum": ["Paris", "Oslo", "Lima"]},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 9},
-    }, "required": ["city", "unit", "days"], "additionalProperties": False},
-}}
-CLOCK = {"type": "function", "function": {
-    "name": "get_time", "description": "The time in a time zone.",
-    "parameters": {"type": "object", "properties": {
-        "tz": {"type": "string", "enum": ["UTC", "CET"]}, "exact": {"type": "boolean"},
-    }, "required": ["tz", "exact"], "additionalProperties": False},
-}}
-TOOLS = [WEATHER, CLOCK]
-SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 QUESTIONS = ["What's the weather in Paris?", "Time in Berlin?", "Will it rain in Oslo?",
              "Weather and time for Lima please."]
 AUTO_CALL = (r'Checking\.\n<tool_call>\n\{"name": "get_weather", "arguments": '
@@ -41,12 +25,8 @@ AUTO_CALL = (r'Checking\.\n<tool_call>\n\{"name": "get_weather", "arguments": '
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    model = save_tools_model(tmp_path_factory.mktemp("tools_model"))
-    srv = launch("--model-path", model, "--device", "cpu", "--max-total-tokens", "16384",
-                 "--context-length", "2048")
-    yield srv
-    srv.stop()
+def server(tools_server: LiveServer) -> LiveServer:
+    return tools_server
 
 
 @pytest.fixture(scope="module")

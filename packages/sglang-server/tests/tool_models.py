@@ -6,6 +6,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# Tools whose arguments a random model can only fill in a bounded way under the grammar (enums,
+# bounded integers, booleans), so every constrained answer ends well within max_tokens.
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "enum": ["Paris", "Oslo", "Lima"]},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 9},
+    }, "required": ["city", "unit", "days"], "additionalProperties": False},
+}}
+CLOCK = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a time zone.",
+    "parameters": {"type": "object", "properties": {
+        "tz": {"type": "string", "enum": ["UTC", "CET"]}, "exact": {"type": "boolean"},
+    }, "required": ["tz", "exact"], "additionalProperties": False},
+}}
+TOOLS = [WEATHER, CLOCK]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+
+
 # Written for these tests in the shape of Qwen2's tool template: the tools in the system turn,
 # past calls as <tool_call> blocks in the assistant turn, results as <tool_response> user turns.
 TOOLS_TEMPLATE = (
