@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
+import hypothesis
 import jsonschema
 import openai
 import pytest
+from hypothesis import strategies as st
 from live_server import LiveServer, wait_idle
 from tool_models import SCHEMAS, TOOLS, WEATHER
 
@@ -200,3 +201,55 @@ def test_bad_tool_requests_are_400(client: openai.OpenAI, fields: dict, param: s
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=4, extra_body=body)
     assert e.value.body["param"] == param, e.value.body
+
+
+_LEAF = st.sampled_from([
+    {"type": "integer", "minimum": 0, "maximum": 99}, {"type": "boolean"},
+    {"type": "string", "enum": ["a", "b"]}, {"type": "string", "maxLength": 4},
+    {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}, {"type": "null"},
+])
+_PARAMS = st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), _LEAF, max_size=3).map(
+    lambda props: {"type": "object", "properties": props, "required": sorted(props),
+                   "additionalProperties": False})
+_TOOL = st.builds(lambda name, params: {"type": "function", "function": {
+    "name": name, "parameters": params}}, st.from_regex(r"[a-z_]{1,8}", fullmatch=True), _PARAMS)
+
+
+@hypothesis.settings(max_examples=15, deadline=None, database=None,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.given(
+    tools=st.lists(_TOOL, min_size=1, max_size=3, unique_by=lambda t: t["function"]["name"]),
+    choice=st.sampled_from(["auto", "none", "required", "named"]),
+    parallel=st.sampled_from([None, True, False]), stream=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_random_tools_never_fail_the_server(server: LiveServer, tools: list[dict], choice: str,
+                                            parallel: bool | None, stream: bool,
+                                            seed: int) -> None:
+    """Random tool schemas and options: a 200 whose calls (when complete) match their schema."""
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "go"}], "tools": tools, "seed": seed,
+        "temperature": 1.0, "max_tokens": 48, "stream": stream,
+        "tool_choice": {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
+        if choice == "named" else choice,
+    }
+    if parallel is not None:
+        body["parallel_tool_calls"] = parallel
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    with server.client() as c:
+        r = c.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        if stream:
+            assert '"error"' not in r.text, r.text
+            return
+        choice_out = r.json()["choices"][0]
+    calls = choice_out["message"].get("tool_calls") or []
+    if choice in ("required", "named") and choice_out["finish_reason"] == "tool_calls":
+        assert calls
+        if parallel is False or choice == "named":
+            assert len(calls) == 1
+        for call in calls:
+            jsonschema.validate(json.loads(call["function"]["arguments"]),
+                                schemas[call["function"]["name"]])
+    if choice == "none":
+        assert not calls

@@ -34,14 +34,6 @@ from sglang.server.openai.common import (
     usage_totals,
     with_copies,
 )
-from sglang.server.openai.tool_calls import (
-    ToolPlan,
-    call_finish_reason,
-    plan_tools,
-    tool_choices,
-    tool_finish,
-)
-from sglang.server.openai.tool_prompts import builtin_messages, jinja_kwargs
 from sglang.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
     ChatCompletionRequest,
@@ -58,6 +50,14 @@ from sglang.server.openai.streaming import (
     start_all,
     stream_events,
 )
+from sglang.server.openai.tool_calls import (
+    ToolPlan,
+    call_finish_reason,
+    plan_tools,
+    tool_choices,
+    tool_finish,
+)
+from sglang.server.openai.tool_prompts import builtin_messages, jinja_kwargs
 from sglang.server.role_format import adds_bos
 
 

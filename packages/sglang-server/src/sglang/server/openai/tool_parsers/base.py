@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from sglang.server.openai.tool_parsers.json_scan import ERROR, INCOMPLETE, CallScan, scan_call, skip_ws
+from sglang.server.openai.tool_parsers.json_scan import (
+    ERROR,
+    INCOMPLETE,
+    CallScan,
+    scan_call,
+    skip_ws,
+)
 
 
 @dataclass
@@ -50,7 +56,7 @@ def read_objects(text: str, i: int, sep: str | None, final: bool) -> Region:
         if j >= len(text) or text[j] != "{":
             if j >= len(text) and not final:
                 return out  # INCOMPLETE
-            out.end = (j if out.calls else ERROR) if j < len(text) or out.calls else ERROR
+            out.end = j if out.calls else ERROR  # after a separator: the rest is text
             return out
         scan: CallScan = scan_call(text, j)
         if scan.name is None and (scan.end != INCOMPLETE or final):
