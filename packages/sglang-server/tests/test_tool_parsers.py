@@ -5,6 +5,7 @@ a time) reassembling to exactly that parse."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -91,7 +92,8 @@ def reassemble(deltas: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str
         (tc,) = d["tool_calls"]
         k = tc["index"]
         if k == len(names):
-            assert tc["id"].startswith("call_") and tc["id"] not in ids
+            assert re.fullmatch(r"call_[0-9a-f]{24}|[A-Za-z0-9]{9}", tc["id"]), tc["id"]
+            assert tc["id"] not in ids
             assert tc["type"] == "function" and tc["function"]["arguments"] == ""
             ids.add(tc["id"])
             names.append(tc["function"]["name"])
@@ -188,3 +190,9 @@ def test_every_registered_name_has_a_sample() -> None:
 def test_unknown_parser_name() -> None:
     with pytest.raises(ValueError, match="unknown tool call parser 'nope'"):
         get_format("nope")
+
+
+def test_call_ids() -> None:
+    # Mistral's templates refuse ids other than 9 alphanumerics; clients send ids back.
+    assert re.fullmatch(r"[A-Za-z0-9]{9}", get_format("mistral").new_call_id())
+    assert re.fullmatch(r"call_[0-9a-f]{24}", get_format("hermes").new_call_id())

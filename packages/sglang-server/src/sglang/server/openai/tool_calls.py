@@ -27,7 +27,6 @@ from sglang.server.openai.tool_parsers import (
     final_content,
     get_format,
     infer_format_name,
-    new_call_id,
 )
 
 TOOL_CHOICES = ("none", "auto", "required")
@@ -62,7 +61,7 @@ class ToolPlan:
         out: dict[str, Any] = {"role": "assistant", "content": final_content(content, calls)}
         if calls:
             out["tool_calls"] = [
-                {"id": new_call_id(), "type": "function",
+                {"id": self.fmt.new_call_id(), "type": "function",
                  "function": {"name": c.name, "arguments": c.arguments}}
                 for c in calls
             ]
@@ -191,10 +190,10 @@ def add_tool_fields(message: ChatMessage, out: dict[str, Any]) -> None:
     """Copy a history message's tool fields into its template form (both chat_media forms)."""
     if message.tool_calls:
         out["tool_calls"] = [
-            {"id": c.id or new_call_id(), "type": "function",
+            {"id": c.id or f"call_{i}", "type": "function",
              "function": {"name": c.function.name,
                           "arguments": _arguments_value(c.function.arguments)}}
-            for c in message.tool_calls
+            for i, c in enumerate(message.tool_calls)
         ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id

@@ -11,7 +11,7 @@ from sglang.server.openai.tool_parsers.base import (
     ToolFormat,
     register_format,
 )
-from sglang.server.openai.tool_parsers.stream import ToolStream, final_content, new_call_id
+from sglang.server.openai.tool_parsers.stream import ToolStream, final_content
 
 # Text in a chat template that shows which format the model was trained on, in lookup order.
 TEMPLATE_HINTS: tuple[tuple[str, str], ...] = (
@@ -72,6 +72,6 @@ class NamedFormat(ToolFormat):
 
 __all__ = [
     "DEFAULT_FORMAT", "FORMATS", "NamedFormat", "ParsedCall", "ToolFormat", "ToolStream",
-    "final_content", "get_format", "infer_format_name", "new_call_id", "register_format",
+    "final_content", "get_format", "infer_format_name", "register_format",
     "tool_parser_names",
 ]

@@ -11,6 +11,9 @@ until more arrives (or the output ends), so nothing sent as content is ever take
 
 from __future__ import annotations
 
+import secrets
+import string
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -102,8 +105,10 @@ class ToolFormat:
     name: ClassVar[str] = ""
     markers: ClassVar[tuple[str, ...]] = ()  # texts that open a region anywhere
     opening: ClassVar[str] = ""  # characters that open a region at the start of the output
-    # The marker is a special token: the detokenizer must keep special tokens for it to show.
-    needs_special_tokens: ClassVar[bool] = False
+
+    def new_call_id(self) -> str:
+        """An id for a call the model made (clients send it back with the tool's result)."""
+        return f"call_{uuid.uuid4().hex[:24]}"
 
     def region(self, text: str, i: int, marker: str, final: bool) -> Region:
         """Read the region whose body starts at text[i] (after `marker`; "" for an opening
@@ -171,6 +176,11 @@ class ToolFormat:
         return snap.content, snap.calls
 
 
+def short_call_id() -> str:
+    """Mistral's templates accept only 9 alphanumeric characters as a call id."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(9))
+
+
 FORMATS: dict[str, ToolFormat] = {}
 
 
@@ -189,5 +199,5 @@ def register_format(*names: str) -> Callable[[type[ToolFormat]], type[ToolFormat
 
 __all__ = [
     "FORMATS", "ParsedCall", "Region", "Snapshot", "ToolFormat", "close_with", "read_objects",
-    "register_format",
+    "register_format", "short_call_id",
 ]

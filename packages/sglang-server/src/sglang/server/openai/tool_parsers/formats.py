@@ -20,6 +20,7 @@ from sglang.server.openai.tool_parsers.base import (
     close_with,
     read_objects,
     register_format,
+    short_call_id,
 )
 from sglang.server.openai.tool_parsers.json_scan import ERROR, skip_ws
 
@@ -48,7 +49,6 @@ class Llama3Format(ToolFormat):
     name = "llama3"
     markers = ("<|python_tag|>",)
     opening = "{"
-    needs_special_tokens = True
 
     def region(self, text: str, i: int, marker: str, final: bool) -> Region:
         return read_objects(text, i, ";", final)
@@ -59,7 +59,9 @@ class MistralFormat(ToolFormat):
     name = "mistral"
     markers = ("[TOOL_CALLS]",)
     opening = "["
-    needs_special_tokens = True
+
+    def new_call_id(self) -> str:
+        return short_call_id()
 
     def region(self, text: str, i: int, marker: str, final: bool) -> Region:
         return _array_or_object(text, i, final)

@@ -9,14 +9,9 @@ until more text follows, because an answer that ends in calls drops it (`final_c
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sglang.server.openai.tool_parsers.base import ParsedCall, ToolFormat
-
-
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def final_content(content: str, calls: list[Any]) -> str | None:
@@ -65,7 +60,7 @@ class ToolStream:
             self._sent_content = visible
         for k, call in enumerate(calls):
             if k == len(self.ids):
-                self.ids.append(new_call_id())
+                self.ids.append(self.fmt.new_call_id())
                 self._sent_args.append(0)
                 out.append({"tool_calls": [{
                     "index": k, "id": self.ids[k], "type": "function",
@@ -78,4 +73,4 @@ class ToolStream:
         return out
 
 
-__all__ = ["ToolStream", "final_content", "new_call_id"]
+__all__ = ["ToolStream", "final_content"]
