@@ -240,8 +240,8 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     )]
     # The max_tokens an error names is the one the client sent.
     named = {"sampling_params.max_new_tokens": "max_completion_tokens"} \
-        if req.max_completion_tokens is not None else None
-    with openai_names("chat", named):
+        if req.max_completion_tokens is not None else {}
+    with openai_names("chat", named), tools.grammar_errors():
         started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sglang.server.errors import bad_request
+from sglang.server.errors import APIError, bad_request
 from sglang.server.openai.protocol import ChatCompletionRequest, ChatMessage, Tool
 from sglang.server.openai.tool_parsers import (
     NamedFormat,
@@ -66,6 +68,18 @@ class ToolPlan:
                 for c in calls
             ]
         return out
+
+
+    @contextmanager
+    def grammar_errors(self) -> Iterator[None]:
+        """A grammar refused by the runtime was built from the tools' parameters: say so."""
+        try:
+            yield
+        except APIError as e:
+            if self.schema is None or e.status != 400 or "json_schema" not in e.message:
+                raise
+            raise APIError(f"a tool's parameters are not a usable JSON schema: {e.message}",
+                           e.status, e.type, "tools", e.code) from e
 
 
 def call_finish_reason(reason: str | None, made_calls: bool) -> str | None:
