@@ -192,6 +192,7 @@ def test_tool_choice_none_offers_no_tools(client: openai.OpenAI, tokenizer: Any)
     ({"tools": [WEATHER, WEATHER]}, "tools[1].function.name"),
     ({"tools": None, "tool_choice": "required"}, "tool_choice"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"tool_choice": {"type": "tool", "function": {"name": "get_time"}}}, "tool_choice.type"),
     ({"tools": [{"type": "function", "function": {"name": "x", "parameters": {
         "type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}}],
       "tool_choice": "required"}, "tools"),

@@ -67,6 +67,9 @@ SAMPLES: list[tuple[str, str, Expected]] = [
      (None, [("get_weather", {"city": "Oslo", "days": 3}), ("get_time", {"tz": "UTC"})])),
     ("json", '{"name": "ping", "arguments": {}}', (None, [("ping", {})])),
     ("json", "No tools needed: 4.", ("No tools needed: 4.", [])),
+    # JSON that names something but is no call (no arguments): an answer, not a call.
+    ("json", '{"name": "Bob", "age": 3}', ('{"name": "Bob", "age": 3}', [])),
+    ("llama3", '{"name": "Bob"} is the user.', ('{"name": "Bob"} is the user.', [])),
 ]
 
 

@@ -125,6 +125,9 @@ def plan_tools(req: ChatCompletionRequest, tm: Any) -> ToolPlan:
     by_name = _check_tools(req)
     choice = req.tool_choice
     named = _named_choice(req)
+    if choice is not None and not isinstance(choice, str) and choice.type != "function":
+        raise bad_request(f"tool_choice.type must be 'function', got {choice.type!r}",
+                          "tool_choice.type")
     if isinstance(choice, str) and choice not in TOOL_CHOICES:
         raise bad_request(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a function,"
                           f" got {choice!r}", "tool_choice")

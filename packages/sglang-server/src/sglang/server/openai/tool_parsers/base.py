@@ -62,13 +62,15 @@ def read_objects(text: str, i: int, sep: str | None, final: bool) -> Region:
             out.end = j if out.calls else ERROR  # after a separator: the rest is text
             return out
         scan: CallScan = scan_call(text, j)
-        if scan.name is None and (scan.end != INCOMPLETE or final):
-            # No name in a finished (or broken) object: not a call; after calls, ignored.
+        name = scan.call_name
+        if name is None and (scan.end != INCOMPLETE or final):
+            # A finished (or broken) object that is no call: ends a region it opens, and is
+            # skipped after calls.
             if not out.calls:
                 out.end = ERROR
                 return out
-        elif scan.name is not None:
-            out.calls.append(ParsedCall(scan.name, scan.args))
+        elif name is not None:
+            out.calls.append(ParsedCall(name, scan.args))
         if scan.end == INCOMPLETE:
             out.end = len(text) if final else INCOMPLETE
             return out

@@ -90,7 +90,14 @@ class CallScan:
     name: str | None = None
     args: str = ""  # the arguments' JSON text as written (a string value: its decoded text)
     end: int = INCOMPLETE  # after the closing brace; INCOMPLETE or ERROR otherwise
-    has_args: bool = False
+    has_args: bool = False  # the arguments value is whole
+    args_key: bool = False  # an arguments key was seen (what makes a named object a call)
+
+    @property
+    def call_name(self) -> str | None:
+        """The name once this object is known to be a call: a name and an arguments key, so
+        plain JSON such as {"name": "Bob", "age": 3} is never taken for one."""
+        return self.name if self.args_key else None
 
 
 def scan_call(text: str, i: int) -> CallScan:
@@ -147,6 +154,7 @@ def _take(out: CallScan, key: str, text: str, start: int, end: int) -> None:
         return
     if key not in ARG_KEYS or out.has_args:
         return
+    out.args_key = True
     if text[start] == '"':
         # Arguments sent as a JSON-encoded string: their text is known only once it is whole.
         if end != INCOMPLETE:
