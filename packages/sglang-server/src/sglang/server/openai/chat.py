@@ -50,6 +50,14 @@ from sglang.server.openai.streaming import (
     start_all,
     stream_events,
 )
+from sglang.server.openai.tool_calls import (
+    ToolPlan,
+    call_finish_reason,
+    plan_tools,
+    tool_choices,
+    tool_finish,
+)
+from sglang.server.openai.tool_prompts import builtin_messages, jinja_kwargs
 from sglang.server.role_format import adds_bos
 
 
@@ -80,17 +88,20 @@ async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> 
     return processor_media_tokens(processor)
 
 
-def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs) -> tuple[str, list[str]]:
-    """(prompt, template stop strings) through the server's template or the tokenizer's."""
+def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs,
+                tools: list[dict[str, Any]] | None = None) -> tuple[str, list[str]]:
+    """(prompt, template stop strings) through the server's template or the tokenizer's;
+    `tools` are offered to the model."""
     template = tm.chat_template
     if template is not None:
+        messages = builtin_messages(template.name, inputs.messages, tools)
         try:
-            return template.render(inputs.messages), template.stop_strs
+            return template.render(messages), template.stop_strs
         except ValueError as e:
             raise bad_request(str(e), "messages") from e
     jinja = getattr(tm.tokenizer, "chat_template", None)
     messages = inputs.hf_messages if template_places_media(jinja) else inputs.messages
-    return render_with_tokenizer(tm.tokenizer, messages), []
+    return render_with_tokenizer(tm.tokenizer, messages, **jinja_kwargs(jinja, tools)), []
 
 
 def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
@@ -109,8 +120,6 @@ def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
                 f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {req.top_logprobs}",
                 "top_logprobs",
             )
-    if req.tools and req.tool_choice != "none":
-        raise bad_request("tools (function calling) are not supported", "tools")
     return max_tokens, response_format_schema(req)
 
 
@@ -151,9 +160,11 @@ def chat_logprobs(entries: list[LogprobEntry], tops: list[Any], tokenizer: Any) 
 class _ChatStream(StreamFormat):
     object_name = "chat.completion.chunk"
 
-    def __init__(self, want_logprobs: bool, tokenizer: Any, **kw: Any) -> None:
+    def __init__(self, want_logprobs: bool, tokenizer: Any, tools: ToolPlan, n: int,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.want_logprobs, self.tokenizer = want_logprobs, tokenizer
+        self.tool_streams = [tools.stream() for _ in range(n)]
 
     def opening(self, k: int) -> dict[str, Any]:
         return {"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -173,13 +184,30 @@ class _ChatStream(StreamFormat):
     def finish(self, k: int, reason: str) -> dict[str, Any]:
         return {"index": k, "delta": {}, "logprobs": None, "finish_reason": reason}
 
+    def content_chunks(
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
+    ) -> list[dict[str, Any]]:
+        stream = self.tool_streams[k]
+        if stream is None:
+            return super().content_chunks(k, step, first, lps, tops)
+        logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
+            if self.want_logprobs and lps else None
+        return tool_choices(k, stream.feed(step.delta), logprobs)
+
+    def finish_chunks(self, k: int, reason: str) -> list[dict[str, Any]]:
+        stream = self.tool_streams[k]
+        if stream is None:
+            return super().finish_chunks(k, reason)
+        return tool_finish(k, stream, reason)
+
 
 async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> Response:
     req = decode_request(await request.body(), ChatCompletionRequest)
     check_modalities(req)
     inputs = collect_chat_inputs(req, await media_tokens(tm, req))
     max_tokens, schema = check_chat(req)
-    prompt, stops = render_chat(tm, inputs)
+    tools = plan_tools(req, tm)
+    prompt, stops = render_chat(tm, inputs, tools.tools)
     prompt_fields: dict[str, Any]
     if inputs.has_media:
         # The model's input processor tokenizes the text around each media token and splices
@@ -196,6 +224,7 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     if max_tokens is None:  # OpenAI: up to the context limit
         max_tokens = default_max
     params = sampling_params(req, max_tokens, stops, special_token_ids(tm.tokenizer, stops))
+    schema = tools.schema or schema
     if schema is not None:
         params["json_schema"] = schema
     response_id = new_id("chatcmpl")
@@ -211,14 +240,14 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     )]
     # The max_tokens an error names is the one the client sent.
     named = {"sampling_params.max_new_tokens": "max_completion_tokens"} \
-        if req.max_completion_tokens is not None else None
-    with openai_names("chat", named):
+        if req.max_completion_tokens is not None else {}
+    with openai_names("chat", named), tools.grammar_errors():
         started = await start_all(tm, objs, request)
     created, model = now(), tm.served_model_name
     if req.stream:
-        fmt = _ChatStream(req.logprobs, tm.tokenizer, response_id=response_id, model=model,
-                          created=created, include_usage=req.include_usage,
-                          continuous_usage=req.continuous_usage)
+        fmt = _ChatStream(req.logprobs, tm.tokenizer, tools, len(started),
+                          response_id=response_id, model=model, created=created,
+                          include_usage=req.include_usage, continuous_usage=req.continuous_usage)
         return sse_response(stream_events(started, req.n, fmt))
 
     gens = await gather_or_cancel([run_to_end(s) for s in started])
@@ -232,9 +261,10 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
         if req.logprobs:
             lps, tops = final.new_output_logprobs(0)
             logprobs = {"content": chat_logprobs(lps, tops, tm.tokenizer), "refusal": None}
+        message = tools.message(gen.text)
         choices.append({
-            "index": k, "message": {"role": "assistant", "content": gen.text},
-            "logprobs": logprobs, "finish_reason": reason,
+            "index": k, "message": message, "logprobs": logprobs,
+            "finish_reason": call_finish_reason(reason, "tool_calls" in message),
         })
     return json_response({
         "id": response_id, "object": "chat.completion", "created": created, "model": model,

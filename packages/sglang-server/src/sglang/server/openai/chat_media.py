@@ -21,9 +21,11 @@ from sglang.server.openai.protocol import (
     ChatCompletionRequest,
     ContentPart,
 )
+from sglang.server.openai.tool_calls import add_tool_fields
 
 # "developer" is OpenAI's newer name for the system role.
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+         "tool": "tool"}
 # `modalities`: only text is generated; the rest are SGLang's input hints, accepted as such.
 OUTPUT_MODALITIES = ("text",)
 INPUT_HINTS = ("image", "multi-images", "video")
@@ -151,6 +153,8 @@ def collect_chat_inputs(req: ChatCompletionRequest, tokens: dict[str, str]) -> C
                 parts.append(handler(part, where, tokens, out))
         out.messages.append({"role": role, "content": PART_JOINER.join(p.text for p in parts)})
         out.hf_messages.append({"role": role, "content": [p.hf for p in parts]})
+        add_tool_fields(m, out.messages[-1])
+        add_tool_fields(m, out.hf_messages[-1])
     return out
 
 

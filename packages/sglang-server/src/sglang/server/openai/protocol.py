@@ -161,10 +161,50 @@ class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     video_url: VideoURL | None = None
 
 
+class FunctionCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI sends it
+
+
+class ToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A call in an assistant message of the history."""
+
+    id: str | None = None
+    type: Annotated[str, _doc(enum=["function"])] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_IgnoredMessageFields, kw_only=True, forbid_unknown_fields=True):
-    role: Annotated[str, _doc(enum=["system", "developer", "user", "assistant"])]
+    role: Annotated[str, _doc(enum=["system", "developer", "user", "assistant", "tool"])]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant messages
+    tool_call_id: str | None = None  # tool messages: the call they answer
+
+
+class FunctionDef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, _doc(minLength=1)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+    strict: bool | None = None
+
+
+class Tool(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Annotated[str, _doc(enum=["function"])]
+    function: FunctionDef
+
+
+class ToolChoiceFunction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: Annotated[str, _doc(enum=["function"])]
+    function: ToolChoiceFunction
+
+
+# tool_choice as a string (see tool_calls.TOOL_CHOICES).
+_ToolChoiceMode = Annotated[str, _doc(enum=["none", "auto", "required"])]
 
 
 class JSONSchemaFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -185,8 +225,9 @@ class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields
     logprobs: bool = False
     top_logprobs: _TopLogprobs | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: _ToolChoiceMode | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # OpenAI's output modalities (only text is produced); SGLang's input hints ("image",
     # "multi-images", "video") are accepted too. See chat_media.check_modalities.
     modalities: list[str] | None = None

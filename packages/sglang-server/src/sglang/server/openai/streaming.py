@@ -186,6 +186,16 @@ class StreamFormat:
     def finish(self, k: int, reason: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    # A format that turns one step into several chunks (tool call deltas) overrides these.
+    def content_chunks(
+        self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
+    ) -> list[dict[str, Any]]:
+        choice = self.content(k, step, first, lps, tops)
+        return [] if choice is None else [choice]
+
+    def finish_chunks(self, k: int, reason: str) -> list[dict[str, Any]]:
+        return [self.finish(k, reason)]
+
 
 async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> AsyncIterator[bytes]:
     """SSE bytes: openings, content deltas, one finish chunk per choice, the usage chunk when
@@ -214,12 +224,12 @@ async def stream_events(started: list[Started], n: int, fmt: StreamFormat) -> As
                 reason = finish_reason(step)
                 if reason == "abort" and not produced[k]:
                     raise abort_error(step)
-                choice = fmt.content(k, step, not seen[k], lps, tops)
-                seen[k] = True
-                if choice is not None:
+                for choice in fmt.content_chunks(k, step, not seen[k], lps, tops):
                     yield chunk([choice])
+                seen[k] = True
                 if reason is not None:
-                    yield chunk([fmt.finish(k, reason)])
+                    for choice in fmt.finish_chunks(k, reason):
+                        yield chunk([choice])
         if fmt.include_usage:
             body = fmt.wrap([])
             body["usage"] = usage_dict(*usage_totals(gens, n))
