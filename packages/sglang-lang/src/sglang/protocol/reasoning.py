@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True)
 class ReasoningFormat:
@@ -65,6 +67,14 @@ def reasoning_format(name: str) -> ReasoningFormat:
     except KeyError:
         raise ValueError(f"unknown reasoning parser {name!r}; known: "
                          f"{', '.join(sorted(REASONING_FORMATS))}") from None
+
+
+class SeparateReasoningReqInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The native `POST /separate_reasoning` body: split a finished generation's text.
+    Answered with {"text": content, "reasoning_text": reasoning}."""
+
+    text: str
+    reasoning_parser: str | None = None  # default: the server's --reasoning-parser
 
 
 def _partial_suffix(text: str, tag: str) -> int:
@@ -156,7 +166,7 @@ class ReasoningParser:
                 return rest.strip(), ""
             return "", rest
         if self.state == _REASONING:  # the reasoning never closed (e.g. max_tokens)
-            return rest.strip(), ""
+            return (rest.lstrip() if self.strip_lead else rest).rstrip(), ""
         return "", rest.lstrip() if self.strip_lead else rest
 
 
@@ -170,6 +180,7 @@ def split_reasoning(text: str, fmt: ReasoningFormat, in_reasoning: bool = False,
 
 
 __all__ = [
-    "REASONING_FORMATS", "ReasoningFormat", "ReasoningParser", "reasoning_format",
+    "REASONING_FORMATS", "ReasoningFormat", "ReasoningParser", "SeparateReasoningReqInput",
+    "reasoning_format",
     "register_reasoning_format", "split_reasoning",
 ]

@@ -1,7 +1,8 @@
 """The FastAPI app: native routes over a TokenizerManager, plus the OpenAI router when present.
 
 Routes: POST /generate, GET /health, GET /health_generate, GET /get_model_info,
-GET /get_server_args, POST /flush_cache, GET /metrics, GET /debug/check_integrity.
+GET /get_server_args, POST /flush_cache, GET /metrics, GET /debug/check_integrity,
+POST /separate_reasoning (reasoning_route.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sglang.server.http_guard import (
     json_response,
 )
 from sglang.server.metrics import CONTENT_TYPE
+from sglang.server.reasoning_route import build_reasoning_router
 from sglang.server.role_format import server_role_format
 from sglang.server.tokenizer_manager import TokenizerManager
 from sglang.server.validation import decode_generate_body
@@ -243,6 +245,7 @@ def build_app(tm: TokenizerManager, server_args: ServerArgs) -> FastAPI:
     app.add_middleware(GuardMiddleware, tm=tm, api_key=server_args.api_key,
                        max_request_bytes=server_args.max_request_bytes)
     app.include_router(build_native_router(tm, server_args))
+    app.include_router(build_reasoning_router(server_args))
     router = _openai_router(tm)
     if router is not None:
         app.include_router(router)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from sglang.protocol.reasoning import REASONING_FORMATS, reasoning_format
 from sglang.runtime.arg_fields import ArgField, add_flag, arg_fields, doc
 from sglang.runtime.arg_fields import flag_of as flag_of  # re-exported: callers spell flags
 from sglang.runtime.config import FLAG_ALIASES, RuntimeArgs
@@ -28,6 +29,11 @@ class ServerArgs(msgspec.Struct, kw_only=True):
     port: Annotated[int, doc("port to listen on")] = 30000
     chat_template: Annotated[str | None, doc(
         "chat template: a built-in name or a .json/.jinja file", unset="the tokenizer's"
+    )] = None
+    reasoning_parser: Annotated[str | None, doc(
+        "split reasoning models' thinking into reasoning_content and constrain only the answer "
+        "with response_format / grammars", choices=tuple(sorted(REASONING_FORMATS)),
+        unset="no reasoning parsing",
     )] = None
     api_key: Annotated[str | None, doc(
         "require 'Authorization: Bearer KEY' on every endpoint except /health"
@@ -56,6 +62,8 @@ class ServerArgs(msgspec.Struct, kw_only=True):
             raise ValueError(f"invalid stream_interval={self.stream_interval}: expected >= 1")
         if self.max_request_bytes < 1:
             raise ValueError(f"invalid max_request_bytes={self.max_request_bytes}: expected >= 1")
+        if self.reasoning_parser is not None:
+            reasoning_format(self.reasoning_parser)  # ValueError naming the known ones
         if self.graceful_shutdown_timeout < 0:
             raise ValueError(f"invalid graceful_shutdown_timeout={self.graceful_shutdown_timeout}:"
                              " expected a number of seconds >= 0")

@@ -50,6 +50,19 @@ from sglang.server.openai.streaming import (
     start_all,
     stream_events,
 )
+from sglang.server.openai.reasoning import (
+    ReasoningStream,
+    gate_constraint,
+    message_fields,
+    plan_reasoning,
+    stream_for,
+    with_history_reasoning,
+)
+from sglang.server.openai.template_args import (
+    TemplateArgs,
+    render_server_template,
+    template_args,
+)
 from sglang.server.role_format import adds_bos
 
 
@@ -80,17 +93,20 @@ async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> 
     return processor_media_tokens(processor)
 
 
-def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs) -> tuple[str, list[str]]:
+def render_chat(
+    tm: TokenizerManagerLike, inputs: ChatInputs, args: TemplateArgs | None = None
+) -> tuple[str, list[str]]:
     """(prompt, template stop strings) through the server's template or the tokenizer's."""
+    args = args or TemplateArgs()
     template = tm.chat_template
     if template is not None:
         try:
-            return template.render(inputs.messages), template.stop_strs
+            return render_server_template(template, inputs.messages, args), template.stop_strs
         except ValueError as e:
             raise bad_request(str(e), "messages") from e
     jinja = getattr(tm.tokenizer, "chat_template", None)
     messages = inputs.hf_messages if template_places_media(jinja) else inputs.messages
-    return render_with_tokenizer(tm.tokenizer, messages), []
+    return render_with_tokenizer(tm.tokenizer, messages, **args.jinja()), []
 
 
 def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
@@ -151,9 +167,11 @@ def chat_logprobs(entries: list[LogprobEntry], tops: list[Any], tokenizer: Any) 
 class _ChatStream(StreamFormat):
     object_name = "chat.completion.chunk"
 
-    def __init__(self, want_logprobs: bool, tokenizer: Any, **kw: Any) -> None:
+    def __init__(self, want_logprobs: bool, tokenizer: Any,
+                 reasoning: ReasoningStream | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.want_logprobs, self.tokenizer = want_logprobs, tokenizer
+        self.reasoning = reasoning
 
     def opening(self, k: int) -> dict[str, Any]:
         return {"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -163,11 +181,13 @@ class _ChatStream(StreamFormat):
         self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
         text = step.delta
-        if not text and not lps:
+        delta = {"content": text} if self.reasoning is None else \
+            self.reasoning.delta(k, text, final=finish_reason(step) is not None)
+        if not any(delta.values()) and not lps:
             return None
         logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
             if self.want_logprobs else None
-        return {"index": k, "delta": {"content": text}, "logprobs": logprobs,
+        return {"index": k, "delta": delta, "logprobs": logprobs,
                 "finish_reason": None}
 
     def finish(self, k: int, reason: str) -> dict[str, Any]:
@@ -179,7 +199,9 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     check_modalities(req)
     inputs = collect_chat_inputs(req, await media_tokens(tm, req))
     max_tokens, schema = check_chat(req)
-    prompt, stops = render_chat(tm, inputs)
+    inputs.messages = with_history_reasoning(req, inputs.messages)
+    prompt, stops = render_chat(tm, inputs, template_args(req))
+    reasoning = plan_reasoning(tm, req, prompt)
     prompt_fields: dict[str, Any]
     if inputs.has_media:
         # The model's input processor tokenizes the text around each media token and splices
@@ -198,6 +220,7 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     params = sampling_params(req, max_tokens, stops, special_token_ids(tm.tokenizer, stops))
     if schema is not None:
         params["json_schema"] = schema
+    gate_constraint(params, reasoning)
     response_id = new_id("chatcmpl")
     base_rid = req.rid or response_id
     objs = [GenerateReqInput(
@@ -217,7 +240,8 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     created, model = now(), tm.served_model_name
     if req.stream:
         fmt = _ChatStream(req.logprobs, tm.tokenizer, response_id=response_id, model=model,
-                          created=created, include_usage=req.include_usage)
+                          created=created, include_usage=req.include_usage,
+                          reasoning=stream_for(reasoning))
         return sse_response(stream_events(started, req.n, fmt))
 
     gens = await gather_or_cancel([run_to_end(s) for s in started])
@@ -232,7 +256,7 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
             lps, tops = final.new_output_logprobs(0)
             logprobs = {"content": chat_logprobs(lps, tops, tm.tokenizer), "refusal": None}
         choices.append({
-            "index": k, "message": {"role": "assistant", "content": gen.text},
+            "index": k, "message": {"role": "assistant", **message_fields(reasoning, gen.text)},
             "logprobs": logprobs, "finish_reason": reason,
         })
     return json_response({

@@ -123,6 +123,7 @@ class ChatMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     role: Annotated[str, _doc(enum=["system", "developer", "user", "assistant"])]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    reasoning_content: str | None = None  # an earlier answer's thinking (reasoning models)
 
 
 class JSONSchemaFormat(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -147,6 +148,15 @@ class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields
     # OpenAI's output modalities (only text is produced); SGLang's input hints ("image",
     # "multi-images", "video") are accepted too. See chat_media.check_modalities.
     modalities: list[str] | None = None
+    # Prompt rendering (template_args.py): Jinja template variables, generation prompt,
+    # assistant prefill.
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    # With --reasoning-parser (reasoning.py): split the thinking into reasoning_content;
+    # stream it as it comes (false: one delta when it ends).
+    separate_reasoning: bool = True
+    stream_reasoning: bool = True
 
 
 # ---- response builders --------------------------------------------------------------------
