@@ -16,7 +16,8 @@ from sglang.runtime.config import DTYPES, LOAD_FORMATS, RuntimeArgs
 from sglang.server.args import ServerArgs, build_parser, flag_of, parse_args, server_fields
 
 SERVER_ONLY = {"host", "port", "chat_template", "api_key", "served_model_name",
-               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes"}
+               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes",
+               "reasoning_parser"}
 
 
 def actions() -> dict[str, Any]:
