@@ -21,7 +21,8 @@ RUNTIME_TESTS = Path(__file__).resolve().parents[2] / "sglang-runtime" / "tests"
 sys.path.insert(0, str(RUNTIME_TESTS))
 from tiny_models import save_tiny_model  # noqa: E402
 
-WORDS = ["<unk>", "<think>", "</think>"] + [f"w{i}" for i in range(3, 32)]
+# An end-of-sequence word too: a grammar needs a stop token to end on.
+WORDS = ["<unk>", "<think>", "</think>", "<eos>"] + [f"w{i}" for i in range(4, 32)]
 MESSAGES = [{"role": "user", "content": "w3 w4"}]
 
 
@@ -34,13 +35,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     config = transformers.LlamaConfig(
         vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-        bos_token_id=None, eos_token_id=None, architectures=["LlamaForCausalLM"],
+        bos_token_id=None, eos_token_id=3, architectures=["LlamaForCausalLM"],
     )
     save_tiny_model(config, folder, with_tokenizer=False)
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # "</think>" stays one word
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>") \
-        .save_pretrained(folder)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
+                                         eos_token="<eos>").save_pretrained(folder)
     template = folder / "opens_think.jinja"
     template.write_text(OPENS_THINK)
     srv = launch("--model-path", str(folder), "--device", "cpu", "--chat-template",
@@ -108,3 +109,19 @@ def test_streamed_reasoning_then_content(client: openai.OpenAI, closing: tuple[i
     assert kinds == sorted(kinds, reverse=True) and "c" in kinds  # reasoning deltas first
     if not stream_reasoning:
         assert kinds.count("r") == 1
+
+
+def test_grammar_holds_only_after_the_block(client: openai.OpenAI,
+                                            closing: tuple[int, str]) -> None:
+    """The same seed with a regex: the reasoning is sampled as freely as before (token for
+    token), then only the regex's words follow."""
+    seed, raw = closing
+    free_reasoning, _ = split_reasoning(raw, reasoning_format("qwen3"), in_reasoning=True)
+    gated = _chat(client, seed, separate_reasoning=False, regex="(w5|w7)+").choices[0] \
+        .message.content
+    head, sep, tail = gated.partition("</think>")
+    assert sep and head == raw.partition("</think>")[0], (gated, raw)
+    words = tail.split()
+    assert words and set(words) <= {"w5", "w7"}, gated
+    message = _chat(client, seed, regex="(w5|w7)+").choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == free_reasoning
