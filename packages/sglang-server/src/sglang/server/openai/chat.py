@@ -41,6 +41,14 @@ from sglang.server.openai.protocol import (
     now,
     usage_dict,
 )
+from sglang.server.openai.reasoning import (
+    ReasoningStream,
+    gate_constraint,
+    message_fields,
+    plan_reasoning,
+    stream_for,
+    with_history_reasoning,
+)
 from sglang.server.openai.streaming import (
     StreamFormat,
     gather_or_cancel,
@@ -49,14 +57,6 @@ from sglang.server.openai.streaming import (
     sse_response,
     start_all,
     stream_events,
-)
-from sglang.server.openai.reasoning import (
-    ReasoningStream,
-    gate_constraint,
-    message_fields,
-    plan_reasoning,
-    stream_for,
-    with_history_reasoning,
 )
 from sglang.server.openai.template_args import (
     TemplateArgs,
@@ -200,6 +200,7 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     inputs = collect_chat_inputs(req, await media_tokens(tm, req))
     max_tokens, schema = check_chat(req)
     inputs.messages = with_history_reasoning(req, inputs.messages)
+    inputs.hf_messages = with_history_reasoning(req, inputs.hf_messages)
     prompt, stops = render_chat(tm, inputs, template_args(req))
     reasoning = plan_reasoning(tm, req, prompt)
     prompt_fields: dict[str, Any]
