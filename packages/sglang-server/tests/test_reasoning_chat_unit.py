@@ -70,6 +70,23 @@ def test_plan_follows_the_prompt_and_the_thinking_switch() -> None:
     assert message_fields(off, RECORDED) == {"content": RECORDED, "reasoning_content": None}
 
 
+@pytest.mark.parametrize(("prefill", "thinking", "in_reasoning"), [
+    ("<think>\nSo far", True, True),  # the model goes on thinking
+    ("<think>\nDone.\n</think>\n\nThe answer is", False, False),  # answering already
+    ("The answer is", False, False),  # a prefilled answer, no block
+])
+def test_plan_of_an_assistant_prefill(prefill: str, thinking: bool, in_reasoning: bool) -> None:
+    req = _req(messages=[ChatMessage(role="user", content="Hi"),
+                         ChatMessage(role="assistant", content=prefill)],
+               continue_final_message=True, add_generation_prompt=False)
+    for parser in ("qwen3", "deepseek-r1"):
+        plan = plan_reasoning(_tm(parser), req, "...<|im_start|>assistant\n" + prefill)
+        assert plan is not None and (plan.thinking, plan.in_reasoning) == (thinking, in_reasoning)
+    params = {"regex": "a"}
+    gate_constraint(params, plan)
+    assert ("constraint_after" in params) == thinking  # a closed block: constrained at once
+
+
 @pytest.mark.parametrize("stream_reasoning", [True, False])
 def test_stream_deltas_at_every_split(stream_reasoning: bool) -> None:
     plan = plan_reasoning(_tm("qwen3"), _req(stream_reasoning=stream_reasoning), "")

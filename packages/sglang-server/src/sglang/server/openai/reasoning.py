@@ -2,9 +2,11 @@
 `reasoning_content` of a whole message, the `reasoning_content` deltas of a stream, and the
 gate that keeps a grammar off the thinking.
 
-A request expects reasoning when a parser is set and the template's switch (Qwen3's
-`enable_thinking` in `chat_template_kwargs`) leaves thinking on. It starts inside the reasoning
-when the format says so (DeepSeek-R1) or the rendered prompt ends with the opening tag. The
+A request expects reasoning when a parser is set, the template's switch (Qwen3's
+`enable_thinking` in `chat_template_kwargs`) leaves thinking on and the prompt has not closed
+this turn's block already (an empty block for thinking off, an assistant prefill past it). It
+starts inside the reasoning when the format says so (DeepSeek-R1), the rendered prompt ends
+with the opening tag, or the prefill leaves a block open. The
 request's `separate_reasoning=false` keeps the raw text in `content`; `stream_reasoning=false`
 sends the reasoning as one delta when it ends.
 """
@@ -34,15 +36,31 @@ def server_reasoning_parser(tm: Any) -> str | None:
     return getattr(args, "reasoning_parser", None)
 
 
+def _prompt_block(fmt: ReasoningFormat, req: Any, prompt: str) -> str | None:
+    """"open" when the prompt leaves a reasoning block open for the model, "closed" when the
+    prompt already holds this turn's reasoning (or prefills the answer), None: the model
+    decides."""
+    if req.continue_final_message:  # the assistant prefill is where this turn stands
+        last = req.messages[-1].content
+        text = last if isinstance(last, str) else ""
+        start, end = text.rfind(fmt.start), text.rfind(fmt.end)
+        return "open" if start > end else "closed"
+    tail = prompt.rstrip()
+    if tail.endswith(fmt.end):  # e.g. Qwen3's empty block for enable_thinking=false
+        return "closed"
+    return "open" if tail.endswith(fmt.start) else None
+
+
 def plan_reasoning(tm: Any, req: Any, prompt: str) -> ReasoningPlan | None:
     """The request's plan, or None when the server has no reasoning parser."""
     name = server_reasoning_parser(tm)
     if name is None:
         return None
     fmt = reasoning_format(name)
-    thinking = fmt.thinking(req.chat_template_kwargs)
+    block = _prompt_block(fmt, req, prompt)
+    thinking = fmt.thinking(req.chat_template_kwargs) and block != "closed"
     return ReasoningPlan(
-        fmt, thinking, in_reasoning=thinking and prompt.rstrip().endswith(fmt.start),
+        fmt, thinking, in_reasoning=thinking and block == "open",
         separate=req.separate_reasoning, stream_reasoning=req.stream_reasoning,
     )
 
