@@ -30,6 +30,7 @@ SGLANG_DEFAULTS = {
     "regex": None,
     "json_schema": None,
     "ebnf": None,
+    "constraint_after": None,  # ours: the reasoning gate (grammar/reasoning_gate.py)
 }
 
 
@@ -38,6 +39,8 @@ def test_defaults_match_sglang() -> None:
     assert p.to_dict() == SGLANG_DEFAULTS
     p.verify()
     p.verify(vocab_size=10)
+    with pytest.raises(ValueError, match="constraint_after"):
+        SamplingParams(constraint_after="").verify()
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from sglang.server.args import ServerArgs, build_parser, flag_of, parse_args, se
 
 SERVER_ONLY = {"host", "port", "chat_template", "api_key", "served_model_name",
                "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes",
-               "tool_call_parser"}
+               "tool_call_parser", "reasoning_parser"}
 
 
 def actions() -> dict[str, Any]:

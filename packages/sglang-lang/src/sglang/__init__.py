@@ -38,6 +38,7 @@ from sglang.lang.api import (  # noqa: E402  (after extend_path, so submodules r
     user_end,
     video,
 )
+from sglang.lang.reasoning import separate_reasoning  # noqa: E402
 
 # name -> (module, what to install when the module is missing)
 _LAZY: dict[str, tuple[str, str]] = {
@@ -59,7 +60,8 @@ _LAZY: dict[str, tuple[str, str]] = {
 # Lazy names stay out of __all__ so `from sglang import *` never needs torch or openai.
 __all__ = [
     "assistant", "assistant_begin", "assistant_end", "flush_cache", "function", "gen",
-    "gen_int", "gen_string", "get_server_args", "image", "select", "set_default_backend",
+    "gen_int", "gen_string", "get_server_args", "image", "select", "separate_reasoning",
+    "set_default_backend",
     "system", "system_begin", "system_end", "user", "user_begin", "user_end", "video",
 ]  # fmt: skip
 

@@ -15,6 +15,7 @@ from typing import Any
 from sglang.lang import generation, ir
 from sglang.lang.backend.base import BaseBackend, Context, GenParams
 from sglang.lang.chat_template import ChatTemplate
+from sglang.lang.reasoning import SglSeparateReasoning, execute_separate_reasoning
 from sglang.lang.speculative import SpecBuffer
 from sglang.lang.variables import Variables
 
@@ -138,6 +139,8 @@ class StreamExecutor:
         name = getattr(node, "name", None)
         if name is not None and not isinstance(node, ir.SglVarScopeEnd):
             self.vars.register(name, failed=self.error_ is not None)
+        for extra in getattr(node, "also_sets", ()):  # a node that rewrites other variables
+            self.vars.register(extra, failed=self.error_ is not None)
 
     def set_var(
         self, name: str, value: Any, meta: dict[str, Any] | None = None, dtype: Any = None
@@ -198,6 +201,8 @@ class StreamExecutor:
                 self.backend.cache_prefix(self.text_, media=list(self.media_))
             elif self.text_:
                 self.backend.cache_prefix(self.text_)
+        elif isinstance(node, SglSeparateReasoning):
+            execute_separate_reasoning(self, node)
         elif isinstance(node, ir.SglFail):
             raise node.error
         else:

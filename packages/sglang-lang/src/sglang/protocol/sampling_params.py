@@ -48,6 +48,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     regex: str | None = None
     json_schema: str | None = None
     ebnf: str | None = None
+    # The regex / json_schema / ebnf applies only after the output contains this text
+    # (a reasoning model's "</think>"): before it, generation is free.
+    constraint_after: str | None = None
     # Token id (as a string, OpenAI's shape) -> added to that token's logit before sampling.
     logit_bias: dict[str, float] | None = None
     # SGLang's names: `sampling_seed` is `seed` per request; generation stops when the decoded
@@ -114,6 +117,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 f"only one of regex, json_schema, ebnf may be set, got {', '.join(constraints)}",
                 constraints[1],
             )
+        if self.constraint_after is not None and not self.constraint_after:
+            _bad("constraint_after", self.constraint_after, "must be a non-empty string")
         for s in self.stop_strs:
             if not isinstance(s, str) or not s:
                 _bad("stop", self.stop, "stop strings must be non-empty strings")

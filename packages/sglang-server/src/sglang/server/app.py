@@ -2,7 +2,8 @@
 
 Routes: POST /generate, GET /health, GET /health_generate, GET /get_model_info,
 GET /get_server_args, POST /flush_cache, GET /metrics, GET /debug/check_integrity; the utility
-routes (utility_routes.py): /encode, /tokenize, /detokenize, /abort_request, /get_server_info.
+routes (utility_routes.py): /encode, /tokenize, /detokenize, /abort_request, /get_server_info;
+POST /separate_reasoning (reasoning_route.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sglang.server.http_guard import (
     json_response,
 )
 from sglang.server.metrics import CONTENT_TYPE
+from sglang.server.reasoning_route import build_reasoning_router
 from sglang.server.role_format import server_role_format
 from sglang.server.tokenizer_manager import TokenizerManager
 from sglang.server.utility_routes import build_utility_router
@@ -246,6 +248,7 @@ def build_app(tm: TokenizerManager, server_args: ServerArgs) -> FastAPI:
                        max_request_bytes=server_args.max_request_bytes)
     app.include_router(build_native_router(tm, server_args))
     app.include_router(build_utility_router(tm, server_args))
+    app.include_router(build_reasoning_router(server_args))
     router = _openai_router(tm)
     if router is not None:
         app.include_router(router)

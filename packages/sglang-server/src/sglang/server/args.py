@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from sglang.protocol.reasoning import REASONING_FORMATS, reasoning_format
 from sglang.runtime.arg_fields import ArgField, add_flag, arg_fields, doc
 from sglang.runtime.arg_fields import flag_of as flag_of  # re-exported: callers spell flags
 from sglang.runtime.config import FLAG_ALIASES, RuntimeArgs
@@ -34,6 +35,11 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         "how tool calls are read from the model's output (chat requests with tools)",
         choices=tool_parser_names(),
         unset="inferred from the chat template, else the architecture, else json",
+    )] = None
+    reasoning_parser: Annotated[str | None, doc(
+        "split reasoning models' thinking into reasoning_content and constrain only the answer "
+        "with response_format / grammars", choices=tuple(sorted(REASONING_FORMATS)),
+        unset="no reasoning parsing",
     )] = None
     api_key: Annotated[str | None, doc(
         "require 'Authorization: Bearer KEY' on every endpoint except /health"
@@ -65,6 +71,8 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         if self.tool_call_parser is not None and self.tool_call_parser not in tool_parser_names():
             raise ValueError(f"invalid tool_call_parser={self.tool_call_parser!r}: expected one "
                              f"of {', '.join(tool_parser_names())}")
+        if self.reasoning_parser is not None:
+            reasoning_format(self.reasoning_parser)  # ValueError naming the known ones
         if self.graceful_shutdown_timeout < 0:
             raise ValueError(f"invalid graceful_shutdown_timeout={self.graceful_shutdown_timeout}:"
                              " expected a number of seconds >= 0")

@@ -295,9 +295,11 @@ def load_chat_template_file(path: str) -> ChatTemplate:
         raise ValueError(f"chat template file {path} is not valid JSON: {e}") from e
 
 
-def render_with_tokenizer(tokenizer: Any, messages: list[dict[str, Any]], **kwargs: Any) -> str:
-    """Render through the tokenizer's own (Jinja) chat template; `kwargs` go to the template
-    (e.g. `tools`)."""
+def render_with_tokenizer(
+    tokenizer: Any, messages: list[dict[str, Any]], **template_args: Any
+) -> str:
+    """Render through the tokenizer's own (Jinja) chat template; `template_args` go to
+    `apply_chat_template` (add_generation_prompt, continue_final_message, template variables)."""
     if not getattr(tokenizer, "chat_template", None):
         raise APIError(
             "this model's tokenizer has no chat template; restart the server with "
@@ -307,7 +309,7 @@ def render_with_tokenizer(tokenizer: Any, messages: list[dict[str, Any]], **kwar
         )
     try:
         prompt = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **kwargs
+            messages, tokenize=False, **{"add_generation_prompt": True, **template_args}
         )
     except Exception as e:  # a template's raise_exception(), e.g. roles must alternate
         raise bad_request(f"the chat template rejected the messages: {e}", "messages") from e

@@ -15,8 +15,9 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
-from sglang.runtime.grammar.base import GrammarBackend, GrammarError, constraint_of
+from sglang.runtime.grammar.base import GrammarBackend, GrammarError, Matcher, constraint_of
 from sglang.runtime.grammar.jump_forward import CONTEXT_TOKENS, plan_jump
+from sglang.runtime.grammar.reasoning_gate import ReasoningGate
 from sglang.runtime.grammar.registry import backend_kinds, create_backend
 from sglang.runtime.grammar.vocab import TokenVocab
 from sglang.runtime.scheduler.request import Req
@@ -129,7 +130,7 @@ class GrammarManager:
                 failed.append(GrammarFailure(req, f"compiling the {kind} failed: {err!r}", 500))
             else:
                 try:
-                    req.grammar = self.backend().matcher(fut.result())
+                    req.grammar = self._matcher(req, fut.result())
                 except Exception as e:  # a bug, not the spec's fault: answer, don't loop
                     logger.exception("creating a grammar matcher failed")
                     failed.append(GrammarFailure(req, f"creating the matcher failed: {e!r}", 500))
@@ -137,6 +138,13 @@ class GrammarManager:
                 ready.append(req)
         self.pending = still
         return ready, failed
+
+    def _matcher(self, req: Req, compiled: Any) -> Matcher:
+        matcher = self.backend().matcher(compiled)
+        after = req.params.constraint_after
+        if after and self.vocab is not None:
+            return ReasoningGate(matcher, after, self.vocab.token_bytes)
+        return matcher
 
     def remove(self, rid: str) -> Req | None:
         for i, (req, _) in enumerate(self.pending):

@@ -41,6 +41,14 @@ from sglang.server.openai.protocol import (
     now,
     usage_dict,
 )
+from sglang.server.openai.reasoning import (
+    ReasoningStream,
+    gate_constraint,
+    message_fields,
+    plan_reasoning,
+    stream_for,
+    with_history_reasoning,
+)
 from sglang.server.openai.streaming import (
     StreamFormat,
     gather_or_cancel,
@@ -49,6 +57,11 @@ from sglang.server.openai.streaming import (
     sse_response,
     start_all,
     stream_events,
+)
+from sglang.server.openai.template_args import (
+    TemplateArgs,
+    render_server_template,
+    template_args,
 )
 from sglang.server.openai.tool_calls import (
     ToolPlan,
@@ -88,20 +101,24 @@ async def media_tokens(tm: TokenizerManagerLike, req: ChatCompletionRequest) -> 
     return processor_media_tokens(processor)
 
 
-def render_chat(tm: TokenizerManagerLike, inputs: ChatInputs,
-                tools: list[dict[str, Any]] | None = None) -> tuple[str, list[str]]:
+def render_chat(
+    tm: TokenizerManagerLike, inputs: ChatInputs, args: TemplateArgs | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> tuple[str, list[str]]:
     """(prompt, template stop strings) through the server's template or the tokenizer's;
     `tools` are offered to the model."""
+    args = args or TemplateArgs()
     template = tm.chat_template
     if template is not None:
         messages = builtin_messages(template.name, inputs.messages, tools)
         try:
-            return template.render(messages), template.stop_strs
+            return render_server_template(template, messages, args), template.stop_strs
         except ValueError as e:
             raise bad_request(str(e), "messages") from e
     jinja = getattr(tm.tokenizer, "chat_template", None)
     messages = inputs.hf_messages if template_places_media(jinja) else inputs.messages
-    return render_with_tokenizer(tm.tokenizer, messages, **jinja_kwargs(jinja, tools)), []
+    return render_with_tokenizer(tm.tokenizer, messages,
+                                 **args.jinja(), **jinja_kwargs(jinja, tools)), []
 
 
 def check_chat(req: ChatCompletionRequest) -> tuple[int | None, str | None]:
@@ -160,11 +177,12 @@ def chat_logprobs(entries: list[LogprobEntry], tops: list[Any], tokenizer: Any) 
 class _ChatStream(StreamFormat):
     object_name = "chat.completion.chunk"
 
-    def __init__(self, want_logprobs: bool, tokenizer: Any, tools: ToolPlan, n: int,
-                 **kw: Any) -> None:
+    def __init__(self, want_logprobs: bool, tokenizer: Any, tools: ToolPlan | None = None,
+                 n: int = 1, reasoning: ReasoningStream | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.want_logprobs, self.tokenizer = want_logprobs, tokenizer
-        self.tool_streams = [tools.stream() for _ in range(n)]
+        self.tool_streams = [tools.stream() if tools else None for _ in range(n)]
+        self.reasoning = reasoning
 
     def opening(self, k: int) -> dict[str, Any]:
         return {"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -174,11 +192,13 @@ class _ChatStream(StreamFormat):
         self, k: int, step: ResultStep, first: bool, lps: list[LogprobEntry], tops: list[Any]
     ) -> dict[str, Any] | None:
         text = step.delta
-        if not text and not lps:
+        delta = {"content": text} if self.reasoning is None else \
+            self.reasoning.delta(k, text, final=finish_reason(step) is not None)
+        if not any(delta.values()) and not lps:
             return None
         logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
             if self.want_logprobs else None
-        return {"index": k, "delta": {"content": text}, "logprobs": logprobs,
+        return {"index": k, "delta": delta, "logprobs": logprobs,
                 "finish_reason": None}
 
     def finish(self, k: int, reason: str) -> dict[str, Any]:
@@ -192,7 +212,12 @@ class _ChatStream(StreamFormat):
             return super().content_chunks(k, step, first, lps, tops)
         logprobs = {"content": chat_logprobs(lps, tops, self.tokenizer)} \
             if self.want_logprobs and lps else None
-        return tool_choices(k, stream.feed(step.delta), logprobs)
+        # Calls are read from the answer only: the reasoning is split off first.
+        delta = {"content": step.delta} if self.reasoning is None else \
+            self.reasoning.delta(k, step.delta, final=finish_reason(step) is not None)
+        thinking = [{"reasoning_content": delta["reasoning_content"]}] \
+            if delta.get("reasoning_content") else []
+        return tool_choices(k, [*thinking, *stream.feed(delta.get("content", ""))], logprobs)
 
     def finish_chunks(self, k: int, reason: str) -> list[dict[str, Any]]:
         stream = self.tool_streams[k]
@@ -207,7 +232,10 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     inputs = collect_chat_inputs(req, await media_tokens(tm, req))
     max_tokens, schema = check_chat(req)
     tools = plan_tools(req, tm)
-    prompt, stops = render_chat(tm, inputs, tools.tools)
+    inputs.messages = with_history_reasoning(req, inputs.messages)
+    inputs.hf_messages = with_history_reasoning(req, inputs.hf_messages)
+    prompt, stops = render_chat(tm, inputs, template_args(req), tools.tools)
+    reasoning = plan_reasoning(tm, req, prompt)
     prompt_fields: dict[str, Any]
     if inputs.has_media:
         # The model's input processor tokenizes the text around each media token and splices
@@ -227,6 +255,7 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     schema = tools.schema or schema
     if schema is not None:
         params["json_schema"] = schema
+    gate_constraint(params, reasoning)
     response_id = new_id("chatcmpl")
     base_rid = req.rid or response_id
     objs = [GenerateReqInput(
@@ -246,8 +275,9 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
     created, model = now(), tm.served_model_name
     if req.stream:
         fmt = _ChatStream(req.logprobs, tm.tokenizer, tools, len(started),
-                          response_id=response_id, model=model, created=created,
-                          include_usage=req.include_usage, continuous_usage=req.continuous_usage)
+                          stream_for(reasoning), response_id=response_id, model=model,
+                          created=created, include_usage=req.include_usage,
+                          continuous_usage=req.continuous_usage)
         return sse_response(stream_events(started, req.n, fmt))
 
     gens = await gather_or_cancel([run_to_end(s) for s in started])
@@ -261,7 +291,10 @@ async def create_chat_completion(tm: TokenizerManagerLike, request: Request) -> 
         if req.logprobs:
             lps, tops = final.new_output_logprobs(0)
             logprobs = {"content": chat_logprobs(lps, tops, tm.tokenizer), "refusal": None}
-        message = tools.message(gen.text)
+        fields = message_fields(reasoning, gen.text)
+        message = tools.message(fields["content"])
+        if "reasoning_content" in fields:
+            message["reasoning_content"] = fields["reasoning_content"]
         choices.append({
             "index": k, "message": message, "logprobs": logprobs,
             "finish_reason": call_finish_reason(reason, "tool_calls" in message),

@@ -180,6 +180,7 @@ class ChatMessage(_IgnoredMessageFields, kw_only=True, forbid_unknown_fields=Tru
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant messages
     tool_call_id: str | None = None  # tool messages: the call they answer
+    reasoning_content: str | None = None  # an earlier answer's thinking (reasoning models)
 
 
 class FunctionDef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -231,6 +232,15 @@ class ChatCompletionRequest(_SamplingFields, kw_only=True, forbid_unknown_fields
     # OpenAI's output modalities (only text is produced); SGLang's input hints ("image",
     # "multi-images", "video") are accepted too. See chat_media.check_modalities.
     modalities: list[str] | None = None
+    # Prompt rendering (template_args.py): Jinja template variables, generation prompt,
+    # assistant prefill.
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    # With --reasoning-parser (reasoning.py): split the thinking into reasoning_content;
+    # stream it as it comes (false: one delta when it ends).
+    separate_reasoning: bool = True
+    stream_reasoning: bool = True
 
 
 # ---- response builders --------------------------------------------------------------------
