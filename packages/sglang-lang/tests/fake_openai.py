@@ -25,6 +25,26 @@ def _cut(text: str, stop: Any) -> tuple[str, str]:
     return (text[: min(found)], "stop") if found else (text, "length")
 
 
+def char_logprob(prev: str, ch: str) -> float:
+    """The fake model's logprob of `ch` after `prev`: vowels are likely, after a space more so."""
+    return (-0.5 if prev.endswith(" ") else -1.0) if ch in "aeiou" else -2.0
+
+
+def _echo(body: dict[str, Any]) -> httpx.Response:
+    """Scoring requests (echo, max_tokens=0): one token per character, as the API reports."""
+    choices = []
+    for i, prompt in enumerate(body["prompt"]):
+        lps = [None] + [char_logprob(prompt[:k], prompt[k]) for k in range(1, len(prompt))]
+        choices.append({"index": i, "text": prompt, "finish_reason": "length", "logprobs": {
+            "tokens": list(prompt), "token_logprobs": lps,
+            "text_offset": list(range(len(prompt))), "top_logprobs": None}})
+    total = sum(len(p) for p in body["prompt"])
+    return httpx.Response(200, json={
+        "id": "echo", "object": "text_completion", "created": 0, "model": body["model"],
+        "choices": choices,
+        "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total}})
+
+
 def fake_openai(answer: Answer, *, is_chat_model: bool = False,
                 model: str = "fake-model") -> tuple[OpenAI, list[dict[str, Any]]]:
     requests: list[dict[str, Any]] = []
@@ -33,6 +53,8 @@ def fake_openai(answer: Answer, *, is_chat_model: bool = False,
         body = json.loads(request.content)
         requests.append(body)
         chat = request.url.path.endswith("/chat/completions")
+        if body.get("echo"):
+            return _echo(body)
         prompt = json.dumps(body["messages"]) if chat else body["prompt"]
         choices = []
         n = int(body.get("n") or 1)

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("openai")
 
-from fake_openai import fake_openai  # noqa: E402
+from fake_openai import char_logprob, fake_openai  # noqa: E402
 
 import sglang as sgl  # noqa: E402
 from sglang.lang.chat_speculative import MAX_TRIES  # noqa: E402
@@ -165,3 +165,38 @@ def test_n_samples_and_refusals() -> None:
 
     stop_regex.run(backend=be).sync()
     assert requests[-1]["stop_regex"] == r"\d"  # SGLang-compatible servers take it
+
+
+def test_select_choices_methods_on_completion_models() -> None:
+    be, requests = fake_openai(lambda body: "")
+    prompt, choices = "Q: x? A: ", ["ae", "xyzq", "ai"]
+
+    def mean_after(text: str, start: int) -> float:
+        values = [char_logprob(text[:k], text[k]) for k in range(max(start, 1), len(text))]
+        return sum(values) / len(values)
+
+    @sgl.function
+    def pick(s, method):
+        s += prompt + sgl.select("x", choices=choices, choices_method=method)
+
+    state = pick.run(method=sgl.token_length_normalized, backend=be)
+    expected = [mean_after(prompt + c, len(prompt)) for c in choices]
+    assert state.get_meta_info("x")["normalized_prompt_logprobs"] == pytest.approx(expected)
+    assert state["x"] == "ae" and len(requests) == 1 and requests[0]["echo"] is True
+    state = pick.run(method=sgl.unconditional_likelihood_normalized, backend=be)
+    state.sync()
+    assert requests[-1]["prompt"] == choices  # the choices scored alone
+    uncond = [expected[i] - mean_after(c, 1) for i, c in enumerate(choices)]
+    meta = state.get_meta_info("x")
+    assert meta["normalized_unconditional_prompt_logprobs"] == pytest.approx(uncond)
+    assert state["x"] == choices[max(range(3), key=lambda i: uncond[i])]
+    assert pick.run(method=sgl.greedy_token_selection, backend=be)["x"] in ("ae", "ai")
+
+    chat, _ = fake_openai(lambda body: "ae", is_chat_model=True)
+
+    @sgl.function
+    def chat_pick(s):
+        s += sgl.user("Pick") + sgl.assistant(
+            sgl.select("x", choices=choices, choices_method=sgl.greedy_token_selection))
+
+    assert "only the default choices_method" in str(chat_pick.run(backend=chat).error())

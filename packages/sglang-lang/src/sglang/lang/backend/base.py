@@ -71,10 +71,11 @@ class Context:
 
 
 def decide_select(choices: list[str], scores: ChoiceScores, temperature: float,
-                  method: ChoicesSamplingMethod | None, rng: Any = None,
+                  choices_method: ChoicesSamplingMethod | None, rng: Any = None,
                   **meta: Any) -> SelectResult:
-    """The SelectResult of `method` (default token_length_normalized) over `scores`."""
-    decision = (method or token_length_normalized)(scores, temperature, rng or random)
+    """The SelectResult of `choices_method` (default token_length_normalized) over `scores`;
+    `meta` is added to the method's meta info."""
+    decision = (choices_method or token_length_normalized)(scores, temperature, rng or random)
     return SelectResult(choice=choices[decision.index],
                         normalized_logprobs=scores.normalized_logprobs,
                         meta={**decision.meta, **meta})
