@@ -14,6 +14,7 @@ from fake_backend import FakeBackend
 import sglang as sgl
 from sglang.lang.backend.base import Context, GenParams, TokenUsage
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
+from sglang.lang.chat_speculative import ChatSpecPlan
 from sglang.lang.choices import ChoiceScores
 
 
@@ -251,3 +252,55 @@ def test_runtime_endpoint_has_no_read_timeout_and_names_its_model() -> None:
     ep._client = httpx.Client(base_url="http://test", transport=httpx.MockTransport(
         lambda r: httpx.Response(200, json={"model_path": "org/model", "chat_template": None})))
     assert ep.get_model_name() == "org/model"
+
+
+# ---- chat speculation: splitting one answer along the block's fixed text -------------------
+
+
+def _plan(*terms: object) -> ChatSpecPlan:
+    plan = ChatSpecPlan(64)
+    for t in terms:
+        if isinstance(t, str):
+            plan.add_text(t)
+        else:
+            plan.add_gen(*t)  # type: ignore[misc]
+    return plan
+
+
+def test_chat_spec_plan_split() -> None:
+    stop_nl = GenParams(stop="\n")
+    plan = _plan("Name:", ("name", stop_nl), "\nAge:", ("age", GenParams()))
+    assert plan.split("Name: Ann\nAge: 3\nmore")
+    assert [t.value for t in plan.terms if t.text is None] == [" Ann", " 3\nmore"]
+    # No stop string: the next fixed text ends the gen; reworded whitespace is tolerated.
+    plan = _plan("Name:", ("name", GenParams()), " Age:", ("age", stop_nl))
+    assert plan.split("Name: Bob\n\nAge: 40\nbye")
+    assert [t.value for t in plan.terms if t.text is None] == [" Bob\n\n", " 40"]
+    assert not _plan("Name:", ("n", stop_nl), "\nAge:", ("a", stop_nl)).split("Bob\nBob")
+    with pytest.raises(ValueError, match="plain gens only"):
+        _plan(("n", GenParams(regex="a+")))
+
+
+def test_chat_speculation_on_a_fake_chat_backend() -> None:
+    from sglang.lang.chat_template import ChatTemplate
+
+    template = ChatTemplate(name="t", role_prefix_and_suffix={
+        r: (f"<{r}>", f"</{r}>") for r in ("system", "user", "assistant")})
+    be = FakeBackend(["City: Rome\nRiver: Tiber"], chat_template=template,
+                     supports_chat_speculation=True)
+
+    @sgl.function(num_api_spec_tokens=64)
+    def prog(s):
+        s += sgl.user("A city and its river?")
+        s += sgl.assistant("City:" + sgl.gen("city", stop="\n") + "\nRiver:" + sgl.gen("river"))
+
+    state = prog.run(backend=be)
+    assert (state["city"], state["river"]) == (" Rome", " Tiber")
+    assert be.count("generate") == 1 and be.calls[0][2].max_new_tokens == 64
+    assert be.calls[0][1].text == "<user>A city and its river?</user><assistant>"
+    assert state.text().endswith("<assistant>City: Rome\nRiver: Tiber</assistant>")
+    # Without num_api_spec_tokens the same backend runs gen by gen.
+    plain = sgl.function(prog.func)
+    be = FakeBackend([" Oslo", " Akerselva"], chat_template=template,
+                     supports_chat_speculation=True)
+    assert plain.run(backend=be)["river"] == " Akerselva" and be.count("generate") == 2
