@@ -304,3 +304,16 @@ def test_chat_speculation_on_a_fake_chat_backend() -> None:
     be = FakeBackend([" Oslo", " Akerselva"], chat_template=template,
                      supports_chat_speculation=True)
     assert plain.run(backend=be)["river"] == " Akerselva" and be.count("generate") == 2
+
+
+def test_reading_a_speculated_variable_inside_its_block_fails_instead_of_hanging() -> None:
+    be = FakeBackend(["Name: Ann"], supports_chat_speculation=True)
+
+    @sgl.function(num_api_spec_tokens=32)
+    def prog(s):
+        with s.assistant():
+            s += "Name:" + sgl.gen("name", stop="\n")
+            s += s["name"]
+
+    with pytest.raises(ValueError, match="inside the speculative assistant block"):
+        prog.run(backend=be)

@@ -9,8 +9,9 @@ starts; the last gen with nothing after it takes the rest. Fixed text the model 
 (whitespace around it) is found by its stripped form. An answer that does not follow the block's
 shape is asked for again (`MAX_TRIES` in all) and then is an error naming the answer.
 
-Inside such a block only text and `sgl.gen` may appear: reading a gen's value before the block
-ends would wait for a call that only the block's end makes.
+Inside such a block only text and `sgl.gen` may appear, and reading a gen's value before the
+block ends is an error (the executor checks it where the body submits nodes): it would wait for
+a call that only the block's end makes.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ class StreamExecutor:
         self.children: list[StreamExecutor] = []
         self.spec = SpecBuffer()
         self.chat_spec: ChatSpecPlan | None = None  # an open speculative assistant block
+        self.spec_block_vars: set[str] | None = None  # its gens, as the body submitted them
 
         self._scopes: dict[str, int] = {}
         self.gen_var: str | None = None
@@ -77,6 +78,7 @@ class StreamExecutor:
 
     def submit(self, node: ir.SglExpr) -> None:
         self._register(node)
+        self._track_spec_block(node)
         if self.tracing:
             self._execute(node)
             return
@@ -87,6 +89,18 @@ class StreamExecutor:
             if not self._alive:
                 self._alive = True
                 threading.Thread(target=self._worker_loop, daemon=True).start()
+
+    def _track_spec_block(self, node: ir.SglExpr) -> None:
+        """Submission side of chat speculation: the gens of an open speculative assistant block
+        are only set when the block ends, so a read of one before then would wait forever."""
+        if isinstance(node, ir.SglRoleBegin) and node.role == "assistant":
+            if self.num_api_spec_tokens and getattr(
+                    self.backend, "supports_chat_speculation", False):
+                self.spec_block_vars = set()
+        elif isinstance(node, ir.SglRoleEnd):
+            self.spec_block_vars = None
+        elif isinstance(node, ir.SglGen) and self.spec_block_vars is not None and node.name:
+            self.spec_block_vars.add(node.name)
 
     def end(self) -> None:
         """The body will submit nothing more; the worker exits after draining the queue."""
@@ -152,6 +166,9 @@ class StreamExecutor:
     def get_var(self, name: str) -> Any:
         if self.tracing:
             raise StopTracing
+        if self.spec_block_vars and name in self.spec_block_vars:
+            raise ValueError(f"variable {name!r} is read inside the speculative assistant block "
+                             "that generates it; it is set when the block ends")
         event = self.vars.event(name)
         if event is None and threading.get_ident() != self.body_ident:
             self.body_done.wait()  # a streaming body may not have submitted it yet
