@@ -13,8 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sglang.lang.backend.base import BaseBackend, Context, GenParams, SelectResult
+from sglang.lang.backend.base import (
+    BaseBackend,
+    Context,
+    GenParams,
+    SelectResult,
+    decide_select,
+)
 from sglang.lang.chat_template import PLAIN, ChatTemplate
+from sglang.lang.choices import ChoiceScores, ChoicesSamplingMethod
 
 Script = list[str] | dict[str, str] | Callable[[Context, GenParams], str] | None
 
@@ -32,6 +39,9 @@ class FakeBackend(BaseBackend):
         delay: float = 0.0,
         supports_images: bool = False,
         supports_speculative_gen: bool = False,
+        supports_chat_speculation: bool = False,
+        token_logprobs: dict[str, list[float]] | None = None,
+        unconditional_logprobs: dict[str, list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.script = list(script) if isinstance(script, list) else script
@@ -43,6 +53,11 @@ class FakeBackend(BaseBackend):
         self.delay = delay
         self.supports_images = supports_images
         self.supports_speculative_gen = supports_speculative_gen
+        self.supports_chat_speculation = supports_chat_speculation
+        # select: per-choice token logprobs (the score is their mean) and, for
+        # unconditional_likelihood_normalized, the choices' logprobs without the prompt.
+        self.token_logprobs = token_logprobs
+        self.unconditional_logprobs = unconditional_logprobs
         self.lock = threading.Lock()
         self.calls: list[tuple[str, Context, Any]] = []  # (kind, ctx, params or choices)
         self.cached_prefixes: list[str] = []
@@ -71,7 +86,13 @@ class FakeBackend(BaseBackend):
                 return self.script[max(keys, key=len)]
         return ctx.text.rstrip("\n").rsplit("\n", 1)[-1]
 
-    def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
+    def generate(self, ctx: Context, params: GenParams) -> tuple[Any, dict[str, Any]]:
+        if params.n is not None and params.n > 1:  # n samples: n script answers
+            outs = [self._one(ctx, params) for _ in range(params.n)]
+            return [t for t, _ in outs], {**outs[0][1], "n_meta_info": [m for _, m in outs]}
+        return self._one(ctx, params)
+
+    def _one(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
         with self.lock:
             self.calls.append(("generate", ctx, params))
         if self.gate is not None:
@@ -88,7 +109,10 @@ class FakeBackend(BaseBackend):
             text, finish = text[: params.max_new_tokens], "length"
         with self.lock:
             self.token_usage.add(len(ctx.text), len(text))
-        return text, {"finish_reason": finish, "completion_tokens": len(text)}
+        meta: dict[str, Any] = {"finish_reason": finish, "completion_tokens": len(text)}
+        if params.return_logprob:  # what the runtime would add: one entry per character
+            meta["output_token_logprobs"] = [[-1.0, ord(c), c] for c in text]
+        return text, meta
 
     def generate_stream(
         self, ctx: Context, params: GenParams
@@ -97,18 +121,24 @@ class FakeBackend(BaseBackend):
         for i in range(0, len(text), self.stream_chunk):
             yield text[i : i + self.stream_chunk], meta
 
-    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0) -> SelectResult:
+    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0,
+               choices_method: ChoicesSamplingMethod | None = None) -> SelectResult:
         with self.lock:
             self.calls.append(("select", ctx, list(choices)))
         if self.fail_on is not None and self.fail_on in ctx.text:
             raise RuntimeError(f"fake backend failure on {self.fail_on!r}")
-        if callable(self.select_scores):
-            scores = self.select_scores(ctx, choices)
+        if self.token_logprobs is not None:
+            values = [list(self.token_logprobs[c]) for c in choices]
+        elif callable(self.select_scores):
+            values = [[v] for v in self.select_scores(ctx, choices)]
         else:
             table = self.select_scores or {}
-            scores = [table.get(c, -10.0) for c in choices]
-        best = max(range(len(choices)), key=lambda i: scores[i])
-        return SelectResult(choice=choices[best], normalized_logprobs=scores)
+            values = [[table.get(c, -10.0)] for c in choices]
+        uncond = None
+        if self.unconditional_logprobs is not None:
+            uncond = [list(self.unconditional_logprobs[c]) for c in choices]
+        return decide_select(choices, ChoiceScores(choices, values, uncond), temperature,
+                             choices_method)
 
     def cache_prefix(self, prefix: str) -> None:
         with self.lock:

@@ -17,6 +17,7 @@ from typing import Any
 __path__ = extend_path(__path__, __name__)
 __version__ = "0.1.0"
 
+from sglang.global_config import global_config  # noqa: E402
 from sglang.lang.api import (  # noqa: E402  (after extend_path, so submodules resolve)
     assistant,
     assistant_begin,
@@ -37,6 +38,12 @@ from sglang.lang.api import (  # noqa: E402  (after extend_path, so submodules r
     user_begin,
     user_end,
     video,
+)
+from sglang.lang.backend.base import TokenUsage  # noqa: E402
+from sglang.lang.choices import (  # noqa: E402
+    greedy_token_selection,
+    token_length_normalized,
+    unconditional_likelihood_normalized,
 )
 from sglang.lang.reasoning import separate_reasoning  # noqa: E402
 
@@ -63,6 +70,8 @@ __all__ = [
     "gen_int", "gen_string", "get_server_args", "image", "select", "separate_reasoning",
     "set_default_backend",
     "system", "system_begin", "system_end", "user", "user_begin", "user_end", "video",
+    "global_config", "TokenUsage", "token_length_normalized", "greedy_token_selection",
+    "unconditional_likelihood_normalized",
 ]  # fmt: skip
 
 

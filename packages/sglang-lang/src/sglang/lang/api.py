@@ -8,6 +8,7 @@ from typing import Any
 
 from sglang.lang import ir
 from sglang.lang.backend.base import GenParams
+from sglang.lang.choices import ChoicesSamplingMethod, token_length_normalized
 from sglang.lang.program import SglFunction, resolve_backend, set_default_backend
 
 __all__ = [
@@ -52,10 +53,26 @@ def gen(
     json_schema: str | dict[str, Any] | None = None,
     dtype: type | str | None = None,
     choices: list[str] | None = None,
+    *,
+    n: int | None = None,
+    stop_regex: str | list[str] | None = None,
+    return_logprob: bool | None = None,
+    logprob_start_len: int | None = None,
+    top_logprobs_num: int | None = None,
+    return_text_in_logprobs: bool | None = None,
+    choices_method: ChoicesSamplingMethod | None = None,
 ) -> ir.SglExpr:
-    """Generate text (stored as variable `name`). With `choices` it is `sgl.select`."""
+    """Generate text (stored as variable `name`). With `choices` it is `sgl.select`.
+
+    `n` > 1 samples n continuations: the variable is the list of them and the program text
+    continues with the first. The logprob arguments go to the native API and what it returns
+    lands in `state.get_meta_info(name)` (`input_token_logprobs`, `output_token_logprobs`,
+    `output_top_logprobs`, ...)."""
     if choices is not None:
-        return ir.SglSelect(name, list(choices), 0.0 if temperature is None else temperature)
+        return select(name, choices, 0.0 if temperature is None else temperature,
+                      choices_method or token_length_normalized)
+    if n is not None and (isinstance(n, bool) or int(n) < 1):
+        raise ValueError(f"sgl.gen needs n >= 1, got {n!r}")
     if json_schema is not None and not isinstance(json_schema, str):
         json_schema = json.dumps(json_schema)
     params = GenParams(
@@ -63,6 +80,9 @@ def gen(
         stop_token_ids=stop_token_ids, temperature=temperature, top_p=top_p, top_k=top_k,
         min_p=min_p, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
         ignore_eos=ignore_eos, regex=regex, json_schema=json_schema, dtype=_dtype(dtype),
+        n=n, stop_regex=stop_regex, return_logprob=return_logprob,
+        logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
+        return_text_in_logprobs=return_text_in_logprobs,
     )  # fmt: skip
     return ir.SglGen(name, params)
 
@@ -78,12 +98,20 @@ def gen_string(name: str | None = None, **kwargs: Any) -> ir.SglExpr:
 
 
 def select(
-    name: str | None = None, choices: list[str] | None = None, temperature: float = 0.0
+    name: str | None = None,
+    choices: list[str] | None = None,
+    temperature: float = 0.0,
+    choices_method: ChoicesSamplingMethod = token_length_normalized,
 ) -> ir.SglExpr:
-    """Append the choice the backend scores highest (normalized logprob) and store it."""
+    """Append the choice `choices_method` picks from the backend's scores and store it
+    (`sgl.token_length_normalized`, `sgl.greedy_token_selection`,
+    `sgl.unconditional_likelihood_normalized`: see `sglang.lang.choices`)."""
     if not choices:
         raise ValueError("sgl.select needs a non-empty list of choices")
-    return ir.SglSelect(name, list(choices), temperature)
+    if not isinstance(choices_method, ChoicesSamplingMethod):
+        raise TypeError("choices_method must be one of sgl.token_length_normalized, "
+                        "sgl.greedy_token_selection, sgl.unconditional_likelihood_normalized")
+    return ir.SglSelect(name, list(choices), temperature, choices_method)
 
 
 def image(source: str | bytes) -> ir.SglExpr:

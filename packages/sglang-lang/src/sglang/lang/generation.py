@@ -30,7 +30,10 @@ def execute_gen(ex: StreamExecutor, node: ir.SglGen) -> None:
     params = merge_params(ex.default_params, node.params)
     ex.gen_var = node.name  # tags the streamed pieces for text_iter(var)
     try:
-        if ex.spec.applies(ex, params):
+        if params.n is not None and params.n > 1:
+            ex.spec.clear()
+            value, meta = _generate_n(ex, params)
+        elif ex.spec.applies(ex, params):
             value, meta = ex.spec.gen(ex, params)
             ex.append_text(value)
         else:
@@ -42,11 +45,22 @@ def execute_gen(ex: StreamExecutor, node: ir.SglGen) -> None:
         ex.set_var(node.name, value, meta, params.dtype)
 
 
+def _generate_n(ex: StreamExecutor, params: GenParams) -> tuple[list[str], dict[str, Any]]:
+    """n samples: the variable holds all of them, the program continues with the first."""
+    if ex.stream:
+        raise ValueError("sgl.gen(n=...) with n > 1 can't be streamed; run without stream=True")
+    values, meta = ex.backend.generate(ex.context(), params)
+    if isinstance(values, str):
+        raise ValueError(f"{type(ex.backend).__name__} returned one sample for n={params.n}")
+    ex.append_text(values[0])
+    return list(values), meta
+
+
 def _generate(ex: StreamExecutor, params: GenParams) -> tuple[str, dict[str, Any]]:
     if not ex.stream:
         value, meta = ex.backend.generate(ex.context(), params)
-        ex.append_text(value)
-        return value, meta
+        ex.append_text(str(value))
+        return str(value), meta
     value, meta, held = "", {}, ""
     for delta, piece_meta in ex.backend.generate_stream(ex.context(), params):
         meta = piece_meta  # the last piece's meta_info describes the whole generation
@@ -65,7 +79,8 @@ def execute_select(ex: StreamExecutor, node: ir.SglSelect) -> None:
     if not node.choices:
         raise ValueError("sgl.select needs at least one choice")
     ex.spec.clear()
-    result = ex.backend.select(ex.context(), list(node.choices), node.temperature)
+    result = ex.backend.select(ex.context(), list(node.choices), node.temperature,
+                               node.choices_method)
     ex.append_text(result.choice)
     if node.name is not None:
         meta = {"normalized_logprobs": result.normalized_logprobs, **result.meta}

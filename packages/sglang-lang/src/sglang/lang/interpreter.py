@@ -12,8 +12,10 @@ import queue
 import threading
 from typing import Any
 
+from sglang.global_config import global_config
 from sglang.lang import generation, ir
 from sglang.lang.backend.base import BaseBackend, Context, GenParams
+from sglang.lang.chat_speculative import ChatSpecPlan
 from sglang.lang.chat_template import ChatTemplate
 from sglang.lang.reasoning import SglSeparateReasoning, execute_separate_reasoning
 from sglang.lang.speculative import SpecBuffer
@@ -56,6 +58,8 @@ class StreamExecutor:
         self.error_: BaseException | None = None
         self.children: list[StreamExecutor] = []
         self.spec = SpecBuffer()
+        self.chat_spec: ChatSpecPlan | None = None  # an open speculative assistant block
+        self.spec_block_vars: set[str] | None = None  # its gens, as the body submitted them
 
         self._scopes: dict[str, int] = {}
         self.gen_var: str | None = None
@@ -75,6 +79,7 @@ class StreamExecutor:
 
     def submit(self, node: ir.SglExpr) -> None:
         self._register(node)
+        self._track_spec_block(node)
         if self.tracing:
             self._execute(node)
             return
@@ -85,6 +90,18 @@ class StreamExecutor:
             if not self._alive:
                 self._alive = True
                 threading.Thread(target=self._worker_loop, daemon=True).start()
+
+    def _track_spec_block(self, node: ir.SglExpr) -> None:
+        """Submission side of chat speculation: the gens of an open speculative assistant block
+        are only set when the block ends, so a read of one before then would wait forever."""
+        if isinstance(node, ir.SglRoleBegin) and node.role == "assistant":
+            if self.num_api_spec_tokens and getattr(
+                    self.backend, "supports_chat_speculation", False):
+                self.spec_block_vars = set()
+        elif isinstance(node, ir.SglRoleEnd):
+            self.spec_block_vars = None
+        elif isinstance(node, ir.SglGen) and self.spec_block_vars is not None and node.name:
+            self.spec_block_vars.add(node.name)
 
     def end(self) -> None:
         """The body will submit nothing more; the worker exits after draining the queue."""
@@ -152,6 +169,9 @@ class StreamExecutor:
     def get_var(self, name: str) -> Any:
         if self.tracing:
             raise StopTracing
+        if self.spec_block_vars and name in self.spec_block_vars:
+            raise ValueError(f"variable {name!r} is read inside the speculative assistant block "
+                             "that generates it; it is set when the block ends")
         event = self.vars.event(name)
         if event is None and threading.get_ident() != self.body_ident:
             self.body_done.wait()  # a streaming body may not have submitted it yet
@@ -174,7 +194,9 @@ class StreamExecutor:
     # ---- execution -------------------------------------------------------------------------
 
     def _execute(self, node: ir.SglExpr) -> None:
-        if isinstance(node, ir.SglConstantText):
+        if self.chat_spec is not None and not isinstance(node, ir.SglRoleEnd):
+            self._plan(self.chat_spec, node)
+        elif isinstance(node, ir.SglConstantText):
             self.spec.match_text(node.value)
             self.append_text(node.value)
         elif isinstance(node, ir.SglRoleBegin):
@@ -208,6 +230,19 @@ class StreamExecutor:
         else:
             raise TypeError(f"unknown sgl node {type(node).__name__}")
 
+    def _plan(self, plan: ChatSpecPlan, node: ir.SglExpr) -> None:
+        """A node inside a speculative assistant block: collected, run when the block ends."""
+        if isinstance(node, ir.SglConstantText):
+            plan.add_text(node.value)
+        elif isinstance(node, ir.SglGen):
+            plan.add_gen(node.name, generation.merge_params(self.default_params, node.params))
+        elif isinstance(node, ir.SglSetVar):
+            self.set_var(node.name, node.value)
+        else:
+            raise ValueError(
+                f"{type(node).__name__} inside a speculative assistant block "
+                "(num_api_spec_tokens on a chat model): only text and sgl.gen may appear there")
+
     def _record(self, piece: str | None, tags: Any) -> None:
         with self.cond:
             self.pieces.append((piece, tags))
@@ -237,10 +272,16 @@ class StreamExecutor:
         self.cur_role = role
         self.append_text(self.template.prefix(role))
         self.role_begin_pos = len(self.text_)
+        if (role == "assistant" and self.num_api_spec_tokens and not self.tracing
+                and getattr(self.backend, "supports_chat_speculation", False)):
+            self.chat_spec = ChatSpecPlan(self.num_api_spec_tokens)
 
     def _role_end(self, role: str) -> None:
         if self.cur_role != role:
             raise ValueError(f"role {role!r} ends but the open block is {self.cur_role!r}")
+        plan, self.chat_spec = self.chat_spec, None
+        if plan is not None:
+            plan.run(self, self.default_params)
         content = self.text_[self.role_begin_pos :]
         self.spec.clear()
         self.append_text(self.template.suffix(role))
@@ -259,7 +300,7 @@ class StreamExecutor:
             raise StopTracing
         if n < 1:
             raise ValueError(f"fork needs n >= 1, got {n}")
-        if n > 1:
+        if n > 1 and global_config.enable_parallel_encoding:
             self.submit(ir.SglCachePrefix())  # so every branch hits the runtime's prefix cache
         self.sync()
         children = [self._clone() for _ in range(n)]

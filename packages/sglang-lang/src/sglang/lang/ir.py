@@ -59,6 +59,7 @@ class SglSelect(SglExpr):
     name: str | None
     choices: list[str]
     temperature: float = 0.0
+    choices_method: Any = None  # a sglang.lang.choices method; None: the default
 
 
 @dataclass(eq=False)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from sglang.global_config import global_config
 from sglang.lang import ir
 from sglang.lang.backend.base import BaseBackend, GenParams
 from sglang.lang.interpreter import StreamExecutor
 from sglang.lang.state import ProgramState
 
-_default_backend: BaseBackend | None = None
 _local = threading.local()  # .depth: how many program bodies are running on this thread
+# The backend an unwrapped default (a Runtime, an Engine) resolved to, so an Engine gets one
+# EngineBackend (and one token_usage) rather than one per run.
+_unwrapped: tuple[Any, BaseBackend | None] = (None, None)
 
 
 def _unwrap(backend: Any) -> BaseBackend | None:
@@ -33,16 +36,22 @@ def _unwrap(backend: Any) -> BaseBackend | None:
 
 
 def set_default_backend(backend: Any) -> None:
-    global _default_backend
-    _default_backend = _unwrap(backend)
+    """Stored as given in `sgl.global_config.default_backend` (SGLang keeps the Runtime there)."""
+    global_config.default_backend = backend
 
 
 def get_default_backend() -> BaseBackend | None:
-    return _default_backend
+    global _unwrapped
+    raw = global_config.default_backend
+    if raw is None or isinstance(raw, BaseBackend):
+        return raw
+    if _unwrapped[0] is not raw:
+        _unwrapped = (raw, _unwrap(raw))
+    return _unwrapped[1]
 
 
 def resolve_backend(backend: Any = None) -> BaseBackend:
-    resolved = _unwrap(backend) or _default_backend
+    resolved = _unwrap(backend) or get_default_backend()
     if resolved is None:
         raise ValueError(
             "no backend: call sgl.set_default_backend(...) or pass backend=... to run/run_batch"
@@ -152,8 +161,10 @@ class SglFunction:
         *args: Any,
         max_new_tokens: int = 128,
         min_new_tokens: int | None = None,
+        n: int | None = None,
         stop: str | list[str] | None = None,
         stop_token_ids: list[int] | None = None,
+        stop_regex: str | list[str] | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
         top_k: int | None = None,
@@ -161,17 +172,23 @@ class SglFunction:
         frequency_penalty: float | None = None,
         presence_penalty: float | None = None,
         ignore_eos: bool | None = None,
+        return_logprob: bool | None = None,
+        logprob_start_len: int | None = None,
+        top_logprobs_num: int | None = None,
+        return_text_in_logprobs: bool | None = None,
         stream: bool = False,
         backend: Any = None,
         **kwargs: Any,
     ) -> ProgramState:
         """Start the program and return its state at once; reading a variable waits for it.
-        The sampling arguments are defaults for every gen (a gen's own arguments win)."""
+        The sampling and logprob arguments are defaults for every gen (a gen's own win)."""
         defaults = GenParams(
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop=stop,
-            stop_token_ids=stop_token_ids, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_p=min_p, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-            ignore_eos=ignore_eos,
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, n=n, stop=stop,
+            stop_token_ids=stop_token_ids, stop_regex=stop_regex, temperature=temperature,
+            top_p=top_p, top_k=top_k, min_p=min_p, frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty, ignore_eos=ignore_eos,
+            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
+            top_logprobs_num=top_logprobs_num, return_text_in_logprobs=return_text_in_logprobs,
         )  # fmt: skip
         return run_program(self, resolve_backend(backend), args, kwargs, defaults, stream=stream)
 
@@ -181,39 +198,31 @@ class SglFunction:
         *,
         num_threads: int | str = "auto",
         progress_bar: bool = False,
+        generator_style: bool = False,
         backend: Any = None,
-        max_new_tokens: int = 128,
-        min_new_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        stop_token_ids: list[int] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        min_p: float | None = None,
-        frequency_penalty: float | None = None,
-        presence_penalty: float | None = None,
-        ignore_eos: bool | None = None,
-    ) -> list[ProgramState]:
-        """Run the program once per argument dict, concurrently; states come back in input
-        order and each is finished. A failing program only sets its own state's error().
+        **sampling: Any,
+    ) -> list[ProgramState] | Iterator[ProgramState]:
+        """Run the program once per argument dict, concurrently; each state comes back
+        finished, and a failing program only sets its own state's error(). `sampling` takes
+        the sampling and logprob arguments of `run` (defaults for every gen).
+
+        States come back in input order, or with `generator_style=True` as an iterator that
+        yields each state as soon as its program finishes.
 
         With more than one program, the constant text every run starts with (found by tracing
         the body with placeholder arguments, see `sglang.lang.tracing`) is sent to
-        `backend.cache_prefix` first, so the runs share its KV cache instead of racing to fill it.
+        `backend.cache_prefix` first, so the runs share its KV cache instead of racing to fill
+        it (`sgl.global_config.enable_precache_with_tracing`).
         """
         from sglang.lang.tracing import trace_prefix
 
+        unknown = set(sampling) - set(RUN_DEFAULTS)
+        if unknown:
+            raise TypeError(f"run_batch() got unexpected keyword arguments {sorted(unknown)}")
         be = resolve_backend(backend)
-        defaults = GenParams(
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop=stop,
-            stop_token_ids=stop_token_ids, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_p=min_p, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-            ignore_eos=ignore_eos,
-        )  # fmt: skip
+        defaults = GenParams(**{**RUN_DEFAULTS, **sampling})
         items = list(batch_kwargs)
-        if not items:
-            return []
-        if len(items) > 1:
+        if len(items) > 1 and global_config.enable_precache_with_tracing:
             try:
                 prefix = trace_prefix(self, be, defaults)
                 if prefix:
@@ -221,21 +230,44 @@ class SglFunction:
             except Exception as e:  # only an optimisation: the runs still work without it
                 warnings.warn(f"run_batch could not cache the common prefix: {e!r}", stacklevel=2)
 
-        threads = min(64, len(items)) if num_threads == "auto" else max(1, int(num_threads))
-        bar = _progress_bar(len(items)) if progress_bar else None
+        threads = min(64, max(len(items), 1)) if num_threads == "auto" else max(1, int(num_threads))
 
         def one(item: Any) -> ProgramState:
             args, kwargs = ((), dict(item)) if isinstance(item, dict) else (tuple(item), {})
-            state = run_program(self, be, args, kwargs, defaults, capture_errors=True, wait=True)
-            if bar is not None:
-                bar.update(1)
-            return state
+            return run_program(self, be, args, kwargs, defaults, capture_errors=True, wait=True)
 
-        try:
-            if threads == 1:
-                return [one(item) for item in items]
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                return list(pool.map(one, items))
-        finally:
-            if bar is not None:
-                bar.close()
+        runs = _run_all(one, items, threads, progress_bar, generator_style)
+        return runs if generator_style else list(runs)
+
+
+# run_batch's sampling keywords and their defaults (run's signature, one place for the batch).
+RUN_DEFAULTS: dict[str, Any] = {"max_new_tokens": 128, **{
+    name: None for name in (
+        "min_new_tokens", "n", "stop", "stop_token_ids", "stop_regex", "temperature", "top_p",
+        "top_k", "min_p", "frequency_penalty", "presence_penalty", "ignore_eos",
+        "return_logprob", "logprob_start_len", "top_logprobs_num", "return_text_in_logprobs",
+    )}}  # fmt: skip
+
+
+def _run_all(one: Callable[[Any], ProgramState], items: list[Any], threads: int,
+             progress_bar: bool, as_finished: bool) -> Iterator[ProgramState]:
+    """Yield `one(item)` for every item (input order, or completion order `as_finished`)."""
+    bar = _progress_bar(len(items)) if progress_bar and items else None
+    try:
+        if threads == 1:
+            for item in items:
+                state = one(item)
+                if bar is not None:
+                    bar.update(1)
+                yield state
+            return
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [pool.submit(one, item) for item in items]
+            for future in as_completed(futures) if as_finished else futures:
+                state = future.result()
+                if bar is not None:
+                    bar.update(1)
+                yield state
+    finally:
+        if bar is not None:
+            bar.close()

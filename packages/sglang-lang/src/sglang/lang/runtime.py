@@ -189,6 +189,14 @@ class Runtime:
     def cache_prefix(self, prefix: str) -> None:
         self.endpoint.cache_prefix(prefix)
 
+    @property
+    def token_usage(self) -> Any:
+        """The endpoint's TokenUsage (`sgl.global_config.default_backend.token_usage`)."""
+        return self.endpoint.token_usage
+
+    def get_model_name(self) -> str:
+        return self.endpoint.get_model_name()
+
     def __enter__(self) -> Runtime:
         return self
 

@@ -7,11 +7,14 @@ completion-style backends) and the chat messages so far (for chat backends).
 from __future__ import annotations
 
 import abc
+import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sglang.lang.chat_template import ChatTemplate
+from sglang.lang.choices import ChoiceScores, ChoicesSamplingMethod, token_length_normalized
 
 
 @dataclass
@@ -32,10 +35,28 @@ class GenParams:
     regex: str | None = None
     json_schema: str | None = None
     dtype: type | str | None = None
+    stop_regex: str | list[str] | None = None
+    n: int | None = None  # n > 1: the gen's value is the list of n samples
+    # Not sampling parameters: the native API takes these beside sampling_params, and the
+    # logprobs come back in the gen's meta info (state.get_meta_info(name)).
+    return_logprob: bool | None = None
+    logprob_start_len: int | None = None
+    top_logprobs_num: int | None = None
+    return_text_in_logprobs: bool | None = None
 
     def to_sampling_params(self) -> dict[str, Any]:
-        """The non-None fields as the runtime's sampling_params (dtype excluded)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "dtype"}
+        """The non-None sampling fields as the runtime's sampling_params."""
+        return {k: v for k, v in self.__dict__.items()
+                if v is not None and k not in NOT_SAMPLING_FIELDS}
+
+    def request_fields(self) -> dict[str, Any]:
+        """The non-None logprob fields, for the top level of a /generate body."""
+        return {k: getattr(self, k) for k in LOGPROB_FIELDS if getattr(self, k) is not None}
+
+
+LOGPROB_FIELDS = ("return_logprob", "logprob_start_len", "top_logprobs_num",
+                  "return_text_in_logprobs")
+NOT_SAMPLING_FIELDS = frozenset({"dtype", *LOGPROB_FIELDS})
 
 
 @dataclass
@@ -49,6 +70,17 @@ class Context:
     media: list[dict[str, Any]] = field(default_factory=list)
 
 
+def decide_select(choices: list[str], scores: ChoiceScores, temperature: float,
+                  choices_method: ChoicesSamplingMethod | None, rng: Any = None,
+                  **meta: Any) -> SelectResult:
+    """The SelectResult of `choices_method` (default token_length_normalized) over `scores`;
+    `meta` is added to the method's meta info."""
+    decision = (choices_method or token_length_normalized)(scores, temperature, rng or random)
+    return SelectResult(choice=choices[decision.index],
+                        normalized_logprobs=scores.normalized_logprobs,
+                        meta={**decision.meta, **meta})
+
+
 @dataclass
 class SelectResult:
     choice: str
@@ -58,12 +90,20 @@ class SelectResult:
 
 @dataclass
 class TokenUsage:
+    """Tokens a backend's requests used; run_batch's threads add to it concurrently."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, prompt: int, completion: int) -> None:
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
+        with self._lock:
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+
+    def reset(self) -> None:
+        with self._lock:
+            self.prompt_tokens = self.completion_tokens = 0
 
 
 class BaseBackend(abc.ABC):
@@ -75,8 +115,9 @@ class BaseBackend(abc.ABC):
         """How role blocks (sgl.system/user/assistant) render into text for this model."""
 
     @abc.abstractmethod
-    def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
-        """Continue `ctx`; return (generated text, meta_info)."""
+    def generate(self, ctx: Context, params: GenParams) -> tuple[str | list[str], dict[str, Any]]:
+        """Continue `ctx`; return (generated text, meta_info), or with `params.n` > 1 the list
+        of the n texts (meta_info then describes the first, `"n_meta_info"` lists all)."""
 
     def generate_stream(
         self, ctx: Context, params: GenParams
@@ -86,9 +127,11 @@ class BaseBackend(abc.ABC):
 
     @abc.abstractmethod
     def select(
-        self, ctx: Context, choices: list[str], temperature: float = 0.0
+        self, ctx: Context, choices: list[str], temperature: float = 0.0,
+        choices_method: ChoicesSamplingMethod | None = None,
     ) -> SelectResult:
-        """Pick the choice with the highest normalized logprob after `ctx`."""
+        """Score every choice after `ctx` and let `choices_method` (default
+        `token_length_normalized`, see `sglang.lang.choices`) pick one."""
 
     def cache_prefix(  # noqa: B027 - optional: a no-op by default
         self, prefix: str, media: list[dict[str, Any]] | None = None

@@ -23,9 +23,17 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from sglang.lang.backend.base import BaseBackend, Context, GenParams, SelectResult
-from sglang.lang.backend.runtime_endpoint import DEFAULT_MAX_NEW_TOKENS, pick_choice
+from sglang.lang.backend.base import (
+    BaseBackend,
+    Context,
+    GenParams,
+    SelectResult,
+    decide_select,
+)
+from sglang.lang.backend.openai_typed import generate_typed, is_typed
+from sglang.lang.backend.runtime_endpoint import DEFAULT_MAX_NEW_TOKENS
 from sglang.lang.chat_template import ChatTemplate
+from sglang.lang.choices import ChoiceScores, ChoicesSamplingMethod, TokenLengthNormalized
 
 # Models that only have the legacy completions endpoint.
 COMPLETION_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
@@ -81,21 +89,40 @@ class OpenAI(BaseBackend):
     def get_chat_template(self) -> ChatTemplate:
         return self.chat_template
 
+    def get_model_name(self) -> str:
+        return self.model
+
+    # num_api_spec_tokens: completion models serve several gens from one completion
+    # (sglang.lang.speculative); chat models one answer per assistant block
+    # (sglang.lang.chat_speculative).
+    @property
+    def supports_speculative_gen(self) -> bool:
+        return not self.is_chat_model
+
+    @property
+    def supports_chat_speculation(self) -> bool:
+        return self.is_chat_model
+
     # ---- request building ---------------------------------------------------------------------
     def _kwargs(self, params: GenParams) -> dict[str, Any]:
         if params.regex is not None:
-            raise ValueError("the OpenAI backend does not support regex")
+            raise ValueError("the OpenAI backend does not support regex (typed gens, dtype=..., "
+                             "work on completion models)")
+        if params.request_fields():
+            raise ValueError("the OpenAI backend does not return logprobs for gen "
+                             "(return_logprob, ...); use RuntimeEndpoint or sgl.Runtime")
         kw: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_new_tokens
             if params.max_new_tokens is not None else DEFAULT_MAX_NEW_TOKENS,
         }
-        for name in ("stop", "temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        for name in ("stop", "temperature", "top_p", "frequency_penalty", "presence_penalty", "n"):
             if getattr(params, name) is not None:
                 kw[name] = getattr(params, name)
         # Not OpenAI parameters, but SGLang-compatible servers take them; a user who set one
         # gets it sent (and a clear error from a server that refuses it), never silently dropped.
-        extra = {k: getattr(params, k) for k in ("top_k", "min_p", "ignore_eos", "stop_token_ids")
+        extra = {k: getattr(params, k)
+                 for k in ("top_k", "min_p", "ignore_eos", "stop_token_ids", "stop_regex")
                  if getattr(params, k) is not None}
         if params.min_new_tokens is not None:
             extra["min_tokens"] = params.min_new_tokens
@@ -132,20 +159,37 @@ class OpenAI(BaseBackend):
         return self.client.completions.create(**kw)
 
     # ---- generation ---------------------------------------------------------------------------
-    def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
+    def generate(self, ctx: Context, params: GenParams) -> tuple[str | list[str], dict[str, Any]]:
+        if is_typed(params):
+            if self.is_chat_model:
+                raise ValueError("typed gens (dtype=..., sgl.gen_int, sgl.gen_string) need a "
+                                 "completion model on the OpenAI backend (is_chat_model=False)")
+            return generate_typed(ctx.text, params, self._complete)
         target = {"messages": self._messages(ctx)} if self.is_chat_model else {"prompt": ctx.text}
-        resp = self._create(params, **target)
-        choice = resp.choices[0]
-        text = (choice.message.content or "") if self.is_chat_model else choice.text
+        return self._answer(self._create(params, **target))
+
+    def _complete(self, prompt: str, params: GenParams) -> tuple[str, dict[str, Any]]:
+        text, meta = self._answer(self._create(params, prompt=prompt))
+        return str(text), meta
+
+    def _answer(self, resp: Any) -> tuple[str | list[str], dict[str, Any]]:
+        texts = [(c.message.content or "") if self.is_chat_model else c.text
+                 for c in sorted(resp.choices, key=lambda c: c.index)]
         prompt_tokens, completion_tokens = _usage(resp)
         self.token_usage.add(prompt_tokens, completion_tokens)
-        meta = {"id": resp.id, "finish_reason": choice.finish_reason,
+        meta = {"id": resp.id, "finish_reason": resp.choices[0].finish_reason,
                 "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-        return text, meta
+        if len(texts) > 1:  # n > 1
+            return texts, {**meta, "n_meta_info": [
+                {"finish_reason": c.finish_reason} for c in resp.choices]}
+        return texts[0], meta
 
     def generate_stream(
         self, ctx: Context, params: GenParams
     ) -> Iterator[tuple[str, dict[str, Any]]]:
+        if is_typed(params):  # checked as a whole: nothing to stream piecewise
+            yield self.generate(ctx, params)
+            return
         target = {"messages": self._messages(ctx)} if self.is_chat_model else {"prompt": ctx.text}
         stream = self._create(params, stream=True, stream_options={"include_usage": True},
                               **target)
@@ -161,34 +205,44 @@ class OpenAI(BaseBackend):
                     yield delta, dict(meta)
 
     # ---- select -------------------------------------------------------------------------------
-    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0) -> SelectResult:
+    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0,
+               choices_method: ChoicesSamplingMethod | None = None) -> SelectResult:
         if not choices or any(not isinstance(c, str) or not c for c in choices):
             raise ValueError("select needs a non-empty list of non-empty string choices")
         if self.is_chat_model:
+            if choices_method is not None and not isinstance(choices_method,
+                                                             TokenLengthNormalized):
+                raise ValueError("chat models on the OpenAI backend can't score given choices, "
+                                 "so select takes only the default choices_method")
             scores, meta = self._select_by_answer(ctx, choices, temperature)
             best = max(range(len(choices)), key=lambda i: (scores[i], -i))
-        else:
-            scores, meta = self._select_by_echo(ctx.text, choices)
-            best = pick_choice(scores, temperature)
-        meta["normalized_prompt_logprobs"] = scores
-        return SelectResult(choice=choices[best], normalized_logprobs=scores, meta=meta)
+            meta["normalized_prompt_logprobs"] = scores
+            return SelectResult(choice=choices[best], normalized_logprobs=scores, meta=meta)
+        values = self._echo_logprobs([ctx.text + c for c in choices], len(ctx.text), choices)
+        uncond = None
+        if choices_method is not None and choices_method.requires_unconditional_logprobs:
+            uncond = self._echo_logprobs(list(choices), 0, choices)
+        return decide_select(choices, ChoiceScores(choices, values, uncond), temperature,
+                             choices_method, method="echo_logprobs")
 
-    def _select_by_echo(self, text: str, choices: list[str]) -> tuple[list[float], dict]:
+    def _echo_logprobs(self, prompts: list[str], start: int,
+                       choices: list[str]) -> list[list[float]]:
+        """Per prompt: the logprobs of the tokens overlapping its choice's characters
+        [start, start + len(choice)), from one echo request (max_tokens=0)."""
         resp = self.client.completions.create(
-            model=self.model, prompt=[text + c for c in choices], max_tokens=0, echo=True,
-            logprobs=0, temperature=0.0,
+            model=self.model, prompt=prompts, max_tokens=0, echo=True, logprobs=0,
+            temperature=0.0,
         )
         self.token_usage.add(*_usage(resp))
-        scores = [-math.inf] * len(choices)
+        out: list[list[float]] = [[] for _ in prompts]
         for ch in resp.choices:
             lp = ch.logprobs
-            # Tokens overlapping the choice's characters [len(text), len(text + choice)); the
-            # upper bound also drops any token a server generated despite max_tokens=0.
-            lo, hi = len(text), len(text) + len(choices[ch.index])
-            values = [v for tok, v, off in zip(lp.tokens, lp.token_logprobs, lp.text_offset)
-                      if off < hi and off + len(tok) > lo and v is not None]
-            scores[ch.index] = sum(values) / len(values) if values else -math.inf
-        return scores, {"method": "echo_logprobs"}
+            # A token straddling the boundary counts; the upper bound also drops any token a
+            # server generated despite max_tokens=0.
+            lo, hi = start, start + len(choices[ch.index])
+            out[ch.index] = [v for tok, v, off in zip(lp.tokens, lp.token_logprobs, lp.text_offset)
+                             if off < hi and off + len(tok) > lo and v is not None]
+        return out
 
     def _select_by_answer(
         self, ctx: Context, choices: list[str], temperature: float

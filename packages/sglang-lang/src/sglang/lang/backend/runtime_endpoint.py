@@ -17,9 +17,16 @@ from typing import Any
 
 import httpx
 
-from sglang.lang.backend.base import BaseBackend, Context, GenParams, SelectResult
+from sglang.lang.backend.base import (
+    BaseBackend,
+    Context,
+    GenParams,
+    SelectResult,
+    decide_select,
+)
 from sglang.lang.backend.media_fields import media_fields, per_prompt
 from sglang.lang.chat_template import PLAIN, ChatTemplate
+from sglang.lang.choices import ChoiceScores, ChoicesSamplingMethod, pick_choice
 
 logger = logging.getLogger("sglang.lang")
 
@@ -66,16 +73,6 @@ def _raise_for_status(resp: httpx.Response) -> None:
     raise cls(text, resp.status_code, param)
 
 
-def pick_choice(scores: list[float], temperature: float, rng: Any = random) -> int:
-    """argmax (first on ties) at temperature 0; else a sample from softmax(scores / T)."""
-    finite = [s for s in scores if math.isfinite(s)]
-    if temperature <= 0 or not finite:
-        return max(range(len(scores)), key=lambda i: (scores[i], -i))
-    top = max(finite)
-    weights = [math.exp((s - top) / temperature) if math.isfinite(s) else 0.0 for s in scores]
-    return int(rng.choices(range(len(scores)), weights=weights)[0])
-
-
 def chat_template_from_info(info: dict[str, Any] | None) -> ChatTemplate | None:
     """The ChatTemplate a server describes in /get_model_info, or None if it gives none."""
     if not isinstance(info, dict) or not info.get("role_prefix_and_suffix"):
@@ -100,11 +97,12 @@ class RuntimeEndpoint(BaseBackend):
     supports_videos = True
 
     def __init__(self, base_url: str, api_key: str | None = None,
-                 timeout: float | None = 600.0) -> None:
+                 timeout: float | None = None) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # A generation may take long; connecting should not.
+        # No read limit by default, as in SGLang: a long program's generation may take hours
+        # on a loaded server. Connecting should not take long.
         self._client = httpx.Client(
             base_url=self.base_url, headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout or 30.0, 30.0)),
@@ -148,6 +146,10 @@ class RuntimeEndpoint(BaseBackend):
             self._model_info = self._request("GET", "/get_model_info").json()
         return self._model_info
 
+    def get_model_name(self) -> str:
+        """The served model's path or name, as the server reports it."""
+        return str(self.get_model_info().get("model_path"))
+
     def get_chat_template(self) -> ChatTemplate:
         if self._chat_template is None:
             template = chat_template_from_info(self.get_model_info().get("chat_template"))
@@ -170,16 +172,19 @@ class RuntimeEndpoint(BaseBackend):
         return True
 
     # ---- generation ---------------------------------------------------------------------------
-    def generate(self, ctx: Context, params: GenParams) -> tuple[str, dict[str, Any]]:
+    def generate(self, ctx: Context, params: GenParams) -> tuple[str | list[str], dict[str, Any]]:
         data = self._generate({"text": ctx.text, "sampling_params": self._sampling_params(params),
-                               **self._media(ctx.media)})
+                               **params.request_fields(), **self._media(ctx.media)})
+        if isinstance(data, list):  # sampling_params.n > 1: one result per sample
+            metas = [d["meta_info"] for d in data]
+            return [d["text"] for d in data], {**metas[0], "n_meta_info": metas}
         return data["text"], data["meta_info"]
 
     def generate_stream(
         self, ctx: Context, params: GenParams
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         body = {"text": ctx.text, "sampling_params": self._sampling_params(params), "stream": True,
-                **self._media(ctx.media)}
+                **params.request_fields(), **self._media(ctx.media)}
         try:
             with self._client.stream("POST", "/generate", json=body) as resp:
                 if resp.status_code >= 400:
@@ -213,21 +218,32 @@ class RuntimeEndpoint(BaseBackend):
                             **self._media(media)})
 
     # ---- select -------------------------------------------------------------------------------
-    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0) -> SelectResult:
+    def select(self, ctx: Context, choices: list[str], temperature: float = 0.0,
+               choices_method: ChoicesSamplingMethod | None = None) -> SelectResult:
         if not choices:
             raise ValueError("select needs at least one choice")
         if any(not isinstance(c, str) or not c for c in choices):
             raise ValueError("select choices must be non-empty strings")
-        scores, scored, merged, prompt_len = self._score_choices(
+        _, scored, merged, prompt_len = self._score_choices(
             ctx.text, choices, self._media(ctx.media))
-        best = pick_choice(scores, temperature, self.rng)
-        meta = {
-            "normalized_prompt_logprobs": scores,
-            "input_token_logprobs": scored,  # per choice: the tokens its score averages
-            "boundary_merged": merged,
-            "prompt_tokens": prompt_len,
-        }
-        return SelectResult(choice=choices[best], normalized_logprobs=scores, meta=meta)
+        values = [[t[0] for t in own if t[0] is not None] for own in scored]
+        uncond = None
+        if choices_method is not None and choices_method.requires_unconditional_logprobs:
+            uncond = self._unconditional_logprobs(choices)
+        return decide_select(
+            choices, ChoiceScores(choices, values, uncond), temperature, choices_method, self.rng,
+            input_token_logprobs=scored,  # per choice: the tokens its score averages
+            boundary_merged=merged, prompt_tokens=prompt_len,
+        )
+
+    def _unconditional_logprobs(self, choices: list[str]) -> list[list[float]]:
+        """Each choice scored on its own (no prompt): its tokens' logprobs after the first."""
+        results = self._generate({
+            "text": list(choices), "sampling_params": {"max_new_tokens": 0, "temperature": 0.0},
+            "return_logprob": True, "logprob_start_len": 0,
+        })
+        return [[t[0] for t in r["meta_info"]["input_token_logprobs"] if t[0] is not None]
+                for r in results]
 
     def _score_choices(
         self, prompt: str, choices: list[str], media: dict[str, Any] | None = None
