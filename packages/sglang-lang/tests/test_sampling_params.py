@@ -31,6 +31,10 @@ SGLANG_DEFAULTS = {
     "json_schema": None,
     "ebnf": None,
     "constraint_after": None,  # ours: the reasoning gate (grammar/reasoning_gate.py)
+    "logit_bias": None,
+    "sampling_seed": None,  # folded into seed when given
+    "stop_regex": None,
+    "custom_params": None,  # declared only to be refused by name
 }
 
 

@@ -208,3 +208,15 @@ def test_no_forced_text_from_inside_a_character(managers: dict, engine: Any, nam
     assert matcher.accept(first)
     assert matcher.forced_string() == ""
     assert matcher.accept(second) and matcher.forced_string() == "té!"
+
+
+def test_a_model_without_eos_ids_still_compiles_or_is_refused_by_name(engine: Any) -> None:
+    # An empty stop list used to reach xgrammar as [] ("stop_token_ids cannot be empty"): every
+    # constrained request of such a model failed with a 500. xgrammar now finds the stop
+    # tokens itself; outlines refuses with an error naming what is missing (a 400).
+    vocab = engine.runtime.scheduler.grammar.vocab
+    xgr = GrammarManager("xgrammar", vocab.tokenizer, vocab.vocab_size, set())
+    assert _compile(xgr, "regex", r"[0-9]{2}") is not None
+    outlines = GrammarManager("outlines", vocab.tokenizer, vocab.vocab_size, set())
+    with pytest.raises(GrammarError, match="needs an EOS token id"):
+        _compile(outlines, "regex", r"[0-9]{2}")

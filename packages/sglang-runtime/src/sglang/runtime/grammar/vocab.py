@@ -20,8 +20,10 @@ class TokenVocab:
         backends agree on what text a token stands for."""
         import xgrammar as xgr
 
+        # A model without an EOS id: xgrammar finds the stop tokens itself when given None (an
+        # empty list is refused, which failed every constrained request of such a model).
         return xgr.TokenizerInfo.from_huggingface(
-            self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.eos_ids
+            self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.eos_ids or None
         )
 
     @cached_property
