@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import mm_tiny  # noqa: E402
 from mm_hf_items import png  # noqa: E402
-from test_video_decode import write_video  # noqa: E402
+from mm_videos import write_video  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 PROMPT = "USER: {marker}\nWhat is in it? ASSISTANT:"

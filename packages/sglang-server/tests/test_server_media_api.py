@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from live_server import LiveServer, launch
-from test_server_multimodal import RUNTIME_TESTS, write_toy_dist
+from toy_vl_dist import RUNTIME_TESTS, write_toy_dist
 
 sys.path.insert(0, str(RUNTIME_TESTS))
 import mm_toy  # noqa: E402

@@ -9,35 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import mm_toy
 import pytest
 from live_server import LiveServer, launch
+from mm_toy import IMAGE_TOKENS, png_bytes
+from toy_vl_dist import RUNTIME_TESTS, write_toy_dist
 
 from sglang.protocol.generate import GenerateReqInput
 
-RUNTIME_TESTS = Path(__file__).resolve().parents[2] / "sglang-runtime" / "tests"
-sys.path.insert(0, str(RUNTIME_TESTS))
-import mm_toy  # noqa: E402
-from mm_toy import IMAGE_TOKENS, png_bytes  # noqa: E402
-from plugin_dist import write_dist_info  # noqa: E402
-
-DIST = "sglang_mmtoy"
 PROMPT = "t1 t2 t3 <image> t4 t5"
 TEXT_BEFORE = 3
 GREEDY = {"temperature": 0, "max_new_tokens": 4, "ignore_eos": True}
-
-
-def write_toy_dist(folder: Path) -> None:
-    """An installed distribution's metadata declaring the toy model and its processor."""
-    write_dist_info(folder, DIST, {
-        "sglang.models": {mm_toy.ARCH: "mm_toy:ToyVLForCausalLM"},
-        "sglang.input_processors": {mm_toy.ARCH: "mm_toy:ToyProcessor"},
-    })
 
 
 @pytest.fixture(scope="module")
