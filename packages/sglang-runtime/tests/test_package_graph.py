@@ -34,7 +34,9 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "sglang.multimodal": frozenset({"sglang.server"}),
 }  # fmt: skip
 # Modules outside those packages, by the layer whose rules they follow.
-LAYER_OF_MODULE = {"sglang": "sglang.lang", "sglang.launch_server": "sglang.server"}
+# Top-level modules of a distribution belong to its layer (sglang-lang owns `sglang`).
+LAYER_OF_MODULE = {"sglang": "sglang.lang", "sglang.utils": "sglang.lang",
+                   "sglang.global_config": "sglang.lang", "sglang.launch_server": "sglang.server"}
 
 
 def source_files() -> list[Path]:

@@ -159,6 +159,10 @@ class ContentPart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     text: str | None = None
     image_url: ImageURL | str | None = None  # a bare URL string is taken too
     video_url: VideoURL | None = None
+    # OpenAI's other part kinds, declared so that such a part is refused by its `type` (a 400
+    # saying which types we take) rather than by its payload's field name.
+    input_audio: Any = None
+    file: Any = None
 
 
 class FunctionCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
