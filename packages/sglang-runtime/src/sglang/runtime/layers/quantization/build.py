@@ -42,30 +42,6 @@ def resolve_quant_config(hf_config: Any, flag: str | None) -> QuantConfig | None
 
 _BUILDING: ContextVar[QuantConfig | None] = ContextVar("sglang_quant_building", default=None)
 
-__all__ = [
-    "QUANTIZATION_METHODS", "QUANT_CONFIGS", "QuantConfig", "QuantLinearMethod",
-    "attach_methods", "building", "finish_loading", "resolve_quant_config",
-]
-
-
-def resolve_quant_config(hf_config: Any, flag: str | None) -> QuantConfig | None:
-    """The checkpoint's quantization (config.json `quantization_config`), checked against the
-    `--quantization` flag; None for a dense model without the flag."""
-    raw = getattr(hf_config, "quantization_config", None)
-    if raw is not None and not isinstance(raw, dict):
-        raw = raw.to_dict() if hasattr(raw, "to_dict") else dict(vars(raw))
-    if flag is not None:
-        check_value("--quantization", "method", flag, QUANTIZATION_METHODS)
-    if raw is None:
-        return None if flag is None else QUANT_CONFIGS[flag].from_flag()
-    method = str(raw.get("quant_method", "")).lower()
-    check_value("checkpoint", "quant_method", method, QUANTIZATION_METHODS)
-    if flag is not None and flag != method:
-        raise ValueError(f"--quantization {flag} disagrees with the checkpoint, which is "
-                         f"quantized with {method}; drop the flag or pass {method}")
-    return QUANT_CONFIGS[method].from_hf(raw)
-
-
 @contextmanager
 def building(config: QuantConfig | None) -> Iterator[None]:
     token = _BUILDING.set(config)
