@@ -23,10 +23,13 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+
+VOCAB = 96
 AWQ_PACK_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 QUANTIZED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -148,3 +151,14 @@ def write_quantized(float_folder: Path, scheme: Scheme, quant_folder: Path,
     config = json.loads(config_path.read_text())
     config["quantization_config"] = scheme.hf_config()
     config_path.write_text(json.dumps(config, indent=2))
+
+
+def tiny_llama_config() -> Any:
+    """A Llama whose every projection splits over 2 ranks at AWQ/GPTQ pack and group sizes."""
+    import transformers
+
+    return transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )

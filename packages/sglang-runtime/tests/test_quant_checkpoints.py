@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-import transformers
 from batch_helpers import ToyKV, make_runner
-from quant_writers import Scheme, write_quantized
+from quant_writers import VOCAB, Scheme, tiny_llama_config, write_quantized
 from tiny_models import save_hf_model, save_word_tokenizer
 
 from sglang.runtime.loading.loader import load_model
 
-VOCAB = 96
 ATOL = 1e-4
 SCHEMES = {
     "awq-g32": Scheme("awq", 4, 32),
@@ -28,14 +26,6 @@ SCHEMES = {
     "gptq8-g-1": Scheme("gptq", 8, -1, sym=True),
     "gptq8-act-order": Scheme("gptq", 8, 32, desc_act=True),
 }
-
-
-def tiny_llama_config() -> Any:
-    return transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
 
 
 @pytest.fixture(scope="module")
