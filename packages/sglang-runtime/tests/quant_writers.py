@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-
 VOCAB = 96
 AWQ_PACK_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 QUANTIZED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -60,8 +59,8 @@ def _pack_words(values: torch.Tensor, bits: int) -> torch.Tensor:
     return (words - ((words >> 31) << 32)).to(torch.int32)  # two's complement into int32
 
 
-def _quantize(w_t: torch.Tensor, g_idx: torch.Tensor, groups: int, scheme: Scheme,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _quantize(w_t: torch.Tensor, g_idx: torch.Tensor, groups: int, scheme: Scheme
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """w_t [K, N] -> (q [K, N], zeros [groups, N], fp16 scales [groups, N]) by min/max
     rounding per group and column (the tests need real layouts, not GPTQ's error feedback)."""
     maxq = 2**scheme.bits - 1
@@ -114,7 +113,7 @@ def quantize_linear(weight: torch.Tensor, scheme: Scheme, generator: torch.Gener
         order = torch.randperm(k, generator=generator)
         g_idx = torch.empty(k, dtype=torch.int64)
         g_idx[order] = torch.arange(k) // group
-    q, zeros, scales = _quantize(w_t, g_idx, groups, scheme, generator)
+    q, zeros, scales = _quantize(w_t, g_idx, groups, scheme)
     deq = (q.float() - zeros.float()[g_idx]) * scales.float()[g_idx]
     if scheme.method == "awq":
         tensors = _awq_tensors(q, zeros, scales)
