@@ -5,11 +5,10 @@ logits within 1e-4 in float32 on a ragged batch with a cached prefix, and equal 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from batch_helpers import ToyKV, make_runner
+from quant_runs import greedy_tokens, logits_with_cached_prefix
 from quant_writers import VOCAB, Scheme, tiny_llama_config, write_quantized
 from tiny_models import save_hf_model, save_word_tokenizer
 
@@ -45,29 +44,6 @@ def folders(request: pytest.FixtureRequest, float_folder: Path,
     return quant, deq
 
 
-def _logits_with_cached_prefix(loaded: Any) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in (5, 17, 1, 30)]
-    cached = [3, 10, 0, 21]
-    kv = ToyKV(loaded.config)
-    runner = make_runner(loaded.model, kv)
-    first = [(r, p[:k]) for r, (p, k) in enumerate(zip(prompts, cached, strict=True)) if k]
-    runner.forward(kv.extend([r for r, _ in first], [t for _, t in first]))
-    rest = [p[k:] for p, k in zip(prompts, cached, strict=True)]
-    return runner.forward(kv.extend([0, 1, 2, 3], rest, all_logits=True))
-
-
-def _greedy(loaded: Any, prompt: list[int], steps: int = 16) -> list[int]:
-    kv = ToyKV(loaded.config)
-    runner = make_runner(loaded.model, kv)
-    token = int(runner.forward(kv.extend([0], [prompt]))[0].argmax())
-    out = [token]
-    for _ in range(steps - 1):
-        token = int(runner.forward(kv.decode([0], [token]))[0].argmax())
-        out.append(token)
-    return out
-
-
 @torch.no_grad()
 def test_quantized_matches_dequantized_float(folders: tuple[Path, Path]) -> None:
     quant = load_model(str(folders[0]), dtype="float32")
@@ -76,9 +52,9 @@ def test_quantized_matches_dequantized_float(folders: tuple[Path, Path]) -> None
     assert layer.self_attn.qkv_proj.weight is None  # really the packed path
     assert layer.mlp.down_proj.qweight.dtype == torch.int32
     assert quant.weight_bytes < deq.weight_bytes
-    got, want = _logits_with_cached_prefix(quant), _logits_with_cached_prefix(deq)
+    got, want = logits_with_cached_prefix(quant), logits_with_cached_prefix(deq)
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     prompt = [5, 9, 2, 40, 77, 13]
-    assert _greedy(quant, prompt) == _greedy(deq, prompt)
+    assert greedy_tokens(quant, prompt) == greedy_tokens(deq, prompt)
 
 

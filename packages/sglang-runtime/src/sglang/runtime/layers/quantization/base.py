@@ -77,7 +77,7 @@ class QuantLinearMethod(ABC):
         params; scales stay as loaded."""
 
     def create(self, layer: Any, full_k: int, in_split: tuple[int, int] | None,
-               segments: OutSegments) -> None:
+               segments: OutSegments, dtype: torch.dtype = torch.float32) -> None:
         """Replace the layer's dense weight with the checkpoint's packed tensors (empty)."""
         self.full_k, self.in_split, self.segments = full_k, in_split, segments
         k, n = layer.in_features, layer.out_features

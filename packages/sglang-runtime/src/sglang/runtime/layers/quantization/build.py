@@ -72,7 +72,7 @@ def attach_methods(model: nn.Module, config: QuantConfig, dtype: torch.dtype,
             continue
         method = config.linear_method()
         with torch.device(device):
-            method.create(module, *module.quant_geometry())
+            method.create(module, *module.quant_geometry(), dtype=dtype)
         module.quant_method = method
 
 

@@ -60,12 +60,12 @@ class GPTQLinearMethod(QuantLinearMethod):
         }
 
     def create(self, layer: Any, full_k: int, in_split: tuple[int, int] | None,
-               segments: Any) -> None:
+               segments: Any, dtype: torch.dtype = torch.float32) -> None:
         if self.desc_act and in_split is not None and in_split[1] != full_k:
             # Each rank's rows would draw on every group; the canonical layout wants whole groups.
             raise ValueError("gptq desc_act (act-order) checkpoints are not supported with "
                              "tensor parallelism over a row-parallel layer; use tp_size=1")
-        super().create(layer, full_k, in_split, segments)
+        super().create(layer, full_k, in_split, segments, dtype)
 
     def to_canonical(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor,
                                                        torch.Tensor | None]:
