@@ -69,3 +69,24 @@ def test_pack_roundtrip(bits: int) -> None:
     assert torch.equal(unpack_int32(words, bits, dim=0), values)
     # The canonical order: row k of word r is at bits * (k - r * 32 // bits).
     assert int(words[0, 0]) & (2**bits - 1) == int(values[0, 0])
+
+
+def test_shards_off_pack_or_group_boundaries_are_refused() -> None:
+    from sglang.runtime.layers.linear import MergedLinear, RowParallelLinear
+    from sglang.runtime.layers.quantization.awq import AWQConfig
+    from sglang.runtime.layers.quantization.gptq import GPTQConfig
+
+    # A rank's half of a row-parallel layer under act-order would need rows of every group.
+    row = RowParallelLinear(128, 64, in_range=(64, 64))
+    with pytest.raises(ValueError, match="desc_act .* row-parallel"):
+        GPTQConfig(4, 32, desc_act=True, sym=True).linear_method().create(
+            row, *row.quant_geometry())
+    # Without act-order, the rank's 64 input rows must be whole groups of 128: they are not.
+    row = RowParallelLinear(128, 64, in_range=(64, 64))
+    with pytest.raises(ValueError, match="not a multiple of 128"):
+        GPTQConfig(4, 128, desc_act=False, sym=True).linear_method().create(
+            row, *row.quant_geometry())
+    # AWQ packs 8 output columns per word: a 12-column shard cannot be cut out of them.
+    merged = MergedLinear(64, {"a": 12, "b": 20})
+    with pytest.raises(ValueError, match="multiples of 8"):
+        AWQConfig(4, 32, zero_point=True).linear_method().create(merged, *merged.quant_geometry())
