@@ -59,7 +59,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "weight and activation dtype (auto: float32 on CPU, bfloat16 on CUDA)", choices=DTYPES
     )] = "auto"
     quantization: Annotated[str | None, doc(
-        "quantized-weight method; it must match the checkpoint's quantization_config",
+        "quantized weights: awq / gptq must match the checkpoint's quantization_config; fp8 "
+        "quantizes a float checkpoint's linear layers at load (per-channel e4m3)",
         choices=QUANTIZATION_METHODS, unset="the checkpoint's quantization_config, if any",
     )] = None
     device: Annotated[str, doc(
