@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sglang.runtime.layers.quantization.packing import canonical_qweight
 from sglang.runtime.layers.sharding import ShardSpec
 
 # Checkpoint shard id (None: an unfused layer) -> (first local output column, columns, first
@@ -133,8 +134,6 @@ class QuantLinearMethod(ABC):
         assert scales is not None
         for name in self.params():
             delattr(layer, name)
-        from sglang.runtime.layers.quantization.packing import canonical_qweight
-
         def keep(t: torch.Tensor) -> nn.Parameter:
             return nn.Parameter(t.contiguous(), requires_grad=False)
 
