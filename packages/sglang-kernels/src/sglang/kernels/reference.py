@@ -191,3 +191,23 @@ def align_by_expert_ref(
     block_starts = torch.arange(0, max_padded, block_m, device=flat.device)
     expert_ids = torch.searchsorted(ends, block_starts, right=True).clamp_(max=num_experts - 1)
     return sorted_ids, expert_ids.to(torch.int32), ends[-1:].to(torch.int32)
+
+
+def quant_gemm_ref(
+    x: torch.Tensor,  # [M, K]
+    qweight: torch.Tensor,  # int32 [K * bits // 32, N], consecutive k rows per word, low bits first
+    scales: torch.Tensor,  # [K // group_size, N]
+    zeros: torch.Tensor,  # [K // group_size, N], float zero points
+    bits: int,
+    group_size: int,
+) -> torch.Tensor:
+    """y = x @ w with w[k, n] = (q[k, n] - zeros[k // group_size, n]) * scales[k // g, n]."""
+    per = 32 // bits
+    shifts = torch.arange(0, 32, bits, dtype=torch.int32, device=qweight.device)
+    q = (qweight.unsqueeze(1) >> shifts[None, :, None]) & ((1 << bits) - 1)
+    q = q.reshape(qweight.shape[0] * per, qweight.shape[1])
+    k = q.shape[0]
+    z = zeros.float().repeat_interleave(group_size, dim=0)[:k]
+    s = scales.float().repeat_interleave(group_size, dim=0)[:k]
+    w = (q.float() - z) * s
+    return (x.float() @ w).to(x.dtype)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from sglang.runtime.arg_fields import check_choices, doc
+from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 from sglang.runtime.plugins import (
     ATTENTION_BACKENDS,
     GRAMMAR_BACKENDS,
@@ -57,6 +58,11 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dtype: Annotated[str, doc(
         "weight and activation dtype (auto: float32 on CPU, bfloat16 on CUDA)", choices=DTYPES
     )] = "auto"
+    quantization: Annotated[str | None, doc(
+        "quantized weights: awq / gptq must match the checkpoint's quantization_config; fp8 "
+        "quantizes a float checkpoint's linear layers at load (per-channel e4m3)",
+        choices=QUANTIZATION_METHODS, unset="the checkpoint's quantization_config, if any",
+    )] = None
     device: Annotated[str, doc(
         "cpu, cuda, cuda:N, or auto (cuda when available, else cpu)"
     )] = "auto"

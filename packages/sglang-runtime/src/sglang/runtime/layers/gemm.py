@@ -61,7 +61,8 @@ def _model_weights(model: nn.Module) -> list[torch.Tensor]:
     embedding table)."""
     from sglang.runtime.layers.linear import Linear
 
-    weights = [m.weight for m in model.modules() if isinstance(m, Linear)]
+    # A quantized Linear has no dense weight (its method runs its own matmul).
+    weights = [m.weight for m in model.modules() if isinstance(m, Linear) and m.weight is not None]
     lm_head = getattr(model, "lm_head", None)
     if lm_head is not None:
         weights.append(lm_head.weight)

@@ -20,16 +20,23 @@ from torch import nn
 
 from sglang.runtime.distributed import all_reduce, get_tp_rank, get_tp_size
 from sglang.runtime.layers import gemm
+from sglang.runtime.layers.quantization.base import OutSegments, QuantLinearMethod
+from sglang.runtime.layers.quantization.build import dense_placeholder
 from sglang.runtime.layers.sharding import HeadSplit, ShardSpec, even_range
 
 
-def _param(*shape: int, dtype: torch.dtype | None) -> nn.Parameter:
-    # Weights are filled by the loader; inference never needs gradients.
-    return nn.Parameter(torch.empty(*shape, dtype=dtype), requires_grad=False)
+def _param(*shape: int, dtype: torch.dtype | None, meta: bool = False) -> nn.Parameter:
+    # Weights are filled by the loader; inference never needs gradients. A quantized model
+    # builds its Linears' weights on "meta" (no memory) until their method replaces them.
+    device = torch.device("meta") if meta else None
+    return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
 
 
 class Linear(nn.Module):
-    """y = x W^T (+ b), weight stored as [out_features, in_features] like checkpoints."""
+    """y = x W^T (+ b), weight stored as [out_features, in_features] like checkpoints; or,
+    with a `quant_method` (quantized checkpoints), its packed tensors and matmul instead."""
+
+    quant_method: QuantLinearMethod | None = None
 
     def __init__(
         self,
@@ -41,11 +48,21 @@ class Linear(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = _param(out_features, in_features, dtype=dtype)
+        self.weight: nn.Parameter | None = _param(
+            out_features, in_features, dtype=dtype, meta=dense_placeholder()
+        )
         self.bias = _param(out_features, dtype=dtype) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quant_method is not None:
+            return self.quant_method.apply(self, x)
         return gemm.linear(x, self.weight, self.bias)
+
+    def quant_geometry(self) -> tuple[int, tuple[int, int] | None, OutSegments]:
+        """(checkpoint input features, this rank's (first, count) of them when split, output
+        segments): what a quantization method needs to shard its packed tensors."""
+        n = self.out_features
+        return self.in_features, None, {None: (0, n, 0, n)}
 
     def shard_spec(self, param_name: str, shard_id: str | None = None) -> ShardSpec | None:
         """Where checkpoint tensor `param_name` goes on this rank; None: this rank skips it."""
@@ -80,6 +97,10 @@ class ColumnParallelLinear(Linear):
         param = self._named_param(param_name)
         return ShardSpec(param, 0, self.out_start, n, self.full_out_features)
 
+    def quant_geometry(self) -> tuple[int, tuple[int, int] | None, OutSegments]:
+        n = self.out_features
+        return self.in_features, None, {None: (0, n, self.out_start, self.full_out_features)}
+
 
 class RowParallelLinear(Linear):
     """Input features split over the ranks to match the column-parallel layer before it
@@ -111,6 +132,11 @@ class RowParallelLinear(Linear):
             return None if skip else ShardSpec(self._named_param("bias"))
         param = self._named_param(param_name)
         return ShardSpec(param, 1, self.in_start, self.in_features, self.full_in_features)
+
+    def quant_geometry(self) -> tuple[int, tuple[int, int] | None, OutSegments]:
+        n = self.out_features
+        split = (self.in_start, self.in_features)
+        return self.full_in_features, split, {None: (0, n, 0, n)}
 
 
 class MergedLinear(ColumnParallelLinear):
@@ -155,6 +181,13 @@ class MergedLinear(ColumnParallelLinear):
         offset, size = self.shard_rows[shard_id]
         start, full = self._sources[shard_id]
         return ShardSpec(param.data[offset : offset + size], 0, start, size, full)
+
+    def quant_geometry(self) -> tuple[int, tuple[int, int] | None, OutSegments]:
+        segments: OutSegments = {
+            shard: (offset, size, *self._sources[shard])
+            for shard, (offset, size) in self.shard_rows.items()
+        }
+        return self.in_features, None, segments
 
     def load_shard(self, shard_id: str, param_name: str, tensor: torch.Tensor) -> None:
         """Copy this rank's rows of one checkpoint matrix (or bias) into the fused parameter."""

@@ -14,6 +14,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sglang.runtime.config import LOAD_FORMATS
+from sglang.runtime.layers.quantization.build import (
+    attach_methods,
+    building,
+    finish_loading,
+    resolve_quant_config,
+)
 from sglang.runtime.loading.default_model import default_model_path
 from sglang.runtime.loading.dummy import fill_dummy_weights
 from sglang.runtime.loading.gguf_loader import open_gguf
@@ -106,12 +112,14 @@ def load_model(
     tokenizer_path: str | None = None,
     seed: int = 0,
     skip_tokenizer: bool = False,
+    quantization: str | None = None,
 ) -> LoadedModel:
     """Build the model named by `model_path` (None: the default SmolLM2 GGUF).
 
     `load_format`: "auto" (gguf for *.gguf files, hf for folders and hub ids), "hf"
     (alias "safetensors"), "gguf", or "dummy" (the config of `model_path`, random weights).
     `skip_tokenizer` (skip_tokenizer_init): load none; the model then needs no tokenizer files.
+    `quantization`: None (the checkpoint's own, if any) or a method that must match it.
     """
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"unknown load_format {load_format!r}; choose from {LOAD_FORMATS}")
@@ -121,14 +129,21 @@ def load_model(
     source = _open_source(model_path, load_format)
     model_cls = model_class_for_config(source.config)
     model_config = ModelConfig.from_hf(source.config)
+    quant = resolve_quant_config(source.config, quantization)
+    if quant is not None and load_format == "dummy":
+        raise ValueError(f"load_format='dummy' cannot fill {quant.method}-quantized weights")
 
     start = time.perf_counter()
-    with torch.device(device):
+    with torch.device(device), building(quant):
         model = model_cls(model_config, dtype)
+    if quant is not None:
+        attach_methods(model, quant, dtype, device)
     if load_format == "dummy":
         fill_dummy_weights(model, seed)
     else:
         _load_checkpoint(model, source)
+    if quant is not None:
+        finish_loading(model, dtype)
     model.eval()
     weight_bytes = _weight_bytes(model)
     logger.info(

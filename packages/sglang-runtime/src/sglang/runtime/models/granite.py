@@ -47,6 +47,7 @@ class GraniteForCausalLM(LlamaForCausalLM):
         with torch.no_grad():
             for layer in self.model.layers:
                 for proj in (layer.self_attn.o_proj, layer.mlp.down_proj):
-                    proj.weight.mul_(m)
+                    # A quantized projection's weight is linear in its scales.
+                    (proj.weight if proj.weight is not None else proj.scales).mul_(m)
                     if proj.bias is not None:
                         proj.bias.mul_(m)

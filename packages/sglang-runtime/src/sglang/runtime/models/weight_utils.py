@@ -90,6 +90,9 @@ def _spec(
         module = model.get_submodule(module_path)
     except AttributeError:
         raise KeyError(f"checkpoint tensor {name!r} matches no model parameter") from None
+    quant = getattr(module, "quant_method", None)
+    if quant is not None and param_name in quant.params():
+        return quant.shard_spec(module, param_name, shard)  # type: ignore[no-any-return]
     shard_spec = getattr(module, "shard_spec", None)
     if shard_spec is not None:
         return shard_spec(param_name, shard)  # type: ignore[no-any-return]

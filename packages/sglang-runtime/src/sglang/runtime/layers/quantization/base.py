@@ -1,0 +1,162 @@
+"""What a quantization method gives a `Linear`: its checkpoint parameters, where each
+checkpoint shard of them lands on this rank, the conversion into the canonical layout after
+loading, and the matmul.
+
+Every method here ends in the canonical layout of `sglang.kernels.quant_gemm`: qweight int32
+[K * bits // 32, N], scales and float zero points [K // group_size, N], and for GPTQ act-order
+a permutation of the K rows applied to x first. The checkpoint layouts differ only in how the
+tensors are packed, so a method describes each checkpoint tensor by how its two axes relate to
+the layer's (K, N) (`PackedParam`), and the sharding below is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from sglang.runtime.layers.quantization.packing import canonical_qweight
+from sglang.runtime.layers.sharding import ShardSpec
+
+# Checkpoint shard id (None: an unfused layer) -> (first local output column, columns, first
+# checkpoint column this rank keeps, checkpoint columns in all).
+OutSegments = dict[str | None, tuple[int, int, int, int]]
+
+
+@dataclass(frozen=True)
+class PackedParam:
+    """A checkpoint tensor of shape [K // k_div, N // n_div] (k_div None: one row for the whole
+    K, replicated on every rank), or [K] when `vector` (GPTQ's g_idx)."""
+
+    dtype: torch.dtype
+    k_div: int | None = 1
+    n_div: int = 1
+    vector: bool = False
+
+
+class QuantConfig(ABC):
+    """One checkpoint's quantization settings; `method` names its registry entry."""
+
+    method: ClassVar[str]
+    modules_to_not_convert: tuple[str, ...] = ()
+
+    @classmethod
+    @abstractmethod
+    def from_hf(cls, raw: dict[str, Any]) -> QuantConfig:
+        """From config.json's `quantization_config` (raises ValueError on what is unsupported)."""
+
+    @classmethod
+    def from_flag(cls) -> QuantConfig:
+        raise ValueError(
+            f"--quantization {cls.method} needs a checkpoint quantized with {cls.method} "
+            "(a quantization_config in its config.json)"
+        )
+
+    def skips(self, module_name: str) -> bool:
+        return any(name in module_name for name in self.modules_to_not_convert)
+
+    @abstractmethod
+    def linear_method(self) -> QuantLinearMethod: ...
+
+
+class QuantLinearMethod(ABC):
+    """Registers, shards, converts and applies one Linear's quantized weight."""
+
+    bits: int
+    group_size: int  # -1: one group over the whole K
+
+    @abstractmethod
+    def params(self) -> dict[str, PackedParam]: ...
+
+    @abstractmethod
+    def to_canonical(self, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor,
+                                                       torch.Tensor | None]:
+        """(values [K, N] int, zeros [G, N] float, perm or None) from the loaded checkpoint
+        params; scales stay as loaded."""
+
+    def create(self, layer: Any, full_k: int, in_split: tuple[int, int] | None,
+               segments: OutSegments, dtype: torch.dtype = torch.float32) -> None:
+        """Replace the layer's dense weight with the checkpoint's packed tensors (empty)."""
+        self.full_k, self.in_split, self.segments = full_k, in_split, segments
+        k, n = layer.in_features, layer.out_features
+        self.k_local = k
+        where = "" if in_split is None else f" (this rank's {k} of {full_k} input features)"
+        for name, p in self.params().items():
+            if p.k_div is not None and k % p.k_div:
+                raise ValueError(f"{self.describe()}: {k} input features{where} are not a "
+                                 f"multiple of {p.k_div} ({name})")
+            for shard, (_, size, start, _) in segments.items():
+                if size % p.n_div or start % p.n_div:
+                    raise ValueError(f"{self.describe()}: output shard {shard!r} of {size} "
+                                     f"columns is not split at multiples of {p.n_div} ({name})")
+        layer.register_parameter("weight", None)
+        for name, p in self.params().items():
+            if p.vector:
+                shape: tuple[int, ...] = (max(len(segments), 1), k)
+            else:
+                shape = (1 if p.k_div is None else k // p.k_div, n // p.n_div)
+            tensor = torch.zeros(shape, dtype=p.dtype)
+            layer.register_parameter(name, nn.Parameter(tensor, requires_grad=False))
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}(bits={self.bits}, group_size={self.group_size})"
+
+    def shard_spec(self, layer: nn.Module, name: str, shard: str | None) -> ShardSpec:
+        p = self.params()[name]
+        param: torch.Tensor = layer._parameters[name]  # type: ignore[assignment]
+        if shard not in self.segments:
+            raise KeyError(f"{type(layer).__name__} has no shard {shard!r}")
+        index = list(self.segments).index(shard)
+        if p.vector:
+            dest = param.data[index]
+            if self.in_split is None:
+                return ShardSpec(dest)
+            start, size = self.in_split
+            return ShardSpec(dest, 0, start, size, self.full_k)
+        if self.in_split is not None:
+            if p.k_div is None:
+                return ShardSpec(param.data)
+            start, size = self.in_split
+            return ShardSpec(param.data, 0, start // p.k_div, size // p.k_div,
+                             self.full_k // p.k_div)
+        offset, size, start, full = self.segments[shard]
+        div = p.n_div
+        dest = param.data.narrow(1, offset // div, size // div)
+        return ShardSpec(dest, 1, start // div, size // div, full // div)
+
+    def finish_loading(self, layer: nn.Module, dtype: torch.dtype) -> None:
+        """Convert the loaded checkpoint tensors into the canonical layout, in place."""
+        values, zeros, perm = self.to_canonical(layer)
+        scales = layer._parameters["scales"]
+        assert scales is not None
+        for name in self.params():
+            delattr(layer, name)
+        def keep(t: torch.Tensor) -> nn.Parameter:
+            return nn.Parameter(t.contiguous(), requires_grad=False)
+
+        layer.qweight = keep(canonical_qweight(values, self.bits))
+        layer.scales = keep(scales.data.to(dtype))
+        layer.zeros = keep(zeros.to(dtype))
+        layer.register_buffer("perm", perm, persistent=False)
+        self.group = self.k_local if self.group_size == -1 else self.group_size
+
+    def apply(self, layer: Any, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if layer.perm is not None:
+            x2 = x2[:, layer.perm]
+        args = (x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group)
+        if x2.is_cuda:
+            from sglang.kernels import quant_gemm
+
+            y = quant_gemm(*args)
+        else:
+            from sglang.kernels.reference import quant_gemm_ref
+
+            y = quant_gemm_ref(*args)
+        if layer.bias is not None:
+            y = y + layer.bias
+        return y.reshape(*shape[:-1], y.shape[-1])

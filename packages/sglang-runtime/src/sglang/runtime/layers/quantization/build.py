@@ -1,0 +1,84 @@
+"""Choosing a model's quantization and handing its method to every `Linear` while the model is
+built, so model files stay unaware of it.
+
+The loader enters `building(config)` around the model's construction: each `Linear` made
+inside allocates no dense weight (`dense_placeholder`); `attach_methods` then gives every Linear
+its method (or, for modules the checkpoint leaves dense, a real dense weight), and
+`finish_loading` converts the loaded checkpoint tensors into the canonical layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+from torch import nn
+
+from sglang.runtime.layers.quantization import QUANTIZATION_METHODS, quant_config_class
+from sglang.runtime.layers.quantization.base import QuantConfig
+from sglang.runtime.layers.quantization.validate import check_value
+
+
+def resolve_quant_config(hf_config: Any, flag: str | None) -> QuantConfig | None:
+    """The checkpoint's quantization (config.json `quantization_config`), checked against the
+    `--quantization` flag; None for a dense model without the flag."""
+    raw = getattr(hf_config, "quantization_config", None)
+    if raw is not None and not isinstance(raw, dict):
+        raw = raw.to_dict() if hasattr(raw, "to_dict") else dict(vars(raw))
+    if flag is not None:
+        check_value("--quantization", "method", flag, QUANTIZATION_METHODS)
+    if raw is None:
+        return None if flag is None else quant_config_class(flag).from_flag()
+    method = str(raw.get("quant_method", "")).lower()
+    check_value("checkpoint", "quant_method", method, QUANTIZATION_METHODS)
+    if flag is not None and flag != method:
+        raise ValueError(f"--quantization {flag} disagrees with the checkpoint, which is "
+                         f"quantized with {method}; drop the flag or pass {method}")
+    return quant_config_class(method).from_hf(raw)
+
+
+_BUILDING: ContextVar[QuantConfig | None] = ContextVar("sglang_quant_building", default=None)
+
+@contextmanager
+def building(config: QuantConfig | None) -> Iterator[None]:
+    token = _BUILDING.set(config)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
+
+
+def dense_placeholder() -> bool:
+    """Whether a Linear under construction should skip allocating its dense weight."""
+    return _BUILDING.get() is not None
+
+
+def attach_methods(model: nn.Module, config: QuantConfig, dtype: torch.dtype,
+                   device: torch.device) -> None:
+    from sglang.runtime.layers.linear import Linear
+
+    for name, module in model.named_modules():
+        if not isinstance(module, Linear) or module.weight is None:
+            continue
+        if module.weight.device.type != "meta":
+            continue
+        if config.skips(name):
+            shape = (module.out_features, module.in_features)
+            weight = torch.empty(shape, dtype=dtype, device=device)
+            module.weight = nn.Parameter(weight, requires_grad=False)
+            continue
+        method = config.linear_method()
+        with torch.device(device):
+            method.create(module, *module.quant_geometry(), dtype=dtype)
+        module.quant_method = method
+
+
+def finish_loading(model: nn.Module, dtype: torch.dtype) -> None:
+    from sglang.runtime.layers.linear import Linear
+
+    for module in model.modules():
+        if isinstance(module, Linear) and module.quant_method is not None:
+            module.quant_method.finish_loading(module, dtype)
