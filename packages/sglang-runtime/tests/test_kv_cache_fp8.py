@@ -157,3 +157,16 @@ def test_engine_fp8_triton_equals_torch_with_cached_prefix(tiny_dir: str) -> Non
     got, cached = _engine_greedy(tiny_dir, "fp8_e4m3", "triton")
     assert cached[3:] == [21, 21]
     assert got == want
+
+
+def test_e4m3_on_a_gpu_without_fp8_conversions_is_refused(monkeypatch) -> None:
+    from sglang.runtime.cache.kv_quant import check_kv_support
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    with pytest.raises(ValueError, match="capability >= 8.9.*8.0.*fp8_e5m2"):
+        check_kv_support(torch.float8_e4m3fn, "triton", cuda)
+    check_kv_support(torch.float8_e5m2, "triton", cuda)  # e5m2 converts on any GPU
+    check_kv_support(torch.float8_e4m3fn, "torch", cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    check_kv_support(torch.float8_e4m3fn, "triton", cuda)  # Hopper

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
