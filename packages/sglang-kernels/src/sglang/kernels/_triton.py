@@ -42,6 +42,21 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def kv_compute_dtype(
+    q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor
+) -> tuple[bool, torch.dtype]:
+    """(whether the KV pool is fp8, the dtype its tiles are used in): an fp8 pool's tiles are
+    widened to the query's dtype, any other pool's are used as stored."""
+    if k_buffer.dtype != v_buffer.dtype:
+        raise ValueError(f"k_buffer is {k_buffer.dtype} but v_buffer {v_buffer.dtype}")
+    if k_buffer.dtype in FP8_DTYPES:
+        return True, q.dtype
+    return False, k_buffer.dtype
+
+
 def num_sms(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (a nominal 4 in the interpreter)."""
     if device.type != "cuda":

@@ -9,11 +9,28 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def quantize_fp8_ref(x: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """``x / scale`` in fp32, saturated to the fp8 format's largest finite value (a plain cast
+    gives NaN for e4m3fn, inf for e5m2), rounded to nearest even."""
+    limit = float(torch.finfo(dtype).max)
+    return (x.float() / scale).clamp(-limit, limit).to(dtype)
+
+
+def dequantize_fp8_ref(q: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """``q * scale`` formed in fp32 and rounded once to ``dtype``."""
+    return (q.float() * scale).to(dtype)
+
 
 def store_kv_ref(
     k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor, k: torch.Tensor,
-    v: torch.Tensor,
+    v: torch.Tensor, k_scale: float = 1.0, v_scale: float = 1.0,
 ) -> None:
+    if k_buffer.dtype in FP8_DTYPES:
+        k = quantize_fp8_ref(k, k_scale, k_buffer.dtype)
+        v = quantize_fp8_ref(v, v_scale, v_buffer.dtype)
     k_buffer[loc.long()] = k.to(k_buffer.dtype)
     v_buffer[loc.long()] = v.to(v_buffer.dtype)
 
@@ -41,6 +58,18 @@ def _attend(
     return torch.einsum("hns,shd->nhd", torch.softmax(scores, dim=-1), v)
 
 
+def _kv_rows(
+    k_buffer: torch.Tensor, v_buffer: torch.Tensor, slots: torch.Tensor, k_scale: float,
+    v_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pool rows at ``slots`` as attention reads them (fp8 codes dequantized in fp32)."""
+    keys, values = k_buffer[slots], v_buffer[slots]
+    if k_buffer.dtype in FP8_DTYPES:
+        return (dequantize_fp8_ref(keys, k_scale, torch.float32),
+                dequantize_fp8_ref(values, v_scale, torch.float32))
+    return keys, values
+
+
 def extend_attention_ref(
     q: torch.Tensor,
     k_buffer: torch.Tensor,
@@ -53,8 +82,11 @@ def extend_attention_ref(
     sm_scale: float,
     sliding_window: int = -1,
     logit_cap: float = 0.0,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Reference of ``extend_attention`` (``extend_start_loc`` is implied by ``extend_lens``)."""
+    """Reference of ``extend_attention`` (``extend_start_loc`` is implied by ``extend_lens``);
+    an fp8 pool is dequantized with ``k_scale``/``v_scale`` first."""
     out = torch.empty_like(q)
     start = 0
     for row, prefix, n in zip(
@@ -62,7 +94,8 @@ def extend_attention_ref(
     ):
         slots = req_to_token[row, : prefix + n].long()
         q_pos = torch.arange(prefix, prefix + n, device=q.device)
-        o = _attend(q[start : start + n], k_buffer[slots], v_buffer[slots], q_pos, sm_scale,
+        keys, values = _kv_rows(k_buffer, v_buffer, slots, k_scale, v_scale)
+        o = _attend(q[start : start + n], keys, values, q_pos, sm_scale,
                     sliding_window, logit_cap)
         out[start : start + n] = o.to(q.dtype)
         start += n
@@ -80,15 +113,19 @@ def decode_attention_ref(
     sm_scale: float,
     logit_cap: float = 0.0,
     sliding_window: int = -1,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Reference of ``decode_attention``: the query sits at position ``seq_len - 1``."""
+    """Reference of ``decode_attention``: the query sits at position ``seq_len - 1``; an fp8
+    pool is dequantized with ``k_scale``/``v_scale`` first."""
     out = torch.zeros_like(q)
     for i, (row, n) in enumerate(zip(req_pool_indices.tolist(), seq_lens.tolist(), strict=True)):
         if n == 0:
             continue
         slots = req_to_token[row, :n].long()
         q_pos = torch.tensor([n - 1], device=q.device)
-        o = _attend(q[i : i + 1], k_buffer[slots], v_buffer[slots], q_pos, sm_scale,
+        keys, values = _kv_rows(k_buffer, v_buffer, slots, k_scale, v_scale)
+        o = _attend(q[i : i + 1], keys, values, q_pos, sm_scale,
                     sliding_window, logit_cap)
         out[i] = o[0].to(q.dtype)
     return out

@@ -16,6 +16,7 @@ import torch
 from sglang.runtime.attention.base import create_backend, resolve_backend_name
 from sglang.runtime.cache.allocator import SlotAllocator
 from sglang.runtime.cache.kv_pool import KVPool
+from sglang.runtime.cache.kv_quant import check_kv_support, resolve_kv_dtype
 from sglang.runtime.cache.radix_cache import RadixCache
 from sglang.runtime.cache.req_to_token import ReqToTokenPool
 from sglang.runtime.config import RuntimeArgs
@@ -119,15 +120,22 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
     cfg = loaded.model_config
     context_len = args.context_length or cfg.context_len
     spec = loaded.model.kv_cache_spec()
-    per_slot = KVPool.bytes_per_slot(spec.num_layers, spec.num_kv_heads, spec.head_dim, spec.dtype)
+    backend_name = resolve_backend_name(args.attention_backend, device)
+    kv_dtype = resolve_kv_dtype(args.kv_cache_dtype, spec.dtype)
+    check_kv_support(kv_dtype, backend_name, device)
+    per_slot = KVPool.bytes_per_slot(spec.num_layers, spec.num_kv_heads, spec.head_dim, kv_dtype)
     # Every rank holds every token: the smallest rank's pool bounds them all.
     num_slots = all_reduce_cpu([_kv_slots(args, device, per_slot)], "min")[0]
+    k_scales, v_scales = loaded.kv_scales.per_layer(spec.num_layers)
     kv_pool = KVPool(
-        num_slots, spec.num_layers, spec.num_kv_heads, spec.head_dim, spec.dtype, device
+        num_slots, spec.num_layers, spec.num_kv_heads, spec.head_dim, kv_dtype, device,
+        k_scales, v_scales,
     )
     logger.info(
-        "weights %.2f GiB; KV pool %d tokens (%.2f GiB)",
+        "weights %.2f GiB; KV pool %d tokens (%.2f GiB, %s%s)",
         loaded.weight_bytes / 2**30, num_slots, num_slots * per_slot / 2**30,
+        str(kv_dtype).removeprefix("torch."),
+        ", scales from the checkpoint" if kv_pool.quantized and loaded.kv_scales else "",
     )
     max_running = args.max_running_requests or DEFAULT_MAX_RUNNING.get(device.type, 256)
     allocator = SlotAllocator(num_slots)
@@ -136,7 +144,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         RadixCache(allocator, disabled=args.disable_radix_cache),
     )
     backend = create_backend(
-        resolve_backend_name(args.attention_backend, device),
+        backend_name,
         sliding_window=spec.sliding_window,
         reduce_in_fp32=args.attention_reduce_in_fp32,
     )

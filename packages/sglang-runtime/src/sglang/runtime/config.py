@@ -23,6 +23,9 @@ from sglang.runtime.plugins import (
 DTYPES = ("auto", "float32", "float16", "bfloat16", "half", "float", "bf16", "fp16", "fp32")
 # "auto": gguf for *.gguf files, hf otherwise; "dummy": random weights from the model's config.
 LOAD_FORMATS = ("auto", "dummy", "hf", "safetensors", "gguf")
+# --kv-cache-dtype: auto stores K/V in the model's dtype; the fp8 formats store one byte per
+# element with a per-layer scale (cache.kv_quant maps them to torch dtypes).
+KV_CACHE_DTYPES = ("auto", "fp8_e4m3", "fp8_e5m2")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Short flag spellings kept for compatibility with SGLang's command line (every command that
 # generates flags from RuntimeArgs adds them: launch_server, the batch video job).
@@ -63,6 +66,11 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "quantizes a float checkpoint's linear layers at load (per-channel e4m3)",
         choices=QUANTIZATION_METHODS, unset="the checkpoint's quantization_config, if any",
     )] = None
+    kv_cache_dtype: Annotated[str, doc(
+        "KV cache storage: auto (the model's dtype), fp8_e4m3 or fp8_e5m2 (one byte per "
+        "element, per-layer scales from the checkpoint's k_scale/v_scale, else 1.0)",
+        choices=KV_CACHE_DTYPES,
+    )] = "auto"
     device: Annotated[str, doc(
         "cpu, cuda, cuda:N, or auto (cuda when available, else cpu)"
     )] = "auto"

@@ -25,6 +25,7 @@ from sglang.kernels._triton import (
     check_device,
     dot_precision,
     interpreting,
+    kv_compute_dtype,
     next_pow2,
     num_sms,
     pdl_args,
@@ -107,7 +108,7 @@ def default_num_kv_splits(batch: int, num_kv_heads: int, device: torch.device) -
 @triton.jit
 def _decode_kernel(
     Q, K, V, MidO, MidLse, Out, Arrivals, ReqToToken, ReqPoolIdx, SeqLens,
-    sm_scale, logit_cap, window,
+    sm_scale, logit_cap, window, v_scale,
     stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
     stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_outb, stride_outh,
     stride_ab, stride_req,
@@ -115,6 +116,7 @@ def _decode_kernel(
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
     USE_WINDOW: tl.constexpr, USE_CAP: tl.constexpr, PRECISION: tl.constexpr,
+    KV_FP8: tl.constexpr,
     USE_PDL: tl.constexpr,
 ):
     pdl_enter(USE_PDL)
@@ -153,12 +155,13 @@ def _decode_kernel(
         m_i, l_i, acc = attend_block(
             q, m_i, l_i, acc, ReqToToken + row * stride_req, k_base, v_base, offs_n, mask_n,
             mask_n[None, :], offs_d, mask_d, stride_kt, stride_vt, sm_scale, logit_cap,
-            USE_CAP, PRECISION,
+            USE_CAP, PRECISION, KV_FP8,
         )
 
     # Empty splits write zeros and lse = -inf, so the merge needs no knowledge of the spans.
     has_keys = l_i > 0.0
-    out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
+    # v_scale (1.0 unless the pool is fp8) is constant over the keys, so it scales the sum once.
+    out = acc * v_scale / tl.where(has_keys, l_i, 1.0)[:, None]
     lse = tl.where(has_keys, m_i + tl.log(tl.where(has_keys, l_i, 1.0)), float("-inf"))
     o_ptrs = MidO + req * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :]
     tl.store(o_ptrs, out.to(MidO.dtype.element_ty), mask=mask_h[:, None] & mask_d[None, :])
@@ -227,6 +230,8 @@ def decode_attention(
     reduce_in_fp32: bool = True,
     logit_cap: float = 0.0,
     sliding_window: int | None = -1,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
     workspace: DecodeWorkspace | None = None,
 ) -> torch.Tensor:
     """One query token per request attends to the request's first ``seq_lens[b]`` keys.
@@ -250,6 +255,9 @@ def decode_attention(
         logit_cap: > 0 applies ``cap * tanh(score / cap)`` to the scaled scores.
         sliding_window: > 0 limits attention to the last ``sliding_window`` keys (None or
             <= 0: no window).
+        k_scale, v_scale: the layer's KV scales when the pool is fp8 (float8_e4m3fn /
+            float8_e5m2 buffers, as ``store_kv`` writes them): keys and values read as
+            ``code * scale``; ignored (1.0) for other pools.
         workspace: preallocated scratch with room for ``batch * num_kv_splits``
             (``DecodeWorkspace.allocate``); ``None`` allocates one.
 
@@ -267,6 +275,7 @@ def decode_attention(
     if num_kv_splits < 1:
         raise ValueError(f"num_kv_splits must be >= 1, got {num_kv_splits}")
     check_device(q, k_buffer, v_buffer, req_to_token)
+    kv_fp8, compute_dtype = kv_compute_dtype(q, k_buffer, v_buffer)
     window = int(sliding_window) if sliding_window else -1
     if q.stride(-1) != 1:
         q = q.contiguous()
@@ -290,17 +299,17 @@ def decode_attention(
     _decode_kernel[(batch, num_kv_heads, num_kv_splits)](
         q, k_buffer, v_buffer, mid_o, mid_lse, out, arrivals,
         req_to_token, req_pool_indices, seq_lens,
-        float(sm_scale), float(logit_cap), window,
+        float(sm_scale) * float(k_scale), float(logit_cap), window, float(v_scale),
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1),
         v_buffer.stride(0), v_buffer.stride(1),
         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
         out.stride(0), out.stride(1), arrivals.stride(0), req_to_token.stride(0),
         GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d,
         # tl.dot needs at least 16 rows; heads beyond the group are masked.
-        BLOCK_H=next_pow2(group, 16), BLOCK_N=_block_n(k_buffer.dtype), NUM_SPLITS=num_kv_splits,
+        BLOCK_H=next_pow2(group, 16), BLOCK_N=_block_n(compute_dtype), NUM_SPLITS=num_kv_splits,
         BLOCK_S=next_pow2(num_kv_splits),
         USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
-        PRECISION=dot_precision(k_buffer.dtype), **pdl_args(q),
+        PRECISION=dot_precision(compute_dtype), KV_FP8=kv_fp8, **pdl_args(q),
         num_warps=1 if interp else 4, num_stages=1 if interp else 2,
     )
     return out

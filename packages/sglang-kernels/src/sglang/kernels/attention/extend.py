@@ -13,19 +13,26 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device, dot_precision, interpreting, next_pow2
+from sglang.kernels._triton import (
+    check_device,
+    dot_precision,
+    interpreting,
+    kv_compute_dtype,
+    next_pow2,
+)
 from sglang.kernels.attention.block import attend_block
 
 
 @triton.jit
 def _extend_kernel(
     Q, K, V, Out, ReqToToken, ReqPoolIdx, PrefixLens, ExtendLens, ExtendStart,
-    sm_scale, logit_cap, window,
+    sm_scale, logit_cap, window, v_scale,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
     stride_req,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     USE_WINDOW: tl.constexpr, USE_CAP: tl.constexpr, PRECISION: tl.constexpr,
+    KV_FP8: tl.constexpr,
 ):
     req = tl.program_id(0)
     head = tl.program_id(1)
@@ -68,10 +75,11 @@ def _extend_kernel(
         m_i, l_i, acc = attend_block(
             q, m_i, l_i, acc, ReqToToken + row * stride_req, k_base, v_base, offs_n, mask_n,
             visible, offs_d, mask_d, stride_kt, stride_vt, sm_scale, logit_cap,
-            USE_CAP, PRECISION,
+            USE_CAP, PRECISION, KV_FP8,
         )
 
-    out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
+    # v_scale (1.0 unless the pool is fp8) is constant over the keys, so it scales the sum once.
+    out = acc * v_scale / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     o_ptrs = Out + (q_start + offs_m[:, None]) * stride_ot + head * stride_oh + offs_d[None, :]
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
 
@@ -103,6 +111,8 @@ def extend_attention(
     sm_scale: float,
     max_extend_len: int,
     sliding_window: int | None = -1,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
     logit_cap: float = 0.0,
 ) -> torch.Tensor:
     """Attention of a ragged batch of new tokens over their requests' cached prefix and
@@ -125,6 +135,9 @@ def extend_attention(
         max_extend_len: a host int ``>= max(extend_lens)``; sizes the launch grid.
         sliding_window: > 0 limits each query at position ``p`` to keys in ``(p - window, p]``
             (None or <= 0: no window).
+        k_scale, v_scale: the layer's KV scales when the pool is fp8 (float8_e4m3fn /
+            float8_e5m2 buffers, as ``store_kv`` writes them): keys and values read as
+            ``code * scale``; ignored (1.0) for other pools.
         logit_cap: > 0 applies ``cap * tanh(score / cap)`` to the scaled scores (soft-capping).
 
     Returns:
@@ -138,6 +151,7 @@ def extend_attention(
     if k_buffer.shape[2] != head_dim or v_buffer.shape[2] != head_dim:
         raise ValueError("q, k_buffer and v_buffer must share head_dim")
     check_device(q, k_buffer, v_buffer, req_to_token)
+    kv_fp8, compute_dtype = kv_compute_dtype(q, k_buffer, v_buffer)
     window = int(sliding_window) if sliding_window else -1
     if q.stride(-1) != 1:
         q = q.contiguous()
@@ -148,19 +162,19 @@ def extend_attention(
     batch = req_pool_indices.shape[0]
     if batch == 0 or num_tokens == 0 or max_extend_len <= 0:
         return out
-    block_m, block_n, warps, stages = _launch_config(head_dim, k_buffer.dtype)
+    block_m, block_n, warps, stages = _launch_config(head_dim, compute_dtype)
     grid = (batch, num_heads, triton.cdiv(max_extend_len, block_m))
     _extend_kernel[grid](
         q, k_buffer, v_buffer, out, req_to_token, req_pool_indices, prefix_lens, extend_lens,
         extend_start_loc,
-        float(sm_scale), float(logit_cap), window,
+        float(sm_scale) * float(k_scale), float(logit_cap), window, float(v_scale),
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1),
         v_buffer.stride(0), v_buffer.stride(1), out.stride(0), out.stride(1),
         req_to_token.stride(0),
         GROUP=num_heads // num_kv_heads, HEAD_DIM=head_dim, BLOCK_D=next_pow2(head_dim, 16),
         BLOCK_M=block_m, BLOCK_N=block_n,
         USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
-        PRECISION=dot_precision(k_buffer.dtype),
+        PRECISION=dot_precision(compute_dtype), KV_FP8=kv_fp8,
         num_warps=warps, num_stages=stages,
     )
     return out

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sglang.runtime.attention.base import AttentionBackend
+from sglang.runtime.cache.kv_quant import dequantize
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 
@@ -57,10 +58,24 @@ def _kernel_choice(x: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     return sdpa_kernel(_CUDA_KERNELS) if x.is_cuda else contextlib.nullcontext()
 
 
-def _gather(cache: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Cache:
+    """One layer's K or V buffer as the attention reads it: an fp8 pool's codes are scaled back
+    to `dtype` after each gather (only the gathered rows, never the whole pool)."""
+
+    buf: torch.Tensor
+    scale: float | None  # None: the buffer already holds `dtype` values
+    dtype: torch.dtype
+
+
+def _gather(cache: _Cache, index: torch.Tensor) -> torch.Tensor:
     """cache[index] for any index shape; index_select on the flat index is several times faster
     than advanced indexing on CPU."""
-    return cache.index_select(0, index.reshape(-1)).view(*index.shape, *cache.shape[1:])
+    buf = cache.buf
+    rows = buf.index_select(0, index.reshape(-1)).view(*index.shape, *buf.shape[1:])
+    if cache.scale is None:
+        return rows
+    return dequantize(rows, cache.scale, cache.dtype)
 
 
 def _capped_attention(
@@ -184,19 +199,25 @@ class TorchAttentionBackend(AttentionBackend):
         logit_cap: float = 0.0,
     ) -> torch.Tensor:
         batch.kv_pool.set_kv(layer_id, batch.out_cache_loc, k, v)
-        k_cache, v_cache = batch.kv_pool.get_kv(layer_id)
+        pool = batch.kv_pool
+        k_buf, v_buf = pool.get_kv(layer_id)
+        k_scale, v_scale = pool.scales(layer_id)
+        if pool.quantized:
+            k_cache, v_cache = _Cache(k_buf, k_scale, q.dtype), _Cache(v_buf, v_scale, q.dtype)
+        else:
+            k_cache, v_cache = _Cache(k_buf, None, k_buf.dtype), _Cache(v_buf, None, v_buf.dtype)
         meta = self._metadata(batch, sliding_window)
         return self._attend(q, k_cache, v_cache, scale, meta, logit_cap)
 
-    def _compute_dtype(self, cache: torch.Tensor) -> torch.dtype:
+    def _compute_dtype(self, cache: _Cache) -> torch.dtype:
         # Only the gathered keys and values are upcast, never the whole pool.
         return torch.float32 if self.reduce_in_fp32 else cache.dtype
 
     def _attend(
         self,
         q: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
+        k_cache: _Cache,
+        v_cache: _Cache,
         scale: float,
         meta: _DecodeMetadata | _ExtendMetadata,
         cap: float,
@@ -208,8 +229,8 @@ class TorchAttentionBackend(AttentionBackend):
     def _decode(
         self,
         q: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
+        k_cache: _Cache,
+        v_cache: _Cache,
         scale: float,
         meta: _DecodeMetadata,
         cap: float = 0.0,
@@ -257,8 +278,8 @@ class TorchAttentionBackend(AttentionBackend):
         q: torch.Tensor,  # [batch, kv_heads, group, head_dim]
         keys: torch.Tensor,  # [batch, kv_heads, suffix_len, head_dim]
         values: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
+        k_cache: _Cache,
+        v_cache: _Cache,
         scale: float,
         meta: _DecodeMetadata,
         cap: float,
@@ -285,8 +306,8 @@ class TorchAttentionBackend(AttentionBackend):
     def _extend(
         self,
         q: torch.Tensor,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
+        k_cache: _Cache,
+        v_cache: _Cache,
         scale: float,
         meta: _ExtendMetadata,
         cap: float = 0.0,

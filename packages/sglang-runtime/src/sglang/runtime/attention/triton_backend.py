@@ -113,8 +113,11 @@ class TritonAttentionBackend(AttentionBackend):
         logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
-        kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v)
-        return self._attend(q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap)
+        k_scale, v_scale = batch.kv_pool.scales(layer_id)
+        kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v, k_scale, v_scale)
+        return self._attend(
+            q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
+        )
 
     def forward_with_rope(
         self,
@@ -131,12 +134,16 @@ class TritonAttentionBackend(AttentionBackend):
         logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
-        if not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
+        # The fused rotate-and-store kernel writes K/V unscaled: an fp8 pool stores through
+        # store_kv, which quantizes.
+        if batch.kv_pool.quantized or not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
             return super().forward_with_rope(
                 q, k, v, positions, rotary, layer_id, scale, batch,
                 sliding_window=sliding_window, logit_cap=logit_cap,
             )
-        return self._attend(q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap)
+        return self._attend(
+            q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
+        )
 
     def _attend(
         self,
@@ -147,8 +154,10 @@ class TritonAttentionBackend(AttentionBackend):
         batch: ForwardBatch,
         window: int,
         logit_cap: float,
+        layer_id: int,
     ) -> torch.Tensor:
         meta = batch.attn_metadata
+        k_scale, v_scale = batch.kv_pool.scales(layer_id)
         if isinstance(meta, _DecodeMetadata):
             bs, num_heads, head_dim = q.shape
             ws = self.reserve_decode_workspace(
@@ -158,10 +167,11 @@ class TritonAttentionBackend(AttentionBackend):
                 q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
                 sm_scale=scale, num_kv_splits=meta.num_kv_splits,
                 reduce_in_fp32=self.reduce_in_fp32, sliding_window=window, logit_cap=logit_cap,
-                workspace=ws,
+                k_scale=k_scale, v_scale=v_scale, workspace=ws,
             )
         return kernels.extend_attention(
             q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.prefix_lens,
             batch.extend_lens, meta.extend_start_loc, sm_scale=scale,
             max_extend_len=meta.max_extend_len, sliding_window=window, logit_cap=logit_cap,
+            k_scale=k_scale, v_scale=v_scale,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sglang.runtime.cache.kv_quant import KVScales
 from sglang.runtime.config import LOAD_FORMATS
 from sglang.runtime.layers.quantization.build import (
     attach_methods,
@@ -57,6 +58,8 @@ class LoadedModel:
     tokenizer: Any  # transformers tokenizer; None only for dummy weights without one
     weight_bytes: int
     model_config: ModelConfig  # the typed view the runtime reads sizes from
+    # Per-layer KV cache scales the checkpoint carries (FP8 checkpoints); empty: all 1.0.
+    kv_scales: KVScales = field(default_factory=KVScales)
 
 
 def _open_source(model_path: str, load_format: str) -> ModelSource:
@@ -91,7 +94,7 @@ def _weight_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def _load_checkpoint(model: nn.Module, source: ModelSource) -> None:
+def _load_checkpoint(model: nn.Module, source: ModelSource, kv_scales: KVScales) -> None:
     # 0: not known up front (PyTorch .bin shards); the bar then just counts.
     progress = tqdm(total=source.count_tensors() or None, desc="Loading weights", unit="tensor")
 
@@ -101,7 +104,7 @@ def _load_checkpoint(model: nn.Module, source: ModelSource) -> None:
             progress.update()
 
     with progress:
-        model.load_weights(tracked())
+        model.load_weights(kv_scales.take(tracked()))
 
 
 def load_model(
@@ -134,6 +137,7 @@ def load_model(
         raise ValueError(f"load_format='dummy' cannot fill {quant.method}-quantized weights")
 
     start = time.perf_counter()
+    kv_scales = KVScales()
     with torch.device(device), building(quant):
         model = model_cls(model_config, dtype)
     if quant is not None:
@@ -141,7 +145,7 @@ def load_model(
     if load_format == "dummy":
         fill_dummy_weights(model, seed)
     else:
-        _load_checkpoint(model, source)
+        _load_checkpoint(model, source, kv_scales)
     if quant is not None:
         finish_loading(model, dtype)
     model.eval()
@@ -159,7 +163,7 @@ def load_model(
     tokenizer = None if skip_tokenizer else _tokenizer(
         source, tokenizer_path, dummy=load_format == "dummy"
     )
-    return LoadedModel(model, source.config, tokenizer, weight_bytes, model_config)
+    return LoadedModel(model, source.config, tokenizer, weight_bytes, model_config, kv_scales)
 
 
 def _tokenizer(source: ModelSource, tokenizer_path: str | None, dummy: bool) -> Any:
