@@ -9,6 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# pack/unpack re-exported: the quant_gemm tests and the runtime build weights with them.
+from sglang.kernels.quant_layout import (  # noqa: F401
+    check_quant_args,
+    dequantize_weight,
+    pack_quant_weight,
+    unpack_quant_weight,
+)
+
 
 def store_kv_ref(
     k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor, k: torch.Tensor,
@@ -191,3 +199,13 @@ def align_by_expert_ref(
     block_starts = torch.arange(0, max_padded, block_m, device=flat.device)
     expert_ids = torch.searchsorted(ends, block_starts, right=True).clamp_(max=num_experts - 1)
     return sorted_ids, expert_ids.to(torch.int32), ends[-1:].to(torch.int32)
+
+
+def quant_gemm_ref(
+    x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+    bits: int, group_size: int,
+) -> torch.Tensor:
+    """Reference of `quant_gemm`: unpack, dequantize and multiply in fp32; x's dtype out."""
+    check_quant_args(x, qweight, scales, zeros, bits, group_size)
+    w = dequantize_weight(qweight, scales, zeros, bits, group_size)
+    return (x.float() @ w).to(x.dtype)

@@ -1,0 +1,205 @@
+"""y = x @ dequant(qweight) with 4- or 8-bit weights dequantized inside the GEMM.
+
+The layout is `sglang.kernels.quant_layout`'s (int32 words packing consecutive k rows, lowest
+bits first; one scale and float zero point per group of k rows and column). Each program loads
+a tile of packed words [BLOCK_K * bits // 32, BLOCK_N], expands it with shifts and masks into
+[BLOCK_K, BLOCK_N] integers (a broadcast to [words, values per word, BLOCK_N] and a row-major
+reshape: row r, value i is k = r * values + i, exactly the layout), applies (q - z) * s for its
+group in fp32 registers, casts to x's dtype and accumulates `tl.dot` in fp32.
+
+Two launch regimes share the kernel:
+- small M (<= 16, decode): one row block, narrow column blocks and split-K, so that enough
+  programs stream disjoint slices of the weight to keep every SM's loads in flight; each weight
+  byte is read once (the Marlin idea, without its hand-written pipeline). Split-K partials land
+  in an fp32 [split, M, N] buffer summed by torch (deterministic; small next to the weight).
+- larger M: a tiled GEMM with wider row and column blocks, the dequantized tile reused by the
+  BLOCK_M rows.
+
+Launch shapes come from the measured tables of `sglang.kernels.tuning` (kernel "quant_gemm",
+swept by `python -m sglang.kernels.quant_gemm_tune`), else from `QuantGemmConfig.for_shape`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.kernels import tuning
+from sglang.kernels._triton import check_device, dot_precision, interpreting, num_sms
+from sglang.kernels.quant_layout import check_quant_args
+
+TUNING_KERNEL = "quant_gemm"
+SMALL_M = 16
+
+
+@dataclass(frozen=True)
+class QuantGemmConfig:
+    """Launch shape: rows, output features and K chunk per program, K splits, warps, stages."""
+
+    block_m: int = 16
+    block_n: int = 64
+    block_k: int = 128
+    split_k: int = 1
+    num_warps: int = 4
+    num_stages: int = 3
+
+    @classmethod
+    def for_shape(cls, m: int, n: int, k: int, group_size: int, sms: int) -> QuantGemmConfig:
+        """Untuned starting points (not yet swept on a GPU). The K chunk stays within one
+        group so that a tile reads one row of scales and zeros."""
+        block_k = min(128, group_size if group_size in (32, 64, 128) else 128)
+        if m <= SMALL_M:
+            block_n = 64 if n >= 4096 else 32
+            tiles = triton.cdiv(n, block_n)
+            k_chunks = triton.cdiv(k, block_k)
+            # ~4 programs per SM hides the load latency; each split keeps >= 4 chunks of K so
+            # the partial sums stay a small fraction of the traffic.
+            split = 1
+            while tiles * split < 4 * sms and k_chunks // (split * 2) >= 4:
+                split *= 2
+            return cls(block_m=16, block_n=block_n, block_k=block_k, split_k=split,
+                       num_warps=4, num_stages=4)
+        if m <= 64:
+            return cls(block_m=max(16, triton.next_power_of_2(m)), block_n=128,
+                       block_k=block_k, num_warps=4, num_stages=4)
+        return cls(block_m=128, block_n=128, block_k=min(block_k, 64), num_warps=8,
+                   num_stages=3)
+
+
+def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
+    return f"N{n}_K{k}_b{bits}_g{group_size}"
+
+
+def gemm_config(
+    m: int, n: int, k: int, bits: int, group_size: int, device: torch.device
+) -> QuantGemmConfig:
+    """The measured launch shape for this device and weight shape, else the heuristic."""
+    if device.type == "cuda":
+        entry = tuning.lookup(TUNING_KERNEL, tuning_key(n, k, bits, group_size), m,
+                              tuning.device_key(device))
+        if entry is not None:
+            return QuantGemmConfig(**entry)
+    return QuantGemmConfig.for_shape(m, n, k, group_size, num_sms(device))
+
+
+@triton.jit
+def _quant_gemm_kernel(
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    M, N, K, group_size, chunks_per_split,
+    stride_xm, stride_qk, stride_sg, stride_zg, stride_os, stride_om,
+    BITS: tl.constexpr, ONE_GROUP_PER_TILE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    PER_INT: tl.constexpr = 32 // BITS
+    WORDS: tl.constexpr = BLOCK_K // PER_INT
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < N
+    rn64 = rn.to(tl.int64)
+    shifts = tl.arange(0, PER_INT) * BITS
+    x_rows = x_ptr + rm.to(tl.int64)[:, None] * stride_xm
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    chunk_end = tl.minimum((pid_k + 1) * chunks_per_split, tl.cdiv(K, BLOCK_K))
+    for chunk in range(pid_k * chunks_per_split, chunk_end):
+        k0 = chunk * BLOCK_K
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = rk < K
+        rw = k0 // PER_INT + tl.arange(0, WORDS)
+        words = tl.load(q_ptr + rw.to(tl.int64)[:, None] * stride_qk + rn64[None, :],
+                        mask=(rw < K // PER_INT)[:, None] & n_ok[None, :], other=0,
+                        eviction_policy="evict_first")
+        # [WORDS, PER_INT, BLOCK_N] -> [BLOCK_K, BLOCK_N]: row r * PER_INT + i is k0 + that.
+        q = (words[:, None, :] >> shifts[None, :, None]) & ((1 << BITS) - 1)
+        q = tl.reshape(q, (BLOCK_K, BLOCK_N)).to(tl.float32)
+        if ONE_GROUP_PER_TILE:
+            g = k0 // group_size
+            s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+            w = (q - z[None, :]) * s[None, :]
+        else:
+            g = (tl.minimum(rk, K - 1) // group_size).to(tl.int64)
+            gs_mask = k_ok[:, None] & n_ok[None, :]
+            s = tl.load(s_ptr + g[:, None] * stride_sg + rn64[None, :], mask=gs_mask, other=0.0)
+            z = tl.load(z_ptr + g[:, None] * stride_zg + rn64[None, :], mask=gs_mask, other=0.0)
+            w = (q - z.to(tl.float32)) * s.to(tl.float32)
+        # Masked-off x columns are zero, so whatever w holds past K adds nothing.
+        xk = tl.load(x_rows + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        acc = tl.dot(xk, w.to(x_ptr.dtype.element_ty), acc, input_precision=PRECISION)
+    out = out_ptr + pid_k * stride_os + rm.to(tl.int64)[:, None] * stride_om + rn64[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+def _check_config(config: QuantGemmConfig, bits: int) -> None:
+    per_int = 32 // bits
+    for name in ("block_m", "block_n", "block_k"):
+        v = getattr(config, name)
+        if v < 16 or v & (v - 1):
+            raise ValueError(f"quant_gemm: {name} must be a power of two >= 16, got {v}")
+    if config.block_k % per_int:
+        raise ValueError(f"quant_gemm: block_k={config.block_k} must hold whole int32 words")
+    if config.split_k < 1:
+        raise ValueError(f"quant_gemm: split_k must be >= 1, got {config.split_k}")
+
+
+def quant_gemm(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor,
+    bits: int,
+    group_size: int,
+    *,
+    config: QuantGemmConfig | None = None,
+) -> torch.Tensor:
+    """``x @ w`` with ``w[k, n] = (q[k, n] - zeros[g, n]) * scales[g, n]``, g = k // group_size.
+
+    Args:
+        x: ``[M, K]`` fp16/bf16/fp32 (row stride free, contiguous along K).
+        qweight: int32 ``[K * bits // 32, N]``, contiguous along N (see `quant_layout`).
+        scales, zeros: ``[K // group_size, N]`` in x's dtype or fp16 (zeros in scales' dtype).
+        bits: 4 or 8. group_size: 32, 64, 128 or K.
+        config: launch shape; default the measured table, else `QuantGemmConfig.for_shape`.
+
+    Returns:
+        ``[M, N]`` in x's dtype, accumulated in fp32.
+    """
+    m, n, k = check_quant_args(x, qweight, scales, zeros, bits, group_size)
+    for name, t in (("qweight", qweight), ("scales", scales), ("zeros", zeros)):
+        if t.stride(1) != 1:
+            raise ValueError(f"quant_gemm: {name} must be contiguous along N")
+    check_device(x, qweight, scales, zeros)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    if m == 0:
+        return x.new_zeros(0, n)
+    cfg = config or gemm_config(m, n, k, bits, group_size, x.device)
+    _check_config(cfg, bits)
+    chunks = triton.cdiv(k, cfg.block_k)
+    split = min(cfg.split_k, chunks) if m <= SMALL_M else 1
+    per_split = triton.cdiv(chunks, split)
+    split = triton.cdiv(chunks, per_split)  # no empty split
+    if split == 1:
+        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    else:
+        out = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    one_group = group_size % cfg.block_k == 0 or group_size >= k
+    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
+    extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    _quant_gemm_kernel[grid](
+        x, qweight, scales, zeros, out,
+        m, n, k, group_size, per_split,
+        x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0),
+        out.stride(0) if split > 1 else 0, out.stride(-2),
+        BITS=bits, ONE_GROUP_PER_TILE=one_group,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        PRECISION=dot_precision(x.dtype), **extra,
+    )
+    return out if split == 1 else out.sum(dim=0).to(x.dtype)
