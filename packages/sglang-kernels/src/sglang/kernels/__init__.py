@@ -12,6 +12,8 @@ use, so ``TRITON_INTERPRET=1`` may still be set after ``import sglang.kernels``.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -58,3 +60,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule binds it as an attribute of its package, which would shadow an
+    export of the same name (`sglang.kernels.quant_gemm`, the function, defined in the module
+    `sglang.kernels.quant_gemm`): such a binding stores the function instead. The module stays
+    importable by name (`from sglang.kernels.quant_gemm import QuantGemmConfig`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
