@@ -1,0 +1,129 @@
+"""Measure `quant_gemm`'s launch shapes on this GPU and write the table it reads.
+
+For each weight shape (N, K), bit width, group size and row count M, every candidate launch is
+timed on its own (`triton.testing.do_bench`, median) and the fastest is stored with its time and
+its achieved weight bandwidth. Small M (<= 16) sweeps narrow column blocks and split-K (the
+streaming regime); larger M sweeps tiled GEMM shapes.
+
+    python -m sglang.kernels.quant_gemm_tune --out DIR            # Candidates are kept to ~100 per row count, so that the default sweep (4 shapes x 11 row
+# counts) fits one 10-minute run on an H200.
+# Llama-3-8B's layers, 4-bit
+    python -m sglang.kernels.quant_gemm_tune --shape 4096x4096 --bits 4 8 --out DIR
+    # then: SGLANG_KERNEL_TUNING_DIR=DIR to use it, or copy DIR/*.json into sglang/kernels/tuned/
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from sglang.kernels import tuning
+from sglang.kernels.quant_gemm import SMALL_M, TUNING_KERNEL, QuantGemmConfig, quant_gemm, tuning_key
+from sglang.kernels.quant_layout import pack_quant_weight
+
+# Candidates are kept to ~100 per row count, so that the default sweep (4 shapes x 11 row
+# counts) fits one 10-minute run on an H200.
+# Llama-3-8B's linear layers as (N, K): fused qkv, o, fused gate/up, down.
+LLAMA3_8B = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+ROWS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096]
+
+
+def small_m_launches(group_size: int) -> Iterator[QuantGemmConfig]:
+    for bn, bk, split, warps, stages in itertools.product(
+        (32, 64, 128), (64, 128, 256), (1, 2, 4, 8, 16), (4,), (3, 4)
+    ):
+        if bk <= group_size or bk % group_size == 0:
+            yield QuantGemmConfig(16, bn, bk, split, warps, stages)
+
+
+def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
+    for bm, bn, bk, warps, stages in itertools.product(
+        (16, 32, 64, 128), (64, 128, 256), (64, 128), (4, 8), (3, 4)
+    ):
+        if bm <= max(16, 2 * m):
+            yield QuantGemmConfig(bm, bn, bk, 1, warps, stages)
+
+
+def _time_us(fn) -> float:  # noqa: ANN001
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=5, rep=25, return_mode="median")) * 1e3
+
+
+def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: int) -> dict:
+    qweight, scales, zeros = weight
+    k = qweight.shape[0] * 32 // bits
+    x = torch.randn(m, k, device=qweight.device, dtype=scales.dtype)
+    launches = small_m_launches(group_size) if m <= SMALL_M else tiled_launches(m)
+    best: tuple[float, QuantGemmConfig | None] = (math.inf, None)
+    for config in launches:
+        try:
+            us = _time_us(lambda c=config: quant_gemm(x, qweight, scales, zeros, bits, group_size,
+                                                      config=c))
+        except Exception:  # noqa: BLE001 - a shape past shared memory or registers fails; skip
+            continue
+        best = min(best, (us, config), key=lambda t: t[0])
+    us, config = best
+    if config is None:
+        return {}
+    weight_bytes = qweight.numel() * 4 + scales.numel() * scales.element_size() * 2
+    return {**asdict(config), "us": us, "weight_gbps": weight_bytes / us / 1e3}
+
+
+def random_weight(
+    n: int, k: int, bits: int, group_size: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randint(0, 1 << bits, (k, n), device="cuda", generator=g)
+    groups = k // group_size
+    scales = torch.rand(groups, n, device="cuda", generator=g).to(dtype) * 0.01
+    zeros = torch.full((groups, n), float(1 << (bits - 1)), device="cuda", dtype=dtype)
+    return pack_quant_weight(q, bits), scales, zeros
+
+
+def _shape(text: str) -> tuple[int, int]:
+    n, k = text.lower().split("x")
+    return int(n), int(k)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", type=_shape, nargs="+", default=LLAMA3_8B, help="NxK ...")
+    p.add_argument("--bits", type=int, nargs="+", default=[4])
+    p.add_argument("--group-size", type=int, nargs="+", default=[128])
+    p.add_argument("--rows", type=int, nargs="+", default=ROWS)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--out", required=True, help="folder for the table (merged into one there)")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("quant_gemm_tune measures a CUDA GPU; none is visible")
+    dtype = getattr(torch, args.dtype)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    for (n, k), bits, group_size in itertools.product(args.shape, args.bits, args.group_size):
+        weight = random_weight(n, k, bits, group_size, dtype)
+        buckets: dict[str, dict] = {}
+        for m in args.rows:
+            start = time.perf_counter()
+            buckets[str(m)] = entry = tune_rows(m, weight, bits, group_size)
+            print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
+                              **entry, "tune_s": round(time.perf_counter() - start, 1)}),
+                  flush=True)
+        table[tuning_key(n, k, bits, group_size)] = buckets
+        # Written after each shape: a sweep cut short by a time limit keeps what it measured.
+        path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
