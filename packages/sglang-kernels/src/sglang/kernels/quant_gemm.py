@@ -11,7 +11,8 @@ Two launch regimes share the kernel:
 - small M (<= 16, decode): one row block, narrow column blocks and split-K, so that enough
   programs stream disjoint slices of the weight to keep every SM's loads in flight; each weight
   byte is read once (the Marlin idea, without its hand-written pipeline). Split-K partials land
-  in an fp32 [split, M, N] buffer summed by torch (deterministic; small next to the weight).
+  in an fp32 [split, M, N] buffer that one small second pass sums in split order and casts
+  (deterministic, unlike fp32 atomics; the buffer is small next to the weight).
 - larger M: a tiled GEMM with wider row and column blocks, the dequantized tile reused by the
   BLOCK_M rows.
 
@@ -140,6 +141,18 @@ def _quant_gemm_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
+@triton.jit
+def _sum_splits_kernel(part_ptr, y_ptr, SPLIT, MN, BLOCK: tl.constexpr):
+    """y = sum over splits of the fp32 partials, in split order (deterministic), cast to y's
+    dtype: one launch instead of torch's sum and cast."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < MN
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in range(SPLIT):
+        acc += tl.load(part_ptr + s * MN + offs, mask=ok, other=0.0)
+    tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
+
+
 def _check_config(config: QuantGemmConfig, bits: int) -> None:
     per_int = 32 // bits
     for name in ("block_m", "block_n", "block_k"):
@@ -205,4 +218,9 @@ def quant_gemm(
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         PRECISION=dot_precision(x.dtype), **extra,
     )
-    return out if split == 1 else out.sum(dim=0).to(x.dtype)
+    if split == 1:
+        return out
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    block = 1024
+    _sum_splits_kernel[(triton.cdiv(m * n, block),)](out, y, split, m * n, BLOCK=block)
+    return y
