@@ -7,7 +7,7 @@ a tile of packed words [BLOCK_K * bits // 32, BLOCK_N], expands it with shifts a
 reshape: row r, value i is k = r * values + i, exactly the layout), applies (q - z) * s for its
 group in fp32 registers, casts to x's dtype and accumulates `tl.dot` in fp32.
 
-Two launch regimes share the kernel:
+Two launch regimes share the kernel (split-K is a launch parameter of both):
 - small M (<= 16, decode): one row block, narrow column blocks and split-K, so that enough
   programs stream disjoint slices of the weight to keep every SM's loads in flight; each weight
   byte is read once (the Marlin idea, without its hand-written pipeline). Split-K partials land
@@ -50,24 +50,28 @@ class QuantGemmConfig:
     @classmethod
     def for_shape(cls, m: int, n: int, k: int, group_size: int, sms: int) -> QuantGemmConfig:
         """Untuned starting points (not yet swept on a GPU). The K chunk stays within one
-        group so that a tile reads one row of scales and zeros."""
+        group so that a tile reads one row of scales and zeros. Split-K raises the program
+        count towards `programs per SM x SMs` (more at small M, where every program only
+        streams weight and latency must be hidden by numbers), keeping >= 4 K chunks a split
+        so the partials stay a small fraction of the traffic."""
         block_k = min(128, group_size if group_size in (32, 64, 128) else 128)
         if m <= SMALL_M:
-            block_n = 64 if n >= 4096 else 32
-            tiles = triton.cdiv(n, block_n)
-            k_chunks = triton.cdiv(k, block_k)
-            # ~4 programs per SM hides the load latency; each split keeps >= 4 chunks of K so
-            # the partial sums stay a small fraction of the traffic.
-            split = 1
-            while tiles * split < 4 * sms and k_chunks // (split * 2) >= 4:
-                split *= 2
-            return cls(block_m=16, block_n=block_n, block_k=block_k, split_k=split,
-                       num_warps=4, num_stages=4)
-        if m <= 64:
-            return cls(block_m=max(16, triton.next_power_of_2(m)), block_n=128,
-                       block_k=block_k, num_warps=4, num_stages=4)
-        return cls(block_m=128, block_n=128, block_k=min(block_k, 64), num_warps=8,
-                   num_stages=3)
+            shape = dict(block_m=16, block_n=64 if n >= 4096 else 32, num_warps=4, num_stages=4)
+            per_sm = 4
+        elif m <= 64:
+            shape = dict(block_m=triton.next_power_of_2(m), block_n=64, num_warps=4,
+                         num_stages=4)
+            per_sm = 2
+        else:
+            shape = dict(block_m=64 if m < 128 else 128, block_n=128, num_warps=8,
+                         num_stages=3)
+            block_k, per_sm = min(block_k, 64), 1
+        tiles = triton.cdiv(m, shape["block_m"]) * triton.cdiv(n, shape["block_n"])
+        chunks = triton.cdiv(k, block_k)
+        split = 1
+        while tiles * split < per_sm * sms and chunks // (split * 2) >= 4:
+            split *= 2
+        return cls(block_k=block_k, split_k=split, **shape)
 
 
 _CONFIG_FIELDS = frozenset(QuantGemmConfig.__dataclass_fields__)
@@ -199,7 +203,7 @@ def quant_gemm(
     cfg = config or gemm_config(m, n, k, bits, group_size, x.device)
     _check_config(cfg, bits)
     chunks = triton.cdiv(k, cfg.block_k)
-    split = min(cfg.split_k, chunks) if m <= SMALL_M else 1
+    split = min(cfg.split_k, chunks)
     per_split = triton.cdiv(chunks, split)
     split = triton.cdiv(chunks, per_split)  # no empty split
     if split == 1:
