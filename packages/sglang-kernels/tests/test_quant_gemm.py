@@ -61,12 +61,22 @@ def test_matches_reference_per_group_size(dtype, bits, group_size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("m", [1, 3, 16, 17, 64])
-def test_matches_reference_per_row_count(dtype, m):
+def test_matches_reference_per_row_count(dtype, bits, m):
     # One group per column and K = 96 (not a multiple of block_k = 64): the last K tile is
-    # partly masked; 17 and 64 rows take the tiled path, the rest the small-M path.
+    # partly masked; 17 and 64 rows span several row blocks, with split-K partials summed.
     config = QuantGemmConfig(block_m=16, block_n=16, block_k=64, split_k=2)
-    check(m=m, n=24, k=96, bits=4, group_size=96, dtype=dtype, config=config)
+    check(m=m, n=24, k=96, bits=bits, group_size=96, dtype=dtype, config=config)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m", [1, 7, 16, 64, 256])
+def test_default_launch_shapes_at_model_scale_bf16(bits, m):
+    # Real launch shapes (warps, stages, split-K from the heuristic or the measured table) on a
+    # Llama-sized K; N = 1000 is not a multiple of any block_n.
+    check(m=m, n=1000, k=4096, bits=bits, group_size=128, dtype=torch.bfloat16, config=None)
 
 
 @pytest.mark.parametrize("bits", [4, 8])
