@@ -59,9 +59,10 @@ class QuantGemmConfig:
             shape = dict(block_m=16, block_n=64 if n >= 4096 else 32, num_warps=4, num_stages=4)
             per_sm = 4
         elif m <= 64:
+            # A 128-deep K chunk here takes ~250 registers per thread at 64 rows (sm90 build).
             shape = dict(block_m=triton.next_power_of_2(m), block_n=64, num_warps=4,
                          num_stages=4)
-            per_sm = 2
+            block_k, per_sm = min(block_k, 64), 2
         else:
             shape = dict(block_m=64 if m < 128 else 128, block_n=128, num_warps=8,
                          num_stages=3)
