@@ -142,7 +142,7 @@ def _quant_gemm_kernel(
         # Masked-off x columns are zero, so whatever w holds past K adds nothing.
         xk = tl.load(x_rows + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         acc = tl.dot(xk, w.to(x_ptr.dtype.element_ty), acc, input_precision=PRECISION)
-    out = out_ptr + pid_k * stride_os + rm.to(tl.int64)[:, None] * stride_om + rn64[None, :]
+    out = out_ptr + pid_k.to(tl.int64) * stride_os + rm.to(tl.int64)[:, None] * stride_om + rn64[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
@@ -153,8 +153,10 @@ def _sum_splits_kernel(part_ptr, y_ptr, SPLIT, MN, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < MN
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for s in range(SPLIT):
-        acc += tl.load(part_ptr + s * MN + offs, mask=ok, other=0.0)
+    part = part_ptr + offs  # advanced as a pointer: split x M x N may pass 2**31
+    for _ in range(SPLIT):
+        acc += tl.load(part, mask=ok, other=0.0)
+        part += MN
     tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 

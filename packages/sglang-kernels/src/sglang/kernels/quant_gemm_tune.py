@@ -5,7 +5,7 @@ timed on its own (`triton.testing.do_bench`, median) and the fastest is stored w
 its achieved weight bandwidth. Small M (<= 16) sweeps narrow column blocks and split-K (the
 streaming regime); larger M sweeps tiled GEMM shapes.
 
-    python -m sglang.kernels.quant_gemm_tune --out DIR            # Candidates are kept to ~90-140 per row count, so that the default sweep (4 shapes x 7 row
+    python -m sglang.kernels.quant_gemm_tune --out DIR            # Candidates are kept to ~120-140 per row count, so that the default sweep (4 shapes x 7 row
 # counts) should fit one 10-minute run on an H200 (not yet timed: split it with --shape/--rows).
 # Llama-3-8B's layers, 4-bit
     python -m sglang.kernels.quant_gemm_tune --shape 4096x4096 --bits 4 8 --out DIR
@@ -35,7 +35,7 @@ from sglang.kernels.quant_gemm import (
 )
 from sglang.kernels.quant_layout import pack_quant_weight
 
-# Candidates are kept to ~90-140 per row count, so that the default sweep (4 shapes x 7 row
+# Candidates are kept to ~120-140 per row count, so that the default sweep (4 shapes x 7 row
 # counts) should fit one 10-minute run on an H200 (not yet timed: split it with --shape/--rows).
 # Llama-3-8B's linear layers as (N, K): fused qkv, o, fused gate/up, down.
 LLAMA3_8B = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
@@ -44,7 +44,7 @@ ROWS = [1, 4, 16, 64, 256, 1024, 4096]
 
 def small_m_launches(group_size: int) -> Iterator[QuantGemmConfig]:
     for bn, bk, split, warps, stages in itertools.product(
-        (32, 64, 128), (64, 128, 256), (1, 2, 4, 8, 16), (4,), (3, 4)
+        (16, 32, 64, 128), (64, 128, 256), (1, 2, 4, 8, 16), (4,), (3, 4)
     ):
         if bk <= group_size or bk % group_size == 0:
             yield QuantGemmConfig(16, bn, bk, split, warps, stages)
