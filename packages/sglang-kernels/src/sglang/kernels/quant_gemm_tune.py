@@ -86,14 +86,39 @@ def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: i
 
 
 def random_weight(
-    n: int, k: int, bits: int, group_size: int, dtype: torch.dtype
+    n: int, k: int, bits: int, group_size: int, dtype: torch.dtype, device: str = "cuda"
 ) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randint(0, 1 << bits, (k, n), device="cuda", generator=g)
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randint(0, 1 << bits, (k, n), device=device, generator=g)
     groups = k // group_size
-    scales = torch.rand(groups, n, device="cuda", generator=g).to(dtype) * 0.01
-    zeros = torch.full((groups, n), float(1 << (bits - 1)), device="cuda", dtype=dtype)
+    scales = torch.rand(groups, n, device=device, generator=g).to(dtype) * 0.01
+    zeros = torch.full((groups, n), float(1 << (bits - 1)), device=device, dtype=dtype)
     return pack_quant_weight(q, bits), scales, zeros
+
+
+def sweep(
+    shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
+    rows: list[int], dtype: torch.dtype, out: Path, device: str = "cuda",
+) -> Path:
+    """Tune every (shape, bits, group size) over `rows`; merge into the device's table in
+    `out`, written after each shape so a sweep cut short keeps what it measured."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    for (n, k), bits, group_size in itertools.product(shapes, bits_list, group_sizes):
+        weight = random_weight(n, k, bits, group_size, dtype, device)
+        buckets: dict[str, dict] = {}
+        for m in rows:
+            start = time.perf_counter()
+            entry = tune_rows(m, weight, bits, group_size)
+            if entry:  # no candidate ran: leave the bucket to the heuristic
+                buckets[str(m)] = entry
+            print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
+                              **entry, "tune_s": round(time.perf_counter() - start, 1)}),
+                  flush=True)
+        table[tuning_key(n, k, bits, group_size)] = buckets
+        path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    return path
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -112,23 +137,8 @@ def main() -> None:
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("quant_gemm_tune measures a CUDA GPU; none is visible")
-    dtype = getattr(torch, args.dtype)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
-    table = json.loads(path.read_text()) if path.is_file() else {}
-    for (n, k), bits, group_size in itertools.product(args.shape, args.bits, args.group_size):
-        weight = random_weight(n, k, bits, group_size, dtype)
-        buckets: dict[str, dict] = {}
-        for m in args.rows:
-            start = time.perf_counter()
-            buckets[str(m)] = entry = tune_rows(m, weight, bits, group_size)
-            print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
-                              **entry, "tune_s": round(time.perf_counter() - start, 1)}),
-                  flush=True)
-        table[tuning_key(n, k, bits, group_size)] = buckets
-        # Written after each shape: a sweep cut short by a time limit keeps what it measured.
-        path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    path = sweep(args.shape, args.bits, args.group_size, args.rows, getattr(torch, args.dtype),
+                 Path(args.out))
     print(f"wrote {path}")
 
 
