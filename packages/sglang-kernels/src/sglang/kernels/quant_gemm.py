@@ -126,19 +126,23 @@ def _quant_gemm_kernel(
                         mask=(rw < K // PER_INT)[:, None] & n_ok[None, :], other=0,
                         eviction_policy="evict_first")
         # [WORDS, PER_INT, BLOCK_N] -> [BLOCK_K, BLOCK_N]: row r * PER_INT + i is k0 + that.
-        q = (words[:, None, :] >> shifts[None, :, None]) & ((1 << BITS) - 1)
-        q = tl.reshape(q, (BLOCK_K, BLOCK_N)).to(tl.float32)
+        # Each q goes into the mantissa of 2**23 (float bits 0x4B000000 | q = 2**23 + q), so
+        # one subtraction makes it a float: no integer-to-float conversion per weight.
+        q = ((words[:, None, :] >> shifts[None, :, None]) & ((1 << BITS) - 1)) | 0x4B000000
+        q = tl.reshape(q, (BLOCK_K, BLOCK_N)).to(tl.float32, bitcast=True) - 8388608.0
+        # (q - z) * s as one fused multiply-add per weight: q * s + (-z * s).
         if ONE_GROUP_PER_TILE:
             g = k0 // group_size
             s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
             z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-            w = (q - z[None, :]) * s[None, :]
+            w = q * s[None, :] - (z * s)[None, :]
         else:
             g = (tl.minimum(rk, K - 1) // group_size).to(tl.int64)
             gs_mask = k_ok[:, None] & n_ok[None, :]
             s = tl.load(s_ptr + g[:, None] * stride_sg + rn64[None, :], mask=gs_mask, other=0.0)
             z = tl.load(z_ptr + g[:, None] * stride_zg + rn64[None, :], mask=gs_mask, other=0.0)
-            w = (q - z.to(tl.float32)) * s.to(tl.float32)
+            s = s.to(tl.float32)
+            w = q * s - z.to(tl.float32) * s
         # Masked-off x columns are zero, so whatever w holds past K adds nothing.
         xk = tl.load(x_rows + rk[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         acc = tl.dot(xk, w.to(x_ptr.dtype.element_ty), acc, input_precision=PRECISION)
