@@ -26,13 +26,16 @@ def build(config: list[int], bits: int, one_group: bool, dtype: str) -> bytes:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from sglang.kernels.quant_gemm import QuantGemmConfig, _quant_gemm_kernel
+    from sglang.kernels.quant_gemm import QuantGemmConfig, _quant_gemm_kernel, _quant_gemv_kernel
 
     cfg = QuantGemmConfig(*config)
-    constants = dict(BITS=bits, ONE_GROUP_PER_TILE=one_group, BLOCK_M=cfg.block_m,
-                     BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, PRECISION="tf32")
+    constants = dict(BITS=bits, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k)
+    kernel = _quant_gemv_kernel
+    if cfg.use_dot:
+        kernel = _quant_gemm_kernel
+        constants.update(ONE_GROUP_PER_TILE=one_group, PRECISION="tf32")
     signature = {}
-    for name in _quant_gemm_kernel.arg_names:
+    for name in kernel.arg_names:
         if name in constants:
             signature[name] = "constexpr"
         elif name == "q_ptr":
@@ -42,7 +45,7 @@ def build(config: list[int], bits: int, one_group: bool, dtype: str) -> bytes:
         else:
             signature[name] = "i32"
     compiled = triton.compile(
-        ASTSource(_quant_gemm_kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
+        ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
         options=dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
     return compiled.asm["cubin"]
 

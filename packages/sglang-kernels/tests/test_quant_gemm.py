@@ -79,6 +79,25 @@ def test_default_launch_shapes_at_model_scale_bf16(bits, m):
     check(m=m, n=1000, k=4096, bits=bits, group_size=128, dtype=torch.bfloat16, config=None)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_fma_kernel_matches_reference(dtype, bits, m):
+    # No tensor cores: rows in one block of 4; K = 96 with 64-deep chunks (the last masked),
+    # groups of 32 with 32-deep chunks in the second launch, N = 40 not a multiple of 16.
+    for k, group, block_k in ((96, 96, 64), (128, 32, 32)):
+        check(m=m, n=40, k=k, bits=bits, group_size=group, dtype=dtype,
+              config=QuantGemmConfig(4, 16, block_k, 2, use_dot=False))
+
+
+def test_fma_config_falls_back_to_the_dot_kernel():
+    # More rows than its block, and chunks spanning groups: both still compute the product.
+    check(m=6, n=24, k=128, bits=4, group_size=64, dtype=torch.float32,
+          config=QuantGemmConfig(2, 16, 64, use_dot=False))
+    check(m=1, n=24, k=128, bits=4, group_size=32, dtype=torch.float32,
+          config=QuantGemmConfig(1, 16, 64, use_dot=False))
+
+
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("split_k", [1, 3, 8])
 def test_split_k_small_m(bits, split_k):
@@ -94,7 +113,7 @@ def test_tile_spanning_several_groups(group_size):
           config=QuantGemmConfig(block_m=16, block_n=16, block_k=128))
 
 
-@pytest.mark.parametrize("m", [1, 20])
+@pytest.mark.parametrize("m", [1, 2, 5, 20])
 def test_default_launch_shape(m):
     check(m=m, n=40, k=256, bits=4, group_size=128, dtype=torch.float32, config=None)
 
@@ -188,6 +207,10 @@ def test_k_not_a_multiple_of_the_group():
 def test_bad_launch_shape():
     with pytest.raises(ValueError, match="power of two"):
         quant_gemm(**_call(), config=QuantGemmConfig(block_n=24))
+    with pytest.raises(ValueError, match="power of two >= 16"):
+        quant_gemm(**_call(), config=QuantGemmConfig(block_m=4))
+    with pytest.raises(ValueError, match="block_m <= 4"):
+        quant_gemm(**_call(), config=QuantGemmConfig(block_m=8, use_dot=False))
 
 
 def test_measured_table_is_used(tmp_path, monkeypatch):
@@ -210,6 +233,7 @@ def test_small_m_heuristic_splits_k_to_fill_the_gpu():
     config = QuantGemmConfig.for_shape(1, 4096, 4096, 128, sms=132)
     programs = -(-4096 // config.block_n) * config.split_k
     assert config.split_k > 1 and programs >= 2 * 132
+    assert not config.use_dot and QuantGemmConfig.for_shape(3, 4096, 4096, 128, 132).use_dot
     # Enough row blocks fill the GPU without splitting K.
     assert QuantGemmConfig.for_shape(4096, 4096, 4096, 128, sms=132).split_k == 1
 

@@ -22,7 +22,8 @@ if not quant_gemm_sm90.available():
 
 HOPPER_SMS = 132
 # (M, N, K): decode and prefill rows on Llama-3-8B's o and down projections.
-SHAPES = [(1, 4096, 4096), (16, 4096, 14336), (48, 4096, 4096), (512, 4096, 4096)]
+SHAPES = [(1, 4096, 4096), (2, 6144, 4096), (16, 4096, 14336), (48, 4096, 4096),
+          (512, 4096, 4096)]
 
 
 def _build(jobs: list[dict]) -> list[dict]:
@@ -43,8 +44,11 @@ def test_default_launches_build_for_sm90_without_spills():
             configs.append(config)
             jobs.append(dict(config=list(astuple(config)), bits=bits, dtype="bf16",
                              one_group=128 % config.block_k == 0))
-    # block_k 128 over groups of 32: scales and zeros gathered per k row.
+    # block_k 128 over groups of 32: scales and zeros gathered per k row; and the FMA kernel
+    # at its largest row block.
     configs.append(QuantGemmConfig(16, 32, 128, 1, 4, 3))
     jobs.append(dict(config=list(astuple(configs[-1])), bits=4, dtype="fp16", one_group=False))
+    configs.append(QuantGemmConfig(4, 16, 128, 1, 4, 3, use_dot=False))
+    jobs.append(dict(config=list(astuple(configs[-1])), bits=8, dtype="fp16", one_group=True))
     for config, result in zip(configs, _build(jobs), strict=True):
         assert result == {"elf": True, "stack": 0}, config

@@ -41,7 +41,8 @@ def test_sweep_writes_the_table_gemm_config_reads(override, monkeypatch):
     assert set(buckets) == {"1", "20"}
     assert buckets["1"]["us"] > 0 and buckets["1"]["weight_gbps"] > 0
     cpu = torch.device("cpu")
-    assert gemm_config(1, 32, 64, 4, 32, cpu) == QuantGemmConfig(16, 32, 64, 1, 4, 3)
+    # One row: the FMA kernel's block of 1 row ranks first on the stand-in clock.
+    assert gemm_config(1, 32, 64, 4, 32, cpu) == QuantGemmConfig(1, 32, 64, 1, 4, 3, False)
     assert gemm_config(20, 32, 64, 4, 32, cpu) == QuantGemmConfig(16, 64, 64, 1, 4, 3)
 
 
@@ -49,5 +50,8 @@ def test_candidates_respect_the_group_and_the_rows():
     # A group of 96 rows (group_size == K): K chunks of 128 or 256 would span two groups.
     assert {c.block_k for c in tune.small_m_launches(96)} == {64}
     assert {c.block_m for c in tune.tiled_launches(20)} == {16, 32}
+    fma = [c for c in tune.small_m_launches(128, 3) if not c.use_dot]
+    assert fma and {c.block_m for c in fma} == {4}
+    assert all(c.use_dot for c in tune.small_m_launches(128, 5))
     assert all(c.num_warps == 8 for c in tune.tiled_launches(4096)
                if c.block_m * c.block_n >= 128 * 128)

@@ -34,6 +34,8 @@ from sglang.kernels.quant_layout import check_quant_args
 
 TUNING_KERNEL = "quant_gemm"
 SMALL_M = 16
+FMA_M = 2  # rows up to which the default launch skips tensor cores
+FMA_MAX_M = 4  # rows the no-tensor-core kernel accepts (its accumulators grow with M)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class QuantGemmConfig:
     split_k: int = 1
     num_warps: int = 4
     num_stages: int = 3
+    # False: the no-tensor-core kernel (`_quant_gemv_kernel`), for 1-4 rows.
+    use_dot: bool = True
 
     @classmethod
     def for_shape(cls, m: int, n: int, k: int, group_size: int, sms: int) -> QuantGemmConfig:
@@ -55,7 +59,13 @@ class QuantGemmConfig:
         streams weight and latency must be hidden by numbers), keeping >= 4 K chunks a split
         so the partials stay a small fraction of the traffic."""
         block_k = min(128, group_size if group_size in (32, 64, 128) else 128)
-        if m <= SMALL_M:
+        if m <= FMA_M:
+            # ~8 instructions per weight against ~12 through tl.dot (sm90 SASS of the loop): the
+            # dot path pays a shared-memory round trip into its operand layout.
+            shape = dict(block_m=triton.next_power_of_2(m), block_n=64 // m, num_warps=4,
+                         num_stages=3, use_dot=False)
+            per_sm = 4
+        elif m <= SMALL_M:
             shape = dict(block_m=16, block_n=64 if n >= 4096 else 32, num_warps=4, num_stages=4)
             per_sm = 4
         elif m <= 64:
@@ -151,6 +161,53 @@ def _quant_gemm_kernel(
 
 
 @triton.jit
+def _quant_gemv_kernel(
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    M, N, K, group_size, chunks_per_split,
+    stride_xm, stride_qk, stride_sg, stride_zg, stride_os, stride_om,
+    BITS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The same product for a few rows without tensor cores: the dequantized tile stays in the
+    registers it was unpacked into, in its [words, values per word, BLOCK_N] shape (no reshape,
+    no shared-memory round trip into a dot operand), and each row adds x * w into fp32
+    accumulators of that shape, reduced once at the end. One K chunk lies in one group."""
+    PER_INT: tl.constexpr = 32 // BITS
+    WORDS: tl.constexpr = BLOCK_K // PER_INT
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = rn < N
+    rn64 = rn.to(tl.int64)
+    rm = tl.arange(0, BLOCK_M)
+    m_ok = rm < M
+    word = tl.arange(0, WORDS)
+    lane = tl.arange(0, PER_INT)
+    k_in_chunk = word[:, None] * PER_INT + lane[None, :]  # [WORDS, PER_INT]
+    x_rows = x_ptr + rm.to(tl.int64)[:, None, None] * stride_xm
+    acc = tl.zeros((BLOCK_M, WORDS, PER_INT, BLOCK_N), dtype=tl.float32)
+    chunk_end = tl.minimum((pid_k + 1) * chunks_per_split, tl.cdiv(K, BLOCK_K))
+    for chunk in range(pid_k * chunks_per_split, chunk_end):
+        k0 = chunk * BLOCK_K
+        rw = k0 // PER_INT + word
+        words = tl.load(q_ptr + rw.to(tl.int64)[:, None] * stride_qk + rn64[None, :],
+                        mask=(rw < K // PER_INT)[:, None] & n_ok[None, :], other=0,
+                        eviction_policy="evict_first")
+        q = ((words[:, None, :] >> (lane * BITS)[None, :, None]) & ((1 << BITS) - 1)) | 0x4B000000
+        q = q.to(tl.float32, bitcast=True) - 8388608.0
+        g = k0 // group_size
+        s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+        w = q * s[None, None, :] - (z * s)[None, None, :]
+        rk = k0 + k_in_chunk
+        xk = tl.load(x_rows + rk[None, :, :], mask=m_ok[:, None, None] & (rk < K)[None, :, :],
+                     other=0.0).to(tl.float32)
+        acc += xk[:, :, :, None] * w[None, :, :, :]
+    y = tl.sum(tl.sum(acc, 2), 1)
+    out = out_ptr + pid_k.to(tl.int64) * stride_os + rm.to(tl.int64)[:, None] * stride_om + rn64[None, :]
+    tl.store(out, y.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
 def _sum_splits_kernel(part_ptr, y_ptr, SPLIT, MN, BLOCK: tl.constexpr):
     """y = sum over splits of the fp32 partials, in split order (deterministic), cast to y's
     dtype: one launch instead of torch's sum and cast."""
@@ -168,12 +225,16 @@ def _check_config(config: QuantGemmConfig, bits: int) -> None:
     per_int = 32 // bits
     for name in ("block_m", "block_n", "block_k"):
         v = getattr(config, name)
-        if v < 16 or v & (v - 1):
-            raise ValueError(f"quant_gemm: {name} must be a power of two >= 16, got {v}")
+        least = 1 if name == "block_m" and not config.use_dot else 16  # tl.dot's minimum
+        if v < least or v & (v - 1):
+            raise ValueError(f"quant_gemm: {name} must be a power of two >= {least}, got {v}")
     if config.block_k % per_int:
         raise ValueError(f"quant_gemm: block_k={config.block_k} must hold whole int32 words")
     if config.split_k < 1:
         raise ValueError(f"quant_gemm: split_k must be >= 1, got {config.split_k}")
+    if not config.use_dot and config.block_m > FMA_MAX_M:
+        raise ValueError(f"quant_gemm: the use_dot=False kernel takes block_m <= {FMA_MAX_M}, "
+                         f"got {config.block_m}")
 
 
 def quant_gemm(
@@ -218,17 +279,22 @@ def quant_gemm(
     else:
         out = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     one_group = group_size % cfg.block_k == 0 or group_size >= k
-    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
     extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    _quant_gemm_kernel[grid](
-        x, qweight, scales, zeros, out,
-        m, n, k, group_size, per_split,
-        x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0),
-        out.stride(0) if split > 1 else 0, out.stride(-2),
-        BITS=bits, ONE_GROUP_PER_TILE=one_group,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-        PRECISION=dot_precision(x.dtype), **extra,
-    )
+    args = (x, qweight, scales, zeros, out, m, n, k, group_size, per_split,
+            x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0),
+            out.stride(0) if split > 1 else 0, out.stride(-2))
+    # The FMA kernel holds every row in its one row block and one group per K chunk; a call
+    # it cannot take runs the dot kernel with the same columns and K chunks instead.
+    if not cfg.use_dot and one_group and m <= cfg.block_m:
+        grid = (1, triton.cdiv(n, cfg.block_n), split)
+        _quant_gemv_kernel[grid](*args, BITS=bits, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                                 BLOCK_K=cfg.block_k, **extra)
+    else:
+        block_m = cfg.block_m if cfg.use_dot else 16
+        grid = (triton.cdiv(m, block_m), triton.cdiv(n, cfg.block_n), split)
+        _quant_gemm_kernel[grid](
+            *args, BITS=bits, ONE_GROUP_PER_TILE=one_group, BLOCK_M=block_m,
+            BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, PRECISION=dot_precision(x.dtype), **extra)
     if split == 1:
         return out
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)

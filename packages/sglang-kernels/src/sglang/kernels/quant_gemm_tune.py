@@ -24,9 +24,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import triton
 
 from sglang.kernels import tuning
 from sglang.kernels.quant_gemm import (
+    FMA_MAX_M,
     SMALL_M,
     TUNING_KERNEL,
     QuantGemmConfig,
@@ -35,19 +37,24 @@ from sglang.kernels.quant_gemm import (
 )
 from sglang.kernels.quant_layout import pack_quant_weight
 
-# Candidates are kept to ~120-140 per row count, so that the default sweep (4 shapes x 7 row
+# Candidates are kept to ~100-190 per row count, so that the default sweep (4 shapes x 7 row
 # counts) should fit one 10-minute run on an H200 (not yet timed: split it with --shape/--rows).
 # Llama-3-8B's linear layers as (N, K): fused qkv, o, fused gate/up, down.
 LLAMA3_8B = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
 ROWS = [1, 4, 16, 64, 256, 1024, 4096]
 
 
-def small_m_launches(group_size: int) -> Iterator[QuantGemmConfig]:
-    for bn, bk, split, warps, stages in itertools.product(
-        (16, 32, 64, 128), (64, 128, 256), (1, 2, 4, 8, 16), (4,), (3, 4)
+def small_m_launches(group_size: int, m: int = SMALL_M) -> Iterator[QuantGemmConfig]:
+    """The dot kernel's streaming shapes, and for <= FMA_MAX_M rows the FMA kernel's."""
+    kernels = [(16, True)]
+    if m <= FMA_MAX_M:
+        kernels.append((triton.next_power_of_2(m), False))
+    for (bm, use_dot), bn, bk, split, stages in itertools.product(
+        kernels, (16, 32, 64, 128), (64, 128, 256), (1, 2, 4, 8), (3, 4)
     ):
-        if bk <= group_size or bk % group_size == 0:
-            yield QuantGemmConfig(16, bn, bk, split, warps, stages)
+        # The FMA kernel keeps bm x bn x bk fp32 products: <= 128 per thread of 4 warps.
+        if (bk <= group_size or bk % group_size == 0) and (use_dot or bm * bn * bk <= 1 << 14):
+            yield QuantGemmConfig(bm, bn, bk, split, 4, stages, use_dot)
 
 
 def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
@@ -69,7 +76,7 @@ def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: i
     qweight, scales, zeros = weight
     k = qweight.shape[0] * 32 // bits
     x = torch.randn(m, k, device=qweight.device, dtype=scales.dtype)
-    launches = small_m_launches(group_size) if m <= SMALL_M else tiled_launches(m)
+    launches = small_m_launches(group_size, m) if m <= SMALL_M else tiled_launches(m)
     best: tuple[float, QuantGemmConfig | None] = (math.inf, None)
     for config in launches:
         try:
