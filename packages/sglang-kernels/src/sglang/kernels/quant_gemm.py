@@ -5,9 +5,16 @@ bits first; one scale and float zero point per group of k rows and column). Each
 a tile of packed words [BLOCK_K * bits // 32, BLOCK_N], expands it with shifts and masks into
 [BLOCK_K, BLOCK_N] integers (a broadcast to [words, values per word, BLOCK_N] and a row-major
 reshape: row r, value i is k = r * values + i, exactly the layout), applies (q - z) * s for its
-group in fp32 registers, casts to x's dtype and accumulates `tl.dot` in fp32.
+group in fp32 registers, casts to x's dtype and accumulates `tl.dot` in fp32. Each q becomes a
+float through the mantissa (bits 0x4B000000 | q read as fp32 are 2**23 + q; one subtraction),
+not an integer-to-float conversion, and (q - z) * s is one fused multiply-add.
 
-Two launch regimes share the kernel (split-K is a launch parameter of both):
+For 1-4 rows a second kernel (`_quant_gemv_kernel`, `QuantGemmConfig.use_dot=False`, the
+default at 1-2 rows) skips the tensor cores: the dot operand's shared-memory round trip costs
+more than M fp32 FMAs per weight there (sm90 SASS of the loops: ~8 against ~12 instructions per
+weight; both kernels are bound by these instructions rather than by HBM at decode sizes).
+
+Launch regimes (split-K is a launch parameter of every one):
 - small M (<= 16, decode): one row block, narrow column blocks and split-K, so that enough
   programs stream disjoint slices of the weight to keep every SM's loads in flight; each weight
   byte is read once (the Marlin idea, without its hand-written pipeline). Split-K partials land
