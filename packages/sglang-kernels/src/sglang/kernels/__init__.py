@@ -1,7 +1,8 @@
 """sglang.kernels: kernels over plain torch tensors.
 
 Attention over a token-level KV pool (read through a ``req_to_token`` table), KV store, RMSNorm,
-rotary embeddings, gated activations and the fused mixture-of-experts MLP, each a Triton kernel with a torch reference in
+rotary embeddings, gated activations, the fused mixture-of-experts MLP and the 4/8-bit
+quantized GEMM (`quant_gemm`), each a Triton kernel with a torch reference in
 ``sglang.kernels.reference``. Usable without the rest of sglang: ``pip install sglang-kernels``.
 
 Importing this package is cheap: the public names below load their module (and triton) on first
@@ -38,6 +39,10 @@ _EXPORTS = {
     "fused_moe": "moe",
     "MoeConfig": "moe",
     "align_by_expert": "moe_align",
+    "quant_gemm": "quant_matmul",
+    "QuantGemmConfig": "quant_matmul",
+    "pack_quant_weight": "quant_layout",
+    "unpack_quant_weight": "quant_layout",
 }
 
 __all__ = ["__version__", *_EXPORTS]

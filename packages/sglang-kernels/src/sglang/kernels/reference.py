@@ -9,6 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# pack/unpack re-exported: the quant_gemm tests and the runtime build weights with them.
+from sglang.kernels.quant_layout import (  # noqa: F401
+    check_quant_args,
+    dequantize_weight,
+    pack_quant_weight,
+    unpack_quant_weight,
+)
+
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
@@ -231,20 +239,10 @@ def align_by_expert_ref(
 
 
 def quant_gemm_ref(
-    x: torch.Tensor,  # [M, K]
-    qweight: torch.Tensor,  # int32 [K * bits // 32, N], consecutive k rows per word, low bits first
-    scales: torch.Tensor,  # [K // group_size, N]
-    zeros: torch.Tensor,  # [K // group_size, N], float zero points
-    bits: int,
-    group_size: int,
+    x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+    bits: int, group_size: int,
 ) -> torch.Tensor:
-    """y = x @ w with w[k, n] = (q[k, n] - zeros[k // group_size, n]) * scales[k // g, n]."""
-    per = 32 // bits
-    shifts = torch.arange(0, 32, bits, dtype=torch.int32, device=qweight.device)
-    q = (qweight.unsqueeze(1) >> shifts[None, :, None]) & ((1 << bits) - 1)
-    q = q.reshape(qweight.shape[0] * per, qweight.shape[1])
-    k = q.shape[0]
-    z = zeros.float().repeat_interleave(group_size, dim=0)[:k]
-    s = scales.float().repeat_interleave(group_size, dim=0)[:k]
-    w = (q.float() - z) * s
+    """Reference of `quant_gemm`: unpack, dequantize and multiply in fp32; x's dtype out."""
+    check_quant_args(x, qweight, scales, zeros, bits, group_size)
+    w = dequantize_weight(qweight, scales, zeros, bits, group_size)
     return (x.float() @ w).to(x.dtype)

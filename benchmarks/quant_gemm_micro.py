@@ -1,0 +1,138 @@
+"""4/8-bit `quant_gemm` (sglang-kernels) on Llama-3-8B's linear layers against bf16 and its bound.
+
+For each layer (fused qkv, o, fused gate/up, down) and row count M (default 1, 16, 256):
+- the bf16 cuBLAS matmul `x @ w` on the same shape, timed in the same run;
+- the bandwidth bound: the bytes the kernel must read (packed weight, scales, zeros, x) and
+  write (y) over the copy bandwidth measured in the same run (a device-to-device copy of 1 GiB),
+  and over the nominal HBM bandwidth (`--bw`, H200: 4.8 TB/s);
+- every output checked against `quant_gemm_ref`.
+`do_bench` flushes L2 between calls, so each call reads its weight from HBM. The issue's batch-1
+targets: >= 2.5x faster than bf16 and >= 70% of the 4-bit roofline. Prints one JSON object per
+case, then the per-M totals over one decoder layer's four GEMMs.
+
+    python3 benchmarks/quant_gemm_micro.py [--rows 1 16 256] [--bits 4] [--json out.json]
+    python3 benchmarks/quant_gemm_micro.py --tiny   # CPU, Triton interpreter, tiny shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+LLAMA3_8B = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
+             "down": (4096, 14336)}  # name: (N, K)
+TINY = {"qkv": (48, 64), "down": (40, 96)}
+
+
+def _time(fn: Callable[[], Any], cuda: bool) -> float:
+    """Median seconds per call."""
+    if cuda:
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=25, rep=200, return_mode="median")) / 1e3
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def copy_bandwidth(cuda: bool) -> float:
+    """Bytes per second of a device-to-device copy (read + write), the practical HBM ceiling."""
+    import torch
+
+    if not cuda:
+        return float("nan")
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    seconds = _time(lambda: dst.copy_(src), cuda)
+    return 2 * src.numel() / seconds
+
+
+def _case(name: str, n: int, k: int, m: int, args: Any, device: str, dtype: Any,
+          copy_bw: float) -> dict[str, Any]:
+    import torch
+
+    from sglang.kernels import quant_gemm
+    from sglang.kernels.reference import pack_quant_weight, quant_gemm_ref
+
+    cuda = device == "cuda"
+    bits, group = args.bits, min(args.group_size, k)
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randint(0, 1 << bits, (k, n), device=device, generator=g)
+    qweight = pack_quant_weight(q, bits)
+    scales = (torch.rand(k // group, n, device=device, generator=g) * 0.02 / (1 << bits)).to(dtype)
+    zeros = torch.full((k // group, n), float(1 << (bits - 1)), device=device, dtype=dtype)
+    x = torch.randn(m, k, device=device, generator=g).to(dtype)
+    w_dense = torch.randn(k, n, device=device, generator=g).to(dtype) * k**-0.5
+
+    got = quant_gemm(x, qweight, scales, zeros, bits, group)
+    want = quant_gemm_ref(x, qweight, scales, zeros, bits, group)
+    err = ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-9))
+    quant_s = _time(lambda: quant_gemm(x, qweight, scales, zeros, bits, group), cuda)
+    dense_s = _time(lambda: x @ w_dense, cuda)
+    elt = x.element_size()
+    moved = (qweight.numel() * 4 + 2 * scales.numel() * scales.element_size()
+             + x.numel() * elt + m * n * elt)
+    return {
+        "layer": name, "n": n, "k": k, "m": m, "bits": bits, "group_size": group,
+        "quant_us": quant_s * 1e6, "bf16_us": dense_s * 1e6,
+        "speedup_vs_bf16": dense_s / quant_s,
+        "bound_copy_us": moved / copy_bw * 1e6,
+        "bound_nominal_us": moved / args.bw * 1e6,
+        "of_copy_bound": moved / copy_bw / quant_s,
+        "of_nominal_bound": moved / args.bw / quant_s,
+        "tflops": 2 * m * n * k / quant_s / 1e12,
+        "max_rel_err": float(err),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 16, 256])
+    parser.add_argument("--bits", type=int, default=4, choices=[4, 8])
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--bw", type=float, default=4.8e12, help="nominal HBM bytes/s")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke test in the interpreter")
+    args = parser.parse_args()
+    if args.tiny:
+        # Before anything imports triton: the interpreter is chosen when kernels are defined.
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    if args.tiny:
+        device, dtype, shapes, args.group_size = "cpu", torch.float32, TINY, 32
+        args.rows = sorted({min(r, 20) for r in args.rows})  # 20: the tiled path, still small
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("needs a CUDA GPU (or --tiny for the CPU smoke test)")
+        device, dtype, shapes = "cuda", torch.bfloat16, LLAMA3_8B
+    copy_bw = copy_bandwidth(device == "cuda")
+    print(json.dumps({"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                      "copy_gbps": copy_bw / 1e9}), flush=True)
+    results = []
+    for m in args.rows:
+        for name, (n, k) in shapes.items():
+            results.append(row := _case(name, n, k, m, args, device, dtype, copy_bw))
+            print(json.dumps(row), flush=True)
+    totals = []
+    for m in args.rows:
+        rows = [r for r in results if r["m"] == m]
+        quant = sum(r["quant_us"] for r in rows)
+        totals.append({"m": m, "layer_quant_us": quant,
+                       "layer_bf16_us": sum(r["bf16_us"] for r in rows),
+                       "speedup_vs_bf16": sum(r["bf16_us"] for r in rows) / quant,
+                       "of_copy_bound": sum(r["bound_copy_us"] for r in rows) / quant})
+        print(json.dumps(totals[-1]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"copy_gbps": copy_bw / 1e9, "cases": results, "totals": totals}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()

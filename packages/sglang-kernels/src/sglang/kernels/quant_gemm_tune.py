@@ -1,0 +1,153 @@
+"""Measure `quant_gemm`'s launch shapes on this GPU and write the table it reads.
+
+For each weight shape (N, K), bit width, group size and row count M, every candidate launch is
+timed on its own (`triton.testing.do_bench`, median) and the fastest is stored with its time and
+its achieved weight bandwidth. Small M (<= 16) sweeps narrow column blocks and split-K (the
+streaming regime); larger M sweeps tiled GEMM shapes.
+
+    python -m sglang.kernels.quant_gemm_tune --out DIR            # Candidates are kept to ~120-140 per row count, so that the default sweep (4 shapes x 7 row
+# counts) should fit one 10-minute run on an H200 (not yet timed: split it with --shape/--rows).
+# Llama-3-8B's layers, 4-bit
+    python -m sglang.kernels.quant_gemm_tune --shape 4096x4096 --bits 4 8 --out DIR
+    # then: SGLANG_KERNEL_TUNING_DIR=DIR to use it, or copy DIR/*.json into sglang/kernels/tuned/
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import triton
+
+from sglang.kernels import tuning
+from sglang.kernels.quant_layout import pack_quant_weight
+from sglang.kernels.quant_matmul import (
+    FMA_MAX_M,
+    SMALL_M,
+    TUNING_KERNEL,
+    QuantGemmConfig,
+    quant_gemm,
+    tuning_key,
+)
+
+# Candidates are kept to ~100-190 per row count, so that the default sweep (4 shapes x 7 row
+# counts) should fit one 10-minute run on an H200 (not yet timed: split it with --shape/--rows).
+# Llama-3-8B's linear layers as (N, K): fused qkv, o, fused gate/up, down.
+LLAMA3_8B = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+ROWS = [1, 4, 16, 64, 256, 1024, 4096]
+
+
+def small_m_launches(group_size: int, m: int = SMALL_M) -> Iterator[QuantGemmConfig]:
+    """The dot kernel's streaming shapes, and for <= FMA_MAX_M rows the FMA kernel's."""
+    kernels = [(16, True)]
+    if m <= FMA_MAX_M:
+        kernels.append((triton.next_power_of_2(m), False))
+    for (bm, use_dot), bn, bk, split, stages in itertools.product(
+        kernels, (16, 32, 64, 128), (64, 128, 256), (1, 2, 4, 8), (3, 4)
+    ):
+        # The FMA kernel keeps bm x bn x bk fp32 products: <= 128 per thread of 4 warps.
+        if (bk <= group_size or bk % group_size == 0) and (use_dot or bm * bn * bk <= 1 << 14):
+            yield QuantGemmConfig(bm, bn, bk, split, 4, stages, use_dot)
+
+
+def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
+    for bm, bn, bk, split, stages in itertools.product(
+        (16, 32, 64, 128), (64, 128, 256), (64, 128), (1, 2, 4), (3, 4)
+    ):
+        if bm <= max(16, 2 * m):
+            # Warps follow the tile size: a 128x128 fp32 accumulator needs 8 to avoid spills.
+            yield QuantGemmConfig(bm, bn, bk, split, 8 if bm * bn >= 128 * 128 else 4, stages)
+
+
+def _time_us(fn) -> float:  # noqa: ANN001
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=5, rep=25, return_mode="median")) * 1e3
+
+
+def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: int) -> dict:
+    qweight, scales, zeros = weight
+    k = qweight.shape[0] * 32 // bits
+    x = torch.randn(m, k, device=qweight.device, dtype=scales.dtype)
+    launches = small_m_launches(group_size, m) if m <= SMALL_M else tiled_launches(m)
+    best: tuple[float, QuantGemmConfig | None] = (math.inf, None)
+    for config in launches:
+        try:
+            us = _time_us(lambda c=config: quant_gemm(x, qweight, scales, zeros, bits, group_size,
+                                                      config=c))
+        except Exception:  # noqa: BLE001 - a shape past shared memory or registers fails; skip
+            continue
+        best = min(best, (us, config), key=lambda t: t[0])
+    us, config = best
+    if config is None:
+        return {}
+    weight_bytes = qweight.numel() * 4 + scales.numel() * scales.element_size() * 2
+    return {**asdict(config), "us": us, "weight_gbps": weight_bytes / us / 1e3}
+
+
+def random_weight(
+    n: int, k: int, bits: int, group_size: int, dtype: torch.dtype, device: str = "cuda"
+) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randint(0, 1 << bits, (k, n), device=device, generator=g)
+    groups = k // group_size
+    scales = torch.rand(groups, n, device=device, generator=g).to(dtype) * 0.01
+    zeros = torch.full((groups, n), float(1 << (bits - 1)), device=device, dtype=dtype)
+    return pack_quant_weight(q, bits), scales, zeros
+
+
+def sweep(
+    shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
+    rows: list[int], dtype: torch.dtype, out: Path, device: str = "cuda",
+) -> Path:
+    """Tune every (shape, bits, group size) over `rows`; merge into the device's table in
+    `out`, written after each shape so a sweep cut short keeps what it measured."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    for (n, k), bits, group_size in itertools.product(shapes, bits_list, group_sizes):
+        weight = random_weight(n, k, bits, group_size, dtype, device)
+        buckets: dict[str, dict] = {}
+        for m in rows:
+            start = time.perf_counter()
+            entry = tune_rows(m, weight, bits, group_size)
+            if entry:  # no candidate ran: leave the bucket to the heuristic
+                buckets[str(m)] = entry
+            print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
+                              **entry, "tune_s": round(time.perf_counter() - start, 1)}),
+                  flush=True)
+        table[tuning_key(n, k, bits, group_size)] = buckets
+        path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    return path
+
+
+def _shape(text: str) -> tuple[int, int]:
+    n, k = text.lower().split("x")
+    return int(n), int(k)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", type=_shape, nargs="+", default=LLAMA3_8B, help="NxK ...")
+    p.add_argument("--bits", type=int, nargs="+", default=[4])
+    p.add_argument("--group-size", type=int, nargs="+", default=[128])
+    p.add_argument("--rows", type=int, nargs="+", default=ROWS)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--out", required=True, help="folder for the table (merged into one there)")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("quant_gemm_tune measures a CUDA GPU; none is visible")
+    path = sweep(args.shape, args.bits, args.group_size, args.rows, getattr(torch, args.dtype),
+                 Path(args.out))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The canonical packed layout of quantized linear weights, shared by `quant_gemm`, its torch
+reference and the runtime's checkpoint converters (AWQ, GPTQ) — plain torch, no Triton.
+
+A weight w [K, N] (y = x @ w) of `bits`-bit integers q in [0, 2**bits) is stored as
+``qweight`` int32 [K * bits // 32, N]: the ``32 // bits`` values of consecutive k rows share one
+int32, lowest bits first (k = 32 // bits * row + i sits at bit ``bits * i``). Groups of
+``group_size`` consecutive k rows share one scale and one float zero point per column:
+``w[k, n] = (q[k, n] - zeros[k // group_size, n]) * scales[k // group_size, n]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SUPPORTED_BITS = (4, 8)
+SUPPORTED_GROUP_SIZES = (32, 64, 128)  # or group_size == K: one group per column
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def pack_factor(bits: int) -> int:
+    """Values per int32."""
+    check_bits(bits)
+    return 32 // bits
+
+
+def check_bits(bits: int) -> None:
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"quant_gemm supports bits in {SUPPORTED_BITS}, got {bits}")
+
+
+def check_group_size(group_size: int, k: int) -> None:
+    if group_size != k and group_size not in SUPPORTED_GROUP_SIZES:
+        raise ValueError(
+            f"quant_gemm supports group_size in {SUPPORTED_GROUP_SIZES} or == K ({k}), "
+            f"got {group_size}")
+    if k % group_size:
+        raise ValueError(f"quant_gemm: K={k} is not a multiple of group_size={group_size}")
+
+
+def check_quant_args(
+    x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+    bits: int, group_size: int,
+) -> tuple[int, int, int]:
+    """Validate a `quant_gemm` call against the layout; returns (M, N, K)."""
+    check_bits(bits)
+    if x.dim() != 2:
+        raise ValueError(f"quant_gemm: x must be [M, K], got shape {tuple(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"quant_gemm: x must be fp16/bf16/fp32, got {x.dtype}")
+    m, k = x.shape
+    per_int = 32 // bits
+    if k % per_int:
+        raise ValueError(f"quant_gemm: K={k} is not a multiple of {per_int} ({bits}-bit values "
+                         "per int32)")
+    check_group_size(group_size, k)
+    if qweight.dtype != torch.int32 or qweight.dim() != 2:
+        raise ValueError(f"quant_gemm: qweight must be a 2-D int32 tensor, got {qweight.dtype} "
+                         f"of shape {tuple(qweight.shape)}")
+    n = qweight.shape[1]
+    if qweight.shape[0] != k // per_int:
+        raise ValueError(f"quant_gemm: qweight has {qweight.shape[0]} packed rows; K={k} at "
+                         f"{bits} bits needs {k // per_int}")
+    groups = (k // group_size, n)
+    for name, t in (("scales", scales), ("zeros", zeros)):
+        if tuple(t.shape) != groups:
+            raise ValueError(f"quant_gemm: {name} must be [K // group_size, N] = {groups}, "
+                             f"got {tuple(t.shape)}")
+    if scales.dtype not in (x.dtype, torch.float16):
+        raise ValueError(f"quant_gemm: scales must be in x's dtype ({x.dtype}) or fp16, "
+                         f"got {scales.dtype}")
+    if zeros.dtype != scales.dtype:
+        raise ValueError(f"quant_gemm: zeros ({zeros.dtype}) must have scales' dtype "
+                         f"({scales.dtype})")
+    return m, n, k
+
+
+def pack_quant_weight(w_int: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack integers [K, N] in [0, 2**bits) into the canonical int32 [K * bits // 32, N]."""
+    per_int = pack_factor(bits)
+    if w_int.dim() != 2 or w_int.shape[0] % per_int:
+        raise ValueError(f"pack_quant_weight: need [K, N] with K a multiple of {per_int}, "
+                         f"got {tuple(w_int.shape)}")
+    if w_int.is_floating_point():
+        raise ValueError("pack_quant_weight: w_int must hold integers")
+    values = w_int.to(torch.int64)
+    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= 1 << bits):
+        raise ValueError(f"pack_quant_weight: values must lie in [0, {1 << bits})")
+    k, n = values.shape
+    shifts = torch.arange(per_int, device=values.device, dtype=torch.int64) * bits
+    # int64 sums so that the top value's sign bit does not overflow; wrapped to int32 after.
+    packed = (values.view(k // per_int, per_int, n) << shifts[None, :, None]).sum(dim=1)
+    packed = torch.where(packed >= 1 << 31, packed - (1 << 32), packed)
+    return packed.to(torch.int32)
+
+
+def unpack_quant_weight(qweight: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of `pack_quant_weight`: int32 [K * bits // 32, N] -> int32 [K, N]."""
+    per_int = pack_factor(bits)
+    rows, n = qweight.shape
+    shifts = torch.arange(per_int, device=qweight.device, dtype=torch.int32) * bits
+    # Arithmetic shift of a negative word fills with ones; the mask keeps the low `bits`.
+    values = (qweight[:, None, :] >> shifts[None, :, None]) & ((1 << bits) - 1)
+    return values.reshape(rows * per_int, n)
+
+
+def dequantize_weight(
+    qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bits: int, group_size: int
+) -> torch.Tensor:
+    """The float weight w [K, N] in fp32."""
+    q = unpack_quant_weight(qweight, bits).float()
+    s = scales.float().repeat_interleave(group_size, dim=0)
+    z = zeros.float().repeat_interleave(group_size, dim=0)
+    return (q - z) * s

@@ -1,0 +1,72 @@
+"""Builds `quant_gemm`'s kernel for Hopper (sm90) without a GPU, with the ptxas that the triton
+wheel ships, and reports each build's local-memory stack (spills). Runs in a child process:
+Triton's interpreter (TRITON_INTERPRET=1, set for the CPU tests) cannot compile.
+
+    python quant_gemm_sm90.py '[{"config": [16, 64, 128, 1, 4, 4], "bits": 4, ...}]'
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+
+BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+def available() -> bool:
+    return (BIN / "ptxas").exists() and (BIN / "cuobjdump").exists()
+
+
+def build(config: list[int], bits: int, one_group: bool, dtype: str) -> bytes:
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sglang.kernels.quant_matmul import QuantGemmConfig, _quant_gemm_kernel, _quant_gemv_kernel
+
+    cfg = QuantGemmConfig(*config)
+    constants = dict(BITS=bits, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k)
+    kernel = _quant_gemv_kernel
+    if cfg.use_dot:
+        kernel = _quant_gemm_kernel
+        constants.update(ONE_GROUP_PER_TILE=one_group, PRECISION="tf32")
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constants:
+            signature[name] = "constexpr"
+        elif name == "q_ptr":
+            signature[name] = "*i32"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{dtype}"
+        else:
+            signature[name] = "i32"
+    compiled = triton.compile(
+        ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+    return compiled.asm["cubin"]
+
+
+def stack_bytes(cubin: bytes) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.cubin"
+        path.write_bytes(cubin)
+        usage = subprocess.run([str(BIN / "cuobjdump"), "--dump-resource-usage", str(path)],
+                               capture_output=True, text=True, check=True).stdout
+    fields = dict(f.split(":", 1) for f in usage.split() if f.split(":", 1)[0] == "STACK")
+    return int(fields["STACK"])
+
+
+def main() -> None:
+    results = []
+    for job in json.loads(sys.argv[1]):
+        cubin = build(job["config"], job["bits"], job["one_group"], job["dtype"])
+        results.append({"elf": cubin[:4] == b"\x7fELF", "stack": stack_bytes(cubin)})
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
