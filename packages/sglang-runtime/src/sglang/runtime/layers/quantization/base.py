@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sglang.runtime.layers.quantization.packing import canonical_qweight
+from sglang.kernels.quant_layout import pack_quant_weight
 from sglang.runtime.layers.sharding import ShardSpec
 
 # Checkpoint shard id (None: an unfused layer) -> (first local output column, columns, first
@@ -137,7 +137,7 @@ class QuantLinearMethod(ABC):
         def keep(t: torch.Tensor) -> nn.Parameter:
             return nn.Parameter(t.contiguous(), requires_grad=False)
 
-        layer.qweight = keep(canonical_qweight(values, self.bits))
+        layer.qweight = keep(pack_quant_weight(values, self.bits))
         layer.scales = keep(scales.data.to(dtype))
         layer.zeros = keep(zeros.to(dtype))
         layer.register_buffer("perm", perm, persistent=False)

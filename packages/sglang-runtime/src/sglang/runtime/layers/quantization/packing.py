@@ -35,9 +35,3 @@ def pack_int32(values: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     # Wrap into int32's range: the top value may set the sign bit.
     words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
     return words.movedim(-1, dim).contiguous()
-
-
-def canonical_qweight(values: torch.Tensor, bits: int) -> torch.Tensor:
-    """[K, N] values -> the canonical qweight [K * bits // 32, N] of `sglang.kernels.quant_gemm`
-    (consecutive k rows in one word, lowest bits first)."""
-    return pack_int32(values, bits, dim=0)
