@@ -66,6 +66,12 @@ MIN_START_S = 15.0  # don't start a phase group with less suite budget than this
 
 
 # ---- arguments -----------------------------------------------------------------------------
+def _default_grammar_model() -> str | None:
+    from tokenizer_folder import DEFAULT_DIR
+
+    return str(DEFAULT_DIR) if (DEFAULT_DIR / "config.json").is_file() else None
+
+
 def _engine_arg(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep:
@@ -96,9 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hf-batch", type=int, default=None,
                    help="transformers' static batch size (default: the mode's; MoE models whose "
                         "transformers experts path copies weights per token need a small one)")
-    p.add_argument("--grammar-model", default=None, metavar="DIR",
+    p.add_argument("--grammar-model", default=_default_grammar_model(), metavar="DIR",
                    help="folder with config.json + tokenizer for the grammar phase (its weights "
-                        "are drawn at random); without it the phase is skipped")
+                        "are drawn at random; default: the folder benchmarks/tokenizer_folder.py "
+                        "writes, when present); without one the phase is skipped")
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="wall-clock budget for all phases; later groups are skipped past it")
     p.add_argument("--timeout-scale", type=float, default=1.0,
