@@ -122,8 +122,9 @@ def quant_gemm_cpu(
             if rc:
                 raise RuntimeError("quant_gemm_cpu: the C kernel rejected its arguments")
         return out.to(x.dtype)
-    # Chunks of whole 16-column vectors, sized to SCRATCH_BYTES.
-    chunk = max(16, SCRATCH_BYTES // (4 * k) // 16 * 16)
+    # Chunks of whole 16-column vectors sized to SCRATCH_BYTES, but at least 64 columns wide so
+    # that a deep K (4 * K * 64 bytes past the budget) still gives torch.mm a useful width.
+    chunk = max(64, SCRATCH_BYTES // (4 * k) // 16 * 16)
     scratch = _scratch_buffer(k * min(chunk, n))
     for n0 in range(0, n, chunk):
         width = min(chunk, n - n0)
