@@ -3,6 +3,9 @@ cache and its fallback when no C compiler works."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -141,6 +144,22 @@ def test_build_is_cached(tmp_path, monkeypatch):
         assert loader.load_library() is not None and len(calls) == 1
     finally:
         loader.reset()
+
+
+@pytest.mark.slow
+def test_two_processes_building_at_once(tmp_path):
+    # Both compile into the same empty cache at the same time; each loads a whole library (the
+    # temporary file is renamed into place) and no temporary file is left behind.
+    code = ("from sglang.kernels.cpu.loader import load_library; "
+            "assert load_library() is not None")
+    env = {**os.environ, loader.CACHE_ENV: str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    assert len(list(tmp_path.glob("quant_gemm_*.so"))) == 1
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_no_compiler_falls_back_to_the_reference_and_warns_once(tmp_path, monkeypatch):
