@@ -52,7 +52,7 @@ def check(m: int, n: int, k: int, bits: int, group_size: int, dtype: torch.dtype
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bits", [4, 8])
-@pytest.mark.parametrize("group_size", [32, 64, 128, "K"])
+@pytest.mark.parametrize("group_size", [16, 32, 64, 128, "K"])
 def test_matches_reference_per_group_size(dtype, bits, group_size):
     # K = 256 holds several groups of each size; N = 40 is not a multiple of block_n.
     k = 256
@@ -118,6 +118,16 @@ def test_default_launch_shape(m):
     check(m=m, n=40, k=256, bits=4, group_size=128, dtype=torch.float32, config=None)
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m", [1, 5])
+def test_group_of_16(bits, m):
+    # Groups smaller than any K chunk (Q6_K's sub-blocks): the default launch gathers scales per
+    # k row; a 16-deep chunk holds exactly one group.
+    check(m=m, n=40, k=128, bits=bits, group_size=16, dtype=torch.float32, config=None)
+    check(m=m, n=40, k=128, bits=bits, group_size=16, dtype=torch.float32,
+          config=QuantGemmConfig(block_m=16, block_n=16, block_k=16))
+
+
 def test_fp16_scales_with_fp32_activations():
     _, qweight, scales, zeros = make_weight(128, 32, 4, 64, torch.float16)
     x = activations(4, 128, torch.float32)
@@ -173,7 +183,7 @@ def _call(m=2, k=128, n=16, bits=4, group_size=64, dtype=torch.float32, **overri
 @pytest.mark.parametrize("fn", [quant_gemm, quant_gemm_ref], ids=["kernel", "ref"])
 @pytest.mark.parametrize(("overrides", "message"), [
     (dict(bits=3), "bits"),
-    (dict(group_size=16), "group_size"),
+    (dict(group_size=8), "group_size"),
     (dict(group_size=48), "group_size"),
     (dict(x=torch.zeros(2, 124)), "K=124 is not a multiple of 8"),
     (dict(x=torch.zeros(2, 128, dtype=torch.int32)), "fp16/bf16/fp32"),

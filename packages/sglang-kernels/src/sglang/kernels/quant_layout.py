@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 SUPPORTED_BITS = (4, 8)
-SUPPORTED_GROUP_SIZES = (32, 64, 128)  # or group_size == K: one group per column
+SUPPORTED_GROUP_SIZES = (16, 32, 64, 128)  # or group_size == K: one group per column
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 

@@ -260,7 +260,7 @@ def quant_gemm(
         x: ``[M, K]`` fp16/bf16/fp32 (row stride free, contiguous along K).
         qweight: int32 ``[K * bits // 32, N]``, contiguous along N (see `quant_layout`).
         scales, zeros: ``[K // group_size, N]`` in x's dtype or fp16 (zeros in scales' dtype).
-        bits: 4 or 8. group_size: 32, 64, 128 or K.
+        bits: 4 or 8. group_size: 16, 32, 64, 128 or K (16: scales gathered per k row).
         config: launch shape; default the measured table, else `QuantGemmConfig.for_shape`.
 
     Returns:

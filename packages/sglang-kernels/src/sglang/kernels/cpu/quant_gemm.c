@@ -1,0 +1,273 @@
+/* CPU kernels for the canonical quantized layout of sglang.kernels.quant_layout.
+ *
+ * qweight int32 [K * bits / 32, N] (32 / bits consecutive k rows per word, lowest bits first),
+ * scales and zeros [K / group, N] (fp32, fp16 or bf16), w[k, n] = (q[k, n] - z[g, n]) * s[g, n].
+ *
+ * sgl_quant_gemm: y[M, N] = x[M, K] @ w for a few rows (decode). The packed weight is streamed
+ * once; every word is unpacked into 16-column float vectors and multiplied into per-group
+ * accumulators acc = sum_k x[k] q[k, n], so the zero point and scale cost one fused multiply-add
+ * per group: y += s * (acc - z * sum_g x). Each thread owns a contiguous range of columns and
+ * walks the groups outermost, so its loads are a few contiguous streams along each row.
+ *
+ * sgl_dequantize: w[:, n0:n0+len] in fp32, bit for bit what the torch reference computes
+ * ((float(q) - z) * s, no fused multiply-add there to contract).
+ *
+ * Vectors are GCC/clang vector extensions of 16 lanes: one zmm with AVX-512, two ymm with AVX2.
+ * Compiled on first use by sglang.kernels.cpu.loader (-O3 -march=native -fopenmp).
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define VW 16 /* columns per vector */
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint16_t v16u16 __attribute__((vector_size(32)));
+typedef uint32_t v16u32 __attribute__((vector_size(64)));
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };
+
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        exp = 113;
+        while (!(man & 0x400u)) { man <<= 1; exp--; }
+        bits = sign | (exp << 23) | ((man & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float load_param1(const void *base, int dt, int64_t i) {
+    if (dt == DT_F32) return ((const float *)base)[i];
+    uint16_t h = ((const uint16_t *)base)[i];
+    if (dt == DT_BF16) {
+        uint32_t bits = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    return half_to_float(h);
+}
+
+static inline v16f load_f(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
+static inline void store_f(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+static inline v16i load_i(const int32_t *p) { v16i v; memcpy(&v, p, sizeof v); return v; }
+
+static inline v16f load_param(const void *base, int dt, int64_t i) {
+    if (dt == DT_F32) return load_f((const float *)base + i);
+    v16u16 h;
+    memcpy(&h, (const uint16_t *)base + i, sizeof h);
+    if (dt == DT_BF16) return (v16f)(__builtin_convertvector(h, v16u32) << 16);
+#ifdef __FLT16_MAX__
+    typedef _Float16 v16h __attribute__((vector_size(32)));
+    v16h f;
+    memcpy(&f, &h, sizeof f);
+    return __builtin_convertvector(f, v16f);
+#else
+    v16f out;
+    for (int j = 0; j < VW; j++) out[j] = half_to_float(h[j]);
+    return out;
+#endif
+}
+
+/* One group of one column block: rows MT, NV vectors of 16 columns, BITS-bit values.
+ * acc[m][v] = sum over the group's k of x[m, k] * q[k, n]; then out += s * (acc - z * xsum). */
+#define DEFINE_BLOCK(MT, NV, BITS)                                                             \
+    static void block_##MT##_##NV##_##BITS(                                                    \
+        const float *x, int64_t K, const float *xsum, int64_t G, int64_t g,                    \
+        const int32_t *qw, int64_t N, int64_t words, const void *sc, const void *zr, int dt,   \
+        int64_t n0, float *out) {                                                              \
+        enum { PER = 32 / BITS, MASK = (1 << BITS) - 1 };                                      \
+        v16f acc[MT][NV];                                                                      \
+        for (int m = 0; m < MT; m++)                                                           \
+            for (int v = 0; v < NV; v++) acc[m][v] = (v16f){0};                                \
+        const int64_t row0 = g * words;                                                        \
+        for (int64_t r = row0; r < row0 + words; r++) {                                        \
+            v16i wv[NV];                                                                       \
+            for (int v = 0; v < NV; v++) wv[v] = load_i(qw + r * N + n0 + v * VW);             \
+            const float *xk = x + r * PER;                                                     \
+            for (int i = 0; i < PER; i++) {                                                    \
+                v16f q[NV];                                                                    \
+                for (int v = 0; v < NV; v++)                                                   \
+                    q[v] = __builtin_convertvector((wv[v] >> (BITS * i)) & MASK, v16f);        \
+                for (int m = 0; m < MT; m++) {                                                 \
+                    const float xm = xk[m * K + i];                                            \
+                    for (int v = 0; v < NV; v++) acc[m][v] += xm * q[v];                       \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (int v = 0; v < NV; v++) {                                                         \
+            const v16f s = load_param(sc, dt, g * N + n0 + v * VW);                            \
+            const v16f z = load_param(zr, dt, g * N + n0 + v * VW);                            \
+            for (int m = 0; m < MT; m++) {                                                     \
+                float *o = out + m * N + n0 + v * VW;                                          \
+                store_f(o, load_f(o) + s * (acc[m][v] - z * xsum[m * G + g]));                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+typedef void (*block_fn)(const float *, int64_t, const float *, int64_t, int64_t,
+                         const int32_t *, int64_t, int64_t, const void *, const void *, int,
+                         int64_t, float *);
+
+/* Vectors per block by rows: MT * NV accumulators stay in registers (<= 8 of 32 zmm). */
+#define NV_FOR(MT) ((MT) == 1 ? 4 : (MT) == 2 ? 4 : (MT) <= 4 ? 2 : 1)
+#define MAX_ROWS 8
+
+#define DEFINE_ROWS(MT)                                                                        \
+    DEFINE_BLOCK(MT, 1, 4) DEFINE_BLOCK(MT, 1, 8)                                              \
+    DEFINE_BLOCK(MT, 2, 4) DEFINE_BLOCK(MT, 2, 8)                                              \
+    DEFINE_BLOCK(MT, 4, 4) DEFINE_BLOCK(MT, 4, 8)
+DEFINE_ROWS(1) DEFINE_ROWS(2) DEFINE_ROWS(3) DEFINE_ROWS(4)
+DEFINE_ROWS(5) DEFINE_ROWS(6) DEFINE_ROWS(7) DEFINE_ROWS(8)
+
+#define ROW_ENTRY(MT)                                                                          \
+    {{block_##MT##_1_4, block_##MT##_2_4, NULL, block_##MT##_4_4},                             \
+     {block_##MT##_1_8, block_##MT##_2_8, NULL, block_##MT##_4_8}}
+/* [rows - 1][bits == 8][nv - 1] */
+static const block_fn BLOCKS[MAX_ROWS][2][4] = {
+    ROW_ENTRY(1), ROW_ENTRY(2), ROW_ENTRY(3), ROW_ENTRY(4),
+    ROW_ENTRY(5), ROW_ENTRY(6), ROW_ENTRY(7), ROW_ENTRY(8)};
+
+/* The columns past the last whole vector, one at a time. */
+static void scalar_columns(const float *x, int64_t M, int64_t K, const float *xsum, int64_t G,
+                           int64_t group, const int32_t *qw, int64_t N, int bits,
+                           const void *sc, const void *zr, int dt, int64_t n0, int64_t n1,
+                           float *out) {
+    const int per = 32 / bits, mask = (1 << bits) - 1;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m = 0; m < M; m++) {
+            float y = 0.0f;
+            for (int64_t g = 0; g < G; g++) {
+                float acc = 0.0f;
+                for (int64_t k = g * group; k < (g + 1) * group; k++) {
+                    const int32_t word = qw[(k / per) * N + n];
+                    acc += x[m * K + k] * (float)((word >> (bits * (k % per))) & mask);
+                }
+                y += load_param1(sc, dt, g * N + n) *
+                     (acc - load_param1(zr, dt, g * N + n) * xsum[m * G + g]);
+            }
+            out[m * N + n] = y;
+        }
+}
+
+static int threads_for(int requested, int64_t work_items) {
+    int t = requested > 0 ? requested : 1;
+    if (work_items < t) t = work_items > 0 ? (int)work_items : 1;
+    return t;
+}
+
+/* y[M, N] = x[M, K] @ w for M <= MAX_ROWS rows; returns 0, or -1 for unsupported arguments. */
+int sgl_quant_gemm(const float *x, int64_t M, int64_t K, const int32_t *qw, const void *sc,
+                   const void *zr, int dt, int64_t N, int bits, int64_t group, float *out,
+                   int num_threads) {
+    if (M < 1 || M > MAX_ROWS || (bits != 4 && bits != 8) || group <= 0 || K % group ||
+        group % (32 / bits))
+        return -1;
+    const int64_t G = K / group, words = group / (32 / bits);
+    float *xsum = malloc(sizeof(float) * (size_t)(M * G));
+    if (!xsum) return -1;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < G; g++) {
+            float s = 0.0f;
+            for (int64_t k = g * group; k < (g + 1) * group; k++) s += x[m * K + k];
+            xsum[m * G + g] = s;
+        }
+    memset(out, 0, sizeof(float) * (size_t)(M * N));
+    const int nv = NV_FOR((int)M);
+    const int64_t nvec = N / VW;
+    block_fn wide = BLOCKS[M - 1][bits == 8][nv - 1], one = BLOCKS[M - 1][bits == 8][0];
+    const int nt = threads_for(num_threads, nvec > 0 ? nvec : 1);
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+        const int t = 0, T = 1;
+#endif
+        /* Contiguous vector ranges; the scalar tail goes to the last thread. */
+        const int64_t v0 = nvec * t / T, v1 = nvec * (t + 1) / T;
+        for (int64_t g = 0; g < G; g++) {
+            int64_t v = v0;
+            for (; v + nv <= v1; v += nv)
+                wide(x, K, xsum, G, g, qw, N, words, sc, zr, dt, v * VW, out);
+            for (; v < v1; v++)
+                one(x, K, xsum, G, g, qw, N, words, sc, zr, dt, v * VW, out);
+        }
+        if (t == T - 1 && nvec * VW < N)
+            scalar_columns(x, M, K, xsum, G, group, qw, N, bits, sc, zr, dt, nvec * VW, N, out);
+    }
+    free(xsum);
+    return 0;
+}
+
+/* w[:, n0:n0+len] as fp32 [K, len] (row stride len). Returns 0, or -1 for bad arguments. */
+int sgl_dequantize(const int32_t *qw, const void *sc, const void *zr, int dt, int64_t K,
+                   int64_t N, int bits, int64_t group, int64_t n0, int64_t len, float *out,
+                   int num_threads) {
+    if ((bits != 4 && bits != 8) || group <= 0 || K % group || n0 < 0 || len < 0 ||
+        n0 + len > N)
+        return -1;
+    const int per = 32 / bits, mask = (1 << bits) - 1;
+    const int64_t rows = K / per;
+    int failed = 0;
+    const int nt = threads_for(num_threads, rows);
+#pragma omp parallel num_threads(nt)
+    {
+        /* This thread's scales and zeros of the current group, in fp32. */
+        float *s = NULL, *z = NULL;
+        if (dt != DT_F32) {
+            s = malloc(sizeof(float) * (size_t)(len > 0 ? len : 1));
+            z = malloc(sizeof(float) * (size_t)(len > 0 ? len : 1));
+            if (!s || !z) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+        int64_t have = -1;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if ((dt != DT_F32 && (!s || !z))) continue;
+            const int32_t *wrow = qw + r * N + n0;
+            for (int i = 0; i < per; i++) {
+                const int64_t k = r * per + i, g = k / group;
+                const float *sg, *zg;
+                if (dt == DT_F32) {
+                    sg = (const float *)sc + g * N + n0;
+                    zg = (const float *)zr + g * N + n0;
+                } else {
+                    if (g != have) {
+                        for (int64_t j = 0; j < len; j++) {
+                            s[j] = load_param1(sc, dt, g * N + n0 + j);
+                            z[j] = load_param1(zr, dt, g * N + n0 + j);
+                        }
+                        have = g;
+                    }
+                    sg = s;
+                    zg = z;
+                }
+                float *o = out + k * len;
+                const int shift = bits * i;
+                for (int64_t j = 0; j < len; j++)
+                    o[j] = ((float)((wrow[j] >> shift) & mask) - zg[j]) * sg[j];
+            }
+        }
+        free(s);
+        free(z);
+    }
+    return failed ? -1 : 0;
+}
