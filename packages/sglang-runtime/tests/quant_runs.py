@@ -10,11 +10,11 @@ from batch_helpers import ToyKV, make_runner
 from quant_writers import VOCAB
 
 
-def logits_with_cached_prefix(loaded: Any) -> torch.Tensor:
+def logits_with_cached_prefix(loaded: Any, device: str = "cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in (5, 17, 1, 30)]
     cached = [3, 10, 0, 21]
-    kv = ToyKV(loaded.config)
+    kv = ToyKV(loaded.config, dtype=loaded.model.dtype, device=device)
     runner = make_runner(loaded.model, kv)
     first = [(r, p[:k]) for r, (p, k) in enumerate(zip(prompts, cached, strict=True)) if k]
     runner.forward(kv.extend([r for r, _ in first], [t for _, t in first]))
@@ -22,8 +22,9 @@ def logits_with_cached_prefix(loaded: Any) -> torch.Tensor:
     return runner.forward(kv.extend([0, 1, 2, 3], rest, all_logits=True))
 
 
-def greedy_tokens(loaded: Any, prompt: list[int], steps: int = 16) -> list[int]:
-    kv = ToyKV(loaded.config)
+def greedy_tokens(loaded: Any, prompt: list[int], steps: int = 16, device: str = "cpu"
+                  ) -> list[int]:
+    kv = ToyKV(loaded.config, dtype=loaded.model.dtype, device=device)
     runner = make_runner(loaded.model, kv)
     token = int(runner.forward(kv.extend([0], [prompt]))[0].argmax())
     out = [token]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
+from sglang.runtime.layers.sharding import ShardSpec
 from sglang.runtime.loading.default_model import check_local_path
 
 
@@ -45,6 +46,17 @@ NamedTensors = Iterator[tuple[str, "torch.Tensor | LazyWeight"]]
 
 def materialize(t: torch.Tensor | LazyWeight) -> torch.Tensor:
     return t if isinstance(t, torch.Tensor) else t.load()
+
+
+def read_shard(spec: ShardSpec, tensor: torch.Tensor | LazyWeight, name: str) -> torch.Tensor:
+    """This rank's slice of `tensor` as `spec` describes it, after checking the checkpoint's
+    shape (a mismatched checkpoint fails loudly instead of loading a wrong slice)."""
+    want = spec.checkpoint_shape
+    if tuple(tensor.shape) != want:
+        raise ValueError(f"{name}: model shape {want} != checkpoint shape {tuple(tensor.shape)}")
+    if spec.dim is None:
+        return materialize(tensor)
+    return tensor.narrow(spec.dim, spec.start, spec.size)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import nn
 
 from sglang.runtime.layers.linear import MergedLinear
 from sglang.runtime.layers.sharding import ShardSpec
-from sglang.runtime.loading.source import LazyWeight, materialize
+from sglang.runtime.loading.source import LazyWeight, read_shard
 
 # HF module name -> (our fused module name, shard id inside it).
 FusedTable = Mapping[str, tuple[str, str]]
@@ -44,9 +44,7 @@ def load_named_tensors(
         routed = _expert_route(name, experts) if experts else None
         if routed is not None:
             module_path, param_name, shard = routed
-            spec = _spec(model, module_path, param_name, shard, name)
-            if spec is not None:
-                copy_shard(spec, tensor, name)
+            _load_into(model, module_path, param_name, shard, name, tensor)
             keys = model.get_submodule(module_path).shard_keys(shard)
             loaded.update(f"{module_path}.{param_name}:{key}" for key in keys)
             continue
@@ -56,9 +54,7 @@ def load_named_tensors(
         if leaf in fused:
             target, shard = fused[leaf]
             module_path = f"{parent}.{target}" if parent else target
-        spec = _spec(model, module_path, param_name, shard, name)
-        if spec is not None:
-            copy_shard(spec, tensor, name)
+        _load_into(model, module_path, param_name, shard, name, tensor)
         full = f"{module_path}.{param_name}" if module_path else param_name  # a top-level one
         loaded.add(full + (f":{shard}" if shard else ""))
     missing = sorted(_expected_names(model) - loaded)
@@ -83,34 +79,34 @@ def _expert_route(name: str, experts: ExpertTable) -> tuple[str, str, str] | Non
     return None
 
 
-def _spec(
-    model: nn.Module, module_path: str, param_name: str, shard: str | None, name: str
-) -> ShardSpec | None:
+def _load_into(
+    model: nn.Module, module_path: str, param_name: str, shard: str | None, name: str,
+    tensor: torch.Tensor | LazyWeight,
+) -> None:
     try:
         module = model.get_submodule(module_path)
     except AttributeError:
         raise KeyError(f"checkpoint tensor {name!r} matches no model parameter") from None
     quant = getattr(module, "quant_method", None)
     if quant is not None and param_name in quant.params():
-        return quant.shard_spec(module, param_name, shard)  # type: ignore[no-any-return]
+        # A quantization method reads its own tensors (shapes and dtypes vary by checkpoint).
+        quant.load_tensor(module, param_name, shard, tensor, name)
+        return
     shard_spec = getattr(module, "shard_spec", None)
     if shard_spec is not None:
-        return shard_spec(param_name, shard)  # type: ignore[no-any-return]
-    param = module._parameters.get(param_name)
-    if param is None or shard is not None:
-        raise KeyError(f"checkpoint tensor {name!r} matches no model parameter")
-    return ShardSpec(param)
+        spec = shard_spec(param_name, shard)
+    else:
+        param = module._parameters.get(param_name)
+        if param is None or shard is not None:
+            raise KeyError(f"checkpoint tensor {name!r} matches no model parameter")
+        spec = ShardSpec(param)
+    if spec is not None:
+        copy_shard(spec, tensor, name)
 
 
 def copy_shard(spec: ShardSpec, tensor: torch.Tensor | LazyWeight, name: str) -> None:
     """Read this rank's slice of `tensor` into `spec.dest` (checking the checkpoint's shape)."""
-    want = spec.checkpoint_shape
-    if tuple(tensor.shape) != want:
-        raise ValueError(f"{name}: model shape {want} != checkpoint shape {tuple(tensor.shape)}")
-    if spec.dim is None:
-        src = materialize(tensor)
-    else:
-        src = tensor.narrow(spec.dim, spec.start, spec.size)
+    src = read_shard(spec, tensor, name)
     with torch.no_grad():
         spec.dest.copy_(src)
 

@@ -4,7 +4,8 @@
 Torch-free, like the other registries' names: RuntimeArgs reads `QUANTIZATION_METHODS` for its
 choices. `build` chooses a model's config and hands every Linear its method; `base` says what a
 method provides; `awq` and `gptq` read their checkpoint layouts;
-`fp8` quantizes a float checkpoint at load.
+`fp8` reads FP8 checkpoints or quantizes a float one at load (`fp8_gemm`: its W8A8 and
+weight-only matmuls).
 """
 
 from __future__ import annotations

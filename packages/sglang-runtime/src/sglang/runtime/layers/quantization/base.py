@@ -20,6 +20,7 @@ from torch import nn
 
 from sglang.kernels.quant_layout import pack_quant_weight
 from sglang.runtime.layers.sharding import ShardSpec
+from sglang.runtime.loading.source import LazyWeight, read_shard
 
 # Checkpoint shard id (None: an unfused layer) -> (first local output column, columns, first
 # checkpoint column this rank keeps, checkpoint columns in all).
@@ -126,6 +127,14 @@ class QuantLinearMethod(ABC):
         div = p.n_div
         dest = param.data.narrow(1, offset // div, size // div)
         return ShardSpec(dest, 1, start // div, size // div, full // div)
+
+    def load_tensor(self, layer: nn.Module, name: str, shard: str | None,
+                    tensor: torch.Tensor | LazyWeight, full_name: str) -> None:
+        """Copy this rank's part of checkpoint tensor `name` (of shard `shard`) into place."""
+        spec = self.shard_spec(layer, name, shard)
+        src = read_shard(spec, tensor, full_name)
+        with torch.no_grad():
+            spec.dest.copy_(src)
 
     def finish_loading(self, layer: nn.Module, dtype: torch.dtype) -> None:
         """Convert the loaded checkpoint tensors into the canonical layout, in place."""

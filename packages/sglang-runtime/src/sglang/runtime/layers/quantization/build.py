@@ -65,7 +65,7 @@ def attach_methods(model: nn.Module, config: QuantConfig, dtype: torch.dtype,
             continue
         if module.weight.device.type != "meta":
             continue
-        if config.skips(name):
+        if _skipped(config, name, getattr(model, "fused_weights", None) or {}):
             shape = (module.out_features, module.in_features)
             weight = torch.empty(shape, dtype=dtype, device=device)
             module.weight = nn.Parameter(weight, requires_grad=False)
@@ -74,6 +74,23 @@ def attach_methods(model: nn.Module, config: QuantConfig, dtype: torch.dtype,
         with torch.device(device):
             method.create(module, *module.quant_geometry(), dtype=dtype)
         module.quant_method = method
+
+
+def _skipped(config: QuantConfig, name: str, fused: dict[str, tuple[str, str]]) -> bool:
+    """Whether module `name` stays dense. Checkpoints name the unfused modules (q_proj, not
+    our qkv_proj), so a fused module stays dense when all of its shards do; some but not all
+    would mix dense and quantized rows in one weight, which is refused."""
+    if config.skips(name):
+        return True
+    parent, _, leaf = name.rpartition(".")
+    prefix = f"{parent}." if parent else ""
+    shards = [f"{prefix}{hf}" for hf, (target, _) in fused.items() if target == leaf]
+    skipped = [shard for shard in shards if config.skips(shard)]
+    if skipped and len(skipped) < len(shards):
+        raise ValueError(f"{config.method} quantization: the checkpoint leaves {skipped} "
+                         f"unquantized but not the rest of the fused {name} ({shards}); "
+                         "its shards must be all quantized or all left dense")
+    return bool(shards) and len(skipped) == len(shards)
 
 
 def finish_loading(model: nn.Module, dtype: torch.dtype) -> None:
