@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from engine_fixtures import engine, make_engine  # noqa: F401  (pytest fixture)
+from engine_fixtures import make_engine
 
 PARAGRAPH = (
     "The committee met on Tuesday to discuss the budget for the new library. After a long "
