@@ -6,8 +6,8 @@ Two workloads, each a few chat prompts generated one at a time (batch 1, tempera
 
 Both engines (plain and `--speculative-algorithm ngram`) live in this process; for every prompt
 the two run back to back, in alternating order, each with its radix cache flushed first, so
-load drifts hit both alike. Reported per workload: output tokens per second of each, the
-speed-up, the draft acceptance rate (accepted / drafted), the tokens emitted per verify step,
+load drifts hit both alike. Reported per workload: output tokens per second of each, end to end
+(prefill included) and decode only (after the first token, from the stream), the speed-ups, the draft acceptance rate (accepted / drafted), the tokens emitted per verify step,
 and whether the outputs were identical (they must be: greedy verification is exact).
 
     python benchmarks/spec_decode.py                          # CPU, the embedded SmolLM2-135M
@@ -64,16 +64,28 @@ def workloads(tokenizer: Any) -> dict[str, list[str]]:
     return {"copy": copy, "no-copy": [chat(tokenizer, q) for q in NO_COPY]}
 
 
-def timed(engine: Any, prompt: str, params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+def timed(engine: Any, prompt: str, params: dict[str, Any]
+          ) -> tuple[float, float, dict[str, Any]]:
+    """(seconds in all, seconds after the first token, the result): streamed, so the prefill
+    and first token can be told apart from the decode that follows."""
     engine.flush_cache()
     start = time.perf_counter()
-    out = engine.generate(prompt, params)
-    return time.perf_counter() - start, out
+    first = None
+    ids: list[int] = []
+    meta: dict[str, Any] = {}
+    for chunk in engine.generate(prompt, params, stream=True):
+        if first is None and chunk["output_ids"]:
+            first = time.perf_counter()
+        ids += chunk["output_ids"]
+        meta = chunk["meta_info"]
+    end = time.perf_counter()
+    return end - start, end - (first or end), {"output_ids": ids, "meta_info": meta}
 
 
 def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, Any]
                  ) -> dict[str, Any]:
     wall = {name: 0.0 for name in engines}
+    decode = {name: 0.0 for name in engines}
     tokens = {name: 0 for name in engines}
     drafted = accepted = verify = 0
     identical = 0
@@ -81,8 +93,9 @@ def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, 
         order = list(engines) if i % 2 == 0 else list(reversed(engines))
         outs = {}
         for name in order:
-            seconds, outs[name] = timed(engines[name], prompt, params)
+            seconds, after_first, outs[name] = timed(engines[name], prompt, params)
             wall[name] += seconds
+            decode[name] += after_first
             tokens[name] += outs[name]["meta_info"]["completion_tokens"]
         meta = outs["ngram"]["meta_info"]
         drafted += meta["spec_draft_tokens"]
@@ -90,12 +103,17 @@ def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, 
         verify += meta["spec_verify_ct"]
         identical += outs["ngram"]["output_ids"] == outs["plain"]["output_ids"]
     rate = {name: tokens[name] / wall[name] for name in engines}
+    # Decode only: the tokens after each request's first, over the time after it.
+    later = {name: (tokens[name] - len(prompts)) / decode[name] for name in engines}
     return {
         "prompts": len(prompts),
         "output_tokens": tokens["ngram"],
         "plain_tok_s": round(rate["plain"], 2),
         "ngram_tok_s": round(rate["ngram"], 2),
         "speedup": round(rate["ngram"] / rate["plain"], 3),
+        "plain_decode_tok_s": round(later["plain"], 2),
+        "ngram_decode_tok_s": round(later["ngram"], 2),
+        "decode_speedup": round(later["ngram"] / later["plain"], 3),
         "acceptance": round(accepted / drafted, 3) if drafted else 0.0,
         "drafted": drafted,
         "accepted": accepted,

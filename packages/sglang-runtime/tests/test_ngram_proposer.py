@@ -13,7 +13,8 @@ from sglang.runtime.config import RuntimeArgs
 from sglang.runtime.plugins import SPECULATIVE_ALGORITHMS, UnknownPluginError
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.scheduler.speculative import accepted_length, can_speculate
-from sglang.runtime.speculative import make_proposer
+from sglang.runtime.speculative import SpecCounters, make_proposer
+from sglang.runtime.speculative.base import MAX_BACKOFF_STEPS
 from sglang.runtime.speculative.ngram import NgramIndex, NgramProposer
 
 
@@ -86,6 +87,26 @@ def test_accepted_length() -> None:
     assert accepted_length([1, 2, 3], [1, 2, 3, 4]) == 3
     assert accepted_length([1, 2, 3], [1, 5, 3, 4]) == 1
     assert accepted_length([1, 2, 3], [0, 2, 3, 4]) == 0
+
+
+def test_drafting_backs_off_after_verify_steps_that_accept_nothing() -> None:
+    spec = SpecCounters()
+
+    def skipped() -> int:
+        n = 0
+        while not spec.should_draft():
+            n += 1
+        return n
+
+    assert skipped() == 0
+    gaps = []
+    for _ in range(6):
+        spec.record(drafted=4, accepted=0)
+        gaps.append(skipped())
+    assert gaps == [1, 2, 4, 8, MAX_BACKOFF_STEPS, MAX_BACKOFF_STEPS]
+    spec.record(drafted=4, accepted=2)  # an accepted draft ends the back-off at once
+    assert skipped() == 0
+    assert (spec.verify_ct, spec.draft_tokens, spec.accepted_tokens) == (7, 28, 2)
 
 
 def test_which_requests_speculate() -> None:

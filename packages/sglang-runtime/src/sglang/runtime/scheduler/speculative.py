@@ -62,7 +62,10 @@ class SpeculativeSteps:
             # The bonus token always comes: k drafts emit up to k + 1 tokens, which must fit
             # in max_new_tokens and the context.
             room = min(k_max, req.remaining_new_tokens - 1, self.context_len - req.fill_len - 1)
-            draft = self.proposer.propose(req, room) if room > 0 and can_speculate(req) else []
+            draft: list[int] = []
+            if (room > 0 and can_speculate(req) and req.spec is not None
+                    and req.spec.should_draft()):
+                draft = self.proposer.propose(req, room)
             # Media placeholder ids (past the vocabulary) can never be sampled: cut there.
             cut = next((i for i, t in enumerate(draft) if not 0 <= t < vocab), len(draft))
             drafts.append(draft[:cut])
@@ -105,9 +108,7 @@ class SpeculativeSteps:
                 self.kv.allocator.free(mine[n + 1 :])
             req.kv_len += n + 1
             assert req.spec is not None
-            req.spec.verify_ct += 1
-            req.spec.draft_tokens += len(draft)
-            req.spec.accepted_tokens += n
+            req.spec.record(len(draft), n)
             self._append_run(req, row_ids[: n + 1], outputs)
         self._append_tokens(plain_reqs, plain_ids, outputs)
         self.running = [r for r in reqs if r.state is ReqState.DECODING]

@@ -28,14 +28,36 @@ class DraftProposer(Protocol):
         ...
 
 
+# After k verify steps in a row that accepted nothing, a request skips drafting for
+# min(2 ** (k - 1), MAX_BACKOFF_STEPS) steps: where nothing gets copied, a verify step costs more
+# than the decode step it replaces (and on CUDA it runs without the decode graphs).
+MAX_BACKOFF_STEPS = 8
+
+
 @dataclass
 class SpecCounters:
-    """Per request, reported in meta_info: verify steps that carried drafts, the draft tokens
-    they carried, and how many of those the model accepted."""
+    """Per request: the counters meta_info reports (verify steps that carried drafts, the
+    draft tokens they carried, how many the model accepted) and the drafting back-off."""
 
     verify_ct: int = 0
     draft_tokens: int = 0
     accepted_tokens: int = 0
+    misses: int = 0  # verify steps in a row that accepted no draft
+    skip: int = 0  # decode steps left before the next draft
+
+    def should_draft(self) -> bool:
+        """Called once per decode step: False while backing off (and counts the step)."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
+
+    def record(self, drafted: int, accepted: int) -> None:
+        self.verify_ct += 1
+        self.draft_tokens += drafted
+        self.accepted_tokens += accepted
+        self.misses = 0 if accepted else self.misses + 1
+        self.skip = min(2 ** (self.misses - 1), MAX_BACKOFF_STEPS) if self.misses else 0
 
 
 def make_proposer(args: RuntimeArgs) -> DraftProposer | None:
