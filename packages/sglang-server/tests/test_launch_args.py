@@ -117,3 +117,18 @@ def test_tool_call_parser_flag() -> None:
     assert parse_args([]).tool_call_parser is None
     with pytest.raises(SystemExit):
         parse_args(["--tool-call-parser", "nope"])
+
+
+def test_speculative_flags() -> None:
+    args = parse_args(["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "6",
+                       "--speculative-ngram-max-match-window-size", "5"]).runtime
+    assert args.speculative_algorithm == "ngram"
+    assert (args.speculative_num_draft_tokens, args.speculative_ngram_max_match_window_size) == (
+        6, 5)
+    assert parse_args([]).runtime.speculative_algorithm is None
+    for argv in (["--speculative-algorithm", "medusa"],
+                 ["--speculative-ngram-min-match-window-size", "4",
+                  "--speculative-ngram-max-match-window-size", "2"]):
+        with pytest.raises(SystemExit) as info:
+            parse_args(argv)
+        assert info.value.code == 2

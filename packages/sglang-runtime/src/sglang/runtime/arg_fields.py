@@ -28,11 +28,15 @@ def doc(
     registry: Registry[Any] | None = None,
     metavar: str | None = None,
     unset: str | None = None,
+    lowercase: bool = False,
 ) -> msgspec.Meta:
     """Field metadata: its help text; what values it takes where that is a fixed list
-    (`choices`) or the names of a plug-in `registry` (plus `choices`, e.g. "auto"); and for a
-    field whose default is None, what None means (`unset`, e.g. "derived from memory")."""
+    (`choices`) or the names of a plug-in `registry` (plus `choices`, e.g. "auto"); for a
+    field whose default is None, what None means (`unset`, e.g. "derived from memory"); and
+    whether a string is taken in any case (`lowercase`: "NGRAM" means "ngram")."""
     extra: dict[str, Any] = {}
+    if lowercase:
+        extra["lowercase"] = True
     if unset is not None:
         extra["unset"] = unset
     if tuple(choices):
@@ -55,6 +59,7 @@ class ArgField:
     registry: Registry[Any] | None
     metavar: str | None
     unset: str | None  # what None means
+    lowercase: bool = False  # values are folded to lower case before they are checked
 
     def choices(self) -> tuple[str, ...] | None:
         """Every accepted value, or None when the field takes any value of its type; a
@@ -109,8 +114,17 @@ def arg_fields(struct: type[msgspec.Struct]) -> tuple[ArgField, ...]:
             description=(meta.description if meta is not None else None) or "",
             fixed_choices=tuple(extra.get("choices", ())), registry=extra.get("registry"),
             metavar=extra.get("metavar"), unset=extra.get("unset"),
+            lowercase=bool(extra.get("lowercase")),
         ))
     return tuple(out)
+
+
+def fold_case(obj: msgspec.Struct) -> None:
+    """Lower-case, in place, every string field of `obj` declared `lowercase`."""
+    for f in arg_fields(type(obj)):
+        value = getattr(obj, f.name)
+        if f.lowercase and isinstance(value, str):
+            setattr(obj, f.name, value.lower())
 
 
 def check_choices(obj: msgspec.Struct) -> None:
@@ -144,5 +158,7 @@ def add_flag(group: Any, field: ArgField, aliases: tuple[str, ...] = ()) -> None
         return
     if field.type not in (str, int, float):
         raise TypeError(f"{field.name}: no command-line form for {field.type}")
-    group.add_argument(*names, type=field.type, choices=field.choices(),
+    # argparse converts before it checks choices: a lowercase field accepts any case.
+    convert = str.lower if field.lowercase else field.type
+    group.add_argument(*names, type=convert, choices=field.choices(),
                        metavar=field.metavar, **common)

@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sglang.runtime.arg_fields import check_choices, doc
+from sglang.runtime.arg_fields import check_choices, doc, fold_case
 from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 from sglang.runtime.plugins import (
     ATTENTION_BACKENDS,
     GRAMMAR_BACKENDS,
     SCHEDULE_POLICIES,
+    SPECULATIVE_ALGORITHMS,
     UnknownPluginError,
 )
 
@@ -30,6 +31,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Short flag spellings kept for compatibility with SGLang's command line (every command that
 # generates flags from RuntimeArgs adds them: launch_server, the batch video job).
 FLAG_ALIASES: dict[str, tuple[str, ...]] = {"tp_size": ("--tp",)}
+# Drafts beyond this per step cost more in the verify pass than any acceptance could return.
+MAX_DRAFT_TOKENS = 64
 # The attention_backend that picks one for the device (attention.base.resolve_backend_name).
 AUTO_ATTENTION_BACKEND = "auto"
 
@@ -125,7 +128,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = 1
     random_seed: Annotated[int, doc("seed for weight init and sampling defaults")] = 0
     log_level: Annotated[str, doc(
-        "logging level of the runtime's (and the server's) processes", choices=LOG_LEVELS
+        "logging level of the runtime's (and the server's) processes", choices=LOG_LEVELS,
+        lowercase=True,
     )] = "info"
     init_new_token_ratio: Annotated[float, doc(
         "admission assumes each running request still emits this share of its max_new_tokens; "
@@ -148,6 +152,20 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "decode text a grammar forces token by token instead of appending it without model "
         "steps (jump-forward needs the radix cache)"
     )] = False
+    speculative_algorithm: Annotated[str | None, doc(
+        "speculative decoding: ngram drafts tokens by prompt lookup (the request's own earlier "
+        "tokens) and verifies them in one forward pass; greedy requests only, any case",
+        registry=SPECULATIVE_ALGORITHMS, lowercase=True, unset="off",
+    )] = None
+    speculative_num_draft_tokens: Annotated[int, doc(
+        "most draft tokens verified per request and step (each step emits 1 to this + 1)"
+    )] = 4
+    speculative_ngram_min_match_window_size: Annotated[int, doc(
+        "ngram: shortest tail of the history looked up (longer ones are tried first)"
+    )] = 1
+    speculative_ngram_max_match_window_size: Annotated[int, doc(
+        "ngram: longest tail of the history looked up"
+    )] = 3
     tp_size: Annotated[int, doc(
         "tensor-parallel degree: one scheduler process per rank, spread evenly over nnodes"
     )] = 1
@@ -176,8 +194,7 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.log_level, str):  # "WARNING" as logging spells it is fine too
-            self.log_level = self.log_level.lower()
+        fold_case(self)  # "WARNING" as logging spells it, "NGRAM" as SGLang's docs do
         self.validate()
 
     def validate(self) -> None:
@@ -198,6 +215,19 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if not 0 <= self.gemv_max_batch <= 8:
             raise bad("gemv_max_batch", self.gemv_max_batch, "an integer in [0, 8]")
         self._validate_parallel(bad)
+        self._validate_speculative(bad)
+
+    def _validate_speculative(self, bad: Any) -> None:
+        if not 1 <= self.speculative_num_draft_tokens <= MAX_DRAFT_TOKENS:
+            raise bad("speculative_num_draft_tokens", self.speculative_num_draft_tokens,
+                      f"an integer in [1, {MAX_DRAFT_TOKENS}]")
+        lo = self.speculative_ngram_min_match_window_size
+        hi = self.speculative_ngram_max_match_window_size
+        if lo < 1:
+            raise bad("speculative_ngram_min_match_window_size", lo, "a positive integer")
+        if hi < lo:
+            raise bad("speculative_ngram_max_match_window_size", hi,
+                      f">= speculative_ngram_min_match_window_size={lo}")
 
     def _validate_parallel(self, bad: Any) -> None:
         for name in ("tp_size", "nnodes"):

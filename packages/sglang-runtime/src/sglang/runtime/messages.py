@@ -136,6 +136,11 @@ class TokenOutput(msgspec.Struct, kw_only=True, tag=True):
     error: str | None = None
     # An embedding request's L2-normalised pooled hidden state, with its finishing output.
     embedding: list[float] | None = None
+    # Speculative decoding (None when off), totals so far: verify steps that carried drafts,
+    # draft tokens verified, and draft tokens accepted.
+    spec_verify_ct: int | None = None
+    spec_draft_tokens: int | None = None
+    spec_accepted_tokens: int | None = None
 
 
 class TokenOutputBatch(msgspec.Struct, kw_only=True, tag=True):

@@ -1,7 +1,7 @@
 """Plug-in registries: one type for every kind of extension, discovered through entry points.
 
-Each kind (models, input processors, attention backends, grammar backends, schedule policies)
-has one `Registry` and one entry-point group. A distribution adds to a kind by declaring, in its
+Each kind (models, input processors, attention backends, grammar backends, schedule policies,
+speculative algorithms) has one `Registry` and one entry-point group. A distribution adds to a kind by declaring, in its
 `pyproject.toml`:
 
     [project.entry-points."sglang.models"]
@@ -221,6 +221,10 @@ INPUT_PROCESSORS: Registry[Any] = Registry("input processor", "sglang.input_proc
 ATTENTION_BACKENDS: Registry[Any] = Registry("attention backend", "sglang.attention_backends")
 GRAMMAR_BACKENDS: Registry[Any] = Registry("grammar backend", "sglang.grammar_backends")
 SCHEDULE_POLICIES: Registry[Any] = Registry("schedule policy", "sglang.schedule_policies")
+# Draft proposers for speculative decoding (sglang.runtime.speculative.base.DraftProposer).
+SPECULATIVE_ALGORITHMS: Registry[Any] = Registry(
+    "speculative algorithm", "sglang.speculative_algorithms"
+)
 # Keyed by an architecture name in a model folder's raw config.json: checkpoint layouts that
 # transformers' AutoConfig reads wrongly (the original LLaVA layout), see loading.hf_loader.
 CONFIG_ADAPTERS: Registry[Any] = Registry("config adapter", "sglang.config_adapters")

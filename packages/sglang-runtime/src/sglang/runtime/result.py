@@ -77,6 +77,8 @@ class ResultAccumulator:
         self.output_top_logprobs: list[list[Triple] | None] = []
         self.normalized_prompt_logprob: float | None = None
         self.embedding: list[float] | None = None  # an embedding request's vector
+        # Speculative decoding counters (meta_info's spec_*), when the runtime speculates.
+        self.spec: dict[str, int] = {}
         # What the last fold added: a streaming chunk of deltas is built from these.
         self.new_ids: list[int] = []
         self._new_lps: list[Triple] = []
@@ -104,6 +106,10 @@ class ResultAccumulator:
         self.prompt_tokens = out.prompt_tokens or self.prompt_tokens
         self.completion_tokens = out.completion_tokens
         self.cached_tokens = out.cached_tokens
+        if out.spec_verify_ct is not None:
+            self.spec = {"spec_verify_ct": out.spec_verify_ct,
+                         "spec_draft_tokens": out.spec_draft_tokens or 0,
+                         "spec_accepted_tokens": out.spec_accepted_tokens or 0}
         if out.finished:
             self.finished = True
             self.finish_reason = out.finish_reason
@@ -152,6 +158,7 @@ class ResultAccumulator:
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
             "finish_reason": None if self.finish_reason is None else self.finish_reason.to_dict(),
+            **self.spec,
         }
         if self.return_logprob:
             meta["input_token_logprobs"] = list(self.input_token_logprobs)

@@ -116,3 +116,42 @@ def build_decode(
         prefix_lens_cpu=prefix,
         extend_lens_cpu=[1] * n,
     )
+
+
+def build_verify(
+    reqs: list[Req],
+    drafts: list[list[int]],
+    slots: torch.Tensor,
+    req_to_token: torch.Tensor,
+    kv_pool: KVPool,
+) -> ForwardBatch:
+    """A speculative verify step, as an EXTEND batch: each request computes its last sampled
+    token and its drafts [last, d1..dk] on top of its cached kv_len tokens, and gets logits for
+    all k + 1 positions (k = 0 is an ordinary decode). `slots` holds the new tokens' KV slots,
+    request after request, already written to req_to_token."""
+    device = req_to_token.device
+    input_ids: list[int] = []
+    positions: list[int] = []
+    for req, draft in zip(reqs, drafts):
+        input_ids.append(req.output_ids[-1])
+        input_ids.extend(draft)
+        positions.extend(range(req.kv_len, req.kv_len + len(draft) + 1))
+    prefix = [r.kv_len for r in reqs]
+    ext = [len(d) + 1 for d in drafts]
+    seq = [p + e for p, e in zip(prefix, ext)]
+    return ForwardBatch(
+        mode=ForwardMode.EXTEND,
+        input_ids=_tensor(input_ids, device),
+        positions=_tensor(positions, device),
+        out_cache_loc=to_device(slots, device),
+        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
+        seq_lens=_tensor(seq, device),
+        prefix_lens=_tensor(prefix, device),
+        extend_lens=_tensor(ext, device),
+        req_to_token=req_to_token,
+        kv_pool=kv_pool,
+        seq_lens_cpu=seq,
+        prefix_lens_cpu=prefix,
+        extend_lens_cpu=ext,
+        logits_indices=_tensor(list(range(len(input_ids))), device),
+    )

@@ -20,21 +20,27 @@ class OutputProcessor:
         self.vocab_size = vocab_size
 
     # ---- sampling -------------------------------------------------------------------------
-    def sample(self, reqs: list[Req], logits: torch.Tensor) -> list[int]:
-        next_ids = self.sample_on_device(reqs, logits)
+    def sample(
+        self, reqs: list[Req], logits: torch.Tensor, histories: list[list[int]] | None = None
+    ) -> list[int]:
+        next_ids = self.sample_on_device(reqs, logits, histories)
         if any(r.return_logprob for r in reqs):
             self._record_output_logprobs(reqs, logits[:, : self.vocab_size], next_ids)
         return next_ids.tolist()
 
-    def sample_on_device(self, reqs: list[Req], logits: torch.Tensor) -> torch.Tensor:
-        """Next token ids [B] on the logits' device; no host sync."""
+    def sample_on_device(
+        self, reqs: list[Req], logits: torch.Tensor, histories: list[list[int]] | None = None
+    ) -> torch.Tensor:
+        """Next token ids [B] on the logits' device; no host sync. Row i belongs to reqs[i];
+        `histories[i]` (default: its output_ids) is the output that row continues, which
+        penalties and min_new_tokens read (a verify step's rows continue draft prefixes)."""
         logits = logits[:, : self.vocab_size]
         # Grammar masks go on a copy: reported logprobs stay those of the raw logits.
         logits = mask_logits(logits, [r.grammar for r in reqs])
         batch = SamplingBatch.build(
             [r.params for r in reqs],
             [r.generator for r in reqs],
-            [r.output_ids for r in reqs],
+            [r.output_ids for r in reqs] if histories is None else histories,
             [r.prompt_ids for r in reqs],
             self.vocab_size,
             logits.device,
@@ -138,6 +144,10 @@ class OutputProcessor:
             cached_tokens=req.cached_tokens or 0,
             embedding=req.embedding,
         )
+        if req.spec is not None:
+            out.spec_verify_ct = req.spec.verify_ct
+            out.spec_draft_tokens = req.spec.draft_tokens
+            out.spec_accepted_tokens = req.spec.accepted_tokens
         if req.return_logprob:
             rec = req.logprobs
             out.output_token_logprobs = rec.output_token[req.sent_output_logprobs :]

@@ -11,6 +11,7 @@ import torch
 from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.messages import FinishReason, MultimodalItem, TokenizedGenerateReq
 from sglang.runtime.pooling import PoolState, needs_every_token
+from sglang.runtime.speculative.base import SpecCounters
 
 
 class ReqState(enum.Enum):
@@ -69,6 +70,10 @@ class Req:
     embed: bool = False
     pool: PoolState | None = None
     embedding: list[float] | None = None
+    # Speculative decoding: the proposer's per-request state (its n-gram index) and the
+    # counters meta_info reports; None when the runtime does not speculate.
+    draft_state: Any = None
+    spec: SpecCounters | None = None
 
     @property
     def fill_ids(self) -> list[int]:

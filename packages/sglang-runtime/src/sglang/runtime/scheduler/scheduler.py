@@ -1,7 +1,8 @@
 """The scheduler: continuous batching over one model runner.
 
 Each `step()` either extends (admits waiting requests, prefills their uncached tokens, possibly in
-chunks) or decodes one token for every running request. Extend has priority. When decode runs
+chunks) or decodes one token for every running request (or, speculating, verifies drafted tokens:
+`speculative.py`). Extend has priority. When decode runs
 out of slots it evicts cache, then retracts the requests with the least progress. Which
 waiting requests start, and why every one eventually does: `admission.py`.
 """
@@ -27,13 +28,15 @@ from sglang.runtime.scheduler.output import OutputProcessor
 from sglang.runtime.scheduler.overlap import InFlightDecode, overlap_safe
 from sglang.runtime.scheduler.policy import get_policy
 from sglang.runtime.scheduler.request import Req, ReqState
+from sglang.runtime.scheduler.speculative import SpeculativeSteps
+from sglang.runtime.speculative import SpecCounters, make_proposer
 
 if TYPE_CHECKING:
     from sglang.runtime.grammar.manager import GrammarManager
 
 logger = logging.getLogger("sglang.runtime")
 
-class Scheduler(Admission, ConstrainedSteps):
+class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
     def __init__(
         self,
         args: RuntimeArgs,
@@ -65,7 +68,11 @@ class Scheduler(Admission, ConstrainedSteps):
         # The requests of the extend step in progress: if the step raises, they are in neither
         # queue yet and must still be failed (active_requests reports them).
         self._extending: list[Req] = []
-        self.overlap = kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
+        # Speculative decoding's drafter (None: off). Drafting needs each step's tokens on the
+        # host before the next step is built, so it turns the overlapped decode off.
+        self.proposer = make_proposer(args) if pooling is None else None
+        self.overlap = (kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
+                        and self.proposer is None)
         self.new_token_ratio = args.init_new_token_ratio
         self._arrivals = 0
         self.extends_in_a_row = 0
@@ -95,6 +102,8 @@ class Scheduler(Admission, ConstrainedSteps):
         self.fit_to_pool(req)
         req.arrival = self._arrivals
         self._arrivals += 1
+        if self.proposer is not None:
+            req.spec = SpecCounters()
         if constraint_of(req.params) is not None:
             if self.grammar is None:
                 raise ValueError("structured output (regex, json_schema, ebnf) is not enabled in "
@@ -225,7 +234,14 @@ class Scheduler(Admission, ConstrainedSteps):
 
     # ---- decode ---------------------------------------------------------------------------
     def _run_decode(self, outputs: list[TokenOutput]) -> bool:
-        """One decode step; False when retraction left nothing to decode."""
+        """One decode step (a verify step when there are drafts); False when retraction left
+        nothing to decode."""
+        if self.proposer is not None and self.in_flight is None:
+            drafts = self._propose_drafts()
+            if any(drafts) and self._run_verify(drafts, outputs):
+                self.new_token_ratio = max(self.new_token_ratio - self.args.new_token_ratio_decay,
+                                           self.args.min_new_token_ratio)
+                return True
         inputs = slots = None
         if self.in_flight is not None:
             if self.overlap and all(overlap_safe(r) for r in self.running):

@@ -1,0 +1,69 @@
+"""The proposer interface every speculative algorithm implements, and how one is built.
+
+A proposer drafts up to `max_tokens` tokens that the model is likely to produce next for one
+request; the scheduler verifies them all in one forward pass and keeps the longest prefix the
+model agrees with. Proposers keep any per-request state on `req.draft_state` (it is dropped
+with the request), so one proposer object serves every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sglang.runtime.plugins import SPECULATIVE_ALGORITHMS
+
+if TYPE_CHECKING:
+    from sglang.runtime.config import RuntimeArgs
+
+
+class DraftProposer(Protocol):
+    """What `SPECULATIVE_ALGORITHMS` entries build (through `from_args`)."""
+
+    @classmethod
+    def from_args(cls, args: RuntimeArgs) -> DraftProposer: ...
+
+    def propose(self, req: Any, max_tokens: int) -> list[int]:
+        """Up to `max_tokens` draft tokens to follow req.prompt_ids + req.output_ids."""
+        ...
+
+
+# After k verify steps in a row that accepted nothing, a request skips drafting for
+# min(2 ** (k - 1), MAX_BACKOFF_STEPS) steps: where nothing gets copied, a verify step costs more
+# than the decode step it replaces (and on CUDA it runs without the decode graphs).
+MAX_BACKOFF_STEPS = 8
+
+
+@dataclass
+class SpecCounters:
+    """Per request: the counters meta_info reports (verify steps that carried drafts, the
+    draft tokens they carried, how many the model accepted) and the drafting back-off."""
+
+    verify_ct: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    misses: int = 0  # verify steps in a row that accepted no draft
+    skip: int = 0  # decode steps left before the next draft
+
+    def should_draft(self) -> bool:
+        """Called once per decode step: False while backing off (and counts the step)."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
+
+    def record(self, drafted: int, accepted: int) -> None:
+        self.verify_ct += 1
+        self.draft_tokens += drafted
+        self.accepted_tokens += accepted
+        self.misses = 0 if accepted else self.misses + 1
+        self.skip = min(2 ** (self.misses - 1), MAX_BACKOFF_STEPS) if self.misses else 0
+
+
+def make_proposer(args: RuntimeArgs) -> DraftProposer | None:
+    """The proposer `args.speculative_algorithm` names, or None when speculation is off."""
+    if args.speculative_algorithm is None:
+        return None
+    factory: Any = SPECULATIVE_ALGORITHMS.get(args.speculative_algorithm)
+    proposer: DraftProposer = factory.from_args(args)
+    return proposer
