@@ -7,7 +7,9 @@ rank reads only its slice of a safetensors file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -16,13 +18,16 @@ import torch
 class ShardSpec:
     """This rank's part of one checkpoint tensor: `dest` receives `tensor.narrow(dim, start,
     size)`, or the whole tensor when `dim` is None. `full` is the checkpoint's length along
-    `dim`, checked so a mismatched checkpoint fails loudly instead of loading a wrong slice."""
+    `dim`, checked so a mismatched checkpoint fails loudly instead of loading a wrong slice.
+    `load`, when set, reads the slice itself instead (`load(tensor, spec)`): GGUF blocks kept
+    packed never become float, and `dest` is then a meta tensor of the float shape."""
 
     dest: torch.Tensor
     dim: int | None = None
     start: int = 0
     size: int = 0
     full: int = 0
+    load: Callable[[Any, ShardSpec], None] | None = None
 
     @property
     def checkpoint_shape(self) -> tuple[int, ...]:

@@ -107,6 +107,9 @@ def copy_shard(spec: ShardSpec, tensor: torch.Tensor | LazyWeight, name: str) ->
     want = spec.checkpoint_shape
     if tuple(tensor.shape) != want:
         raise ValueError(f"{name}: model shape {want} != checkpoint shape {tuple(tensor.shape)}")
+    if spec.load is not None:
+        spec.load(tensor, spec)
+        return
     if spec.dim is None:
         src = materialize(tensor)
     else:
