@@ -125,6 +125,16 @@ class GGUFPackedMethod(QuantLinearMethod):
         offset, size, start, full = self.segments[shard]
         return ShardSpec(weight.narrow(0, offset, size), 0, start, size, full, load=receive)
 
+    def load_tensor(self, layer: nn.Module, name: str, shard: str | None, tensor: Any,
+                    full_name: str) -> None:
+        """The loader hook of methods that read their own tensors (what `ShardSpec.load` does
+        through `copy_shard`): check the checkpoint's shape, then receive this rank's part."""
+        spec = self.shard_spec(layer, name, shard)
+        if tuple(tensor.shape) != spec.checkpoint_shape:
+            raise ValueError(f"{full_name}: model shape {spec.checkpoint_shape} != checkpoint "
+                             f"shape {tuple(tensor.shape)}")
+        self._receive(layer, shard, tensor, spec)
+
     def _receive(self, layer: nn.Module, shard: str | None, tensor: Any, spec: ShardSpec
                  ) -> None:
         self.parts[shard] = read_part(tensor, spec)
