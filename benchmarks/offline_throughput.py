@@ -8,6 +8,10 @@ Both systems get identical token ids (built here, seeded). Ours runs all prompts
 `generate` call; transformers runs left-padded batches at each size in --hf-batch-sizes and
 its best size is reported. Model load time is excluded from both and printed separately.
 
+`--weights packed,float` runs ours once per weight form of the GGUF file (packed: the CPU
+default; float: dequantize_gguf), each with its peak RSS (VmHWM, reset before the engine is
+built) and a batch-1 decode rate: (N - 1) tokens over the time of N-token minus 1-token runs.
+
     PYTHONPATH=packages/sglang-lang/src:packages/sglang-runtime/src \
         python benchmarks/offline_throughput.py --out results.json
 """
@@ -244,6 +248,42 @@ def run_ours(llm: Any, prompts: list[list[int]], output_len: int) -> SystemRun:
     )
 
 
+WEIGHT_FORMS = {"packed": {}, "float": {"dequantize_gguf": True}}
+
+
+def reset_peak_rss() -> None:
+    """Restart VmHWM so each engine's peak is its own (Linux; a no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def batch1_decode(llm: Any, prompt: list[int], tokens: int) -> float:
+    """Decode tokens/s of one request: prefill-only time subtracted from an N-token run."""
+    def timed(n: int) -> float:
+        llm.flush_cache()
+        start = time.perf_counter()
+        llm.generate(input_ids=[prompt], sampling_params={
+            "temperature": 0, "max_new_tokens": n, "ignore_eos": True})
+        return time.perf_counter() - start
+
+    one, full = timed(1), timed(tokens)
+    return (tokens - 1) / max(full - one, 1e-9)
+
+
 # ---- transformers -------------------------------------------------------------------------
 def left_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) for `generate`, padded on the left: generation appends on the
@@ -309,6 +349,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hf-batch-sizes", default="16,64")
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--out", default=None, help="write the numbers as JSON here")
+    p.add_argument("--weights", default="packed",
+                   help="comma list of packed (GGUF weights kept packed, the CPU default) and "
+                        "float (dequantize_gguf): ours runs once per entry")
+    p.add_argument("--decode-tokens", type=int, default=32,
+                   help="tokens of the batch-1 decode measure")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default, all cores)")
     return p.parse_args()
@@ -345,24 +390,44 @@ def main() -> None:
         print(f"[{name}] {len(prompts)} prompts, prompt tokens min/max/total "
               f"{min(lens)}/{max(lens)}/{sum(lens)}", flush=True)
 
-    # ---- ours
-    t0 = time.perf_counter()
-    llm = sgl.Engine()
-    load_ours = time.perf_counter() - t0
-    print(f"[ours] engine load {load_ours:.1f}s", flush=True)
+    # ---- ours, once per weight form (the first one is compared with transformers)
+    forms = [w.strip() for w in args.weights.split(",") if w.strip()]
+    unknown = sorted(set(forms) - set(WEIGHT_FORMS))
+    if unknown or not forms:
+        raise SystemExit(f"unknown --weights {unknown}; choose from {sorted(WEIGHT_FORMS)}")
     eos_ids: set[int] = set() if tok.eos_token_id is None else {int(tok.eos_token_id)}
-    llm.generate(input_ids=[[1, 2, 3]], sampling_params={"temperature": 0, "max_new_tokens": 4})
     ours_runs: dict[str, SystemRun] = {}
-    for name, prompts in workloads.items():
-        run = run_ours(llm, prompts, args.output_len)
-        ours_runs[name] = run
-        results[name].ours = {k: v for k, v in asdict(run).items() if k != "outputs"}
-        print(f"[ours] {name}: {run.output_tokens} tokens in {run.seconds:.2f}s = "
-              f"{run.tok_per_s:.1f} tok/s, cached_tokens={run.extra['cached_tokens']}"
-              f"{contention(run)}", flush=True)
-    llm.shutdown()
-    del llm
-    gc.collect()
+    per_form: dict[str, dict[str, Any]] = {}
+    load_ours = 0.0
+    for form in forms:
+        gc.collect()
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        llm = sgl.Engine(**WEIGHT_FORMS[form])
+        load_s = time.perf_counter() - t0
+        print(f"[ours/{form}] engine load {load_s:.1f}s", flush=True)
+        llm.generate(input_ids=[[1, 2, 3]],
+                     sampling_params={"temperature": 0, "max_new_tokens": 4})
+        summary: dict[str, Any] = {"load_seconds": load_s}
+        for name, prompts in workloads.items():
+            run = run_ours(llm, prompts, args.output_len)
+            summary[name] = {k: v for k, v in asdict(run).items() if k != "outputs"}
+            if form == forms[0]:
+                ours_runs[name] = run
+                results[name].ours = summary[name]
+                load_ours = load_s
+            print(f"[ours/{form}] {name}: {run.output_tokens} tokens in {run.seconds:.2f}s = "
+                  f"{run.tok_per_s:.1f} tok/s, cached_tokens={run.extra['cached_tokens']}"
+                  f"{contention(run)}", flush=True)
+        first = next(iter(workloads.values()))[0]
+        summary["batch1_decode_tok_per_s"] = batch1_decode(llm, first, args.decode_tokens)
+        summary["peak_rss_mib"] = peak_rss_mib()
+        print(f"[ours/{form}] batch-1 decode {summary['batch1_decode_tok_per_s']:.2f} tok/s, "
+              f"peak RSS {fmt(summary['peak_rss_mib'], '.0f')} MiB", flush=True)
+        per_form[form] = summary
+        llm.shutdown()
+        del llm
+        gc.collect()
 
     # ---- transformers
     load_hf = None
@@ -415,6 +480,16 @@ def main() -> None:
           f"{'n/a' if load_hf is None else f'{load_hf:.1f}s'}; torch threads "
           f"{torch.get_num_threads()}; load average before/after "
           f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
+    if len(per_form) > 1 or forms != ["packed"]:
+        print()
+        print("| weights | " + " | ".join(f"{n} tok/s" for n in workloads)
+              + " | batch-1 decode tok/s | peak RSS MiB | load s |")
+        print("| --- " * (len(workloads) + 4) + "|")
+        for form, summary in per_form.items():
+            cells = [fmt(summary[n]["tok_per_s"]) for n in workloads]
+            print(f"| {form} | " + " | ".join(cells)
+                  + f" | {summary['batch1_decode_tok_per_s']:.2f} | "
+                  f"{fmt(summary['peak_rss_mib'], '.0f')} | {summary['load_seconds']:.1f} |")
     for name, res in results.items():
         if res.eos_divergences:
             print(f"note: {name}: {res.eos_divergences} prompt(s) diverge only where ours picked "
@@ -429,6 +504,7 @@ def main() -> None:
                        "machine": platform.processor() or platform.machine(),
                        "cpus": os.cpu_count()},
             "load_seconds": {"ours": load_ours, "transformers": load_hf},
+            "weights": per_form,
             "loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
             "results": {n: asdict(r) for n, r in results.items()},
         }

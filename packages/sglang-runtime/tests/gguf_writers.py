@@ -6,6 +6,7 @@ longrope factor tensors), plus a small byte-level BPE tokenizer."""
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ GEMMA_LAYER = {
     "post_feedforward_layernorm": "post_ffw_norm",
 }
 BOS, EOS = 158, 159
+# fp16 d of random K-quant blocks: weights of about 1 / sqrt(256), like save_hf_model's.
+K_MAGNITUDE = {"Q4_K": 2.5e-4, "Q5_K": 1.2e-4, "Q6_K": 6e-5}
 
 
 def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -100,8 +103,11 @@ def gguf_scaling(name: str) -> Any:
     return {"linear": gguf.RopeScalingType.LINEAR, "yarn": gguf.RopeScalingType.YARN}[name]
 
 
-def write_gguf(model: torch.nn.Module, arch: str, path: Path) -> str:
-    """`model` (an HF causal LM, vocab 160) as a float32 GGUF file of architecture `arch`."""
+def write_gguf(model: torch.nn.Module, arch: str, path: Path,
+               tensor_types: dict[str, str] | None = None) -> str:
+    """`model` (an HF causal LM, vocab 160) as a float32 GGUF file of architecture `arch`;
+    `tensor_types` (GGUF tensor name -> GGML type name) stores those tensors in another type
+    (`gguf_blocks_cases.gguf_bytes`: K-quants get random blocks, not the model's values)."""
     import gguf
 
     c = model.config
@@ -146,7 +152,18 @@ def write_gguf(model: torch.nn.Module, arch: str, path: Path) -> str:
             array = _llama_cpp_permute(array, c.num_attention_heads)
         elif arch == "llama" and ".k_proj." in name:
             array = _llama_cpp_permute(array, c.num_key_value_heads)
-        w.add_tensor(gguf_name(name, arch), np.ascontiguousarray(array))
+        target = gguf_name(name, arch)
+        kind = (tensor_types or {}).get(target, "F32")
+        if kind == "F32":
+            w.add_tensor(target, np.ascontiguousarray(array))
+        elif kind == "F16":
+            w.add_tensor(target, np.ascontiguousarray(array, np.float16))
+        else:
+            from gguf_blocks_cases import gguf_bytes
+
+            rng = np.random.default_rng(zlib.crc32(target.encode()))
+            raw = gguf_bytes(kind, np.ascontiguousarray(array), rng, K_MAGNITUDE.get(kind, 0))
+            w.add_tensor(target, raw, raw_dtype=gguf.GGMLQuantizationType[kind])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -165,7 +165,9 @@ def test_dummy_weights(tmp_path: Path) -> None:
     a = load_model(str(tmp_path), load_format="dummy", seed=7)
     b = load_model(str(tmp_path), load_format="dummy", seed=7)
     assert a.tokenizer is None
-    assert a.weight_bytes == sum(p.numel() * 4 for p in a.model.parameters())
+    # Parameters and buffers (the rotary tables), all float32 here.
+    tensors = [*a.model.parameters(), *a.model.buffers()]
+    assert a.weight_bytes == sum(t.numel() * 4 for t in tensors)
     for (name, pa), (_, pb) in zip(a.model.named_parameters(), b.model.named_parameters()):
         assert torch.equal(pa, pb), name
     kv = ToyKV(a.config)

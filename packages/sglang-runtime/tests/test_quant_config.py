@@ -56,7 +56,7 @@ def test_flag_disagreeing_with_checkpoint() -> None:
 
 def test_runtime_args_choices_come_from_the_registry() -> None:
     assert RuntimeArgs(quantization="awq").quantization == "awq"
-    assert set(QUANTIZATION_METHODS) == {"awq", "gptq", "fp8"}
+    assert set(QUANTIZATION_METHODS) == {"awq", "gptq", "fp8", "gguf"}
     with pytest.raises(ValueError, match="quantization"):
         RuntimeArgs(quantization="marlin")
 

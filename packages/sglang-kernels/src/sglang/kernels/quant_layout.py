@@ -82,6 +82,8 @@ def pack_quant_weight(w_int: torch.Tensor, bits: int) -> torch.Tensor:
                          f"got {tuple(w_int.shape)}")
     if w_int.is_floating_point():
         raise ValueError("pack_quant_weight: w_int must hold integers")
+    if w_int.dtype == torch.uint8:
+        return _pack_bytes(w_int, bits)
     values = w_int.to(torch.int64)
     if values.numel() and (int(values.min()) < 0 or int(values.max()) >= 1 << bits):
         raise ValueError(f"pack_quant_weight: values must lie in [0, {1 << bits})")
@@ -91,6 +93,21 @@ def pack_quant_weight(w_int: torch.Tensor, bits: int) -> torch.Tensor:
     packed = (values.view(k // per_int, per_int, n) << shifts[None, :, None]).sum(dim=1)
     packed = torch.where(packed >= 1 << 31, packed - (1 << 32), packed)
     return packed.to(torch.int32)
+
+
+def _pack_bytes(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """`pack_quant_weight` for uint8 codes without int64 temporaries: along each column n the
+    bytes of k = 0, 1, 2, ... (4-bit pairs merged into one byte first, low nibble first) are,
+    read four at a time, the int32 words (little-endian, as on every CPU we run on). A
+    transposed row-major [N, K] input (checkpoints store rows per output feature) needs one
+    copy in all, the final transpose."""
+    if values.numel() and int(values.max()) >= 1 << bits:
+        raise ValueError(f"pack_quant_weight: values must lie in [0, {1 << bits})")
+    by_column = values.T  # [N, K]
+    if bits == 4:
+        by_column = by_column[:, 0::2] | (by_column[:, 1::2] << 4)
+    words = by_column.contiguous().view(torch.int32)  # [N, K * bits // 32]
+    return words.T.contiguous()
 
 
 def unpack_quant_weight(qweight: torch.Tensor, bits: int) -> torch.Tensor:

@@ -116,6 +116,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         args.model_path, load_format=args.load_format, dtype=args.dtype, device=device,
         tokenizer_path=args.tokenizer_path, seed=args.random_seed,
         skip_tokenizer=args.skip_tokenizer_init, quantization=args.quantization,
+        dequantize_gguf=args.dequantize_gguf,
     )
     cfg = loaded.model_config
     context_len = args.context_length or cfg.context_len

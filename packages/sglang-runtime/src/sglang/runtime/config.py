@@ -66,9 +66,15 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = "auto"
     quantization: Annotated[str | None, doc(
         "quantized weights: awq / gptq must match the checkpoint's quantization_config; fp8 "
-        "quantizes a float checkpoint's linear layers at load (per-channel e4m3)",
-        choices=QUANTIZATION_METHODS, unset="the checkpoint's quantization_config, if any",
+        "quantizes a float checkpoint's linear layers at load (per-channel e4m3); gguf keeps a "
+        ".gguf file's Q8_0/Q4_0/Q4_1/Q4_K/Q5_K/Q6_K weights packed (CPU)",
+        choices=QUANTIZATION_METHODS,
+        unset="the checkpoint's quantization_config, if any; gguf for .gguf files on CPU",
     )] = None
+    dequantize_gguf: Annotated[bool, doc(
+        "dequantize a .gguf file's weights to the model dtype at load instead of keeping them "
+        "packed (what CPU does by default; CUDA always dequantizes)"
+    )] = False
     kv_cache_dtype: Annotated[str, doc(
         "KV cache storage: auto (the model's dtype), fp8_e4m3 or fp8_e5m2 (one byte per "
         "element, per-layer scales from the checkpoint's k_scale/v_scale, else 1.0)",

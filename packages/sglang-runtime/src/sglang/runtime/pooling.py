@@ -66,8 +66,7 @@ def needs_every_token(pooling: str) -> bool:
 class HiddenStates(nn.Module):
     """Stands in for a model's LogitsProcessor: float32 hidden states of every token."""
 
-    def forward(self, hidden: torch.Tensor, lm_head_weight: torch.Tensor, batch: Any
-                ) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, lm_head: nn.Module, batch: Any) -> torch.Tensor:
         index = getattr(batch, "logits_indices", None)
         return (hidden if index is None else hidden[index]).float()
 

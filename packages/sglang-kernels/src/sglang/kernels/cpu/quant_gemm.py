@@ -105,7 +105,7 @@ def quant_gemm_cpu(
         return x.new_zeros(0, n)
     lib = load_library()
     if lib is None:
-        return quant_gemm_ref(x, qweight, scales, zeros, bits, group_size)
+        return _reference_by_columns(x, qweight, scales, zeros, bits, group_size)
     xf = x.float().contiguous()
     qweight = qweight.contiguous()
     scales, zeros, code = _params(scales, zeros)
@@ -132,3 +132,16 @@ def quant_gemm_cpu(
         _dequantize_into(lib, qweight, scales, zeros, code, bits, group_size, n0, w, threads)
         torch.mm(xf, w, out=out[:, n0:n0 + width])
     return out.to(x.dtype)
+
+
+def _reference_by_columns(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                          zeros: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """The torch reference (no compiler) over slices of the output columns, so that a large
+    weight (a packed LM head: 49152 x 576) never exists in float all at once."""
+    n, k = qweight.shape[1], x.shape[-1]
+    step = max(256, SCRATCH_BYTES // (4 * k) // 16 * 16)
+    return torch.cat([
+        quant_gemm_ref(x, qweight[:, i:i + step], scales[:, i:i + step], zeros[:, i:i + step],
+                       bits, group_size)
+        for i in range(0, n, step)
+    ], dim=1)

@@ -64,8 +64,8 @@ def _model_weights(model: nn.Module) -> list[torch.Tensor]:
     # A quantized Linear has no dense weight (its method runs its own matmul).
     weights = [m.weight for m in model.modules() if isinstance(m, Linear) and m.weight is not None]
     lm_head = getattr(model, "lm_head", None)
-    if lm_head is not None:
-        weights.append(lm_head.weight)
+    if lm_head is not None and getattr(lm_head, "weight", None) is not None:
+        weights.append(lm_head.weight)  # a packed head (GGUF) has none
     return weights
 
 

@@ -8,7 +8,6 @@ from torch import nn
 
 from sglang.runtime.distributed import all_gather, get_tp_size
 from sglang.runtime.executor.forward_context import ForwardBatch
-from sglang.runtime.layers import gemm
 
 
 class LogitsProcessor(nn.Module):
@@ -25,9 +24,10 @@ class LogitsProcessor(nn.Module):
         self.tp_size = get_tp_size()
 
     def forward(
-        self, hidden: torch.Tensor, lm_head_weight: torch.Tensor, batch: ForwardBatch
+        self, hidden: torch.Tensor, lm_head: nn.Module, batch: ForwardBatch
     ) -> torch.Tensor:
-        """[num_tokens, hidden] -> float32 logits [num_selected, vocab].
+        """[num_tokens, hidden] -> float32 logits [num_selected, vocab]; `lm_head` is a
+        vocabulary-parallel table (`project`: dense or packed).
 
         Selecting before the matmul matters: the LM head is the largest matmul of a prefill,
         and usually only each request's last token needs it.
@@ -39,7 +39,7 @@ class LogitsProcessor(nn.Module):
         else:
             index = batch.last_token_indices()
         selected = hidden if index is None else hidden[index]
-        logits = gemm.linear(selected, lm_head_weight)
+        logits = lm_head.project(selected)
         if self.tp_size > 1:
             logits = all_gather(logits, dim=-1)[:, : self.vocab_size]
         logits = logits.float()

@@ -1,5 +1,7 @@
-"""llama.cpp GGUF files: config from metadata, tensors dequantized to float32, HF names.
-Per-architecture details (config fields, tensor names) live in `gguf_arch`.
+"""llama.cpp GGUF files: config from metadata, tensors dequantized to float32 on demand or
+(`LazyGGUFTensor.packed`) decoded into packed codes for the `gguf` quantization method, HF names.
+Per-architecture details (config fields, tensor names) live in `gguf_arch`; block formats in
+`gguf_blocks`.
 
 For `llama` files, llama.cpp's converter reorders the rows of attn_q/attn_k within each head
 from HF's "two halves" RoPE layout to interleaved pairs: HF row (h, half, j) is stored at GGUF row
@@ -22,6 +24,7 @@ from sglang.runtime.loading.gguf_arch import (
     arch_of,
     gguf_config,
 )
+from sglang.runtime.loading.gguf_blocks import BLOCK_FORMATS, GGUFCodes, decode_rows
 from sglang.runtime.loading.source import ModelSource, NamedTensors, load_tokenizer
 
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
@@ -78,6 +81,31 @@ class LazyGGUFTensor:
             return self.load().narrow(dim, start, length)
         rows = self._dequantize(self._tensor.data[start : start + length])
         return rows if self._heads is None else _unpermute(rows, length // head_rows)
+
+    def packed(self, dim: int | None, start: int = 0, length: int = 0) -> GGUFCodes | None:
+        """This rank's slice (as `narrow`; dim None: all) as packed codes, or None when the
+        tensor's format has none (F32, F16, Q5_0, ...). Rows (output features) slice whole
+        blocks; a slice of the input features must fall on the format's groups."""
+        type_name = self._tensor.tensor_type.name
+        if type_name not in BLOCK_FORMATS or len(self.shape) != 2:
+            return None
+        rows, cols = self.shape
+        head_rows = rows // self._heads if self._heads else 1
+        data = self._tensor.data
+        if dim == 0 and start % head_rows == 0 and length % head_rows == 0:
+            codes = decode_rows(data[start : start + length], type_name, cols)
+            return self._unpermuted(codes, length // head_rows)
+        codes = self._unpermuted(decode_rows(data, type_name, cols), self._heads)
+        if dim == 0:
+            return codes.take_rows(slice(start, start + length))
+        return codes if dim is None else codes.narrow_cols(start, length)
+
+    def _unpermuted(self, codes: GGUFCodes, heads: int | None) -> GGUFCodes:
+        # q/k rows: the same row permutation as `_unpermute`, applied to codes, scales, zeros.
+        if self._heads is None or heads is None:
+            return codes
+        order = _unpermute(torch.arange(codes.shape[0]), heads).numpy()
+        return codes.take_rows(order)
 
 
 def _iter_tensors(reader: Any, config: Any, arch: GGUFArch) -> NamedTensors:

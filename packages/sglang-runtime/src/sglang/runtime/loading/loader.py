@@ -23,6 +23,7 @@ from sglang.runtime.layers.quantization.build import (
 )
 from sglang.runtime.loading.default_model import default_model_path
 from sglang.runtime.loading.dummy import fill_dummy_weights
+from sglang.runtime.loading.gguf_blocks import gguf_quant_config
 from sglang.runtime.loading.gguf_loader import open_gguf
 from sglang.runtime.loading.hf_loader import open_hf
 from sglang.runtime.loading.source import ModelSource, load_tokenizer
@@ -91,7 +92,9 @@ def _detect_format(model_path: str) -> str:
 
 
 def _weight_bytes(model: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+    """Parameters and buffers (packed weights are parameters; rotary tables are buffers)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _load_checkpoint(model: nn.Module, source: ModelSource, kv_scales: KVScales) -> None:
@@ -116,6 +119,7 @@ def load_model(
     seed: int = 0,
     skip_tokenizer: bool = False,
     quantization: str | None = None,
+    dequantize_gguf: bool = False,
 ) -> LoadedModel:
     """Build the model named by `model_path` (None: the default SmolLM2 GGUF).
 
@@ -123,6 +127,8 @@ def load_model(
     (alias "safetensors"), "gguf", or "dummy" (the config of `model_path`, random weights).
     `skip_tokenizer` (skip_tokenizer_init): load none; the model then needs no tokenizer files.
     `quantization`: None (the checkpoint's own, if any) or a method that must match it.
+    `dequantize_gguf`: a .gguf file's weights become float even on CPU, where they otherwise
+    stay packed (`quantization="gguf"`).
     """
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"unknown load_format {load_format!r}; choose from {LOAD_FORMATS}")
@@ -132,7 +138,12 @@ def load_model(
     source = _open_source(model_path, load_format)
     model_cls = model_class_for_config(source.config)
     model_config = ModelConfig.from_hf(source.config)
-    quant = resolve_quant_config(source.config, quantization)
+    if _detect_format(model_path) == "gguf" and load_format in ("auto", "gguf"):
+        quant = gguf_quant_config(quantization, device, dequantize_gguf)
+        if quant is None:
+            quant = resolve_quant_config(source.config, quantization)
+    else:
+        quant = resolve_quant_config(source.config, quantization)
     if quant is not None and load_format == "dummy":
         raise ValueError(f"load_format='dummy' cannot fill {quant.method}-quantized weights")
 

@@ -29,7 +29,7 @@ class ScaledEmbedding(VocabParallelEmbedding):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = super().forward(ids)
-        return out * torch.tensor(self.weight.shape[1] ** 0.5, dtype=out.dtype)
+        return out * torch.tensor(self.embedding_dim**0.5, dtype=out.dtype)
 
 
 def layer_types(config: Any, pattern: int) -> list[str]:

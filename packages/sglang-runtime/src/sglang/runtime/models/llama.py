@@ -241,7 +241,7 @@ class LlamaForCausalLM(nn.Module):
                 batch, self.model.embed_tokens, self, self.model_config.vocab_size
             )
         hidden = self.model(batch.input_ids, batch.positions, embeds)
-        return self.logits_processor(hidden, self.lm_head.weight, batch)
+        return self.logits_processor(hidden, self.lm_head, batch)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         skip = ["rotary_emb.inv_freq", "rotary_emb.local_inv_freq"] + (

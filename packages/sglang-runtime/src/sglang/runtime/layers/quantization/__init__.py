@@ -5,7 +5,7 @@ Torch-free, like the other registries' names: RuntimeArgs reads `QUANTIZATION_ME
 choices. `build` chooses a model's config and hands every Linear its method; `base` says what a
 method provides; `awq` and `gptq` read their checkpoint layouts;
 `fp8` reads FP8 checkpoints or quantizes a float one at load (`fp8_gemm`: its W8A8 and
-weight-only matmuls).
+weight-only matmuls); `gguf` keeps a .gguf file's block formats packed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ QUANT_CONFIGS: dict[str, str] = {
     "awq": "sglang.runtime.layers.quantization.awq:AWQConfig",
     "gptq": "sglang.runtime.layers.quantization.gptq:GPTQConfig",
     "fp8": "sglang.runtime.layers.quantization.fp8:FP8Config",
+    "gguf": "sglang.runtime.layers.quantization.gguf:GGUFConfig",
 }
 QUANTIZATION_METHODS: tuple[str, ...] = tuple(QUANT_CONFIGS)
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from sglang.kernels.quant_layout import pack_quant_weight
+from sglang.runtime.layers.quantization.matmul import quant_matmul
 from sglang.runtime.layers.sharding import ShardSpec
 from sglang.runtime.loading.source import LazyWeight, read_shard
 
@@ -43,6 +44,8 @@ class QuantConfig(ABC):
 
     method: ClassVar[str]
     modules_to_not_convert: tuple[str, ...] = ()
+    # Whether token embeddings / LM heads are packed too (their tables built empty on "meta").
+    packs_embeddings: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -61,6 +64,9 @@ class QuantConfig(ABC):
 
     @abstractmethod
     def linear_method(self) -> QuantLinearMethod: ...
+
+    def embedding_method(self) -> Any:
+        raise NotImplementedError(f"{self.method} does not pack embeddings")
 
 
 class QuantLinearMethod(ABC):
@@ -157,15 +163,8 @@ class QuantLinearMethod(ABC):
         x2 = x.reshape(-1, shape[-1])
         if layer.perm is not None:
             x2 = x2[:, layer.perm]
-        args = (x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group)
-        if x2.is_cuda:
-            from sglang.kernels import quant_gemm
-
-            y = quant_gemm(*args)
-        else:
-            from sglang.kernels.reference import quant_gemm_ref
-
-            y = quant_gemm_ref(*args)
-        if layer.bias is not None:
-            y = y + layer.bias
+        y = quant_matmul(x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group)
+        bias = getattr(layer, "bias", None)  # a packed embedding used as LM head has none
+        if bias is not None:
+            y = y + bias
         return y.reshape(*shape[:-1], y.shape[-1])

@@ -56,11 +56,26 @@ def dense_placeholder() -> bool:
     return _BUILDING.get() is not None
 
 
+def embedding_placeholder() -> bool:
+    """Whether an embedding (or LM head) table under construction should skip allocating its
+    dense weight: methods that pack embeddings too (GGUF) fill it at load."""
+    config = _BUILDING.get()
+    return config is not None and config.packs_embeddings
+
+
 def attach_methods(model: nn.Module, config: QuantConfig, dtype: torch.dtype,
                    device: torch.device) -> None:
     from sglang.runtime.layers.linear import Linear
+    from sglang.runtime.layers.vocab_parallel import VocabParallelEmbedding
 
     for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, VocabParallelEmbedding) and weight is not None \
+                and weight.device.type == "meta" and module.quant_method is None:
+            embedding = config.embedding_method()
+            embedding.create_embedding(module, dtype)
+            module.quant_method = embedding
+            continue
         if not isinstance(module, Linear) or module.weight is None:
             continue
         if module.weight.device.type != "meta":
@@ -94,8 +109,8 @@ def _skipped(config: QuantConfig, name: str, fused: dict[str, tuple[str, str]]) 
 
 
 def finish_loading(model: nn.Module, dtype: torch.dtype) -> None:
-    from sglang.runtime.layers.linear import Linear
-
+    # Linears, and embeddings of methods that pack them; a tied LM head is the embedding.
     for module in model.modules():
-        if isinstance(module, Linear) and module.quant_method is not None:
-            module.quant_method.finish_loading(module, dtype)
+        method = getattr(module, "quant_method", None)
+        if method is not None:
+            method.finish_loading(module, dtype)

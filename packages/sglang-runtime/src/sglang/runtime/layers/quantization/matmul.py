@@ -1,0 +1,19 @@
+"""The quantized matmul behind every packed layer: the Triton `quant_gemm` on CUDA, the
+compiled `quant_gemm_cpu` on the CPU (which falls back to the torch reference, column slice by
+column slice, where no C compiler is available)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def quant_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout`."""
+    if x.is_cuda:
+        from sglang.kernels import quant_gemm
+
+        return quant_gemm(x, qweight, scales, zeros, bits, group_size)
+    from sglang.kernels import quant_gemm_cpu
+
+    return quant_gemm_cpu(x, qweight, scales, zeros, bits, group_size)

