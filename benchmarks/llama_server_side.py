@@ -117,9 +117,8 @@ def run_llama_server(binary: str, gguf_path: str, prompts: list[list[int]], outp
 
 
 def main() -> None:
-    from transformers import AutoTokenizer
-
     from offline_throughput import build_workloads, gguf_location
+    from transformers import AutoTokenizer
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--llama-server", required=True)

@@ -11,6 +11,8 @@ its best size is reported. Model load time is excluded from both and printed sep
 `--weights packed,float` runs ours once per weight form of the GGUF file (packed: the CPU
 default; float: dequantize_gguf), each with its peak RSS (VmHWM, reset before the engine is
 built) and a batch-1 decode rate: (N - 1) tokens over the time of N-token minus 1-token runs.
+`--llama-server PATH` adds llama.cpp's server on the same GGUF and token ids
+(`llama_server_side.py`), at each slot count of `--llama-parallel`.
 
     PYTHONPATH=packages/sglang-lang/src:packages/sglang-runtime/src \
         python benchmarks/offline_throughput.py --out results.json
@@ -356,6 +358,11 @@ def parse_args() -> argparse.Namespace:
                    help="tokens of the batch-1 decode measure")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default, all cores)")
+    p.add_argument("--llama-server", default=None, metavar="PATH",
+                   help="also run llama.cpp's llama-server binary on the same GGUF and prompts "
+                        "(benchmarks/llama_server_side.py)")
+    p.add_argument("--llama-parallel", default="8,64",
+                   help="llama-server slot counts to try; the best is compared")
     return p.parse_args()
 
 
@@ -459,6 +466,20 @@ def main() -> None:
         del model
         gc.collect()
 
+    # ---- llama.cpp
+    llama: dict[str, dict[str, Any]] = {}
+    if args.llama_server:
+        from llama_server_side import run_llama_server
+
+        for name, prompts in workloads.items():
+            for par in (int(x) for x in args.llama_parallel.split(",") if x.strip()):
+                lrun = run_llama_server(args.llama_server, os.path.join(folder, gguf), prompts,
+                                        args.output_len, par, args.threads)
+                llama.setdefault(name, {})[f"np{par}"] = {
+                    k: v for k, v in asdict(lrun).items() if k != "outputs"}
+                print(f"[llama-server] {name} np{par}: {lrun.tok_per_s:.1f} tok/s, peak RSS "
+                      f"{fmt(lrun.peak_rss_mb, '.0f')} MiB", flush=True)
+
     # ---- report
     print()
     print(f"| workload | ours tok/s | transformers best tok/s (batch) | ratio | "
@@ -490,6 +511,16 @@ def main() -> None:
             print(f"| {form} | " + " | ".join(cells)
                   + f" | {summary['batch1_decode_tok_per_s']:.2f} | "
                   f"{fmt(summary['peak_rss_mib'], '.0f')} | {summary['load_seconds']:.1f} |")
+    if llama:
+        print()
+        print("| workload | ours/" + forms[0] + " tok/s | llama-server best tok/s (slots) | "
+              "ratio | llama-server peak RSS MiB |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, by_par in llama.items():
+            slots, best = max(by_par.items(), key=lambda kv: kv[1]["tok_per_s"])
+            ours_tps = ours_runs[name].tok_per_s
+            print(f"| {name} | {ours_tps:.1f} | {best['tok_per_s']:.1f} ({slots}) | "
+                  f"{ours_tps / best['tok_per_s']:.2f}x | {fmt(best['peak_rss_mb'], '.0f')} |")
     for name, res in results.items():
         if res.eos_divergences:
             print(f"note: {name}: {res.eos_divergences} prompt(s) diverge only where ours picked "
@@ -505,6 +536,7 @@ def main() -> None:
                        "cpus": os.cpu_count()},
             "load_seconds": {"ours": load_ours, "transformers": load_hf},
             "weights": per_form,
+            "llama_server": llama,
             "loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
             "results": {n: asdict(r) for n, r in results.items()},
         }

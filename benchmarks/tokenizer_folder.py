@@ -20,9 +20,8 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".gpu_assets" / "grammar_
 
 
 def write_folder(out: Path) -> Path:
-    from transformers import AutoConfig, AutoTokenizer
-
     from offline_throughput import gguf_location
+    from transformers import AutoConfig, AutoTokenizer
 
     folder, name = gguf_location()
     out.mkdir(parents=True, exist_ok=True)
