@@ -9,6 +9,8 @@ import torch
 from batch_helpers import ToyKV, make_runner
 from quant_writers import VOCAB
 
+PROMPT = [5, 9, 2, 40, 77, 13]
+
 
 def logits_with_cached_prefix(loaded: Any, device: str = "cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
@@ -32,3 +34,11 @@ def greedy_tokens(loaded: Any, prompt: list[int], steps: int = 16, device: str =
         token = int(runner.forward(kv.decode([0], [token]))[0].argmax())
         out.append(token)
     return out
+
+
+def assert_same_outputs(quant: Any, ref: Any, atol: float) -> None:
+    """A quantized model against the float model holding its dequantized weights: the batch's
+    logits within atol, and 16 greedy tokens equal."""
+    got, want = logits_with_cached_prefix(quant), logits_with_cached_prefix(ref)
+    torch.testing.assert_close(got, want, atol=atol, rtol=0)
+    assert greedy_tokens(quant, PROMPT) == greedy_tokens(ref, PROMPT)

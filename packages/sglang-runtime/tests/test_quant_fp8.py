@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 from fp8_writers import FP8_MAX, INPUT_RANGES, write_fp8
-from quant_runs import greedy_tokens, logits_with_cached_prefix
+from quant_runs import PROMPT, assert_same_outputs, greedy_tokens, logits_with_cached_prefix
 from quant_writers import QUANTIZED, VOCAB, tiny_llama_config
 from safetensors.torch import load_file, save_file
 from tiny_models import save_hf_model, save_word_tokenizer
@@ -30,7 +30,6 @@ from sglang.runtime.layers.quantization.fp8 import FP8CheckpointMethod, FP8Linea
 from sglang.runtime.layers.quantization.fp8_gemm import DEQUANT, W8A8, choose_fp8_gemm
 from sglang.runtime.loading.loader import load_model
 
-PROMPT = [5, 9, 2, 40, 77, 13]
 # W8A8 against weight-only: every activation entering a Linear is rounded to e4m3 (3 mantissa
 # bits: up to 2^-4 relative per element, ~2-3.6% rms), so each Linear's output moves by about
 # that much relative (independent rounding errors over K terms add in quadrature). The logits
@@ -97,9 +96,7 @@ def test_fp8_at_load_matches_rounded_float(dense: Path, rounded: Path) -> None:
     assert mlp.gate_up_proj.weight is None and mlp.gate_up_proj.weight_fp8.dtype == torch.float8_e4m3fn
     assert isinstance(mlp.gate_up_proj.quant_method, FP8LinearMethod)
     assert fp8.weight_bytes < ref.weight_bytes
-    got, want = logits_with_cached_prefix(fp8), logits_with_cached_prefix(ref)
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
-    assert greedy_tokens(fp8, PROMPT) == greedy_tokens(ref, PROMPT)
+    assert_same_outputs(fp8, ref, atol=1e-4)
 
 
 @torch.no_grad()
@@ -121,9 +118,7 @@ def test_fp8_checkpoint_matches_dequantized_float(checkpoint: tuple[Path, Path, 
     else:
         assert qkv.input_scale is None
     assert quant.weight_bytes < deq.weight_bytes
-    got, want = logits_with_cached_prefix(quant), logits_with_cached_prefix(deq)
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
-    assert greedy_tokens(quant, PROMPT) == greedy_tokens(deq, PROMPT)
+    assert_same_outputs(quant, deq, atol=1e-4)
 
 
 @torch.no_grad()

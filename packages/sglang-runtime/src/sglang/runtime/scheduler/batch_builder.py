@@ -62,26 +62,9 @@ def build_extend(
         elif want:
             logits_indices.append(offset + n - 1)
         rows.append(LogitRows(first, len(logits_indices) - first))
-    prefix = [r.kv_len for r in reqs]
-    ext = [r.extend_len for r in reqs]
-    seq = [p + e for p, e in zip(prefix, ext)]
-    batch = ForwardBatch(
-        mode=ForwardMode.EXTEND,
-        input_ids=_tensor(input_ids, device),
-        positions=_tensor(positions, device),
-        out_cache_loc=torch.cat(slots).to(device, non_blocking=True),
-        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(prefix, device),
-        extend_lens=_tensor(ext, device),
-        req_to_token=req_to_token,
-        kv_pool=kv_pool,
-        seq_lens_cpu=seq,
-        prefix_lens_cpu=prefix,
-        extend_lens_cpu=ext,
-        logits_indices=_tensor(logits_indices, device),
-        mm_inputs=mm_inputs,
-    )
+    batch = _extend_batch(reqs, [r.extend_len for r in reqs], input_ids, positions,
+                          torch.cat(slots).to(device, non_blocking=True), req_to_token,
+                          kv_pool, logits_indices, mm_inputs)
     return batch, rows
 
 
@@ -136,14 +119,25 @@ def build_verify(
         input_ids.append(req.output_ids[-1])
         input_ids.extend(draft)
         positions.extend(range(req.kv_len, req.kv_len + len(draft) + 1))
+    return _extend_batch(reqs, [len(d) + 1 for d in drafts], input_ids, positions,
+                         to_device(slots, device), req_to_token, kv_pool,
+                         list(range(len(input_ids))))
+
+
+def _extend_batch(
+    reqs: list[Req], ext: list[int], input_ids: list[int], positions: list[int],
+    out_cache_loc: torch.Tensor, req_to_token: torch.Tensor, kv_pool: KVPool,
+    logits_indices: list[int], mm_inputs: list[MultimodalSlice] | None = None,
+) -> ForwardBatch:
+    """An EXTEND ForwardBatch: request i computes ext[i] tokens after its kv_len prefix."""
+    device = req_to_token.device
     prefix = [r.kv_len for r in reqs]
-    ext = [len(d) + 1 for d in drafts]
     seq = [p + e for p, e in zip(prefix, ext)]
     return ForwardBatch(
         mode=ForwardMode.EXTEND,
         input_ids=_tensor(input_ids, device),
         positions=_tensor(positions, device),
-        out_cache_loc=to_device(slots, device),
+        out_cache_loc=out_cache_loc,
         req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
         seq_lens=_tensor(seq, device),
         prefix_lens=_tensor(prefix, device),
@@ -153,5 +147,6 @@ def build_verify(
         seq_lens_cpu=seq,
         prefix_lens_cpu=prefix,
         extend_lens_cpu=ext,
-        logits_indices=_tensor(list(range(len(input_ids))), device),
+        logits_indices=_tensor(logits_indices, device),
+        mm_inputs=mm_inputs or [],
     )
