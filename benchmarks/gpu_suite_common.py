@@ -48,6 +48,19 @@ def time_it(fn: Callable[[], Any], iters: int, device: str, warmup: int = 3) -> 
     return [start.elapsed_time(end) / 1e3 for start, end in events]
 
 
+def kernel_seconds(fn: Callable[[], Any], cuda: bool) -> float:
+    """Seconds per call of a kernel: on CUDA the median of triton's `do_bench`; on the CPU one
+    call timed after one warm-up call (the micro-benchmarks' CPU runs only check they work)."""
+    if cuda:
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=25, rep=200, return_mode="median")) / 1e3
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 

@@ -16,24 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-from collections.abc import Callable
 from typing import Any
+
+from gpu_suite_common import kernel_seconds
 
 MIXTRAL = dict(hidden=4096, inter=14336, experts=8, top_k=2)
 TINY = dict(hidden=64, inter=96, experts=4, top_k=2)
-
-
-def _time(fn: Callable[[], Any], cuda: bool) -> float:
-    """Median seconds per call."""
-    if cuda:
-        from triton.testing import do_bench
-
-        return float(do_bench(fn, warmup=25, rep=200, return_mode="median")) / 1e3
-    fn()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _case(shape: dict[str, int], tokens: int, device: str, dtype: Any, args: Any) -> dict[str, Any]:
@@ -50,8 +38,8 @@ def _case(shape: dict[str, int], tokens: int, device: str, dtype: Any, args: Any
     logits = torch.randn(tokens, e, device=device, generator=g)
     weights, ids = route(logits, RouterSpec(top_k=k))
     cuda = device == "cuda"
-    fused = _time(lambda: fused_moe(x, w13, w2, weights, ids), cuda)
-    grouped = _time(lambda: grouped_experts(x, w13, w2, weights, ids), cuda)
+    fused = kernel_seconds(lambda: fused_moe(x, w13, w2, weights, ids), cuda)
+    grouped = kernel_seconds(lambda: grouped_experts(x, w13, w2, weights, ids), cuda)
     got = fused_moe(x, w13, w2, weights, ids).float()
     want = grouped_experts(x.float(), w13.float(), w2.float(), weights, ids)
     err = float((got - want).abs().max() / want.abs().max())

@@ -19,25 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-from collections.abc import Callable
 from typing import Any
+
+from gpu_suite_common import kernel_seconds
 
 LLAMA3_8B = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
              "down": (4096, 14336)}  # name: (N, K)
 TINY = {"qkv": (48, 64), "down": (40, 96)}
-
-
-def _time(fn: Callable[[], Any], cuda: bool) -> float:
-    """Median seconds per call."""
-    if cuda:
-        from triton.testing import do_bench
-
-        return float(do_bench(fn, warmup=25, rep=200, return_mode="median")) / 1e3
-    fn()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def copy_bandwidth(cuda: bool) -> float:
@@ -48,7 +36,7 @@ def copy_bandwidth(cuda: bool) -> float:
         return float("nan")
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    seconds = _time(lambda: dst.copy_(src), cuda)
+    seconds = kernel_seconds(lambda: dst.copy_(src), cuda)
     return 2 * src.numel() / seconds
 
 
@@ -72,8 +60,8 @@ def _case(name: str, n: int, k: int, m: int, args: Any, device: str, dtype: Any,
     got = quant_gemm(x, qweight, scales, zeros, bits, group)
     want = quant_gemm_ref(x, qweight, scales, zeros, bits, group)
     err = ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-9))
-    quant_s = _time(lambda: quant_gemm(x, qweight, scales, zeros, bits, group), cuda)
-    dense_s = _time(lambda: x @ w_dense, cuda)
+    quant_s = kernel_seconds(lambda: quant_gemm(x, qweight, scales, zeros, bits, group), cuda)
+    dense_s = kernel_seconds(lambda: x @ w_dense, cuda)
     elt = x.element_size()
     moved = (qweight.numel() * 4 + 2 * scales.numel() * scales.element_size()
              + x.numel() * elt + m * n * elt)

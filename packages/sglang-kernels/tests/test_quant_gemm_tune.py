@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
-from sglang.kernels import QuantGemmConfig, tuning
+from sglang.kernels import QuantGemmConfig
 from sglang.kernels import quant_gemm_tune as tune
 from sglang.kernels.quant_matmul import gemm_config, tuning_key
-
-
-@pytest.fixture
-def override(tmp_path, monkeypatch):
-    monkeypatch.setenv(tuning.TUNING_DIR_ENV, str(tmp_path))
-    tuning.load_table.cache_clear()
-    yield tmp_path
-    tuning.load_table.cache_clear()
 
 
 def fake_clock(fn) -> float:  # noqa: ANN001

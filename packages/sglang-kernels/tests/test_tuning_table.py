@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from sglang.kernels import tuning
-
-
-@pytest.fixture
-def override(tmp_path, monkeypatch):
-    monkeypatch.setenv(tuning.TUNING_DIR_ENV, str(tmp_path))
-    tuning.load_table.cache_clear()
-    yield tmp_path
-    tuning.load_table.cache_clear()
 
 
 def test_lookup_takes_the_nearest_bucket_by_ratio(override):

