@@ -54,3 +54,27 @@ def test_gemv_rejects_bad_input():
         gemv(z(1, 4, device=DEVICE), z(2, 4, device=DEVICE, dtype=torch.float16))
     with pytest.raises(ValueError, match="bias"):
         gemv(z(1, 4, device=DEVICE), z(2, 4, device=DEVICE), z(3, device=DEVICE))
+
+
+def test_tuned_plan_follows_the_measured_table(override):
+    import json
+
+    import torch
+
+    from sglang.kernels import tuning
+    from sglang.kernels.skinny_gemm import TUNING_KERNEL, tuned_plan, tuning_key
+
+    fast = {"block_n": 2, "block_k": 512, "num_warps": 8, "num_stages": 3}
+    table = {tuning_key(64, 256, torch.bfloat16): {
+        "1": {"gemv": fast, "gemv_us": 5.0, "cublas_us": 6.0},
+        "4": {"gemv": None, "gemv_us": 9.0, "cublas_us": 7.0},  # cuBLAS won
+    }}
+    dev = tuning.device_key()
+    (override / tuning.table_name(TUNING_KERNEL, dev)).write_text(json.dumps(table))
+    plan = tuned_plan(64, 256, torch.bfloat16, 4, device=None)
+    assert plan[0] == GemvConfig(**fast)
+    assert plan[1] == GemvConfig(**fast)  # 2 rows: the 1-row bucket is as near as the 4-row one
+    assert plan[2] is None and plan[3] is None
+    # No measurement for the shape: the default launch at every row count.
+    assert tuned_plan(64, 512, torch.bfloat16, 2) == [GemvConfig.for_shape(1, 512),
+                                                     GemvConfig.for_shape(2, 512)]

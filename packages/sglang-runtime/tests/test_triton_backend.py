@@ -160,3 +160,40 @@ def test_rotary_is_fused_into_the_kv_store(llama_dir: str, monkeypatch) -> None:
     runner = ModelRunner(loaded.model, kv.pool, TritonAttentionBackend())
     runner.forward(kv.extend([0], _ids(4, [5])))
     assert len(calls) == loaded.config.num_hidden_layers
+
+
+def _bf16_logits(model_dir: str, backend: Any) -> list[torch.Tensor]:
+    loaded = load_model(model_dir, dtype="bfloat16", device=torch.device("cuda"))
+    kv = ToyKV(loaded.config, max_reqs=4, max_context=96, dtype=torch.bfloat16, device="cuda")
+    runner = ModelRunner(loaded.model, kv.pool, backend)
+    logits = [runner.forward(kv.extend([2, 0, 3], _ids(1, [5, 40, 2]), all_logits=True))]
+    logits.append(runner.forward(kv.extend([0, 1, 2], _ids(2, [4, 33, 1]), all_logits=True)))
+    logits.append(runner.forward(kv.decode([3, 0, 1, 2], [7, 1, 2, 3])))
+    return [x.float() for x in logits]
+
+
+@pytest.mark.gpu
+def test_flash_extend_matches_the_triton_kernel(llama_dir: str, monkeypatch) -> None:
+    """bf16 on CUDA: extend through torch's FlashAttention-2 (prefill, then over a cached
+    prefix) gives the Triton kernel's logits within bf16 rounding."""
+    import sglang.kernels as kernels
+
+    calls = []
+    real = kernels.varlen_extend_attention
+    monkeypatch.setattr(kernels, "varlen_extend_attention",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    flash = _bf16_logits(llama_dir, TritonAttentionBackend())
+    assert calls, "the flash path did not run"
+    calls.clear()
+    triton_only = _bf16_logits(llama_dir, TritonAttentionBackend(use_flash_extend=False))
+    assert not calls
+    for got, want in zip(flash, triton_only, strict=True):
+        assert want.abs().max() > 1.0
+        torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)
+
+
+def test_flash_extend_is_not_used_off_cuda_or_in_fp32() -> None:
+    import sglang.kernels as kernels
+
+    assert not kernels.flash_varlen_supported(torch.zeros(4, 2, 64))
+    assert not kernels.flash_varlen_supported(torch.zeros(4, 2, 64, dtype=torch.bfloat16))

@@ -22,9 +22,15 @@ import torch
 import triton
 import triton.language as tl
 
+from sglang.kernels import tuning
 from sglang.kernels._triton import check_device, interpreting, pdl_args, pdl_release, pdl_wait
 
 MAX_ROWS = 8
+TUNING_KERNEL = "gemv"
+
+
+def tuning_key(n: int, k: int, dtype: torch.dtype) -> str:
+    return f"N{n}_K{k}_{str(dtype).removeprefix('torch.')}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,23 @@ class GemvConfig:
         if k % block_k:
             block_k = min(cap, triton.next_power_of_2(k))
         return cls(block_k=block_k)
+
+
+def tuned_plan(n: int, k: int, dtype: torch.dtype, max_rows: int,
+               device: torch.device | str | None = None) -> list[GemvConfig | None]:
+    """For 1..`max_rows` rows, the launch to use on a [n, k] weight, or None where cuBLAS is
+    faster, from the device's measured table (`python -m sglang.kernels.gemv_tune`); without
+    a measurement for the shape, the default launch at every row count."""
+    key = tuning_key(n, k, dtype)
+    dev = tuning.device_key(device)
+    plan: list[GemvConfig | None] = []
+    for rows in range(1, max_rows + 1):
+        entry = tuning.lookup(TUNING_KERNEL, key, rows, dev)
+        if entry is None:
+            plan.append(GemvConfig.for_shape(rows, k))
+        else:
+            plan.append(GemvConfig(**entry["gemv"]) if entry.get("gemv") else None)
+    return plan
 
 
 @triton.jit

@@ -5,7 +5,9 @@ attention, both reading keys through `req_to_token`. Decode derives everything f
 shapes and device tensors (no host syncs, no host-derived sizes), and its split-KV scratch is
 one workspace owned by the backend and reused by every layer, step and captured graph: decode
 can be captured in CUDA graphs (`supports_cuda_graph`). Extend reads the CPU copies of the
-lengths once per batch, in `prepare`.
+lengths once per batch, in `prepare`; where torch's FlashAttention-2 can take the batch
+(`sglang.kernels.attention.varlen`: fp16/bf16, no fp8 pool) extend runs there, except for layers
+with soft-capping or a sliding window, which stay on the Triton kernel.
 """
 
 from __future__ import annotations
@@ -25,9 +27,20 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class _VarlenMetadata:
+    cu_seq_q: torch.Tensor  # [batch + 1] int32
+    cu_seq_k: torch.Tensor  # [batch + 1] int32
+    max_k: int
+    # Pool slots of every request's keys, in order; None when no request has a cached prefix
+    # (the new tokens' own K/V are then the keys).
+    kv_slots: torch.Tensor | None
+
+
+@dataclass
 class _ExtendMetadata:
     extend_start_loc: torch.Tensor  # [batch] device, first new token of each request
     max_extend_len: int
+    varlen: _VarlenMetadata | None = None
 
 
 @dataclass
@@ -48,9 +61,11 @@ class TritonAttentionBackend(AttentionBackend):
         sliding_window: int | None = None,
         reduce_in_fp32: bool = False,
         num_kv_splits: int | None = None,
+        use_flash_extend: bool = True,
         **_: object,
     ) -> None:
         self.sliding_window = sliding_window
+        self.use_flash_extend = use_flash_extend
         self.reduce_in_fp32 = reduce_in_fp32
         self.num_kv_splits = num_kv_splits
         self._workspace: DecodeWorkspace | None = None
@@ -71,7 +86,22 @@ class TritonAttentionBackend(AttentionBackend):
         ext = batch.extend_lens
         # The CPU copy avoids a device sync; hand-built batches may lack it.
         max_len = max(batch.extend_lens_cpu) if batch.extend_lens_cpu else int(ext.max())
-        batch.attn_metadata = _ExtendMetadata(torch.cumsum(ext, 0) - ext, max_len)
+        batch.attn_metadata = _ExtendMetadata(
+            torch.cumsum(ext, 0) - ext, max_len, self._varlen_metadata(batch)
+        )
+
+    def _varlen_metadata(self, batch: ForwardBatch) -> _VarlenMetadata | None:
+        pool = batch.kv_pool
+        if not (self.use_flash_extend and batch.extend_lens_cpu and batch.prefix_lens_cpu
+                and kernels.flash_varlen_supported(pool.get_kv(0)[0])):
+            return None
+        seq_cpu = [p + e for p, e in zip(batch.prefix_lens_cpu, batch.extend_lens_cpu, strict=True)]
+        cu_k = kernels.cumulative_lengths(batch.seq_lens)
+        slots = None
+        if any(batch.prefix_lens_cpu):
+            slots = kernels.gather_kv_slots(batch.req_to_token, batch.req_pool_indices,
+                                           batch.seq_lens, cu_k, sum(seq_cpu))
+        return _VarlenMetadata(kernels.cumulative_lengths(batch.extend_lens), cu_k, max(seq_cpu), slots)
 
     def reserve_decode_workspace(
         self, max_batch: int, num_heads: int, head_dim: int, num_kv_splits: int,
@@ -116,7 +146,7 @@ class TritonAttentionBackend(AttentionBackend):
         k_scale, v_scale = batch.kv_pool.scales(layer_id)
         kernels.store_kv(k_buf, v_buf, batch.out_cache_loc, k, v, k_scale, v_scale)
         return self._attend(
-            q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
+            q, k, v, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
         )
 
     def forward_with_rope(
@@ -142,12 +172,14 @@ class TritonAttentionBackend(AttentionBackend):
                 sliding_window=sliding_window, logit_cap=logit_cap,
             )
         return self._attend(
-            q, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
+            q, k, v, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
         )
 
     def _attend(
         self,
         q: torch.Tensor,
+        k: torch.Tensor,  # this batch's new K/V (rotated), already stored in the pool
+        v: torch.Tensor,
         k_buf: torch.Tensor,
         v_buf: torch.Tensor,
         scale: float,
@@ -168,6 +200,15 @@ class TritonAttentionBackend(AttentionBackend):
                 sm_scale=scale, num_kv_splits=meta.num_kv_splits,
                 reduce_in_fp32=self.reduce_in_fp32, sliding_window=window, logit_cap=logit_cap,
                 k_scale=k_scale, v_scale=v_scale, workspace=ws,
+            )
+        flash = meta.varlen
+        if flash is not None and window <= 0 and logit_cap <= 0 and q.dtype == k_buf.dtype:
+            if flash.kv_slots is not None:  # a cached prefix: gather each request's keys
+                k = k_buf.index_select(0, flash.kv_slots)
+                v = v_buf.index_select(0, flash.kv_slots)
+            return kernels.varlen_extend_attention(
+                q, k, v, flash.cu_seq_q, flash.cu_seq_k, meta.max_extend_len, flash.max_k,
+                sm_scale=scale,
             )
         return kernels.extend_attention(
             q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.prefix_lens,

@@ -1,10 +1,12 @@
 """The matmul behind every linear layer and the LM head, with a CPU and a CUDA fast path.
 
 On CUDA, a decode step of one request reads each weight once for a single row; the Triton GEMV
-of sglang-kernels streams the weights closer to the memory bandwidth than cuBLAS there (1.14-1.23x
-per Llama-3-8B layer on an H100, benchmarks/gemv_micro.py; at 2+ rows cuBLAS wins).
-`prepare_weights` marks each CUDA weight with the most rows it takes the GEMV for
-(`gemv_max_batch`); larger inputs, prefill included, go to cuBLAS.
+of sglang-kernels can stream the weights closer to the memory bandwidth than cuBLAS there (1.14-1.23x
+per Llama-3-8B layer on an H100, benchmarks/gemv_micro.py), but which wins depends on the GPU
+(on the H200 cuBLAS won with the H100's launch shapes). `prepare_weights` gives each CUDA weight
+a plan for 1..`gemv_max_batch` rows: the GEMV launch measured fastest on this device for the
+weight's shape, or cuBLAS where that was faster (`skinny_gemm.tuned_plan`; the default launch
+where nothing was measured); larger inputs, prefill included, go to cuBLAS.
 
 On CPU in float32, oneDNN with weights reordered once into its blocked layout beats the default
 GEMM on wide matrices (gate/up, the LM head) at every batch size we measured — up to 2x on the
@@ -28,7 +30,7 @@ logger = logging.getLogger("sglang.runtime")
 
 PACK_MIN_ELEMENTS = 1 << 20
 _PACKED_ATTR = "_sgl_mkldnn_packed"
-_GEMV_ROWS_ATTR = "_sgl_gemv_max_rows"
+_GEMV_PLAN_ATTR = "_sgl_gemv_plan"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -48,10 +50,12 @@ def _cuda_linear(
 ) -> torch.Tensor:
     k = x.shape[-1]
     rows = x.numel() // k if k else 0
-    if 0 < rows <= getattr(weight, _GEMV_ROWS_ATTR, 0) and x.dtype == weight.dtype:
+    plan = getattr(weight, _GEMV_PLAN_ATTR, ())
+    config = plan[rows - 1] if 0 < rows <= len(plan) else None
+    if config is not None and x.dtype == weight.dtype:
         x2 = x.reshape(rows, k)
         if x2.stride(-1) == 1:
-            y = kernels.gemv(x2, weight, bias)
+            y = kernels.gemv(x2, weight, bias, config=config)
             return y.view(*x.shape[:-1], y.shape[-1])
     return F.linear(x, weight, bias)
 
@@ -76,11 +80,11 @@ def prepare_weights(model: nn.Module, gemv_max_batch: int = 1) -> None:
     cuda = [w for w in _model_weights(model) if w.is_cuda and w.dim() == 2 and w.stride(1) == 1]
     if not cuda:
         return  # no triton import on CPU-only runs
-    from sglang.kernels.skinny_gemm import MAX_ROWS
+    from sglang.kernels.skinny_gemm import MAX_ROWS, tuned_plan
 
     rows = min(max(gemv_max_batch, 0), MAX_ROWS)
     for w in cuda:
-        setattr(w, _GEMV_ROWS_ATTR, rows)
+        setattr(w, _GEMV_PLAN_ATTR, tuned_plan(w.shape[0], w.shape[1], w.dtype, rows, w.device))
 
 
 def pack_cpu_weights(model: nn.Module, min_elements: int = PACK_MIN_ELEMENTS) -> int:

@@ -144,8 +144,9 @@ def load_model(
             quant = resolve_quant_config(source.config, quantization)
     else:
         quant = resolve_quant_config(source.config, quantization)
-    if quant is not None and load_format == "dummy":
-        raise ValueError(f"load_format='dummy' cannot fill {quant.method}-quantized weights")
+    if quant is not None and load_format == "dummy" and not quant.fills_dummy:
+        raise ValueError(f"load_format='dummy' cannot fill {quant.method}-quantized weights "
+                         "of this kind")
 
     start = time.perf_counter()
     kv_scales = KVScales()

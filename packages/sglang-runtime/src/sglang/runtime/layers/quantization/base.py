@@ -11,6 +11,7 @@ the layer's (K, N) (`PackedParam`), and the sharding below is shared.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +47,12 @@ class QuantConfig(ABC):
     modules_to_not_convert: tuple[str, ...] = ()
     # Whether token embeddings / LM heads are packed too (their tables built empty on "meta").
     packs_embeddings: ClassVar[bool] = False
+
+    @property
+    def fills_dummy(self) -> bool:
+        """Whether `load_format="dummy"` can draw this method's weights (benchmarks of a
+        quantized model without its checkpoint)."""
+        return True
 
     @classmethod
     @abstractmethod
@@ -133,6 +140,24 @@ class QuantLinearMethod(ABC):
         div = p.n_div
         dest = param.data.narrow(1, offset // div, size // div)
         return ShardSpec(dest, 1, start // div, size // div, full // div)
+
+    def dummy_tensor(self, name: str, shape: tuple[int, ...], std: float,
+                     generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """A random checkpoint tensor `name` of `shape` for dummy weights: packed values and
+        zero points uniform over their codes, scales that give the dequantized weight a spread
+        of about `std`, g_idx in plain group order."""
+        p = self.params()[name]
+        if p.vector:
+            k = shape[-1]
+            group = k if self.group_size == -1 else self.group_size
+            return (torch.arange(k, device=device) // group).to(p.dtype).expand(shape).clone()
+        if not p.dtype.is_floating_point:
+            info = torch.iinfo(p.dtype)
+            return torch.randint(info.min, info.max, shape, dtype=p.dtype, device=device,
+                                 generator=generator)
+        # q and z uniform over 2**bits codes: q - z has variance 2 * (4**bits - 1) / 12.
+        return torch.full(shape, std / math.sqrt((4 ** self.bits - 1) / 6), dtype=p.dtype,
+                          device=device)
 
     def load_tensor(self, layer: nn.Module, name: str, shard: str | None,
                     tensor: torch.Tensor | LazyWeight, full_name: str) -> None:

@@ -74,6 +74,10 @@ class FP8Config(QuantConfig):
     def from_flag(cls) -> FP8Config:
         return cls(False)
 
+    @property
+    def fills_dummy(self) -> bool:
+        return not self.prequantized  # quantized at load from the dense dummy weights
+
     def linear_method(self) -> QuantLinearMethod:
         if self.prequantized:
             return FP8CheckpointMethod(self.static)

@@ -41,6 +41,7 @@ from sglang.runtime.loading.gguf_blocks import GGUFCodes
 class GGUFConfig(QuantConfig):
     method = "gguf"
     packs_embeddings = True
+    fills_dummy = False  # type: ignore[assignment]  # its layouts come from the .gguf file
 
     @classmethod
     def from_hf(cls, raw: dict[str, Any]) -> GGUFConfig:
