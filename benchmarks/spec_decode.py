@@ -143,8 +143,12 @@ def main() -> None:
     common = dict(model_path=args.model_path, device=args.device, dtype=args.dtype,
                   attention_backend=args.attention_backend,
                   mem_fraction_static=args.mem_fraction_static, log_level="warning")
+    plain = sgl.Engine(**common)
+    if str(plain._device).startswith("cuda"):
+        # On a GPU the fraction bounds all memory in use, the first engine's included.
+        common["mem_fraction_static"] = min(0.9, 2 * args.mem_fraction_static)
     engines = {
-        "plain": sgl.Engine(**common),
+        "plain": plain,
         "ngram": sgl.Engine(**common, speculative_algorithm="ngram",
                             speculative_num_draft_tokens=args.num_draft_tokens,
                             speculative_ngram_min_match_window_size=args.min_window,

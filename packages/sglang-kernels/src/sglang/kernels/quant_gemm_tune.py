@@ -76,7 +76,7 @@ def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: i
     qweight, scales, zeros = weight
     k = qweight.shape[0] * 32 // bits
     x = torch.randn(m, k, device=qweight.device, dtype=scales.dtype)
-    launches = small_m_launches(group_size, m) if m <= SMALL_M else tiled_launches(m)
+    launches = _launches(m, group_size)
     best: tuple[float, QuantGemmConfig | None] = (math.inf, None)
     for config in launches:
         try:
@@ -103,12 +103,44 @@ def random_weight(
     return pack_quant_weight(q, bits), scales, zeros
 
 
+def _launches(m: int, group_size: int) -> Iterator[QuantGemmConfig]:
+    return small_m_launches(group_size, m) if m <= SMALL_M else tiled_launches(m)
+
+
+def _compile(jobs: list[tuple[int, int, int, int, int, str, QuantGemmConfig]]) -> None:
+    # Fills Triton's on-disk cache so the timing process only loads binaries.
+    for n, k, m, bits, group_size, dtype, config in jobs:
+        qweight, scales, zeros = random_weight(n, k, bits, group_size, getattr(torch, dtype))
+        x = torch.randn(m, k, device="cuda", dtype=scales.dtype)
+        try:
+            quant_gemm(x, qweight, scales, zeros, bits, group_size, config=config)
+        except Exception:  # noqa: BLE001 - skipped again when timed
+            pass
+    torch.cuda.synchronize()
+
+
+def precompile(shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
+               rows: list[int], dtype: torch.dtype, procs: int) -> None:
+    """Compile every candidate launch in `procs` processes first (a launch compiles per K,
+    row count and config; a narrow N gives the same binary)."""
+    import multiprocessing as mp
+
+    name = str(dtype).removeprefix("torch.")
+    keys = {(k, m, b, g, c) for _, k in shapes for m in rows for b in bits_list
+            for g in group_sizes for c in _launches(m, g)}
+    jobs = [(256, k, m, b, g, name, c) for k, m, b, g, c in sorted(keys, key=str)]
+    with mp.get_context("spawn").Pool(procs) as pool:
+        pool.map(_compile, [jobs[i::procs] for i in range(procs)])
+
+
 def sweep(
     shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
-    rows: list[int], dtype: torch.dtype, out: Path, device: str = "cuda",
+    rows: list[int], dtype: torch.dtype, out: Path, device: str = "cuda", procs: int = 1,
 ) -> Path:
     """Tune every (shape, bits, group size) over `rows`; merge into the device's table in
     `out`, written after each shape so a sweep cut short keeps what it measured."""
+    if procs > 1:
+        precompile(shapes, bits_list, group_sizes, rows, dtype, procs)
     out.mkdir(parents=True, exist_ok=True)
     path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
     table = json.loads(path.read_text()) if path.is_file() else {}
@@ -141,11 +173,12 @@ def main() -> None:
     p.add_argument("--rows", type=int, nargs="+", default=ROWS)
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--out", required=True, help="folder for the table (merged into one there)")
+    p.add_argument("--procs", type=int, default=12, help="processes compiling the candidates")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("quant_gemm_tune measures a CUDA GPU; none is visible")
     path = sweep(args.shape, args.bits, args.group_size, args.rows, getattr(torch, args.dtype),
-                 Path(args.out))
+                 Path(args.out), procs=args.procs)
     print(f"wrote {path}")
 
 

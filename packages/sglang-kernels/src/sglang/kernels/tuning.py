@@ -30,8 +30,16 @@ PACKAGED = Path(__file__).resolve().parent / "tuned"
 
 
 def device_key(device: torch.device | str | None = None) -> str:
-    name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "cpu"
-    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+    if not torch.cuda.is_available():
+        return "cpu"
+    index = torch.cuda.current_device() if device is None else torch.device(device).index
+    return _device_key(torch.cuda.current_device() if index is None else index)
+
+
+@functools.cache
+def _device_key(index: int) -> str:
+    # Kernels look this up on every call: cudaGetDeviceProperties takes ~100 us, so once only.
+    return re.sub(r"[^0-9A-Za-z]+", "_", torch.cuda.get_device_name(index)).strip("_")
 
 
 def table_name(kernel: str, device: str) -> str:
