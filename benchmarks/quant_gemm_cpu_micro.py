@@ -1,16 +1,17 @@
 """`quant_gemm_cpu` (sglang-kernels' C kernel) at SmolLM2-135M's linear shapes on the CPU.
 
 For each (K, N) and row count M, microseconds per call (the fastest of repeated calls) of:
-- ``b4_fused`` / ``b8_fused``: the fused dequantize-in-the-dot kernel (bits 4 / 8, group 32;
-  in blocks of 8 rows, each streaming the weight), whatever the default threshold;
+- ``b4_fused`` / ``b8_fused``: the fused fp32 dequantize-in-the-dot kernel (bits 4 / 8, group
+  32; in blocks of 8 rows, each streaming the weight), whatever the default thresholds;
 - ``b4_mm`` / ``b8_mm``: the chunked dequantize + torch.mm path, at every M;
-- ``b4`` / ``b8``: what `quant_gemm_cpu` runs by default (the faster of the two above, if the
-  threshold `SMALL_M` is right);
+- ``b4_int8`` / ``b8_int8``: int8 activations with AVX-512 VNNI dot products (where supported);
+- ``b4`` / ``b8``: what `quant_gemm_cpu` runs by default (`choose_path`);
 - ``fp32``: F.linear on the dense fp32 weight [N, K];
 - ``ref``: `quant_gemm_ref` (dequantizes the whole weight every call; bits 4).
-Every kernel output is checked against the fp64 product of the dequantized weight.
+Every kernel output is checked against the fp64 product of the dequantized weight (the int8
+path within its activation rounding: 3% relative L2).
 
-    python3 benchmarks/quant_gemm_cpu_micro.py [--rows 1 4 8 16 64] [--threads N] [--json f]
+    python3 benchmarks/quant_gemm_cpu_micro.py [--rows 1 4 8 16 32 64] [--threads N] [--json f]
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-SMOLLM2_135M = [(576, 576), (576, 192), (576, 3072), (1536, 576), (576, 49152)]  # (K, N)
+# (K, N): o_proj, k/v, fused q/k/v, fused gate/up, down, the LM head
+SMOLLM2_135M = [(576, 576), (576, 192), (576, 960), (576, 3072), (1536, 576), (576, 49152)]
 
 
 def _time_us(fn: Callable[[], Any], budget_s: float) -> float:
@@ -52,22 +54,20 @@ def _quant_cases(x: Any, k: int, n: int, bits: int, budget_s: float, g: Any) -> 
     zeros = torch.randint(0, 1 << bits, (k // group, n), generator=g).float()
     want = x.double() @ dequantize_weight(qweight, scales, zeros, bits, group).double()
 
-    def run(small_m: int | None) -> torch.Tensor:
-        saved = cpu_gemm.SMALL_M
-        if small_m is not None:
-            cpu_gemm.SMALL_M = small_m
-        try:
-            return cpu_gemm.quant_gemm_cpu(x, qweight, scales, zeros, bits, group)
-        finally:
-            cpu_gemm.SMALL_M = saved
+    def run(path: str) -> torch.Tensor:
+        return cpu_gemm.quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path=path)
 
     row: dict[str, Any] = {}
-    variants = {f"b{bits}": None, f"b{bits}_mm": 0, f"b{bits}_fused": x.shape[0]}
-    for name, small_m in variants.items():
-        err = (run(small_m).double() - want).abs().max().item()
-        if err > 1e-3 * max(1.0, want.abs().max().item()):
-            raise AssertionError(f"{name} K={k} N={n} M={x.shape[0]}: max error {err}")
-        row[name] = _time_us(lambda small_m=small_m: run(small_m), budget_s)
+    paths = ["auto", "mm", "fused"] + (["int8"] if cpu_gemm.int8_supported() else [])
+    for path in paths:
+        name = f"b{bits}" if path == "auto" else f"b{bits}_{path}"
+        diff = run(path).double() - want
+        int8 = cpu_gemm.choose_path(x.shape[0]) == "int8" if path == "auto" else path == "int8"
+        bad = (diff.norm() > 3e-2 * want.norm() if int8
+               else diff.abs().max() > 1e-3 * max(1.0, want.abs().max().item()))
+        if bad:
+            raise AssertionError(f"{name} K={k} N={n} M={x.shape[0]}: error {diff.abs().max()}")
+        row[name] = _time_us(lambda path=path: run(path), budget_s)
     if bits == 4:
         row["ref"] = _time_us(lambda: quant_gemm_ref(x, qweight, scales, zeros, bits, group),
                               budget_s)
@@ -92,7 +92,7 @@ def _case(k: int, n: int, m: int, budget_s: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 8, 16, 64])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds of calls per timing")
     parser.add_argument("--json", help="also write the rows here")

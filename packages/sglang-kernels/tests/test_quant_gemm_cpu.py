@@ -1,5 +1,6 @@
 """The CPU C kernel (`quant_gemm_cpu`, `dequantize_cpu`) against the torch reference, its build
-cache and its fallback when no C compiler works."""
+cache and its fallback when no C compiler works. These are the exact fp32 paths (the int8 one is
+turned off here; test_quant_gemm_cpu_int8.py tests it)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ COLUMNS = [1, 7, 200, 1000]
 
 @pytest.fixture(autouse=True)
 def _kernel_cache(tmp_path_factory, monkeypatch):
-    """One build per test session in a private cache (not the user's)."""
+    """One build per test session in a private cache (not the user's); fp32 activations."""
     monkeypatch.setenv(loader.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "kernel_cache"))
+    monkeypatch.setenv(cpu_gemm.INT8_ENV, "0")
 
 
 def make(k: int, n: int, bits: int, group: int, seed: int = 0, scale_dtype=torch.float32):

@@ -1,17 +1,22 @@
-"""`quant_gemm` on the CPU: the C kernels of ``quant_gemm.c`` called through ctypes.
+"""`quant_gemm` on the CPU: the C kernels of ``quant_gemm.c`` / ``quant_gemm_int8.c`` called
+through ctypes. Three paths (`PATHS`), chosen per call by the row count M:
 
-- Up to `SMALL_M` rows (decode, small batches): the fused kernel, which streams the packed
-  weight once per block of 8 rows and dequantizes inside the dot product (less memory traffic
-  than an fp32 matmul).
-- More rows: chunks of columns are dequantized into a bounded fp32 scratch (`SCRATCH_BYTES`,
-  reused per thread, never the whole weight) and multiplied with torch.mm (oneDNN/BLAS), which is
-  compute-bound there and better blocked than a hand-written kernel.
+- ``int8`` (from `INT8_MIN_M` rows, where the CPU has AVX-512 VNNI): x is quantized per block
+  of 32 k (or per group, when groups are smaller) to int8 with an fp32 scale and multiplied with
+  integer dot products; the result differs from the float product by the activations' rounding
+  (docs/quant_kernels.md gives the tolerance). ``SGLANG_CPU_INT8_GEMM=0`` turns it off and
+  gives the exact fp32 paths below at every M.
+- ``fused`` (up to `SMALL_M` rows otherwise): fp32 dot products that dequantize inside the
+  loop, streaming the packed weight once per block of 8 rows.
+- ``mm`` (more rows otherwise): chunks of columns dequantized into a bounded fp32 scratch
+  (`SCRATCH_BYTES`, reused per thread, never the whole weight) and multiplied with torch.mm.
 
-Without a working C compiler both fall back to the torch reference (one warning).
+Without a working C compiler every path falls back to the torch reference (one warning).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import torch
@@ -25,6 +30,11 @@ from sglang.kernels.reference import quant_gemm_ref
 SMALL_M = 16
 MAX_FUSED_M = 8
 SCRATCH_BYTES = 1 << 20  # fp32 dequantized chunk of the large-M path: L2-sized
+PATHS = ("auto", "int8", "fused", "mm")
+# Rows from which "auto" takes the int8 path (measured: docs/quant_kernels.md).
+INT8_MIN_M = 17
+INT8_ENV = "SGLANG_CPU_INT8_GEMM"  # "0": never the int8 path (exact fp32 activations)
+INT8_BLOCK = 32  # k per activation scale inside larger groups
 _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _scratch = threading.local()
 
@@ -91,16 +101,81 @@ def _dequantize_into(lib, qweight, scales, zeros, code, bits, group_size, n_star
         raise RuntimeError("dequantize_cpu: the C kernel rejected its arguments")
 
 
+def activation_block(group_size: int) -> int:
+    """k per int8 activation scale: `INT8_BLOCK` inside groups it divides, else the group."""
+    return INT8_BLOCK if group_size % INT8_BLOCK == 0 else group_size
+
+
+def int8_supported() -> bool:
+    """Whether the int8 path runs here: the C kernels built, with AVX-512 VNNI (the library is
+    compiled with -march=native, so its build says what this CPU has)."""
+    lib = load_library()
+    return lib is not None and bool(lib.sgl_int8_gemm_available())
+
+
+def int8_enabled() -> bool:
+    """Whether "auto" may take the int8 path: supported and not turned off by `INT8_ENV`."""
+    return os.environ.get(INT8_ENV, "1") != "0" and int8_supported()
+
+
+def choose_path(m: int) -> str:
+    """The path "auto" takes for m rows."""
+    if m >= INT8_MIN_M and int8_enabled():
+        return "int8"
+    return "fused" if m <= SMALL_M else "mm"
+
+
+def int8_tile(m: int, k: int, group_size: int) -> tuple[int, int, int]:
+    """(rows, 16-column vectors, groups per pass over the columns) of the int8 kernel for m
+    rows. Register tiles: 1-2 rows x 4 vectors, 4 x 2, 8 x 1 (at most 16 int32 and 16 fp32
+    accumulators of the 32 zmm registers). Up to 4 rows the kernel passes over one group at a
+    time, streaming the weight along its rows (the LM head at M = 1: 2.2x faster than one pass
+    with the weights cold); above, one pass, reusing each panel of weights for every row tile.
+    Measured with benchmarks/quant_gemm_cpu_micro.py (docs/quant_kernels.md)."""
+    rows, vectors = (m, 4) if m <= 2 else (4, 2) if m < 8 else (8, 1)
+    return rows, vectors, 1 if m <= 4 else k // group_size
+
+
+def quantize_activations_cpu(x: torch.Tensor, bits: int, group_size: int
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The int8 path's activations (the C code, exposed for tests): x [M, K] -> (xq int8
+    [M, K], d fp32 [M, K // block], xz fp32 [M, K // group_size]); per block of
+    `activation_block(group_size)` k, d = max|x| / 127 and xq = round(x * (127 / max|x|)),
+    for 4-bit weights in the kernel's order (even k of each 8, then odd k); xz[m, g] sums
+    d * sum(xq) over the group's blocks."""
+    m, k = x.shape
+    block = activation_block(group_size)
+    lib = load_library()
+    if lib is None:
+        raise RuntimeError("quantize_activations_cpu: the C kernels did not build")
+    xf = x.float().contiguous()
+    xq = torch.empty(m, k, dtype=torch.int8)
+    d = torch.empty(m, k // block, dtype=torch.float32)
+    xz = torch.empty(m, k // group_size, dtype=torch.float32)
+    rc = lib.sgl_quantize_rows(xf.data_ptr(), m, k, block, group_size, bits, xq.data_ptr(),
+                               d.data_ptr(), xz.data_ptr(), torch.get_num_threads())
+    if rc:
+        raise ValueError(f"quantize_activations_cpu: unsupported K={k}, bits={bits}, "
+                         f"group_size={group_size}")
+    return xq, d, xz
+
+
 def quant_gemm_cpu(
     x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-    bits: int, group_size: int,
+    bits: int, group_size: int, *, path: str = "auto",
 ) -> torch.Tensor:
     """``x @ w`` with ``w[k, n] = (q[k, n] - zeros[g, n]) * scales[g, n]``, g = k // group_size,
     on the CPU; the arguments are `quant_gemm`'s (x [M, K] fp16/bf16/fp32, qweight int32
     [K * bits // 32, N], scales/zeros [K // group_size, N]; bits 4 or 8; group_size 16, 32, 64,
-    128 or K). Computed in fp32, returned in x's dtype."""
+    128 or K). Computed in fp32 (the int8 path: int8 activations), returned in x's dtype.
+    `path` forces one of `PATHS` ("int8" raises ValueError where it is not supported)."""
     m, n, k = check_quant_args(x, qweight, scales, zeros, bits, group_size)
     _check_cpu(x, qweight, scales, zeros)
+    if path not in PATHS:
+        raise ValueError(f"quant_gemm_cpu: path must be one of {PATHS}, got {path!r}")
+    if path == "int8" and not int8_supported():
+        raise ValueError("quant_gemm_cpu: the int8 path needs the C kernels built with AVX-512 "
+                         "VNNI, which this CPU or build lacks")
     if m == 0:
         return x.new_zeros(0, n)
     lib = load_library()
@@ -111,7 +186,17 @@ def quant_gemm_cpu(
     scales, zeros, code = _params(scales, zeros)
     threads = torch.get_num_threads()
     out = torch.empty(m, n, dtype=torch.float32)
-    if m <= SMALL_M:
+    path = choose_path(m) if path == "auto" else path
+    if path == "int8":
+        rows, vectors, chunk = int8_tile(m, k, group_size)
+        rc = lib.sgl_quant_gemm_i8(xf.data_ptr(), m, k, qweight.data_ptr(), scales.data_ptr(),
+                                   zeros.data_ptr(), code, n, bits, group_size,
+                                   activation_block(group_size), out.data_ptr(), rows, vectors,
+                                   chunk, threads)
+        if rc:
+            raise RuntimeError(f"quant_gemm_cpu: the int8 kernel failed (code {rc})")
+        return out.to(x.dtype)
+    if path == "fused":
         # Blocks of up to MAX_FUSED_M rows, each streaming the packed weight once.
         x_ptr, out_ptr = xf.data_ptr(), out.data_ptr()  # fp32 rows of k and n values
         for r0 in range(0, m, MAX_FUSED_M):

@@ -1,0 +1,294 @@
+/* The int8 path of the CPU quantized GEMM: activations quantized per block to int8, integer dot
+ * products with AVX-512 VNNI (vpdpbusd: u8 x s8 -> s32, 64 multiply-adds per instruction).
+ *
+ * Weights stay in the canonical layout (quant_layout.py): qweight int32 [K * bits / 32, N],
+ * scales and zeros [K / group, N]. That layout already is what vpdpbusd wants: a row of 16 words
+ * is one zmm of 16 columns, and
+ * - 8-bit: each word holds k, k+1, k+2, k+3 as its four bytes, lowest first: the unsigned operand
+ *   as it is;
+ * - 4-bit: each word holds k..k+7 as nibbles; `w & 0x0f0f0f0f` gives the bytes (k, k+2, k+4, k+6)
+ *   and `(w >> 4) & 0x0f0f0f0f` the bytes (k+1, k+3, k+5, k+7). The activations are stored in
+ *   that order (even k of each 8 first, then odd k), so each pairs with one broadcast dword.
+ * So nothing is repacked or copied at load and the weight memory is the packed size.
+ *
+ * sgl_quantize_rows: x [M, K] fp32 -> xq int8 [M, K] (per block of `block` k: d = max|x| / 127,
+ * xq = round-half-even(x * (127 / max|x|)), 4-bit order as above), d [M, K / block], and per
+ * group xz[m, g] = sum over the group's blocks of d * sum(xq) (the zero point's term).
+ *
+ * sgl_quant_gemm_i8: y[m, n] = sum_g s[g, n] * (sum_{b in g} d[m, b] * sum_{k in b} q[k, n] xq[m, k]
+ *                                               - z[g, n] * xz[m, g]).
+ * Tiles of up to 8 rows x 1-4 vectors of 16 columns keep the int32 block sums and the fp32
+ * outputs in registers; each thread owns a contiguous range of column vectors and, for each panel
+ * of them, walks every row tile (the panel's weights stay in L1/L2 across row tiles). Columns past
+ * the last whole vector are copied, zero-padded, into a 16-column scratch and run through the
+ * same tiles.
+ */
+
+#include "quant_common.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#define HAVE_VNNI 1
+#else
+#define HAVE_VNNI 0
+#endif
+
+#define I8_MAX_ROWS 8
+
+/* 1 if this build has the VNNI kernel (built with -march=native: this CPU has the instructions). */
+int sgl_int8_gemm_available(void) { return HAVE_VNNI; }
+
+/* Position of k % 8 inside its 8 bytes of xq for 4-bit weights: even k first, then odd k. */
+static inline int nibble_order(int j) { return (j & 1) ? 4 + (j >> 1) : j >> 1; }
+
+static void quantize_row(const float *x, int64_t K, int64_t block, int64_t group, int bits,
+                         int8_t *xq, float *d, float *xz) {
+    const int64_t bpg = group / block;
+    for (int64_t b = 0; b < K / block; b++) {
+        const float *xb = x + b * block;
+        int8_t *qb = xq + b * block;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < block; i++) {
+            const float a = __builtin_fabsf(xb[i]);
+            amax = a > amax ? a : amax;
+        }
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int64_t i = 0; i < block; i++) {
+            float r = __builtin_rintf(xb[i] * inv); /* round half to even, as torch.round */
+            r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+            const int8_t q = (int8_t)r;
+            const int64_t at = bits == 4 ? (i & ~(int64_t)7) + nibble_order((int)(i & 7)) : i;
+            qb[at] = q;
+            sum += q;
+        }
+        d[b] = amax / 127.0f;
+        if (b % bpg == 0) xz[b / bpg] = 0.0f;
+        xz[b / bpg] += d[b] * (float)sum;
+    }
+}
+
+static int bad_args(int64_t K, int bits, int64_t group, int64_t block) {
+    return (bits != 4 && bits != 8) || group <= 0 || block <= 0 || K % group || group % block ||
+           (block * bits) % 32;
+}
+
+/* Returns 0, or -1 for unsupported arguments. */
+int sgl_quantize_rows(const float *x, int64_t M, int64_t K, int64_t block, int64_t group,
+                      int bits, int8_t *xq, float *d, float *xz, int num_threads) {
+    if (M < 0 || bad_args(K, bits, group, block)) return -1;
+    const int64_t B = K / block, G = K / group;
+    const int nt = threads_for(num_threads, M);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        quantize_row(x + m * K, K, block, group, bits, xq + m * K, d + m * B, xz + m * G);
+    return 0;
+}
+
+#if HAVE_VNNI
+
+typedef void (*i8_tile_fn)(const int8_t *, int64_t, const float *, int64_t, const float *,
+                           int64_t, int64_t, int64_t, const int32_t *, int64_t, const void *,
+                           const void *, int, int64_t, int64_t, int64_t, int, float *, int64_t);
+
+/* MT rows x NV vectors from column n0, over groups [g0, g1): out = (add ? out : 0) + the sum.
+ * xq/d/xz/out point at the tile's first row; bpg blocks per group, wpb words per block. */
+#define DEFINE_I8_TILE(MT, NV, BITS)                                                           \
+    static void i8tile_##MT##_##NV##_##BITS(                                                   \
+        const int8_t *xq, int64_t K, const float *d, int64_t B, const float *xz, int64_t G,    \
+        int64_t bpg, int64_t wpb, const int32_t *qw, int64_t N, const void *sc,                \
+        const void *zr, int dt, int64_t n0, int64_t g0, int64_t g1, int add, float *out,       \
+        int64_t ldo) {                                                                         \
+        enum { PER = 32 / BITS };                                                              \
+        const __m512i nib = _mm512_set1_epi32(0x0f0f0f0f);                                     \
+        __m512 acc[MT][NV];                                                                    \
+        for (int m = 0; m < MT; m++)                                                           \
+            for (int v = 0; v < NV; v++)                                                       \
+                acc[m][v] = add ? _mm512_loadu_ps(out + m * ldo + n0 + v * VW)                 \
+                                : _mm512_setzero_ps();                                         \
+        for (int64_t g = g0; g < g1; g++) {                                                    \
+            __m512 s[NV];                                                                      \
+            for (int v = 0; v < NV; v++)                                                       \
+                s[v] = (__m512)load_param(sc, dt, g * N + n0 + v * VW);                        \
+            for (int64_t b = g * bpg; b < (g + 1) * bpg; b++) {                                \
+                __m512i ia[MT][NV];                                                            \
+                for (int m = 0; m < MT; m++)                                                   \
+                    for (int v = 0; v < NV; v++) ia[m][v] = _mm512_setzero_si512();            \
+                for (int64_t r = b * wpb; r < (b + 1) * wpb; r++) {                            \
+                    const int8_t *xr = xq + r * PER;                                           \
+                    const int32_t *wr = qw + r * N + n0;                                       \
+                    if (BITS == 4) {                                                           \
+                        __m512i lo[NV], hi[NV];                                                \
+                        for (int v = 0; v < NV; v++) {                                         \
+                            const __m512i w = _mm512_loadu_si512(wr + v * VW);                 \
+                            lo[v] = _mm512_and_si512(w, nib);                                  \
+                            hi[v] = _mm512_and_si512(_mm512_srli_epi32(w, 4), nib);            \
+                        }                                                                      \
+                        for (int m = 0; m < MT; m++) {                                         \
+                            int32_t e, o;                                                      \
+                            memcpy(&e, xr + m * K, 4);                                         \
+                            memcpy(&o, xr + m * K + 4, 4);                                     \
+                            const __m512i xe = _mm512_set1_epi32(e), xo = _mm512_set1_epi32(o); \
+                            for (int v = 0; v < NV; v++) {                                     \
+                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], lo[v], xe);           \
+                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], hi[v], xo);           \
+                            }                                                                  \
+                        }                                                                      \
+                    } else {                                                                   \
+                        __m512i w[NV];                                                         \
+                        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_si512(wr + v * VW);   \
+                        for (int m = 0; m < MT; m++) {                                         \
+                            int32_t e;                                                         \
+                            memcpy(&e, xr + m * K, 4);                                         \
+                            const __m512i xe = _mm512_set1_epi32(e);                           \
+                            for (int v = 0; v < NV; v++)                                       \
+                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], w[v], xe);            \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+                for (int m = 0; m < MT; m++) {                                                 \
+                    const __m512 dm = _mm512_set1_ps(d[m * B + b]);                            \
+                    for (int v = 0; v < NV; v++)                                               \
+                        acc[m][v] = _mm512_fmadd_ps(_mm512_mul_ps(s[v], dm),                   \
+                                                    _mm512_cvtepi32_ps(ia[m][v]), acc[m][v]);  \
+                }                                                                              \
+            }                                                                                  \
+            for (int v = 0; v < NV; v++) {                                                     \
+                const __m512 sz = _mm512_mul_ps(                                               \
+                    s[v], (__m512)load_param(zr, dt, g * N + n0 + v * VW));                    \
+                for (int m = 0; m < MT; m++)                                                   \
+                    acc[m][v] = _mm512_fnmadd_ps(sz, _mm512_set1_ps(xz[m * G + g]), acc[m][v]); \
+            }                                                                                  \
+        }                                                                                      \
+        for (int m = 0; m < MT; m++)                                                           \
+            for (int v = 0; v < NV; v++)                                                       \
+                _mm512_storeu_ps(out + m * ldo + n0 + v * VW, acc[m][v]);                      \
+    }
+
+#define DEFINE_I8_ROWS(MT)                                                                     \
+    DEFINE_I8_TILE(MT, 1, 4) DEFINE_I8_TILE(MT, 1, 8)                                          \
+    DEFINE_I8_TILE(MT, 2, 4) DEFINE_I8_TILE(MT, 2, 8)                                          \
+    DEFINE_I8_TILE(MT, 4, 4) DEFINE_I8_TILE(MT, 4, 8)
+DEFINE_I8_ROWS(1) DEFINE_I8_ROWS(2) DEFINE_I8_ROWS(3) DEFINE_I8_ROWS(4)
+DEFINE_I8_ROWS(5) DEFINE_I8_ROWS(6) DEFINE_I8_ROWS(7) DEFINE_I8_ROWS(8)
+
+#define I8_ROW_ENTRY(MT)                                                                       \
+    {{i8tile_##MT##_1_4, i8tile_##MT##_2_4, NULL, i8tile_##MT##_4_4},                          \
+     {i8tile_##MT##_1_8, i8tile_##MT##_2_8, NULL, i8tile_##MT##_4_8}}
+/* [rows - 1][bits == 8][vectors - 1] */
+static const i8_tile_fn I8_TILES[I8_MAX_ROWS][2][4] = {
+    I8_ROW_ENTRY(1), I8_ROW_ENTRY(2), I8_ROW_ENTRY(3), I8_ROW_ENTRY(4),
+    I8_ROW_ENTRY(5), I8_ROW_ENTRY(6), I8_ROW_ENTRY(7), I8_ROW_ENTRY(8)};
+
+typedef struct {
+    const int8_t *xq;
+    const float *d, *xz;
+    int64_t M, K, B, G, bpg, wpb;
+    int bits8, tile_rows, panel;
+    int64_t chunk; /* groups per pass over the columns */
+} i8_problem;
+
+/* Vectors [v0, v1) of a weight of N columns (row stride N) into out (row stride ldo): passes
+ * over `chunk` groups at a time (few rows: streams the weight along its rows, as the fused fp32
+ * kernel does; many rows: one pass, so each panel's weights are reused by every row tile). */
+static void i8_columns(const i8_problem *p, const int32_t *qw, int64_t N, const void *sc,
+                       const void *zr, int dt, int64_t v0, int64_t v1, float *out, int64_t ldo) {
+    for (int64_t g0 = 0; g0 < p->G; g0 += p->chunk) {
+        const int64_t g1 = g0 + p->chunk < p->G ? g0 + p->chunk : p->G;
+        for (int64_t v = v0; v < v1; v += p->panel) {
+            const int64_t nv = v1 - v < p->panel ? v1 - v : p->panel;
+            for (int64_t m0 = 0; m0 < p->M; m0 += p->tile_rows) {
+                const int64_t rows = p->M - m0 < p->tile_rows ? p->M - m0 : p->tile_rows;
+                const i8_tile_fn wide = I8_TILES[rows - 1][p->bits8][p->panel - 1];
+                const i8_tile_fn one = I8_TILES[rows - 1][p->bits8][0];
+                const int8_t *xq = p->xq + m0 * p->K;
+                const float *d = p->d + m0 * p->B, *xz = p->xz + m0 * p->G;
+                float *o = out + m0 * ldo;
+                if (nv == p->panel) {
+                    wide(xq, p->K, d, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt, v * VW,
+                         g0, g1, g0 > 0, o, ldo);
+                } else {
+                    for (int64_t u = v; u < v + nv; u++)
+                        one(xq, p->K, d, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt,
+                            u * VW, g0, g1, g0 > 0, o, ldo);
+                }
+            }
+        }
+    }
+}
+
+/* The columns [n0, N) (fewer than 16): copied zero-padded to 16 columns in fp32 parameters. */
+static int i8_tail(const i8_problem *p, const int32_t *qw, int64_t N, const void *sc,
+                   const void *zr, int dt, int64_t n0, float *out) {
+    const int64_t R = p->B * p->wpb, cols = N - n0;
+    int32_t *w = calloc((size_t)(R * VW), sizeof *w);
+    float *s = calloc((size_t)(p->G * VW), sizeof *s), *z = calloc((size_t)(p->G * VW), sizeof *z);
+    float *o = malloc(sizeof *o * (size_t)(p->M * VW));
+    const int ok = w && s && z && o;
+    if (ok) {
+        for (int64_t r = 0; r < R; r++) memcpy(w + r * VW, qw + r * N + n0, 4 * (size_t)cols);
+        for (int64_t g = 0; g < p->G; g++)
+            for (int64_t j = 0; j < cols; j++) {
+                s[g * VW + j] = load_param1(sc, dt, g * N + n0 + j);
+                z[g * VW + j] = load_param1(zr, dt, g * N + n0 + j);
+            }
+        i8_columns(p, w, VW, s, z, DT_F32, 0, 1, o, VW);
+        for (int64_t m = 0; m < p->M; m++) memcpy(out + m * N + n0, o + m * VW, 4 * (size_t)cols);
+    }
+    free(w);
+    free(s);
+    free(z);
+    free(o);
+    return ok ? 0 : -1;
+}
+
+#endif /* HAVE_VNNI */
+
+/* y[M, N] = x[M, K] @ w through int8 activations. tile_rows (1-8) rows and panel (1, 2 or 4)
+ * vectors per register tile, `chunk` groups per pass over the columns. Returns 0; -1 for unsupported arguments or no memory; -2 when this
+ * build has no VNNI kernel. */
+int sgl_quant_gemm_i8(const float *x, int64_t M, int64_t K, const int32_t *qw, const void *sc,
+                      const void *zr, int dt, int64_t N, int bits, int64_t group, int64_t block,
+                      float *out, int tile_rows, int panel, int64_t chunk, int num_threads) {
+#if !HAVE_VNNI
+    (void)x; (void)M; (void)K; (void)qw; (void)sc; (void)zr; (void)dt; (void)N; (void)bits;
+    (void)group; (void)block; (void)out; (void)tile_rows; (void)panel; (void)chunk;
+    (void)num_threads;
+    return -2;
+#else
+    if (M < 1 || N < 1 || bad_args(K, bits, group, block) || tile_rows < 1 ||
+        tile_rows > I8_MAX_ROWS || (panel != 1 && panel != 2 && panel != 4) || chunk < 1)
+        return -1;
+    const int64_t B = K / block, G = K / group;
+    int8_t *xq = malloc((size_t)(M * K));
+    float *d = malloc(sizeof(float) * (size_t)(M * B)), *xz = malloc(sizeof(float) * (size_t)(M * G));
+    int rc = -1;
+    if (xq && d && xz && !sgl_quantize_rows(x, M, K, block, group, bits, xq, d, xz, num_threads)) {
+        const i8_problem p = {xq, d, xz, M, K, B, G, group / block, block * bits / 32,
+                              bits == 8, tile_rows, panel, chunk};
+        const int64_t nvec = N / VW;
+        rc = 0;
+        if (nvec > 0) {
+            const int nt = threads_for(num_threads, (nvec + panel - 1) / panel);
+#pragma omp parallel num_threads(nt)
+            {
+#ifdef _OPENMP
+                const int t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+                const int t = 0, T = 1;
+#endif
+                /* Whole panels per thread, so that only the last range ends in a partial one. */
+                const int64_t panels = (nvec + panel - 1) / panel;
+                int64_t v0 = panels * t / T * panel, v1 = panels * (t + 1) / T * panel;
+                v1 = v1 < nvec ? v1 : nvec;
+                if (v0 < v1) i8_columns(&p, qw, N, sc, zr, dt, v0, v1, out, N);
+            }
+        }
+        if (nvec * VW < N) rc = i8_tail(&p, qw, N, sc, zr, dt, nvec * VW, out);
+    }
+    free(xq);
+    free(d);
+    free(xz);
+    return rc;
+#endif
+}
