@@ -9,7 +9,8 @@ from gpu_suite_roofline import TB, ModelShape, decode_roofline, max_batch, offli
 from gpu_suite_workloads import offline_lengths
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-TARGETS = {"decode_pct_roofline": 0.85, "offline_x_hf": 8.0, "offline_pct_ceiling": 0.55}
+# Issue 21 (H200): batch-1 decode, offline against transformers generate and against the ceiling.
+TARGETS = {"decode_pct_roofline": 0.88, "offline_x_hf": 20.0, "offline_pct_ceiling": 0.72}
 # Kept out of the KV pool by our runtime on CUDA (builder.CUDA_ACTIVATION_RESERVE); only used to
 # estimate the pool when the offline phase could not report its size.
 ACTIVATION_RESERVE = 2 << 30
@@ -136,7 +137,8 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
         if roof:
             note = f"{roof['pct']:.1%} of roofline; " + note
         if name == "decode":
-            note += f" [target >=85%: {_verdict('decode_pct_roofline', roof and roof['pct'])}]"
+            goal = TARGETS["decode_pct_roofline"]
+            note += f" [target >={goal:.0%}: {_verdict('decode_pct_roofline', roof and roof['pct'])}]"
         add(f"ours batch-1 decode ({label})", f"{d['decode_tok_per_s']:.1f} tok/s", note)
     for name in ("hf_decode", "hf_compile"):
         label = "eager" if name == "hf_decode" else "static cache + compile"
@@ -164,7 +166,7 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
                     f"{ceil['kv_slots']} KV tokens ({ceil['kv_slots_source']}), "
                     f"max running {ceil['max_running']}")
             if name == "offline":
-                note += (f" [target >=55%: "
+                note += (f" [target >={TARGETS['offline_pct_ceiling']:.0%}: "
                          f"{_verdict('offline_pct_ceiling', targets.get('offline_pct_ceiling'))}]")
             add(f"offline workload ceiling ({label})", f"{ceil['tok_per_s']:.0f} tok/s", note)
     if not missing("hf_offline", "transformers generate (offline)"):
@@ -173,7 +175,7 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
         add("transformers generate (offline)", f"{h['tok_per_s']:.0f} tok/s",
             f"rate over {len(h['batches'])} static batch(es) of {h['batch_size']} = "
             f"{h['requests']} of the requests; ours is {_f(x, '.2f')}x "
-            f"[target >=8x: {_verdict('offline_x_hf', x)}]")
+            f"[target >={TARGETS['offline_x_hf']:g}x: {_verdict('offline_x_hf', x)}]")
     prefix = {n: phases[n]["result"] for n in ("prefix_radix", "prefix_noradix")
               if _ok(phases, n)}
     for n, label in (("prefix_radix", "radix cache on"), ("prefix_noradix", "radix cache off")):
