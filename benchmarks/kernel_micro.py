@@ -17,8 +17,11 @@ both take a device string, return a flat dict of numbers and raise without CUDA.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -120,6 +123,61 @@ def bench_decode_attention(device: str | torch.device, copy_gbps: float | None =
     return result
 
 
+def _tune_decode_batch(dev: torch.device, bs: int, copy: float) -> dict[str, Any]:
+    """The fastest decode launch at batch `bs` x `DECODE_CONTEXT` keys (default splits)."""
+    import sglang.kernels as K
+    from sglang.kernels.attention.decode import DecodeLaunch
+
+    k, v, table = _pool(bs, DECODE_CONTEXT, dev, scattered=False)
+    q = torch.randn(bs, HEADS, HEAD_DIM, dtype=DTYPE, device=dev)
+    out = torch.empty_like(q)
+    rows = torch.arange(bs, device=dev)
+    seq = torch.full((bs,), DECODE_CONTEXT, dtype=torch.int64, device=dev)
+    splits = K.default_num_kv_splits(bs, KV_HEADS, dev)
+    ws = K.DecodeWorkspace.allocate(bs, HEADS, HEAD_DIM, splits, dev)
+    kv_bytes = 2 * bs * DECODE_CONTEXT * KV_HEADS * HEAD_DIM * DTYPE.itemsize
+
+    def run(launch: DecodeLaunch) -> None:
+        K.decode_attention(q, k, v, table, rows, seq, out, sm_scale=HEAD_DIM**-0.5,
+                           num_kv_splits=splits, workspace=ws, launch=launch)
+
+    timed = []
+    for bn, warps, stages in itertools.product((32, 64, 128), (2, 4, 8), (1, 2, 3, 4)):
+        launch = DecodeLaunch(bn, warps, stages)
+        try:
+            timed.append((_time_ms(lambda la=launch: run(la), iters=10, reps=3), launch))
+        except Exception:  # noqa: BLE001 - past shared memory or registers: skip
+            continue
+    ms, best = min(timed, key=lambda t: t[0])
+    default_ms = next(t for t, la in timed if la == DecodeLaunch())
+    return {"launch": asdict(best), "ms": ms, "of_copy": kv_bytes / ms / 1e6 / copy,
+            "default_ms": default_ms, "num_kv_splits": splits}
+
+
+def tune_decode(device: str | torch.device, out: Path, batches: tuple[int, ...] = (1, 8, 64)
+                ) -> dict[str, Any]:
+    """Time every decode launch shape (keys per block x warps x stages) at each batch size and
+    `DECODE_CONTEXT` keys, splits by the default policy, and write the fastest per batch into
+    `out`'s `decode_attention_<device>.json` (the table `decode_attention` reads)."""
+    import json
+
+    from sglang.kernels import tuning
+    from sglang.kernels.attention.decode import TUNING_KERNEL, tuning_key
+
+    dev = _cuda(device)
+    copy = copy_bandwidth_gbps(dev)
+    buckets: dict[str, Any] = {}
+    for bs in batches:
+        buckets[str(bs)] = row = _tune_decode_batch(dev, bs, copy)
+        print(f"decode bs={bs}: {json.dumps(row)}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key(dev))
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[tuning_key(HEADS, KV_HEADS, HEAD_DIM, DTYPE)] = buckets
+    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    return buckets
+
+
 def _causal_flops(requests: int, prefix: int, new: int) -> float:
     # Query at absolute position p sees p + 1 keys: 2 matmuls x 2 FLOP per multiply-add.
     visible = requests * (new * prefix + new * (new + 1) // 2)
@@ -218,7 +276,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--copy-gbps", type=float, default=None,
                         help="copy bandwidth to compare against (default: measured here)")
+    parser.add_argument("--tune-decode", metavar="DIR", default=None,
+                        help="sweep decode launch shapes and write the table into DIR")
     args = parser.parse_args()
+    if args.tune_decode:
+        tune_decode(args.device, Path(args.tune_decode))
+        return
     _print("decode attention", bench_decode_attention(args.device, args.copy_gbps))
     _print("extend attention", bench_extend_attention(args.device))
 

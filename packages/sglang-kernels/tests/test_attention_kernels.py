@@ -225,3 +225,32 @@ def test_decode_rejects_cpu_tensors_outside_the_interpreter(monkeypatch):
     q = randn(1, 2, HEAD_DIM, dtype=torch.float32)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         decode_attention(q, pool.k, pool.v, pool.table, pool.rows, _lens([4]), sm_scale=0.2)
+
+
+def test_decode_launch_comes_from_the_measured_table(override):
+    """A measured launch (here a "cpu" table, as the interpreter reads) is taken for the nearest
+    batch size, an explicit `launch` wins, and every launch gives the reference's output."""
+    import json
+
+    from sglang.kernels import tuning
+    from sglang.kernels.attention.decode import (
+        TUNING_KERNEL,
+        DecodeLaunch,
+        decode_launch,
+        tuning_key,
+    )
+
+    heads, kv_heads = 4, 1
+    key = tuning_key(heads, kv_heads, HEAD_DIM, torch.float32)
+    table = {key: {"2": {"launch": {"block_n": 32, "num_warps": 2, "num_stages": 1}},
+                   "64": {"launch": {"block_n": 64, "num_warps": 8, "num_stages": 3}}}}
+    (override / tuning.table_name(TUNING_KERNEL, "cpu")).write_text(json.dumps(table))
+    cpu = torch.device("cpu")
+    assert decode_launch(4, heads, kv_heads, HEAD_DIM, torch.float32, cpu) == DecodeLaunch(32, 2, 1)
+    assert decode_launch(40, heads, kv_heads, HEAD_DIM, torch.float32, cpu) == DecodeLaunch(64, 8, 3)
+    if DEVICE == "cpu":
+        got, want = _run_decode([1, 16, 47, 5], heads, kv_heads, torch.float32, num_kv_splits=2)
+        torch.testing.assert_close(got, want, **ATTN_TOL[torch.float32])
+        got, want = _run_decode([1, 16, 47, 5], heads, kv_heads, torch.float32, num_kv_splits=2,
+                                launch=DecodeLaunch(16, 1, 1))
+        torch.testing.assert_close(got, want, **ATTN_TOL[torch.float32])

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from sglang.kernels import tuning
 from sglang.kernels._triton import (
     check_device,
     dot_precision,
@@ -217,10 +218,36 @@ def _merge_splits(
              mask=mask_d)
 
 
-def _block_n(dtype: torch.dtype) -> int:
+TUNING_KERNEL = "decode_attention"
+
+
+@dataclass(frozen=True)
+class DecodeLaunch:
+    """Launch shape of the split-KV kernel: keys per block, warps, pipeline stages."""
+
+    block_n: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def tuning_key(num_heads: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> str:
+    return f"H{num_heads}_KV{num_kv_heads}_D{head_dim}_{str(dtype).removeprefix('torch.')}"
+
+
+def decode_launch(batch: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                  dtype: torch.dtype, device: torch.device) -> DecodeLaunch:
+    """The launch measured fastest on this device for the nearest batch size
+    (`benchmarks/kernel_micro.py --tune-decode DIR`), else the default (fp32 tiles halve
+    the block to stay in registers; the interpreter takes small blocks so tests cross them, and
+    reads tables of the device key "cpu", which only tests write)."""
+    device_key = tuning.device_key(device) if device.type == "cuda" else "cpu"
+    entry = tuning.lookup(TUNING_KERNEL, tuning_key(num_heads, num_kv_heads, head_dim, dtype),
+                          batch, device_key)
+    if entry is not None:
+        return DecodeLaunch(**entry["launch"])
     if interpreting():
-        return 16
-    return 32 if dtype == torch.float32 else 64
+        return DecodeLaunch(16, 1, 1)
+    return DecodeLaunch(32) if dtype == torch.float32 else DecodeLaunch()
 
 
 def decode_attention(
@@ -240,6 +267,7 @@ def decode_attention(
     k_scale: float = 1.0,
     v_scale: float = 1.0,
     workspace: DecodeWorkspace | None = None,
+    launch: DecodeLaunch | None = None,
 ) -> torch.Tensor:
     """One query token per request attends to the request's first ``seq_lens[b]`` keys.
 
@@ -267,6 +295,7 @@ def decode_attention(
             ``code * scale``; ignored (1.0) for other pools.
         workspace: preallocated scratch with room for ``batch * num_kv_splits``
             (``DecodeWorkspace.allocate``); ``None`` allocates one.
+        launch: the kernel's launch shape; default `decode_launch` (the device's table).
 
     Returns:
         ``out``: ``[batch, num_heads, head_dim]`` in ``q``'s dtype.
@@ -301,7 +330,8 @@ def decode_attention(
     mid_o, mid_lse = workspace.views(batch, num_kv_splits)
     group = num_heads // num_kv_heads
     block_d = next_pow2(head_dim, 16)
-    interp = interpreting()
+    cfg = launch or decode_launch(batch, num_heads, num_kv_heads, head_dim, compute_dtype,
+                                  q.device)
     arrivals = workspace.arrivals
     _decode_kernel[(batch, num_kv_heads, num_kv_splits)](
         q, k_buffer, v_buffer, mid_o, mid_lse, out, arrivals,
@@ -313,11 +343,11 @@ def decode_attention(
         out.stride(0), out.stride(1), arrivals.stride(0), req_to_token.stride(0),
         GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d,
         # tl.dot needs at least 16 rows; heads beyond the group are masked.
-        BLOCK_H=next_pow2(group, 16), BLOCK_N=_block_n(compute_dtype), NUM_SPLITS=num_kv_splits,
+        BLOCK_H=next_pow2(group, 16), BLOCK_N=cfg.block_n, NUM_SPLITS=num_kv_splits,
         BLOCK_S=next_pow2(num_kv_splits),
         USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
         PRECISION=dot_precision(compute_dtype), KV_FP8=kv_fp8, **pdl_args(q),
-        num_warps=1 if interp else 4, num_stages=1 if interp else 2,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
 
