@@ -166,15 +166,15 @@ def tune_decode(device: str | torch.device, out: Path, batches: tuple[int, ...] 
 
     dev = _cuda(device)
     copy = copy_bandwidth_gbps(dev)
-    buckets: dict[str, Any] = {}
-    for bs in batches:
-        buckets[str(bs)] = row = _tune_decode_batch(dev, bs, copy)
-        print(f"decode bs={bs}: {json.dumps(row)}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key(dev))
     table = json.loads(path.read_text()) if path.is_file() else {}
-    table[tuning_key(HEADS, KV_HEADS, HEAD_DIM, DTYPE)] = buckets
-    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    buckets = table.setdefault(tuning_key(HEADS, KV_HEADS, HEAD_DIM, DTYPE), {})
+    for bs in batches:
+        buckets[str(bs)] = row = _tune_decode_batch(dev, bs, copy)
+        print(f"decode bs={bs}: {json.dumps(row)}", flush=True)
+        # Written after each batch size, so a sweep cut short keeps what it measured.
+        path.write_text(json.dumps(table, indent=1, sort_keys=True))
     return buckets
 
 
