@@ -8,8 +8,9 @@ Both systems get identical token ids (built here, seeded). Ours runs all prompts
 `generate` call; transformers runs left-padded batches at each size in --hf-batch-sizes and
 its best size is reported. Model load time is excluded from both and printed separately.
 
-`--weights packed,float` runs ours once per weight form of the GGUF file (packed: the CPU
-default; float: dequantize_gguf), each with its peak RSS (VmHWM, reset before the engine is
+`--weights packed,packed_int8,float` runs ours once per weight form of the GGUF file (packed: the
+CPU default; packed_int8: packed with int8 activations for large batches; float:
+dequantize_gguf), each with its peak RSS (VmHWM, reset before the engine is
 built) and a batch-1 decode rate: (N - 1) tokens over the time of N-token minus 1-token runs.
 `--llama-server PATH` adds llama.cpp's server on the same GGUF and token ids
 (`llama_server_side.py`), at each slot count of `--llama-parallel`.
@@ -250,7 +251,8 @@ def run_ours(llm: Any, prompts: list[list[int]], output_len: int) -> SystemRun:
     )
 
 
-WEIGHT_FORMS = {"packed": {}, "float": {"dequantize_gguf": True}}
+WEIGHT_FORMS = {"packed": {}, "packed_int8": {"cpu_int8_activations": True},
+                "float": {"dequantize_gguf": True}}
 
 
 def reset_peak_rss() -> None:
@@ -352,8 +354,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--out", default=None, help="write the numbers as JSON here")
     p.add_argument("--weights", default="packed",
-                   help="comma list of packed (GGUF weights kept packed, the CPU default) and "
-                        "float (dequantize_gguf): ours runs once per entry")
+                   help="comma list of packed (GGUF weights kept packed, the CPU default), "
+                        "packed_int8 (packed, --cpu-int8-activations) and float "
+                        "(dequantize_gguf): ours runs once per entry")
     p.add_argument("--decode-tokens", type=int, default=32,
                    help="tokens of the batch-1 decode measure")
     p.add_argument("--threads", type=int, default=None,

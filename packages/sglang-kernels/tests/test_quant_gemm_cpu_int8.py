@@ -155,22 +155,26 @@ def test_int8_path_reads_half_scales(dtype):
 
 
 @needs_vnni
-def test_auto_takes_int8_from_its_threshold_unless_turned_off(monkeypatch):
+def test_auto_takes_int8_from_its_threshold_only_when_asked(monkeypatch):
     k, n, bits, group = 128, 50, 4, 32
     qweight, scales, zeros = make(k, n, bits, group)
     big = torch.randn(cpu_gemm.INT8_MIN_M, k)
     small = big[: cpu_gemm.INT8_MIN_M - 1]
-    assert cpu_gemm.choose_path(big.shape[0]) == "int8"
-    assert torch.equal(quant_gemm_cpu(big, qweight, scales, zeros, bits, group),
-                       quant_gemm_cpu(big, qweight, scales, zeros, bits, group, path="int8"))
-    exact = quant_gemm_cpu(small, qweight, scales, zeros, bits, group)
-    torch.testing.assert_close(exact.double(), float_exact(small, qweight, scales, zeros, bits,
-                                                           group), rtol=1e-5, atol=2e-5)
-    monkeypatch.setenv(cpu_gemm.INT8_ENV, "0")  # the exact fp32 paths at every M
+    # Off by default: the exact fp32 paths at every M.
     assert cpu_gemm.choose_path(big.shape[0]) in ("fused", "mm")
     got = quant_gemm_cpu(big, qweight, scales, zeros, bits, group)
     torch.testing.assert_close(got.double(), float_exact(big, qweight, scales, zeros, bits,
                                                          group), rtol=1e-5, atol=2e-5)
+    # Asked for (argument or environment): int8 from INT8_MIN_M rows, fp32 below.
+    assert cpu_gemm.choose_path(big.shape[0], int8=True) == "int8"
+    assert torch.equal(quant_gemm_cpu(big, qweight, scales, zeros, bits, group, int8=True),
+                       quant_gemm_cpu(big, qweight, scales, zeros, bits, group, path="int8"))
+    monkeypatch.setenv(cpu_gemm.INT8_ENV, "1")
+    assert cpu_gemm.choose_path(big.shape[0]) == "int8"
+    assert cpu_gemm.choose_path(big.shape[0], int8=False) in ("fused", "mm")
+    exact = quant_gemm_cpu(small, qweight, scales, zeros, bits, group)
+    torch.testing.assert_close(exact.double(), float_exact(small, qweight, scales, zeros, bits,
+                                                           group), rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("m", [3, 40])
@@ -181,8 +185,8 @@ def test_without_vnni_the_fp32_paths_run(monkeypatch, m):
     k, n, bits, group = 128, 50, 8, 16
     qweight, scales, zeros = make(k, n, bits, group)
     x = torch.randn(m, k)
-    assert cpu_gemm.choose_path(m) == ("fused" if m <= cpu_gemm.SMALL_M else "mm")
-    got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group)
+    assert cpu_gemm.choose_path(m, int8=True) == ("fused" if m <= cpu_gemm.SMALL_M else "mm")
+    got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, int8=True)
     torch.testing.assert_close(got.double(), float_exact(x, qweight, scales, zeros, bits, group),
                                rtol=1e-5, atol=2e-5)
     with pytest.raises(ValueError, match="VNNI"):

@@ -5,9 +5,7 @@ fallback), a Q8_0 embedding, tied and untied (Q6_K) LM heads.
 
 Tolerance: both models compute in float32 from the same codes; packed weights are
 (q - z) * s where the float path has gguf-py's q * s + offset, so weights differ by fp32
-rounding and logits by a small multiple of it: atol 1e-4 on logits of magnitude ~10. That
-needs fp32 activations, so the CPU kernel's int8 path (from 17 rows, whose rounding is tested in
-sglang-kernels and test_gguf_packed_smollm2) is turned off here (SGLANG_CPU_INT8_GEMM=0).
+rounding and logits by a small multiple of it: atol 1e-4 on logits of magnitude ~10.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import pytest
 import torch
 import transformers
 
-from sglang.kernels.cpu.quant_gemm import INT8_ENV
 from sglang.runtime.loading.loader import LoadedModel, load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,11 +41,6 @@ TYPES = {
     "blk.1.ffn_up.weight": "Q4_K", "blk.1.ffn_down.weight": "Q4_1",
 }
 PROMPTS = [[158, 5, 9, 2, 40, 77, 13], [158, 5, 9], [60, 61, 62, 63, 64, 65, 66, 67, 68, 3, 9]]
-
-
-@pytest.fixture(autouse=True)
-def _fp32_activations(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(INT8_ENV, "0")
 
 
 def write_tiny(folder: Path, tied: bool) -> str:

@@ -2,13 +2,13 @@
 the same file dequantized: greedy tokens on the parity prompts of test_gguf_smollm2, and the
 memory the packed weights take (measured in subprocesses, gguf_memory_probe.py).
 
-Greedy parity with fp32 activations (`SGLANG_CPU_INT8_GEMM=0`): packed and float weights
+Greedy parity with fp32 activations (the default): packed and float weights
 differ by fp32 rounding only, so the two runs agree unless a step's top two logits nearly tie;
 where a prompt's tokens differ, the first differing step must be such a near tie: the float
 model's logits of the two chosen tokens within TIE_TOL of each other.
 
-The default (int8 activations from `INT8_MIN_M` rows, i.e. this prefill of 46 tokens; decode
-steps of 4 rows stay fp32) changes the logits by the activations' rounding: measured
+int8 activations (`cpu_int8_activations=True`: from `INT8_MIN_M` rows, i.e. this prefill of 46
+tokens; decode steps of 4 rows stay fp32) change the logits by the activations' rounding: measured
 2026-12-03, largest |logit difference| 0.89 and relative L2 5.4e-2 per row over all steps, one
 prompt of four diverging at step 5 where the float model's two tokens were 0.22 apart. Its test
 bounds those at about twice the measurement (INT8_LOGIT_ABS, INT8_LOGIT_REL) and allows a
@@ -77,8 +77,7 @@ def _first_differences(got: list[list[int]], want: list[list[int]]
             for row, (a, b) in enumerate(zip(got, want, strict=True)) if a != b]
 
 
-def test_packed_greedy_matches_dequantized(dense_run, monkeypatch) -> None:
-    monkeypatch.setenv(INT8_ENV, "0")
+def test_packed_greedy_matches_dequantized(dense_run) -> None:
     prompts, want, steps = dense_run
     packed = load_model(None)
     assert packed.model.model.embed_tokens.quant_method is not None  # the CPU default
@@ -94,7 +93,7 @@ def test_int8_prefill_stays_within_its_tolerance(dense_run, monkeypatch) -> None
     monkeypatch.delenv(INT8_ENV, raising=False)
     prompts, want, steps = dense_run
     assert sum(map(len, prompts)) >= INT8_MIN_M  # the prefill takes the int8 path
-    packed = load_model(None)
+    packed = load_model(None, cpu_int8_activations=True)
     got, got_steps = _greedy(packed, prompts)
     diverged = dict(_first_differences(got, want))
     for row in range(len(prompts)):

@@ -1,8 +1,6 @@
 """AWQ and GPTQ checkpoints in their real packed layouts (written by `quant_writers`) load into
 the canonical layout and compute the same model as a float folder of the dequantized weights:
-logits within 1e-4 in float32 on a ragged batch with a cached prefix, and equal greedy tokens.
-That is a check of the conversion, so it runs with fp32 activations: the CPU kernel's int8 path
-(from 17 rows; its rounding is tested in sglang-kernels) is off here (SGLANG_CPU_INT8_GEMM=0)."""
+logits within 1e-4 in float32 on a ragged batch with a cached prefix, and equal greedy tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +12,6 @@ from quant_runs import assert_same_outputs
 from quant_writers import VOCAB, Scheme, tiny_llama_config, write_quantized
 from tiny_models import save_hf_model, save_word_tokenizer
 
-from sglang.kernels.cpu.quant_gemm import INT8_ENV
 from sglang.runtime.loading.loader import load_model
 
 ATOL = 1e-4
@@ -28,11 +25,6 @@ SCHEMES = {
     "gptq8-g-1": Scheme("gptq", 8, -1, sym=True),
     "gptq8-act-order": Scheme("gptq", 8, 32, desc_act=True),
 }
-
-
-@pytest.fixture(autouse=True)
-def _fp32_activations(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(INT8_ENV, "0")
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         tokenizer_path=args.tokenizer_path, seed=args.random_seed,
         skip_tokenizer=args.skip_tokenizer_init, quantization=args.quantization,
         dequantize_gguf=args.dequantize_gguf,
+        cpu_int8_activations=args.cpu_int8_activations,
     )
     cfg = loaded.model_config
     context_len = args.context_length or cfg.context_len

@@ -1,11 +1,12 @@
 """`quant_gemm` on the CPU: the C kernels of ``quant_gemm.c`` / ``quant_gemm_int8.c`` called
 through ctypes. Three paths (`PATHS`), chosen per call by the row count M:
 
-- ``int8`` (from `INT8_MIN_M` rows, where the CPU has AVX-512 VNNI): x is quantized per block
-  of 32 k (or per group, when groups are smaller) to int8 with an fp32 scale and multiplied with
-  integer dot products; the result differs from the float product by the activations' rounding
-  (docs/quant_kernels.md gives the tolerance). ``SGLANG_CPU_INT8_GEMM=0`` turns it off and
-  gives the exact fp32 paths below at every M.
+- ``int8`` (opt-in, from `INT8_MIN_M` rows, where the CPU has AVX-512 VNNI): x is quantized per
+  block of 32 k (or per group, when groups are smaller) to int8 with an fp32 scale and
+  multiplied with integer dot products; the result differs from the float product by the
+  activations' rounding (docs/quant_kernels.md gives the tolerance), and so depends on how many
+  rows share the call. ``int8=True`` (or ``SGLANG_CPU_INT8_GEMM=1``) turns it on; by default
+  the exact fp32 paths below run at every M.
 - ``fused`` (up to `SMALL_M` rows otherwise): fp32 dot products that dequantize inside the
   loop, streaming the packed weight once per block of 8 rows.
 - ``mm`` (more rows otherwise): chunks of columns dequantized into a bounded fp32 scratch
@@ -33,7 +34,7 @@ SCRATCH_BYTES = 1 << 20  # fp32 dequantized chunk of the large-M path: L2-sized
 PATHS = ("auto", "int8", "fused", "mm")
 # Rows from which "auto" takes the int8 path (measured: docs/quant_kernels.md).
 INT8_MIN_M = 17
-INT8_ENV = "SGLANG_CPU_INT8_GEMM"  # "0": never the int8 path (exact fp32 activations)
+INT8_ENV = "SGLANG_CPU_INT8_GEMM"  # "1": the int8 path where `int8` is not given
 INT8_BLOCK = 32  # k per activation scale inside larger groups
 _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _scratch = threading.local()
@@ -113,14 +114,16 @@ def int8_supported() -> bool:
     return lib is not None and bool(lib.sgl_int8_gemm_available())
 
 
-def int8_enabled() -> bool:
-    """Whether "auto" may take the int8 path: supported and not turned off by `INT8_ENV`."""
-    return os.environ.get(INT8_ENV, "1") != "0" and int8_supported()
+def int8_enabled(int8: bool | None = None) -> bool:
+    """Whether "auto" may take the int8 path: asked for (`int8`, else `INT8_ENV` = "1") and
+    supported."""
+    wanted = os.environ.get(INT8_ENV, "0") == "1" if int8 is None else int8
+    return wanted and int8_supported()
 
 
-def choose_path(m: int) -> str:
+def choose_path(m: int, int8: bool | None = None) -> str:
     """The path "auto" takes for m rows."""
-    if m >= INT8_MIN_M and int8_enabled():
+    if m >= INT8_MIN_M and int8_enabled(int8):
         return "int8"
     return "fused" if m <= SMALL_M else "mm"
 
@@ -162,13 +165,14 @@ def quantize_activations_cpu(x: torch.Tensor, bits: int, group_size: int
 
 def quant_gemm_cpu(
     x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-    bits: int, group_size: int, *, path: str = "auto",
+    bits: int, group_size: int, *, path: str = "auto", int8: bool | None = None,
 ) -> torch.Tensor:
     """``x @ w`` with ``w[k, n] = (q[k, n] - zeros[g, n]) * scales[g, n]``, g = k // group_size,
     on the CPU; the arguments are `quant_gemm`'s (x [M, K] fp16/bf16/fp32, qweight int32
     [K * bits // 32, N], scales/zeros [K // group_size, N]; bits 4 or 8; group_size 16, 32, 64,
     128 or K). Computed in fp32 (the int8 path: int8 activations), returned in x's dtype.
-    `path` forces one of `PATHS` ("int8" raises ValueError where it is not supported)."""
+    `path` forces one of `PATHS` ("int8" raises ValueError where it is not supported); with
+    "auto", `int8` (None: `INT8_ENV`) lets batches of `INT8_MIN_M` rows or more take int8."""
     m, n, k = check_quant_args(x, qweight, scales, zeros, bits, group_size)
     _check_cpu(x, qweight, scales, zeros)
     if path not in PATHS:
@@ -186,7 +190,7 @@ def quant_gemm_cpu(
     scales, zeros, code = _params(scales, zeros)
     threads = torch.get_num_threads()
     out = torch.empty(m, n, dtype=torch.float32)
-    path = choose_path(m) if path == "auto" else path
+    path = choose_path(m, int8) if path == "auto" else path
     if path == "int8":
         rows, vectors, chunk = int8_tile(m, k, group_size)
         rc = lib.sgl_quant_gemm_i8(xf.data_ptr(), m, k, qweight.data_ptr(), scales.data_ptr(),

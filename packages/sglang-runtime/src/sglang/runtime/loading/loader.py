@@ -120,6 +120,7 @@ def load_model(
     skip_tokenizer: bool = False,
     quantization: str | None = None,
     dequantize_gguf: bool = False,
+    cpu_int8_activations: bool = False,
 ) -> LoadedModel:
     """Build the model named by `model_path` (None: the default SmolLM2 GGUF).
 
@@ -129,6 +130,7 @@ def load_model(
     `quantization`: None (the checkpoint's own, if any) or a method that must match it.
     `dequantize_gguf`: a .gguf file's weights become float even on CPU, where they otherwise
     stay packed (`quantization="gguf"`).
+    `cpu_int8_activations`: packed layers on CPU take int8 activations for large batches.
     """
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"unknown load_format {load_format!r}; choose from {LOAD_FORMATS}")
@@ -159,7 +161,7 @@ def load_model(
     else:
         _load_checkpoint(model, source, kv_scales)
     if quant is not None:
-        finish_loading(model, dtype)
+        finish_loading(model, dtype, cpu_int8_activations)
     model.eval()
     weight_bytes = _weight_bytes(model)
     logger.info(

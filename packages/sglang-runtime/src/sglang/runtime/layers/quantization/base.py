@@ -81,6 +81,8 @@ class QuantLinearMethod(ABC):
 
     bits: int
     group_size: int  # -1: one group over the whole K
+    # CPU: int8 activations for large batches (`--cpu-int8-activations`), set after loading.
+    cpu_int8: bool = False
 
     @abstractmethod
     def params(self) -> dict[str, PackedParam]: ...
@@ -188,7 +190,8 @@ class QuantLinearMethod(ABC):
         x2 = x.reshape(-1, shape[-1])
         if layer.perm is not None:
             x2 = x2[:, layer.perm]
-        y = quant_matmul(x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group)
+        y = quant_matmul(x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group,
+                         cpu_int8=self.cpu_int8)
         bias = getattr(layer, "bias", None)  # a packed embedding used as LM head has none
         if bias is not None:
             y = y + bias

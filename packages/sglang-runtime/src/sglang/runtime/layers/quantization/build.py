@@ -108,9 +108,10 @@ def _skipped(config: QuantConfig, name: str, fused: dict[str, tuple[str, str]]) 
     return bool(shards) and len(skipped) == len(shards)
 
 
-def finish_loading(model: nn.Module, dtype: torch.dtype) -> None:
+def finish_loading(model: nn.Module, dtype: torch.dtype, cpu_int8: bool = False) -> None:
     # Linears, and embeddings of methods that pack them; a tied LM head is the embedding.
     for module in model.modules():
         method = getattr(module, "quant_method", None)
         if method is not None:
             method.finish_loading(module, dtype)
+            method.cpu_int8 = cpu_int8

@@ -8,12 +8,14 @@ import torch
 
 
 def quant_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-                 zeros: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
-    """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout`."""
+                 zeros: torch.Tensor, bits: int, group_size: int, cpu_int8: bool = False
+                 ) -> torch.Tensor:
+    """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout`;
+    `cpu_int8`: on the CPU, large batches with int8 activations (`quant_gemm_cpu`'s `int8`)."""
     if x.is_cuda:
         from sglang.kernels import quant_gemm
 
         return quant_gemm(x, qweight, scales, zeros, bits, group_size)
     from sglang.kernels import quant_gemm_cpu
 
-    return quant_gemm_cpu(x, qweight, scales, zeros, bits, group_size)
+    return quant_gemm_cpu(x, qweight, scales, zeros, bits, group_size, int8=cpu_int8)
