@@ -1,9 +1,9 @@
-"""Build the CPU kernels' C source on first use and load it with ctypes.
+"""Build the CPU kernels' C sources (one library) on first use and load it with ctypes.
 
 The shared library is compiled with the system C compiler (``$CC``, else sysconfig's ``CC``,
 else ``cc``) into a per-user cache directory (``$SGLANG_KERNEL_CACHE``, else
 ``$XDG_CACHE_HOME/sglang/kernels`` or ``~/.cache/sglang/kernels``), named by a hash of the
-source, the compiler command, the flags and the CPU (``-march=native`` code is only valid on the
+sources, the compiler command, the flags and the CPU (``-march=native`` code is only valid on the
 CPU it was built for). A build writes a temporary file in that directory and renames it into
 place (atomic), so processes building at once never see a partial library. If no compiler works,
 `load_library` returns None after one warning and the callers use the torch reference.
@@ -27,7 +27,8 @@ import threading
 import warnings
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("quant_gemm.c")
+HERE = Path(__file__).parent
+SOURCES = (HERE / "quant_gemm.c", HERE / "paged_attention.c")  # one library
 CACHE_ENV = "SGLANG_KERNEL_CACHE"
 # Tried in order; the second builds a single-threaded library where OpenMP is missing.
 FLAG_SETS = (
@@ -67,7 +68,8 @@ def _cpu_identity() -> str:
 
 def library_path(cc: list[str], flags: tuple[str, ...]) -> Path:
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(cc).encode(), " ".join(flags).encode(),
+    sources = [path.read_bytes() for path in SOURCES]
+    for part in (*sources, " ".join(cc).encode(), " ".join(flags).encode(),
                  _cpu_identity().encode(), platform.machine().encode()):
         digest.update(part)
         digest.update(b"\0")
@@ -75,12 +77,12 @@ def library_path(cc: list[str], flags: tuple[str, ...]) -> Path:
 
 
 def compile_library(cc: list[str], flags: tuple[str, ...], target: Path) -> None:
-    """Compile SOURCE into `target` through a temporary file renamed into place."""
+    """Compile SOURCES into `target` through a temporary file renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem + ".", suffix=".tmp")
     os.close(fd)
     try:
-        subprocess.run([*cc, *flags, "-o", tmp, str(SOURCE)], check=True,
+        subprocess.run([*cc, *flags, "-o", tmp, *map(str, SOURCES)], check=True,
                        capture_output=True, text=True, timeout=300)
         os.replace(tmp, target)
     finally:
@@ -94,6 +96,13 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sgl_quant_gemm.restype = cint
     lib.sgl_dequantize.argtypes = [ptr, ptr, ptr, cint, i64, i64, cint, i64, i64, i64, ptr, cint]
     lib.sgl_dequantize.restype = cint
+    f32 = ctypes.c_float
+    lib.sgl_paged_attention.argtypes = [ptr, i64, ptr, ptr, ptr, i64, ptr, ptr, i64, cint, cint,
+                                        cint, i64, f32, f32, ptr, cint]
+    lib.sgl_paged_attention.restype = cint
+    lib.sgl_rope_store_kv.argtypes = [ptr, i64, ptr, i64, ptr, i64, ptr, ptr, ptr, cint, cint,
+                                      i64, cint, cint, cint, ptr, ptr, ptr, cint]
+    lib.sgl_rope_store_kv.restype = cint
     return lib
 
 
