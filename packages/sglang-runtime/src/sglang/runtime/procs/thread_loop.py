@@ -12,7 +12,6 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from sglang.runtime.executor.openmp import release_thread_pool
 from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.scheduler.scheduler import Scheduler
@@ -28,9 +27,6 @@ class SchedulerThread:
         self._commands: queue.Queue[tuple[str, object]] = queue.Queue()
         self._sinks: dict[str, Sink] = {}
         self._stop = threading.Event()
-        # Every forward runs on the new thread: the OpenMP workers this thread made while the
-        # runtime was built would only make the runtime throttle the new thread's (openmp.py).
-        release_thread_pool()
         self._thread = threading.Thread(target=self._run, name="sglang-scheduler", daemon=True)
         self._thread.start()
 
