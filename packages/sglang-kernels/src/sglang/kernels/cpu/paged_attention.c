@@ -29,6 +29,7 @@
 #define BLK 32    /* keys per softmax block */
 #define MAX_D 256 /* head_dim bound (stack accumulators) */
 #define MAX_G 16  /* query heads per KV head bound */
+#define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
@@ -276,7 +277,8 @@ int sgl_rope_store_kv(float *q, int64_t q_tok_stride, const float *k, int64_t k_
         return -1;
     const int half = rot_dim / 2;
     const int nt = threads_for(num_threads, T);
-#pragma omp parallel for schedule(static) num_threads(nt)
+    /* A decode step's few tokens are microseconds of work: less than waking a worker. */
+#pragma omp parallel for schedule(static) num_threads(nt) if (T >= PARALLEL_MIN_TOKENS)
     for (int64_t t = 0; t < T; t++) {
         const float *c = cos + positions[t] * half, *s = sin + positions[t] * half;
         for (int h = 0; h < H; h++) rotate(q + t * q_tok_stride + (int64_t)h * D, c, s, half, neox);
