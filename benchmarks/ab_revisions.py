@@ -29,7 +29,8 @@ def checkout(rev: str, dest: Path) -> Path:
     return dest
 
 
-def run_once(tree: Path, workloads: str, num_prompts: int, output_len: int) -> dict:
+def run_once(tree: Path, workloads: str, num_prompts: int, output_len: int,
+             weights: str = "packed") -> dict:
     env = dict(os.environ)
     paths = [str(tree / "packages" / p / "src") for p in SRC_PACKAGES]
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -37,7 +38,7 @@ def run_once(tree: Path, workloads: str, num_prompts: int, output_len: int) -> d
         out = Path(f.name)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "offline_throughput.py"), "--skip-hf",
            "--workloads", workloads, "--num-prompts", str(num_prompts),
-           "--output-len", str(output_len), "--out", str(out)]
+           "--output-len", str(output_len), "--weights", weights, "--out", str(out)]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     data = json.loads(out.read_text())
     out.unlink()
@@ -52,6 +53,8 @@ def main() -> None:
     p.add_argument("--workloads", default="shared,distinct")
     p.add_argument("--num-prompts", type=int, default=64)
     p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--weights", default="packed", choices=("packed", "float"),
+                   help="weight form of ours (offline_throughput.py --weights)")
     p.add_argument("--out", default=None, help="write every round as JSON here")
     args = p.parse_args()
 
@@ -62,7 +65,8 @@ def main() -> None:
         try:
             for i in range(args.rounds):
                 for label, tree in trees.items():
-                    r = run_once(tree, args.workloads, args.num_prompts, args.output_len)
+                    r = run_once(tree, args.workloads, args.num_prompts, args.output_len,
+                                 args.weights)
                     rounds[label].append(r)
                     print(f"round {i + 1} {label:6s} " + "  ".join(
                         f"{w} {v:7.1f} tok/s" for w, v in r.items()), flush=True)

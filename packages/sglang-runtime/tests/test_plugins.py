@@ -19,7 +19,7 @@ BUILTIN_MODELS = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
 BUILTIN_MODELS |= {"MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "DbrxForCausalLM"}
 BUILTINS = {
     plugins.MODELS: BUILTIN_MODELS,
-    plugins.ATTENTION_BACKENDS: {"torch", "triton"},
+    plugins.ATTENTION_BACKENDS: {"torch", "cpu", "triton"},
     plugins.GRAMMAR_BACKENDS: {"xgrammar", "outlines"},
     plugins.SCHEDULE_POLICIES: {"lpm", "fcfs"},
 }

@@ -50,9 +50,10 @@ def _ids(seed: int, lens: list[int]) -> list[list[int]]:
     return [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in lens]
 
 
-def test_auto_is_triton_on_cuda_and_torch_elsewhere() -> None:
+def test_auto_is_triton_on_cuda_cpu_on_the_cpu_and_torch_elsewhere() -> None:
     assert resolve_backend_name("auto", torch.device("cuda")) == "triton"
-    assert resolve_backend_name("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend_name("auto", torch.device("cpu")) == "cpu"
+    assert resolve_backend_name("auto", torch.device("meta")) == "torch"
     assert resolve_backend_name("torch", torch.device("cuda")) == "torch"
     assert isinstance(create_backend("triton"), TritonAttentionBackend)
 

@@ -115,7 +115,8 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "upper bound of the prefill chunk, whatever chunked_prefill_size says"
     )] = 16384
     attention_backend: Annotated[str, doc(
-        "attention kernels: auto (triton on CUDA, torch elsewhere), or a registered backend",
+        "attention kernels: auto (triton on CUDA, cpu on the CPU, torch elsewhere), or a "
+        "registered backend",
         choices=(AUTO_ATTENTION_BACKEND,), registry=ATTENTION_BACKENDS,
     )] = AUTO_ATTENTION_BACKEND
     attention_reduce_in_fp32: Annotated[bool, doc(

@@ -28,7 +28,8 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "quant_gemm.c", HERE / "quant_gemm_int8.c")  # one library
+# One library.
+SOURCES = (HERE / "quant_gemm.c", HERE / "quant_gemm_int8.c", HERE / "paged_attention.c")
 HEADERS = (HERE / "quant_common.h",)
 CACHE_ENV = "SGLANG_KERNEL_CACHE"
 # Tried in order; the second builds a single-threaded library where OpenMP is missing.
@@ -104,6 +105,13 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sgl_quant_gemm_i8.argtypes = [ptr, i64, i64, ptr, ptr, ptr, cint, i64, cint, i64, i64,
                                       ptr, cint, cint, i64, cint]
     lib.sgl_quant_gemm_i8.restype = cint
+    f32 = ctypes.c_float
+    lib.sgl_paged_attention.argtypes = [ptr, i64, ptr, ptr, ptr, i64, ptr, ptr, i64, cint, cint,
+                                        cint, i64, f32, f32, ptr, cint]
+    lib.sgl_paged_attention.restype = cint
+    lib.sgl_rope_store_kv.argtypes = [ptr, i64, ptr, i64, ptr, i64, ptr, ptr, ptr, cint, cint,
+                                      i64, cint, cint, cint, ptr, ptr, ptr, cint]
+    lib.sgl_rope_store_kv.restype = cint
     return lib
 
 

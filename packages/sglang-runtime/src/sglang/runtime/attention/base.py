@@ -83,10 +83,15 @@ def register_backend(name: str) -> Callable[[type[AttentionBackend]], type[Atten
     return wrap
 
 
+# What "auto" means per device type; other devices get "torch".
+AUTO_BACKENDS = {"cuda": "triton", "cpu": "cpu"}
+
+
 def resolve_backend_name(name: str, device: torch.device) -> str:
-    """"auto" is the Triton kernels on CUDA and the torch reference anywhere else."""
+    """"auto" is the Triton kernels on CUDA, the C kernels on the CPU and the torch reference
+    anywhere else."""
     if name == AUTO:
-        return "triton" if device.type == "cuda" else "torch"
+        return AUTO_BACKENDS.get(device.type, "torch")
     return name
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sglang.runtime.attention.base import AttentionBackend
+from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.cache.kv_quant import dequantize
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
@@ -199,15 +200,18 @@ class TorchAttentionBackend(AttentionBackend):
         logit_cap: float = 0.0,
     ) -> torch.Tensor:
         batch.kv_pool.set_kv(layer_id, batch.out_cache_loc, k, v)
-        pool = batch.kv_pool
-        k_buf, v_buf = pool.get_kv(layer_id)
-        k_scale, v_scale = pool.scales(layer_id)
-        if pool.quantized:
-            k_cache, v_cache = _Cache(k_buf, k_scale, q.dtype), _Cache(v_buf, v_scale, q.dtype)
-        else:
-            k_cache, v_cache = _Cache(k_buf, None, k_buf.dtype), _Cache(v_buf, None, v_buf.dtype)
+        k_cache, v_cache = self._caches(batch.kv_pool, layer_id, q.dtype)
         meta = self._metadata(batch, sliding_window)
         return self._attend(q, k_cache, v_cache, scale, meta, logit_cap)
+
+    @staticmethod
+    def _caches(pool: KVPool, layer_id: int, dtype: torch.dtype) -> tuple[_Cache, _Cache]:
+        """The layer's K and V as the attention reads them (fp8 codes scaled to `dtype`)."""
+        k_buf, v_buf = pool.get_kv(layer_id)
+        if pool.quantized:
+            k_scale, v_scale = pool.scales(layer_id)
+            return _Cache(k_buf, k_scale, dtype), _Cache(v_buf, v_scale, dtype)
+        return _Cache(k_buf, None, k_buf.dtype), _Cache(v_buf, None, v_buf.dtype)
 
     def _compute_dtype(self, cache: _Cache) -> torch.dtype:
         # Only the gathered keys and values are upcast, never the whole pool.

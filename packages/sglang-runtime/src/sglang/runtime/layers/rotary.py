@@ -100,3 +100,21 @@ class RotaryEmbedding(nn.Module):
             positions, q, k, v, self.cos_sin, k_buffer, v_buffer, loc, is_neox=self.is_neox
         )
         return True
+
+    def rotate_and_store_kv_cpu(
+        self,
+        positions: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_buffer: torch.Tensor,
+        v_buffer: torch.Tensor,
+        loc: torch.Tensor,
+    ) -> bool:
+        """`rotate_and_store_kv` on the CPU with the C kernel (`kernels.rope_store_kv_cpu`): q
+        rotated in place, rotated K and V written to the pool at `loc` (k itself is left as it
+        was), with the torch path's arithmetic bit for bit; False (nothing done) where that
+        kernel does not apply (float32 only)."""
+        return bool(kernels.rope_store_kv_cpu(
+            q, k, v, positions, self.cos, self.sin, k_buffer, v_buffer, loc, is_neox=self.is_neox,
+        ))

@@ -1,0 +1,291 @@
+/* CPU attention over the token-level paged KV pool, and the rotary + KV write before it.
+ *
+ * sgl_paged_attention: every query token t attends to keys [start_t, kv_len_t) of its request's
+ * row of req_to_token (start_t = max(0, kv_len_t - window) with a sliding window), read from the
+ * pool in place: no gather, no padding, no mask. One work item is (token, KV head); the G query
+ * heads sharing that KV head are computed together, so each key and value row is loaded once
+ * for all of them. Softmax is online over blocks of BLK keys (running max and sum, the
+ * accumulator rescaled when the max grows), so no buffer grows with the sequence. Decode is
+ * one query per request; an extend token at position p has kv_len p + 1 (causal).
+ *
+ * sgl_rope_store_kv: rotates q in place and writes the rotated k and the v of every new token
+ * into its pool slot (neox halves or GPT-J pairs, the first rot_dim features), with the same
+ * float operations as the torch rotary (x1 * cos - x2 * sin, no fused multiply-add), so it is
+ * bit for bit the torch path's.
+ *
+ * fp32 only; head_dim a multiple of 16 and at most MAX_D. Vectors are GCC/clang vector
+ * extensions of 16 lanes (one zmm with AVX-512, two ymm with AVX2). Built with the quantized
+ * GEMM into one library by sglang.kernels.cpu.loader (-O3 -march=native -fopenmp).
+ */
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define VW 16     /* floats per vector */
+#define BLK 32    /* keys per softmax block */
+#define MAX_D 256 /* head_dim bound (stack accumulators) */
+#define MAX_G 16  /* query heads per KV head bound */
+#define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline v16f vload(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+static inline v16f vsplat(float x) {
+    return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+}
+
+static inline float hsum(v16f v) {
+    const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
+    const v16i h4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
+    const v16i h2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+    const v16i h1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+    v = v + __builtin_shuffle(v, h8);
+    v = v + __builtin_shuffle(v, h4);
+    v = v + __builtin_shuffle(v, h2);
+    v = v + __builtin_shuffle(v, h1);
+    return v[0];
+}
+
+/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
+ * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 give ~0. */
+static inline v16f vexp(v16f x) {
+    const v16f lo = vsplat(-87.33654f);
+    v16i small = x < lo;
+    x = (v16f)(((v16i)x & ~small) | ((v16i)lo & small));
+    const v16f magic = vsplat(12582912.0f); /* 1.5 * 2^23: round to nearest */
+    v16f n = (x * vsplat(1.44269504088896341f) + magic) - magic;
+    v16f r = x - n * vsplat(0.693359375f) - n * vsplat(-2.12194440e-4f);
+    v16f p = vsplat(1.9875691500e-4f);
+    p = p * r + vsplat(1.3981999507e-3f);
+    p = p * r + vsplat(8.3334519073e-3f);
+    p = p * r + vsplat(4.1665795894e-2f);
+    p = p * r + vsplat(1.6666665459e-1f);
+    p = p * r + vsplat(5.0000001201e-1f);
+    p = p * r * r + r + vsplat(1.0f);
+    v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f out = p * (v16f)bits;
+    return (v16f)((v16i)out & ~small);
+}
+
+/* Lane i of the result is the sum of the lanes of a[BITREV[i]]... that is, given the sixteen
+ * partial-sum vectors of sixteen keys in bit-reversed order, one vector of their sixteen dot
+ * products in key order: a transpose-and-add tree of 15 additions instead of 16 reductions. */
+static const int BITREV[VW] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+
+static inline v16f reduce16(const v16f *a) {
+    const v16i lo1 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    const v16i hi1 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    const v16i lo2 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+    const v16i hi2 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+    const v16i lo3 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+    const v16i hi3 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+    const v16i lo4 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+    const v16i hi4 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+    v16f b[8], c[4], d[2];
+    for (int i = 0; i < 8; i++)
+        b[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], lo1) +
+               __builtin_shuffle(a[2 * i], a[2 * i + 1], hi1);
+    for (int i = 0; i < 4; i++)
+        c[i] = __builtin_shuffle(b[2 * i], b[2 * i + 1], lo2) +
+               __builtin_shuffle(b[2 * i], b[2 * i + 1], hi2);
+    for (int i = 0; i < 2; i++)
+        d[i] = __builtin_shuffle(c[2 * i], c[2 * i + 1], lo3) +
+               __builtin_shuffle(c[2 * i], c[2 * i + 1], hi3);
+    return __builtin_shuffle(d[0], d[1], lo4) + __builtin_shuffle(d[0], d[1], hi4);
+}
+
+/* One (query token, KV head): G query heads of D features against keys [start, end) of `slots`.
+ * D and G are compile-time constants in the specialised copies below. Each block first takes
+ * the scores of every head (one head's query in registers against the block's keys, which stay
+ * in L1), then folds them into the running softmax, then adds the weighted values (one
+ * accumulator vector in a register against the block's values). */
+static inline __attribute__((always_inline)) void attend_one(
+    const float *q, const float *kb, const float *vb, int64_t kv_stride, const int64_t *slots,
+    int64_t start, int64_t end, const int D, const int G, float scale, float cap, float *out) {
+    const int nv = D / VW;
+    float acc[MAX_G * MAX_D] __attribute__((aligned(64)));
+    float s[MAX_G][BLK] __attribute__((aligned(64)));
+    float m[MAX_G], l[MAX_G];
+    const float *kp[BLK], *vp[BLK];
+    memset(acc, 0, sizeof(float) * (size_t)(G * D));
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+    }
+    for (int64_t j0 = start; j0 < end; j0 += BLK) {
+        const int nb = end - j0 < BLK ? (int)(end - j0) : BLK;
+        for (int j = 0; j < BLK; j++) { /* past nb: any valid row, masked out below */
+            const int64_t slot = slots[j0 + (j < nb ? j : 0)];
+            kp[j] = kb + slot * kv_stride;
+            vp[j] = vb + slot * kv_stride;
+        }
+        for (int g = 0; g < G; g++) {
+            v16f qg[MAX_D / VW];
+            for (int c = 0; c < nv; c++) qg[c] = vload(q + g * D + c * VW);
+            for (int jb = 0; jb < nb; jb += VW) {
+                v16f a[VW];
+                for (int i = 0; i < VW; i++) {
+                    const float *k = kp[jb + BITREV[i]];
+                    v16f d = qg[0] * vload(k);
+                    for (int c = 1; c < nv; c++) d += qg[c] * vload(k + c * VW);
+                    a[i] = d;
+                }
+                vstore(&s[g][jb], reduce16(a) * vsplat(scale));
+            }
+            if (cap > 0.0f)
+                for (int j = 0; j < nb; j++) s[g][j] = cap * tanhf(s[g][j] / cap);
+            float bm = s[g][0];
+            for (int j = 1; j < nb; j++) bm = s[g][j] > bm ? s[g][j] : bm;
+            if (bm > m[g]) { /* the running max grows: rescale what is accumulated */
+                const float alpha = m[g] == -INFINITY ? 0.0f : expf(m[g] - bm);
+                l[g] *= alpha;
+                for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
+                m[g] = bm;
+            }
+            const v16f mv = vsplat(m[g]);
+            v16f sum = vsplat(0.0f);
+            for (int jb = 0; jb < BLK; jb += VW) {
+                v16f p = vexp(vload(&s[g][jb]) - mv);
+                vstore(&s[g][jb], p);
+            }
+            for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
+            for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
+            l[g] += hsum(sum);
+        }
+        for (int g = 0; g < G; g++)
+            for (int c = 0; c < nv; c++) {
+                v16f a = vload(&acc[g * D + c * VW]);
+                for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
+                vstore(&acc[g * D + c * VW], a);
+            }
+    }
+    for (int g = 0; g < G; g++) {
+        const v16f inv = vsplat(l[g] > 0.0f ? 1.0f / l[g] : 0.0f);
+        for (int c = 0; c < nv; c++)
+            vstore(out + g * D + c * VW, vload(&acc[g * D + c * VW]) * inv);
+    }
+}
+
+typedef void (*attend_fn)(const float *, const float *, const float *, int64_t,
+                          const int64_t *, int64_t, int64_t, float, float, float *);
+
+#define ATTEND(DD, GG)                                                                        \
+    static void attend_##DD##_##GG(const float *q, const float *kb, const float *vb,           \
+                                   int64_t kvs, const int64_t *slots, int64_t start,           \
+                                   int64_t end, float scale, float cap, float *out) {          \
+        attend_one(q, kb, vb, kvs, slots, start, end, DD, GG, scale, cap, out);               \
+    }
+/* Specialised for the common shapes: head_dim 64/128 with 1-8 query heads per KV head. */
+ATTEND(64, 1) ATTEND(64, 2) ATTEND(64, 3) ATTEND(64, 4) ATTEND(64, 5) ATTEND(64, 6)
+ATTEND(64, 7) ATTEND(64, 8) ATTEND(128, 1) ATTEND(128, 2) ATTEND(128, 3) ATTEND(128, 4)
+ATTEND(128, 5) ATTEND(128, 6) ATTEND(128, 7) ATTEND(128, 8)
+static const attend_fn ATTEND_64[8] = {attend_64_1, attend_64_2, attend_64_3, attend_64_4,
+                                       attend_64_5, attend_64_6, attend_64_7, attend_64_8};
+static const attend_fn ATTEND_128[8] = {attend_128_1, attend_128_2, attend_128_3, attend_128_4,
+                                        attend_128_5, attend_128_6, attend_128_7, attend_128_8};
+
+static int threads_for(int requested, int64_t work_items) {
+    int t = requested > 0 ? requested : 1;
+    if (work_items < t) t = work_items > 0 ? (int)work_items : 1;
+    return t;
+}
+
+/* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
+ * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
+ * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments. */
+int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf,
+                        const float *v_buf, const int64_t *req_to_token, int64_t table_stride,
+                        const int64_t *rows, const int64_t *kv_lens, int64_t T, int H, int KVH,
+                        int D, int64_t window, float scale, float cap, float *out,
+                        int num_threads) {
+    if (T < 0 || H < 1 || KVH < 1 || H % KVH || D < VW || D % VW || D > MAX_D ||
+        H / KVH > MAX_G)
+        return -1;
+    const int G = H / KVH;
+    const int64_t kv_stride = (int64_t)KVH * D;
+    attend_fn fn = NULL;
+    if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
+    if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
+    const int64_t items = T * KVH;
+    const int nt = threads_for(num_threads, items);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t t = it / KVH;
+        const int h = (int)(it % KVH);
+        const int64_t end = kv_lens[t];
+        const int64_t start = window > 0 && end > window ? end - window : 0;
+        const int64_t *slots = req_to_token + rows[t] * table_stride;
+        const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
+        float *ot = out + (t * H + (int64_t)h * G) * D;
+        const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
+        if (fn)
+            fn(qt, kb, vb, kv_stride, slots, start, end, scale, cap, ot);
+        else
+            attend_one(qt, kb, vb, kv_stride, slots, start, end, D, G, scale, cap, ot);
+    }
+    return 0;
+}
+
+/* Rotary on q (in place) and k, and the K/V write: q [T, H, D] and k, v [T, KVH, D] with token
+ * strides (heads contiguous), positions [T], cos/sin [max_pos, rot_dim / 2], pools
+ * [slots, KVH, D] contiguous, loc [T]. Returns 0, or -1 for unsupported arguments. */
+#if defined(__clang__)
+#define NO_CONTRACT _Pragma("clang fp contract(off)")
+#else
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#define NO_CONTRACT
+#endif
+static void rotate(float *x, const float *c, const float *s, int half, int neox) {
+    NO_CONTRACT
+    if (neox) {
+        for (int i = 0; i < half; i++) {
+            const float x1 = x[i], x2 = x[i + half];
+            x[i] = x1 * c[i] - x2 * s[i];
+            x[i + half] = x2 * c[i] + x1 * s[i];
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            const float x1 = x[2 * i], x2 = x[2 * i + 1];
+            x[2 * i] = x1 * c[i] - x2 * s[i];
+            x[2 * i + 1] = x2 * c[i] + x1 * s[i];
+        }
+    }
+}
+#if !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+int sgl_rope_store_kv(float *q, int64_t q_tok_stride, const float *k, int64_t k_tok_stride,
+                      const float *v, int64_t v_tok_stride, const int64_t *positions,
+                      const float *cos, const float *sin, int rot_dim, int neox, int64_t T,
+                      int H, int KVH, int D, float *k_buf, float *v_buf, const int64_t *loc,
+                      int num_threads) {
+    if (T < 0 || H < 1 || KVH < 1 || D < 2 || rot_dim < 2 || rot_dim % 2 || rot_dim > D)
+        return -1;
+    const int half = rot_dim / 2;
+    const int nt = threads_for(num_threads, T);
+    /* A decode step's few tokens are microseconds of work: less than waking a worker. */
+#pragma omp parallel for schedule(static) num_threads(nt) if (T >= PARALLEL_MIN_TOKENS)
+    for (int64_t t = 0; t < T; t++) {
+        const float *c = cos + positions[t] * half, *s = sin + positions[t] * half;
+        for (int h = 0; h < H; h++) rotate(q + t * q_tok_stride + (int64_t)h * D, c, s, half, neox);
+        float *kd = k_buf + loc[t] * (int64_t)KVH * D, *vd = v_buf + loc[t] * (int64_t)KVH * D;
+        memcpy(kd, k + t * k_tok_stride, sizeof(float) * (size_t)KVH * D);
+        memcpy(vd, v + t * v_tok_stride, sizeof(float) * (size_t)KVH * D);
+        for (int h = 0; h < KVH; h++) rotate(kd + (int64_t)h * D, c, s, half, neox);
+    }
+    return 0;
+}
