@@ -136,8 +136,9 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         unset="min(512, max_running_requests)",
     )] = None
     gemv_max_batch: Annotated[int, doc(
-        "CUDA: linear layers of inputs up to this many rows (batch-1 decode) run the Triton GEMV "
-        "instead of cuBLAS, 0 turns it off (above 1 row cuBLAS was faster on an H100)"
+        "CUDA: linear layers of inputs up to this many rows (batch-1 decode) may run the Triton "
+        "GEMV instead of cuBLAS, where the device's measured table (gemv_tune) found it faster; "
+        "0 turns it off"
     )] = 1
     random_seed: Annotated[int, doc("seed for weight init and sampling defaults")] = 0
     log_level: Annotated[str, doc(
