@@ -45,6 +45,10 @@ def _rank_main(rank: int, world: int, addr: str, fn: Any, args: tuple, out: str)
         result = fn(*args)
         if rank == 0:
             torch.save(result, out)
+        # Every rank past its last collective before any tears down its gloo pairs: a rank
+        # whose peer closed first can abort in teardown ("terminate called without an active
+        # exception", seen once in a full run).
+        torch.distributed.barrier()
         destroy_distributed()
     except BaseException:
         traceback.print_exc()
