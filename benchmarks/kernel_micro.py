@@ -278,9 +278,11 @@ def main() -> None:
                         help="copy bandwidth to compare against (default: measured here)")
     parser.add_argument("--tune-decode", metavar="DIR", default=None,
                         help="sweep decode launch shapes and write the table into DIR")
+    parser.add_argument("--decode-batches", type=int, nargs="+", default=[1, 8, 64],
+                        help="batch sizes --tune-decode sweeps")
     args = parser.parse_args()
     if args.tune_decode:
-        tune_decode(args.device, Path(args.tune_decode))
+        tune_decode(args.device, Path(args.tune_decode), tuple(args.decode_batches))
         return
     _print("decode attention", bench_decode_attention(args.device, args.copy_gbps))
     _print("extend attention", bench_extend_attention(args.device))

@@ -99,6 +99,54 @@ def test_mixed_batch_with_stops_inside_drafts(engine: Any, spec_engine: Any) -> 
     assert got[6]["text"].endswith("budget")
 
 
+@pytest.mark.parametrize("overlap,as_decode", [(False, True), (True, False), (True, True)],
+                         ids=["decode-rows", "overlap", "overlap-decode-rows"])
+def test_verify_layouts_and_overlap(engine: Any, spec_engine: Any, overlap: bool,
+                                    as_decode: bool) -> None:
+    """Verify steps laid out as decode rows (what replays the CUDA graphs) and the overlapped
+    scheduler around them (on between drafting steps) give plain decoding's outputs."""
+
+    def configure(s: Any, on: bool) -> None:
+        s.overlap = overlap and on
+        s.verify_as_decode = as_decode if on else None
+        if not on:
+            assert s.in_flight is None
+            del s.runner.forward
+            return
+        real = s.runner.forward
+
+        def forward(batch: Any) -> Any:
+            # A DECODE batch with a table row repeated is a verify step laid out as rows.
+            rows = batch.req_pool_indices.tolist()
+            if batch.mode.name == "DECODE" and len(set(rows)) < len(rows):
+                seen["decode_verify"] += 1
+            return real(batch)
+
+        s.runner.forward = forward
+
+    seen = {"decode_verify": 0}
+
+    prompts = [COPY, EDIT, NO_COPY, COPY, "The capital of France is"]
+    params = [
+        {"temperature": 0, "max_new_tokens": 64},
+        {"temperature": 0, "max_new_tokens": 48, "stop_token_ids": [NEWLINE]},
+        {"temperature": 0, "max_new_tokens": 40},
+        {"temperature": 0.8, "seed": 3, "max_new_tokens": 24},  # sampled: never drafts
+        {"temperature": 0, "max_new_tokens": 30, "frequency_penalty": 0.4},
+    ]
+    spec_engine._call(lambda s: configure(s, True))
+    try:
+        got = _both(engine, spec_engine, prompts, params)
+        # One at a time too: batch-1 copying, the benchmark's case.
+        got += _both(engine, spec_engine, [COPY], {"temperature": 0, "max_new_tokens": 64})
+    finally:
+        spec_engine._call(lambda s: configure(s, False))
+    assert got[0]["meta_info"]["spec_accepted_tokens"] > 0
+    assert got[-1]["meta_info"]["spec_accepted_tokens"] > 0
+    assert got[3]["meta_info"]["spec_verify_ct"] == 0
+    assert (seen["decode_verify"] > 0) == as_decode
+
+
 def test_shared_prefix_in_the_radix_cache(engine: Any, spec_engine: Any) -> None:
     params = {"temperature": 0, "max_new_tokens": 40}
     results = []

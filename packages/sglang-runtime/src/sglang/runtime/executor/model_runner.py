@@ -56,6 +56,10 @@ class ModelRunner:
         )
         return True
 
+    def graph_fits(self, rows: int) -> bool:
+        """Whether a DECODE batch of `rows` rows would replay a captured graph."""
+        return self.cuda_graphs is not None and rows <= self.cuda_graphs.max_bs
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         if batch.kv_pool is not self.kv_pool:
             raise ValueError("batch.kv_pool is not the runner's KV pool")

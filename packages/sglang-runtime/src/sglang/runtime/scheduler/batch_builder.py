@@ -79,26 +79,10 @@ def build_decode(
     computed, so kv_len == len(fill_ids) - 1). `input_ids` overrides the tokens with a device
     tensor when they are still in flight (overlapped decode)."""
     device = req_to_token.device
-    prefix = [r.kv_len for r in reqs]
-    seq = [p + 1 for p in prefix]
-    n = len(reqs)
-    return ForwardBatch(
-        mode=ForwardMode.DECODE,
-        input_ids=(
-            input_ids if input_ids is not None else _tensor([r.output_ids[-1] for r in reqs], device)
-        ),
-        positions=_tensor(prefix, device),
-        out_cache_loc=to_device(slots, device),  # fresh from the (host) allocator
-        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(prefix, device),
-        extend_lens=_tensor([1] * n, device),
-        req_to_token=req_to_token,
-        kv_pool=kv_pool,
-        seq_lens_cpu=seq,
-        prefix_lens_cpu=prefix,
-        extend_lens_cpu=[1] * n,
-    )
+    ids = (input_ids if input_ids is not None
+           else _tensor([r.output_ids[-1] for r in reqs], device))
+    return _decode_batch([r.row for r in reqs], ids, [r.kv_len for r in reqs],  # type: ignore[misc]
+                         to_device(slots, device), req_to_token, kv_pool)
 
 
 def build_verify(
@@ -107,11 +91,17 @@ def build_verify(
     slots: torch.Tensor,
     req_to_token: torch.Tensor,
     kv_pool: KVPool,
+    as_decode: bool = False,
 ) -> ForwardBatch:
-    """A speculative verify step, as an EXTEND batch: each request computes its last sampled
-    token and its drafts [last, d1..dk] on top of its cached kv_len tokens, and gets logits for
-    all k + 1 positions (k = 0 is an ordinary decode). `slots` holds the new tokens' KV slots,
-    request after request, already written to req_to_token."""
+    """A speculative verify step: each request computes its last sampled token and its drafts
+    [last, d1..dk] on top of its cached kv_len tokens, and gets logits for all k + 1 positions
+    (k = 0 is an ordinary decode). `slots` holds the new tokens' KV slots, request after
+    request, already written to req_to_token.
+
+    As an EXTEND batch by default. `as_decode` lays the same work out as a DECODE batch of one
+    row per token instead: row i of a request reads its table row up to kv_len + i + 1, which
+    holds the drafts before it (every layer stores the batch's K/V before attending), so the
+    causal mask comes for free and the step replays the decode CUDA graphs."""
     device = req_to_token.device
     input_ids: list[int] = []
     positions: list[int] = []
@@ -119,9 +109,39 @@ def build_verify(
         input_ids.append(req.output_ids[-1])
         input_ids.extend(draft)
         positions.extend(range(req.kv_len, req.kv_len + len(draft) + 1))
-    return _extend_batch(reqs, [len(d) + 1 for d in drafts], input_ids, positions,
-                         to_device(slots, device), req_to_token, kv_pool,
-                         list(range(len(input_ids))))
+    out_cache_loc = to_device(slots, device)
+    if not as_decode:
+        return _extend_batch(reqs, [len(d) + 1 for d in drafts], input_ids, positions,
+                             out_cache_loc, req_to_token, kv_pool, list(range(len(input_ids))))
+    rows = [r.row for r, d in zip(reqs, drafts) for _ in range(len(d) + 1)]
+    return _decode_batch(rows, _tensor(input_ids, device), positions, out_cache_loc,  # type: ignore[arg-type]
+                         req_to_token, kv_pool)
+
+
+def _decode_batch(
+    rows: list[int], input_ids: torch.Tensor, positions: list[int], out_cache_loc: torch.Tensor,
+    req_to_token: torch.Tensor, kv_pool: KVPool,
+) -> ForwardBatch:
+    """A DECODE ForwardBatch: one token per row, at `positions`, attending over its table row
+    `rows[i]` up to and including itself."""
+    device = req_to_token.device
+    seq = [p + 1 for p in positions]
+    n = len(rows)
+    return ForwardBatch(
+        mode=ForwardMode.DECODE,
+        input_ids=input_ids,
+        positions=_tensor(positions, device),
+        out_cache_loc=out_cache_loc,
+        req_pool_indices=_tensor(rows, device),
+        seq_lens=_tensor(seq, device),
+        prefix_lens=_tensor(positions, device),
+        extend_lens=_tensor([1] * n, device),
+        req_to_token=req_to_token,
+        kv_pool=kv_pool,
+        seq_lens_cpu=seq,
+        prefix_lens_cpu=positions,
+        extend_lens_cpu=[1] * n,
+    )
 
 
 def _extend_batch(

@@ -69,10 +69,12 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
         # queue yet and must still be failed (active_requests reports them).
         self._extending: list[Req] = []
         # Speculative decoding's drafter (None: off). Drafting needs each step's tokens on the
-        # host before the next step is built, so it turns the overlapped decode off.
+        # host, so a step where some request drafts is synchronous; the others still overlap.
         self.proposer = make_proposer(args) if pooling is None else None
-        self.overlap = (kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
-                        and self.proposer is None)
+        # Verify steps as DECODE batches of one row per token (None: when they fit the decode
+        # CUDA graphs; tests force either layout).
+        self.verify_as_decode: bool | None = None
+        self.overlap = kv.req_pool.device.type == "cuda" and not args.disable_overlap_schedule
         self.new_token_ratio = args.init_new_token_ratio
         self._arrivals = 0
         self.extends_in_a_row = 0
@@ -236,12 +238,15 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
     def _run_decode(self, outputs: list[TokenOutput]) -> bool:
         """One decode step (a verify step when there are drafts); False when retraction left
         nothing to decode."""
-        if self.proposer is not None and self.in_flight is None:
+        if self.proposer is not None and self._drafting_due():
+            self._drain(outputs)  # the proposer reads every request's latest token
             drafts = self._propose_drafts()
             if any(drafts) and self._run_verify(drafts, outputs):
                 self.new_token_ratio = max(self.new_token_ratio - self.args.new_token_ratio_decay,
                                            self.args.min_new_token_ratio)
                 return True
+            if not self.running:
+                return False
         inputs = slots = None
         if self.in_flight is not None:
             if self.overlap and all(overlap_safe(r) for r in self.running):

@@ -53,6 +53,16 @@ def accepted_length(drafts: list[int], tokens: list[int]) -> int:
 class SpeculativeSteps:
     """The scheduler's verify step (mixed into `Scheduler`)."""
 
+    def _drafting_due(self: Scheduler) -> bool:
+        """Whether some running request may draft at this step. If none may, the step is an
+        ordinary (overlappable) decode step, counted here against every back-off."""
+        if any(can_speculate(r) and r.spec is not None and r.spec.due for r in self.running):
+            return True
+        for req in self.running:
+            if req.spec is not None:
+                req.spec.should_draft()
+        return False
+
     def _propose_drafts(self: Scheduler) -> list[list[int]]:
         assert self.proposer is not None
         k_max = self.args.speculative_num_draft_tokens
@@ -83,7 +93,11 @@ class SpeculativeSteps:
         per_req = list(torch.split(slots, sizes))
         for req, mine in zip(reqs, per_req):
             self.kv.req_pool.write(req.row, req.kv_len, mine)  # type: ignore[arg-type]
-        batch = build_verify(reqs, drafts, slots, self.kv.req_pool.table, self.kv.kv_pool)
+        as_decode = self.verify_as_decode
+        if as_decode is None:
+            as_decode = self.runner.graph_fits(len(slots))
+        batch = build_verify(reqs, drafts, slots, self.kv.req_pool.table, self.kv.kv_pool,
+                             as_decode=as_decode)
         logits = self.runner.forward(batch)
         self.forward_steps += 1
         self.decode_steps += 1

@@ -30,7 +30,8 @@ class DraftProposer(Protocol):
 
 # After k verify steps in a row that accepted nothing, a request skips drafting for
 # min(2 ** (k - 1), MAX_BACKOFF_STEPS) steps: where nothing gets copied, a verify step costs more
-# than the decode step it replaces (and on CUDA it runs without the decode graphs).
+# than the decode step it replaces (more rows, and on CUDA a synchronous step: drafting needs
+# the last token on the host, so it cannot overlap with the next step).
 MAX_BACKOFF_STEPS = 8
 
 
@@ -44,6 +45,11 @@ class SpecCounters:
     accepted_tokens: int = 0
     misses: int = 0  # verify steps in a row that accepted no draft
     skip: int = 0  # decode steps left before the next draft
+
+    @property
+    def due(self) -> bool:
+        """Whether the next `should_draft` says yes (not backing off)."""
+        return self.skip == 0
 
     def should_draft(self) -> bool:
         """Called once per decode step: False while backing off (and counts the step)."""
