@@ -1,4 +1,7 @@
-"""Host-to-device copies that never stall the host: staged in pinned memory, non-blocking."""
+"""Copies between host and device that never stall the host needlessly: host-to-device staged
+in pinned memory and non-blocking; device-to-host into pinned memory, waited on through an
+event (which releases the GIL, unlike `tensor.tolist()` on a CUDA tensor, which holds it while
+the GPU finishes: the threads that stream outputs would stall behind every synchronous step)."""
 
 from __future__ import annotations
 
@@ -11,3 +14,23 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cpu":
         return t
     return t.pin_memory().to(device, non_blocking=True)
+
+
+def copy_to_host(t: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Queue a copy of `t` into pinned host memory; (the copy, an event that fires when it is
+    complete). On the CPU: (`t`, None)."""
+    if not t.is_cuda:
+        return t, None
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record()
+    return host, ready
+
+
+def host_list(t: torch.Tensor) -> list:
+    """`t.tolist()`, waiting for the device without holding the GIL."""
+    host, ready = copy_to_host(t)
+    if ready is not None:
+        ready.synchronize()
+    return host.tolist()

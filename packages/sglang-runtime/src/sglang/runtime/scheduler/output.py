@@ -11,6 +11,7 @@ from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sampl
 from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.stop_regex import matched_stop_regex
+from sglang.runtime.transfer import host_list
 
 
 class OutputProcessor:
@@ -26,7 +27,7 @@ class OutputProcessor:
         next_ids = self.sample_on_device(reqs, logits, histories)
         if any(r.return_logprob for r in reqs):
             self._record_output_logprobs(reqs, logits[:, : self.vocab_size], next_ids)
-        return next_ids.tolist()
+        return host_list(next_ids)
 
     def sample_on_device(
         self, reqs: list[Req], logits: torch.Tensor, histories: list[list[int]] | None = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from sglang.runtime.scheduler.request import Req
-from sglang.runtime.transfer import to_device
+from sglang.runtime.transfer import copy_to_host, to_device
 
 
 def overlap_safe(req: Req) -> bool:
@@ -48,13 +48,8 @@ class InFlightDecode:
 
     @classmethod
     def launch(cls, reqs: list[Req], next_ids: torch.Tensor) -> InFlightDecode:
-        if not next_ids.is_cuda:
-            # No asynchrony to gain on CPU; kept runnable so the logic is tested there.
-            return cls(reqs, next_ids, next_ids, None)
-        host = torch.empty(next_ids.shape, dtype=next_ids.dtype, pin_memory=True)
-        host.copy_(next_ids, non_blocking=True)
-        ready = torch.cuda.Event()
-        ready.record()
+        # On the CPU the "copy" is the tensor itself: no asynchrony to gain, but the logic runs.
+        host, ready = copy_to_host(next_ids)
         return cls(reqs, next_ids, host, ready)
 
     def tokens(self) -> list[int]:
