@@ -4,8 +4,8 @@ Attention over a token-level KV pool (read through a ``req_to_token`` table), KV
 rotary embeddings, gated activations, the fused mixture-of-experts MLP and the 4/8-bit
 quantized GEMM (`quant_gemm`), each a Triton kernel with a torch reference in
 ``sglang.kernels.reference``; `quant_gemm_cpu` is that GEMM as a C kernel for the CPU
-(``sglang.kernels.cpu``, compiled on first use), beside paged attention and the rotary + KV
-write for the CPU. Usable without the rest of sglang: ``pip install sglang-kernels``.
+(``sglang.kernels.cpu``, compiled on first use), beside paged attention, the rotary + KV
+write, RMSNorm and SiLU-and-mul for the CPU. Usable without the rest of sglang: ``pip install sglang-kernels``.
 
 Importing this package is cheap: the public names below load their module (and triton) on first
 use, so ``TRITON_INTERPRET=1`` may still be set after ``import sglang.kernels``.
@@ -50,6 +50,8 @@ _EXPORTS = {
     "quant_gemm_cpu": "cpu",
     "dequantize_cpu": "cpu",
     "paged_attention_cpu": "cpu",
+    "rmsnorm_cpu": "cpu",
+    "silu_and_mul_cpu": "cpu",
     "rope_store_kv_cpu": "cpu",
     "pack_quant_weight": "quant_layout",
     "unpack_quant_weight": "quant_layout",

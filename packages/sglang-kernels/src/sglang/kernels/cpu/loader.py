@@ -29,7 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # One library.
-SOURCES = (HERE / "quant_gemm.c", HERE / "quant_gemm_int8.c", HERE / "paged_attention.c")
+SOURCES = (HERE / "quant_gemm.c", HERE / "quant_gemm_int8.c", HERE / "paged_attention.c",
+           HERE / "norm_act.c")
 HEADERS = (HERE / "quant_common.h",)
 CACHE_ENV = "SGLANG_KERNEL_CACHE"
 # Tried in order; the second builds a single-threaded library where OpenMP is missing.
@@ -112,6 +113,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sgl_rope_store_kv.argtypes = [ptr, i64, ptr, i64, ptr, i64, ptr, ptr, ptr, cint, cint,
                                       i64, cint, cint, cint, ptr, ptr, ptr, cint]
     lib.sgl_rope_store_kv.restype = cint
+    lib.sgl_rmsnorm.argtypes = [ptr, i64, ptr, i64, ptr, i64, i64, f32, ptr, ptr, cint]
+    lib.sgl_rmsnorm.restype = cint
+    lib.sgl_silu_and_mul.argtypes = [ptr, i64, i64, i64, ptr, cint]
+    lib.sgl_silu_and_mul.restype = cint
     return lib
 
 
