@@ -28,7 +28,8 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return save_tiny_model(config, tmp_path_factory.mktemp("spec_llama"))
 
 
-def _run(model_dir: str, **kwargs: Any) -> list[dict[str, Any]]:
+def _run(model_dir: str, verify_as_decode: bool | None = None, **kwargs: Any
+         ) -> list[dict[str, Any]]:
     import sglang as sgl
 
     g = torch.Generator().manual_seed(11)
@@ -39,17 +40,24 @@ def _run(model_dir: str, **kwargs: Any) -> list[dict[str, Any]]:
     params = {"temperature": 0, "max_new_tokens": 12, "ignore_eos": True}
     with sgl.Engine(model_path=model_dir, device=DEVICE, dtype="float32",
                     debug_check_integrity=True, **kwargs) as engine:
+        if verify_as_decode is not None:
+            engine._call(lambda s: setattr(s, "verify_as_decode", verify_as_decode))
         out = engine.generate(input_ids=prompts, sampling_params=params)
         out += engine.generate(input_ids=[prompts[0] + motif[:3]], sampling_params=params)
         engine.check_integrity()
     return out
 
 
-def test_triton_verify_equals_torch_decode(llama_dir: str) -> None:
+@pytest.mark.parametrize("verify_as_decode", [None, True, False],
+                         ids=["default", "decode-rows", "extend"])
+def test_triton_verify_equals_torch_decode(llama_dir: str, verify_as_decode: bool | None
+                                           ) -> None:
+    """Both verify layouts: an EXTEND batch (the extend kernel sees k + 1 tokens) and decode
+    rows (the decode kernel reads one table row from several rows of the batch)."""
     want = _run(llama_dir, attention_backend="torch")
-    got = _run(llama_dir, attention_backend="triton", speculative_algorithm="ngram",
-               speculative_num_draft_tokens=3)
+    got = _run(llama_dir, verify_as_decode, attention_backend="triton",
+               speculative_algorithm="ngram", speculative_num_draft_tokens=3)
     assert [o["output_ids"] for o in got] == [o["output_ids"] for o in want]
     assert got[2]["meta_info"]["cached_tokens"] > 0
-    # Drafts were verified, and some accepted: the Triton extend kernel saw k + 1 tokens.
+    # Drafts were verified, and some accepted.
     assert sum(o["meta_info"]["spec_accepted_tokens"] for o in got) > 0
