@@ -1,8 +1,9 @@
 """RMSNorm, optionally fused with the residual add that precedes it in pre-norm blocks.
 
 On CUDA one Triton kernel (sglang-kernels) does the add and the norm; on the CPU in float32 one
-C kernel (`rmsnorm_cpu`: torch's chain of elementwise ops cost 18% of a batch-64 decode step,
-each with its own dispatch and OpenMP fork); elsewhere torch ops."""
+C kernel (`rmsnorm_cpu`, one pass per row instead of torch's chain of elementwise ops, each
+with its own dispatch and OpenMP fork: +5% end to end on SmolLM2 offline, with SiLU-and-mul;
+docs/benchmarks.md); elsewhere torch ops."""
 
 from __future__ import annotations
 
