@@ -6,11 +6,14 @@ For each layer (fused qkv, o, fused gate/up, down) and row count M (default 1, 1
   write (y) over the copy bandwidth measured in the same run (a device-to-device copy of 1 GiB),
   and over the nominal HBM bandwidth (`--bw`, H200: 4.8 TB/s);
 - every output checked against `quant_gemm_ref`.
-`do_bench` flushes L2 between calls, so each call reads its weight from HBM. The issue's batch-1
+Each kernel is timed as a decode step runs it (`sglang.kernels.graph_timing`): calls replayed in
+a CUDA graph, each on its own copy of the weight (copies past the L2), so no host launch work is
+counted and each call reads its weight from HBM. The issue's batch-1
 targets: >= 2.5x faster than bf16 and >= 70% of the 4-bit roofline. Prints one JSON object per
 case, then the per-M totals over one decoder layer's four GEMMs.
 
     python3 benchmarks/quant_gemm_micro.py [--rows 1 16 256] [--bits 4] [--json out.json]
+    python3 benchmarks/quant_gemm_micro.py --layout interleaved   # the runtime's GPU path
     python3 benchmarks/quant_gemm_micro.py --tiny   # CPU, Triton interpreter, tiny shapes
 """
 
@@ -26,6 +29,7 @@ from gpu_suite_common import kernel_seconds
 LLAMA3_8B = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
              "down": (4096, 14336)}  # name: (N, K)
 TINY = {"qkv": (48, 64), "down": (40, 96)}
+TINY_INTERLEAVED = {"qkv": (48, 128), "down": (40, 256)}  # K in whole 128-value blocks
 
 
 def copy_bandwidth(cuda: bool) -> float:
@@ -40,11 +44,25 @@ def copy_bandwidth(cuda: bool) -> float:
     return 2 * src.numel() / seconds
 
 
+def _seconds(call: Any, tensors: tuple[Any, ...], cuda: bool) -> float:
+    """Seconds per call: on CUDA replayed in a CUDA graph, each call on its own copy of
+    `tensors` (copies past the L2), as a decode step runs its layers; else one timed call."""
+    if not cuda:
+        return kernel_seconds(lambda: call(tensors), cuda)
+    from sglang.kernels.graph_timing import copies_past_l2, graph_us
+
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    copies = [tensors] + [tuple(t.clone() for t in tensors)
+                          for _ in range(copies_past_l2(size) - 1)]
+    return graph_us([lambda c=c: call(c) for c in copies]) / 1e6
+
+
 def _case(name: str, n: int, k: int, m: int, args: Any, device: str, dtype: Any,
           copy_bw: float) -> dict[str, Any]:
     import torch
 
-    from sglang.kernels import quant_gemm
+    from sglang.kernels import quant_gemm, quant_gemm_interleaved
+    from sglang.kernels.quant_layout import interleave_quant_weight
     from sglang.kernels.reference import pack_quant_weight, quant_gemm_ref
 
     cuda = device == "cuda"
@@ -57,16 +75,21 @@ def _case(name: str, n: int, k: int, m: int, args: Any, device: str, dtype: Any,
     x = torch.randn(m, k, device=device, generator=g).to(dtype)
     w_dense = torch.randn(k, n, device=device, generator=g).to(dtype) * k**-0.5
 
-    got = quant_gemm(x, qweight, scales, zeros, bits, group)
     want = quant_gemm_ref(x, qweight, scales, zeros, bits, group)
+    if args.layout == "interleaved":
+        weight = (interleave_quant_weight(qweight, bits), scales, zeros)
+        kernel = quant_gemm_interleaved
+    else:
+        weight, kernel = (qweight, scales, zeros), quant_gemm
+    got = kernel(x, *weight, bits, group)
     err = ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-9))
-    quant_s = kernel_seconds(lambda: quant_gemm(x, qweight, scales, zeros, bits, group), cuda)
-    dense_s = kernel_seconds(lambda: x @ w_dense, cuda)
+    quant_s = _seconds(lambda w: kernel(x, *w, bits, group), weight, cuda)
+    dense_s = _seconds(lambda w: x @ w[0], (w_dense,), cuda)
     elt = x.element_size()
     moved = (qweight.numel() * 4 + 2 * scales.numel() * scales.element_size()
              + x.numel() * elt + m * n * elt)
     return {
-        "layer": name, "n": n, "k": k, "m": m, "bits": bits, "group_size": group,
+        "layer": name, "layout": args.layout, "n": n, "k": k, "m": m, "bits": bits, "group_size": group,
         "quant_us": quant_s * 1e6, "bf16_us": dense_s * 1e6,
         "speedup_vs_bf16": dense_s / quant_s,
         "bound_copy_us": moved / copy_bw * 1e6,
@@ -86,6 +109,8 @@ def main() -> None:
     parser.add_argument("--bw", type=float, default=4.8e12, help="nominal HBM bytes/s")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test in the interpreter")
+    parser.add_argument("--layout", choices=["canonical", "interleaved"], default="canonical",
+                        help="quant_gemm on the canonical layout, or quant_gemm_interleaved")
     args = parser.parse_args()
     if args.tiny:
         # Before anything imports triton: the interpreter is chosen when kernels are defined.
@@ -94,6 +119,8 @@ def main() -> None:
 
     if args.tiny:
         device, dtype, shapes, args.group_size = "cpu", torch.float32, TINY, 32
+        if args.layout == "interleaved":
+            shapes = TINY_INTERLEAVED
         args.rows = sorted({min(r, 20) for r in args.rows})  # 20: the tiled path, still small
     else:
         if not torch.cuda.is_available():

@@ -13,13 +13,13 @@ from sglang.kernels import quant_gemm_tune as tune
 from sglang.kernels.quant_matmul import gemm_config, tuning_key
 
 
-def fake_clock(fn) -> float:  # noqa: ANN001
+def fake_clock(calls) -> float:  # noqa: ANN001
     """Runs the candidate (so launch errors surface), then times it by its shape: the
     smallest blocks win; 16-wide column blocks "fail to compile"."""
-    config: QuantGemmConfig = fn.__defaults__[0]
+    config: QuantGemmConfig = calls[0].__defaults__[0]
     if config.block_n == 16:
         raise RuntimeError("out of resources")
-    fn()
+    calls[0]()
     return (config.block_m / 16 + config.block_n / 32 + config.split_k + config.block_k / 64
             + config.num_stages / 10)
 
@@ -46,3 +46,26 @@ def test_candidates_respect_the_group_and_the_rows():
     assert all(c.use_dot for c in tune.small_m_launches(128, 5))
     assert all(c.num_warps == 8 for c in tune.tiled_launches(4096)
                if c.block_m * c.block_n >= 128 * 128)
+
+
+def test_interleaved_sweep_writes_the_table_il_config_reads(override, monkeypatch):
+    from sglang.kernels.quant_interleaved import IlConfig, il_config
+    from sglang.kernels.quant_interleaved import tuning_key as il_key
+
+    def il_clock(calls) -> float:  # noqa: ANN001
+        config: IlConfig = calls[0].__defaults__[0]
+        calls[0]()
+        return config.block_n / 32 + config.split_k + config.unroll + config.num_warps / 8 + (
+            config.block_m / 16 + config.num_stages / 10)
+
+    monkeypatch.setattr(tune, "_time_us", il_clock)
+    every = tune.interleaved_launches  # a subset keeps the interpreter quick
+    monkeypatch.setattr(tune, "interleaved_launches", lambda m: (
+        c for c in every(m) if c.block_n <= 64 and c.split_k <= 2 and c.num_stages == 2))
+    path = tune.sweep([(32, 256)], [4], [128], [1, 3], torch.float32, override, device="cpu",
+                      layout_name="interleaved")
+    buckets = json.loads(path.read_text())[il_key(32, 256, 4, 128)]
+    assert set(buckets) == {"1", "3"}
+    cpu = torch.device("cpu")
+    assert il_config(1, 32, 256, 4, 128, cpu) == IlConfig(1, 32, 1, 1, 4, 2)
+    assert il_config(3, 32, 256, 4, 128, cpu) == IlConfig(16, 32, 1, 1, 4, 2)

@@ -1,5 +1,5 @@
-"""AWQ/GPTQ checkpoints on CUDA through `sglang.kernels.quant_gemm` (the Triton kernel), in
-bfloat16, against the dequantized float model in bfloat16 (cuBLAS): logits close and the
+"""AWQ/GPTQ checkpoints on CUDA through `sglang.kernels.quant_gemm_interleaved` (the weights
+repacked into the interleaved layout at load; one row and several rows), in bfloat16, against the dequantized float model in bfloat16 (cuBLAS): logits close and the
 greedy tokens of a short prompt equal. Run on the H200."""
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ def test_cuda_kernel_path_matches_dequantized(scheme: Scheme, tmp_path: Path) ->
     write_quantized(tmp_path / "float", scheme, tmp_path / "quant", tmp_path / "deq")
     quant = load_model(str(tmp_path / "quant"), dtype="bfloat16", device="cuda")
     deq = load_model(str(tmp_path / "deq"), dtype="bfloat16", device="cuda")
-    x = torch.randn(5, 128, device="cuda", dtype=torch.bfloat16)
-    for name in ("self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj"):
-        q_layer = quant.model.model.layers[0].get_submodule(name)
-        d_layer = deq.model.model.layers[0].get_submodule(name)
-        inp = x if "down" not in name else torch.randn(5, 256, device="cuda", dtype=torch.bfloat16)
-        got, want = q_layer(inp).float(), d_layer(inp).float()
-        torch.testing.assert_close(got, want, atol=5e-2, rtol=2e-2)
+    for rows in (1, 5):
+        for name in ("self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj"):
+            q_layer = quant.model.model.layers[0].get_submodule(name)
+            d_layer = deq.model.model.layers[0].get_submodule(name)
+            assert q_layer.quant_method.interleaved
+            inp = torch.randn(rows, d_layer.in_features, device="cuda", dtype=torch.bfloat16)
+            got, want = q_layer(inp).float(), d_layer(inp).float()
+            torch.testing.assert_close(got, want, atol=5e-2, rtol=2e-2)

@@ -2,7 +2,8 @@
 
 Attention over a token-level KV pool (read through a ``req_to_token`` table), KV store, RMSNorm,
 rotary embeddings, gated activations, the fused mixture-of-experts MLP and the 4/8-bit
-quantized GEMM (`quant_gemm`), each a Triton kernel with a torch reference in
+quantized GEMM (`quant_gemm`; `quant_gemm_interleaved` over the layout the GPU path repacks
+weights into), each a Triton kernel with a torch reference in
 ``sglang.kernels.reference``; `quant_gemm_cpu` is that GEMM as a C kernel for the CPU
 (``sglang.kernels.cpu``, compiled on first use), beside paged attention, the rotary + KV
 write, RMSNorm and SiLU-and-mul for the CPU. Usable without the rest of sglang: ``pip install sglang-kernels``.
@@ -47,6 +48,9 @@ _EXPORTS = {
     "align_by_expert": "moe_align",
     "quant_gemm": "quant_matmul",
     "QuantGemmConfig": "quant_matmul",
+    "quant_gemm_interleaved": "quant_interleaved",
+    "IlConfig": "quant_interleaved",
+    "interleave_quant_weight": "quant_layout",
     "quant_gemm_cpu": "cpu",
     "dequantize_cpu": "cpu",
     "paged_attention_cpu": "cpu",

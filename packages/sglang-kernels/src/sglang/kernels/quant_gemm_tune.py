@@ -1,8 +1,10 @@
-"""Measure `quant_gemm`'s launch shapes on this GPU and write the table it reads.
+"""Measure `quant_gemm`'s launch shapes on this GPU and write the table it reads
+(`--layout interleaved`: those of `quant_gemm_interleaved`, the runtime's GPU path).
 
 For each weight shape (N, K), bit width, group size and row count M, every candidate launch is
-timed on its own (`triton.testing.do_bench`, median) and the fastest is stored with its time and
-its achieved weight bandwidth. Small M (<= 16) sweeps narrow column blocks and split-K (the
+timed as a decode step runs it (`graph_timing`: calls captured in a CUDA graph, each on its own
+copy of the weight, copies past the L2) and the fastest is stored with its time and its
+achieved weight bandwidth. Small M (<= 16) sweeps narrow column blocks and split-K (the
 streaming regime); larger M sweeps tiled GEMM shapes.
 
     python -m sglang.kernels.quant_gemm_tune --out DIR            # Candidates are kept to ~120-140 per row count, so that the default sweep (4 shapes x 7 row
@@ -19,15 +21,18 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import triton
 
-from sglang.kernels import tuning
-from sglang.kernels.quant_layout import pack_quant_weight
+from sglang.kernels import quant_interleaved, tuning
+from sglang.kernels.graph_timing import copies_past_l2, graph_us
+from sglang.kernels.quant_interleaved import IlConfig, quant_gemm_interleaved
+from sglang.kernels.quant_layout import interleave_quant_weight, pack_quant_weight
 from sglang.kernels.quant_matmul import (
     FMA_MAX_M,
     SMALL_M,
@@ -66,22 +71,59 @@ def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
             yield QuantGemmConfig(bm, bn, bk, split, 8 if bm * bn >= 128 * 128 else 4, stages)
 
 
-def _time_us(fn) -> float:  # noqa: ANN001
-    from triton.testing import do_bench
+def interleaved_launches(m: int) -> Iterator[IlConfig]:
+    """One row: the FMA kernel's rows per program, warps, blocks per step and split-K; more
+    rows: the dot kernel's tiles and split-K."""
+    if m == 1:
+        for bn, warps, unroll, split in itertools.product(
+            (32, 64, 128, 256), (4, 8), (1, 2), (1, 2, 4, 8, 16)
+        ):
+            yield IlConfig(1, bn, split, unroll, warps, 2)
+        return
+    for bm, bn, split, warps, stages in itertools.product(
+        (16, 32, 64, 128), (32, 64, 128), (1, 2, 4, 8), (4, 8), (2, 3)
+    ):
+        if bm <= max(16, 2 * m):
+            yield IlConfig(bm, bn, split, 1, warps, stages)
 
-    return float(do_bench(fn, warmup=5, rep=25, return_mode="median")) * 1e3
+
+@dataclass(frozen=True)
+class Layout:
+    """What the sweep times for one weight layout."""
+
+    kernel: str  # the tuning table's kernel name
+    launches: Callable[[int, int], Iterator[Any]]  # (rows, group size) -> configs
+    run: Callable[..., torch.Tensor]  # (x, qweight, scales, zeros, bits, group, config=)
+    prepare: Callable[[torch.Tensor, int], torch.Tensor]  # canonical qweight, bits -> its own
 
 
-def tune_rows(m: int, weight: tuple[torch.Tensor, ...], bits: int, group_size: int) -> dict:
-    qweight, scales, zeros = weight
-    k = qweight.shape[0] * 32 // bits
+LAYOUTS = {
+    "canonical": Layout(TUNING_KERNEL, lambda m, g: _launches(m, g), quant_gemm,
+                        lambda q, bits: q),
+    "interleaved": Layout(quant_interleaved.TUNING_KERNEL,
+                          lambda m, g: interleaved_launches(m), quant_gemm_interleaved,
+                          interleave_quant_weight),
+}
+
+
+def _time_us(calls: list[Callable[[], Any]]) -> float:
+    """Microseconds per call, the calls replayed in a CUDA graph (`graph_timing`)."""
+    return graph_us(calls)
+
+
+def tune_rows(m: int, weights: list[tuple[torch.Tensor, ...]], bits: int, group_size: int,
+              layout: Layout = LAYOUTS["canonical"]) -> dict:
+    """The fastest launch for `m` rows; each timed call reads the next copy of the weight in
+    `weights` (copies past the L2, as a decode step's layers are)."""
+    qweight, scales, zeros = weights[0]
+    k = scales.shape[0] * group_size
     x = torch.randn(m, k, device=qweight.device, dtype=scales.dtype)
-    launches = _launches(m, group_size)
-    best: tuple[float, QuantGemmConfig | None] = (math.inf, None)
-    for config in launches:
+    best: tuple[float, Any] = (math.inf, None)
+    for config in layout.launches(m, group_size):
+        calls = [lambda c=config, w=w: layout.run(x, *w, bits, group_size, config=c)
+                 for w in weights]
         try:
-            us = _time_us(lambda c=config: quant_gemm(x, qweight, scales, zeros, bits, group_size,
-                                                      config=c))
+            us = _time_us(calls)
         except Exception:  # noqa: BLE001 - a shape past shared memory or registers fails; skip
             continue
         best = min(best, (us, config), key=lambda t: t[0])
@@ -107,28 +149,31 @@ def _launches(m: int, group_size: int) -> Iterator[QuantGemmConfig]:
     return small_m_launches(group_size, m) if m <= SMALL_M else tiled_launches(m)
 
 
-def _compile(jobs: list[tuple[int, int, int, int, int, str, QuantGemmConfig]]) -> None:
+def _compile(jobs: list[tuple[int, int, int, int, int, str, str, Any]]) -> None:
     # Fills Triton's on-disk cache so the timing process only loads binaries.
-    for n, k, m, bits, group_size, dtype, config in jobs:
+    for n, k, m, bits, group_size, dtype, layout_name, config in jobs:
+        layout = LAYOUTS[layout_name]
         qweight, scales, zeros = random_weight(n, k, bits, group_size, getattr(torch, dtype))
         x = torch.randn(m, k, device="cuda", dtype=scales.dtype)
         try:
-            quant_gemm(x, qweight, scales, zeros, bits, group_size, config=config)
+            layout.run(x, layout.prepare(qweight, bits), scales, zeros, bits, group_size,
+                       config=config)
         except Exception:  # noqa: BLE001 - skipped again when timed
             pass
     torch.cuda.synchronize()
 
 
 def precompile(shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
-               rows: list[int], dtype: torch.dtype, procs: int) -> None:
+               rows: list[int], dtype: torch.dtype, procs: int, layout_name: str) -> None:
     """Compile every candidate launch in `procs` processes first (a launch compiles per K,
     row count and config; a narrow N gives the same binary)."""
     import multiprocessing as mp
 
     name = str(dtype).removeprefix("torch.")
+    launches = LAYOUTS[layout_name].launches
     keys = {(k, m, b, g, c) for _, k in shapes for m in rows for b in bits_list
-            for g in group_sizes for c in _launches(m, g)}
-    jobs = [(256, k, m, b, g, name, c) for k, m, b, g, c in sorted(keys, key=str)]
+            for g in group_sizes for c in launches(m, g)}
+    jobs = [(256, k, m, b, g, name, layout_name, c) for k, m, b, g, c in sorted(keys, key=str)]
     with mp.get_context("spawn").Pool(procs) as pool:
         pool.map(_compile, [jobs[i::procs] for i in range(procs)])
 
@@ -136,20 +181,26 @@ def precompile(shapes: list[tuple[int, int]], bits_list: list[int], group_sizes:
 def sweep(
     shapes: list[tuple[int, int]], bits_list: list[int], group_sizes: list[int],
     rows: list[int], dtype: torch.dtype, out: Path, device: str = "cuda", procs: int = 1,
+    layout_name: str = "canonical",
 ) -> Path:
     """Tune every (shape, bits, group size) over `rows`; merge into the device's table in
     `out`, written after each shape so a sweep cut short keeps what it measured."""
+    layout = LAYOUTS[layout_name]
     if procs > 1:
-        precompile(shapes, bits_list, group_sizes, rows, dtype, procs)
+        precompile(shapes, bits_list, group_sizes, rows, dtype, procs, layout_name)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / tuning.table_name(TUNING_KERNEL, tuning.device_key())
+    path = out / tuning.table_name(layout.kernel, tuning.device_key())
     table = json.loads(path.read_text()) if path.is_file() else {}
     for (n, k), bits, group_size in itertools.product(shapes, bits_list, group_sizes):
-        weight = random_weight(n, k, bits, group_size, dtype, device)
+        qweight, scales, zeros = random_weight(n, k, bits, group_size, dtype, device)
+        weight = (layout.prepare(qweight, bits), scales, zeros)
+        size = sum(t.numel() * t.element_size() for t in weight)
+        copies = copies_past_l2(size) if torch.device(device).type == "cuda" else 1
+        weights = [weight] + [tuple(t.clone() for t in weight) for _ in range(copies - 1)]
         buckets: dict[str, dict] = {}
         for m in rows:
             start = time.perf_counter()
-            entry = tune_rows(m, weight, bits, group_size)
+            entry = tune_rows(m, weights, bits, group_size, layout)
             if entry:  # no candidate ran: leave the bucket to the heuristic
                 buckets[str(m)] = entry
             print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
@@ -174,11 +225,12 @@ def main() -> None:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--out", required=True, help="folder for the table (merged into one there)")
     p.add_argument("--procs", type=int, default=12, help="processes compiling the candidates")
+    p.add_argument("--layout", choices=sorted(LAYOUTS), default="canonical")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("quant_gemm_tune measures a CUDA GPU; none is visible")
     path = sweep(args.shape, args.bits, args.group_size, args.rows, getattr(torch, args.dtype),
-                 Path(args.out), procs=args.procs)
+                 Path(args.out), procs=args.procs, layout_name=args.layout)
     print(f"wrote {path}")
 
 

@@ -6,6 +6,14 @@ A weight w [K, N] (y = x @ w) of `bits`-bit integers q in [0, 2**bits) is stored
 int32, lowest bits first (k = 32 // bits * row + i sits at bit ``bits * i``). Groups of
 ``group_size`` consecutive k rows share one scale and one float zero point per column:
 ``w[k, n] = (q[k, n] - zeros[k // group_size, n]) * scales[k // group_size, n]``.
+
+The interleaved layout (`interleave_quant_weight`, read by `quant_gemm_interleaved` on the GPU)
+holds the same values with one row of words per output feature: int32 [N, K * bits // 32].
+K is cut into blocks of ``interleave_block(bits)`` = SLAB * (32 // bits) values; in block b,
+word w (of SLAB) holds at bit field j the value of k = b * block + j * SLAB + w. So each bit
+field of a [rows, SLAB] tile of words is a contiguous run of SLAB k values: a kernel expands a
+tile with one shift and mask per field, without reshaping registers. Scales and zeros keep the
+canonical [K // group_size, N].
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ import torch
 SUPPORTED_BITS = (4, 8)
 SUPPORTED_GROUP_SIZES = (16, 32, 64, 128)  # or group_size == K: one group per column
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Words per block row of the interleaved layout: one bit field of them spans 16 k values, the
+# smallest group size and tl.dot's smallest K.
+SLAB = 16
 
 
 def pack_factor(bits: int) -> int:
@@ -128,3 +139,39 @@ def dequantize_weight(
     s = scales.float().repeat_interleave(group_size, dim=0)
     z = zeros.float().repeat_interleave(group_size, dim=0)
     return (q - z) * s
+
+
+def interleave_block(bits: int) -> int:
+    """K values per block of the interleaved layout (128 at 4 bits, 64 at 8)."""
+    return SLAB * pack_factor(bits)
+
+
+def can_interleave(k: int, bits: int, group_size: int) -> bool:
+    """Whether K splits into whole interleaved blocks; groups always cover whole bit fields
+    (group sizes are multiples of SLAB)."""
+    return k % interleave_block(bits) == 0 and group_size % SLAB == 0
+
+
+def interleave_quant_weight(qweight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Canonical int32 [K * bits // 32, N] -> interleaved int32 [N, K * bits // 32]."""
+    per = pack_factor(bits)
+    k, n = qweight.shape[0] * per, qweight.shape[1]
+    if k % interleave_block(bits):
+        raise ValueError(f"interleave_quant_weight: K={k} is not a multiple of "
+                         f"{interleave_block(bits)} at {bits} bits")
+    values = unpack_quant_weight(qweight, bits).T.to(torch.int64)  # [N, K]
+    fields = values.reshape(n, k // (per * SLAB), per, SLAB)
+    shifts = (torch.arange(per, device=qweight.device, dtype=torch.int64) * bits)[:, None]
+    words = (fields << shifts).sum(dim=2)  # [N, blocks, SLAB]
+    words = torch.where(words >= 1 << 31, words - (1 << 32), words)
+    return words.reshape(n, -1).to(torch.int32).contiguous()
+
+
+def deinterleave_quant_weight(qweight_il: torch.Tensor, bits: int) -> torch.Tensor:
+    """The inverse of `interleave_quant_weight`."""
+    per = pack_factor(bits)
+    n, words = qweight_il.shape
+    shifts = (torch.arange(per, device=qweight_il.device, dtype=torch.int32) * bits)[:, None]
+    blocks = qweight_il.reshape(n, words // SLAB, 1, SLAB)
+    values = (blocks >> shifts) & ((1 << bits) - 1)  # [N, blocks, per, SLAB]: k order
+    return pack_quant_weight(values.reshape(n, words * per).T.contiguous(), bits)

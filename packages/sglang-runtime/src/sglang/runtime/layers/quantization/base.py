@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sglang.kernels.quant_layout import pack_quant_weight
+from sglang.kernels.quant_layout import can_interleave, interleave_quant_weight, pack_quant_weight
 from sglang.runtime.layers.quantization.matmul import quant_matmul
 from sglang.runtime.layers.sharding import ShardSpec
 from sglang.runtime.loading.source import LazyWeight, read_shard
@@ -83,6 +83,8 @@ class QuantLinearMethod(ABC):
     group_size: int  # -1: one group over the whole K
     # CPU: int8 activations for large batches (`--cpu-int8-activations`), set after loading.
     cpu_int8: bool = False
+    # qweight in `quant_layout`'s interleaved layout (set when loading finishes on a GPU).
+    interleaved: bool = False
 
     @abstractmethod
     def params(self) -> dict[str, PackedParam]: ...
@@ -179,11 +181,18 @@ class QuantLinearMethod(ABC):
         def keep(t: torch.Tensor) -> nn.Parameter:
             return nn.Parameter(t.contiguous(), requires_grad=False)
 
-        layer.qweight = keep(pack_quant_weight(values, self.bits))
+        self.group = self.k_local if self.group_size == -1 else self.group_size
+        qweight = pack_quant_weight(values, self.bits)
+        # On the GPU, rows of words per output feature (`quant_gemm_interleaved`) where K
+        # splits into whole blocks; the canonical layout elsewhere (CPU kernels, odd K).
+        self.interleaved = qweight.is_cuda and can_interleave(self.k_local, self.bits,
+                                                             self.group)
+        if self.interleaved:
+            qweight = interleave_quant_weight(qweight, self.bits)
+        layer.qweight = keep(qweight)
         layer.scales = keep(scales.data.to(dtype))
         layer.zeros = keep(zeros.to(dtype))
         layer.register_buffer("perm", perm, persistent=False)
-        self.group = self.k_local if self.group_size == -1 else self.group_size
 
     def apply(self, layer: Any, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -191,7 +200,7 @@ class QuantLinearMethod(ABC):
         if layer.perm is not None:
             x2 = x2[:, layer.perm]
         y = quant_matmul(x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group,
-                         cpu_int8=self.cpu_int8)
+                         cpu_int8=self.cpu_int8, interleaved=self.interleaved)
         bias = getattr(layer, "bias", None)  # a packed embedding used as LM head has none
         if bias is not None:
             y = y + bias

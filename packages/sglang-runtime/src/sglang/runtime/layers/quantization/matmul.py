@@ -1,4 +1,5 @@
-"""The quantized matmul behind every packed layer: the Triton `quant_gemm` on CUDA, the
+"""The quantized matmul behind every packed layer: the Triton `quant_gemm_interleaved` (or
+`quant_gemm` for weights left in the canonical layout) on CUDA, the
 compiled `quant_gemm_cpu` on the CPU (which falls back to the torch reference, column slice by
 column slice, where no C compiler is available)."""
 
@@ -8,10 +9,15 @@ import torch
 
 
 def quant_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-                 zeros: torch.Tensor, bits: int, group_size: int, cpu_int8: bool = False
-                 ) -> torch.Tensor:
-    """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout`;
-    `cpu_int8`: on the CPU, large batches with int8 activations (`quant_gemm_cpu`'s `int8`)."""
+                 zeros: torch.Tensor, bits: int, group_size: int, cpu_int8: bool = False,
+                 interleaved: bool = False) -> torch.Tensor:
+    """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout` (or its
+    interleaved layout when `interleaved`, CUDA only); `cpu_int8`: on the CPU, large batches
+    with int8 activations (`quant_gemm_cpu`'s `int8`)."""
+    if interleaved:
+        from sglang.kernels.quant_interleaved import quant_gemm_interleaved
+
+        return quant_gemm_interleaved(x, qweight, scales, zeros, bits, group_size)
     if x.is_cuda:
         from sglang.kernels import quant_gemm
 

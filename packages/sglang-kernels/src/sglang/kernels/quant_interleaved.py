@@ -1,0 +1,311 @@
+"""y = x @ dequant(qweight) over the interleaved 4/8-bit layout (`quant_layout`): the GPU path.
+
+Each program owns a block of output features (rows of the interleaved weight, K contiguous) and
+a slice of K. A [BLOCK_N, SLAB] tile of words holds 32 // bits bit fields, each a contiguous run
+of SLAB k values, so every tensor stays 2-D: one shift and one mask-and-or per field put the
+value q into the mantissa of 1.0, read as the float f = 1 + q / 2**bits (no integer-to-float
+conversion). With a = s * 2**bits and c = s * (2**bits + z), the weight is a * f - c.
+
+- One row (batch-1 decode, `_gemv_kernel`): three instructions per weight. The kernel adds
+  P = sum x * f and X = sum x per group and applies y += a * P - c * X once per group, keeping
+  the per-weight work to the shift, the mask-and-or and one fused multiply-add. `UNROLL` blocks
+  are loaded per loop step so that each row's words arrive as whole 128-byte lines.
+- More rows (`_gemm_kernel`): each field's tile becomes a * f - c in x's dtype and goes to
+  `tl.dot` (K = SLAB per dot), so the dequantized tile is reused by the BLOCK_M rows.
+- From `DEQUANT_MIN_M` rows: the weight is dequantized into a dense [N, K] (`_dequant_kernel`)
+  and multiplied by cuBLAS.
+
+Split-K partials land in an fp32 [split, M, N] buffer summed in split order (deterministic).
+Launch shapes come from measured tables (kernel "quant_gemm_il", written by
+`quant_gemm_tune --layout interleaved`), else from `IlConfig.for_shape`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.kernels import tuning
+from sglang.kernels._triton import check_device, dot_precision, interpreting, num_sms
+from sglang.kernels.quant_layout import (
+    FLOAT_DTYPES,
+    SLAB,
+    check_bits,
+    check_group_size,
+    interleave_block,
+)
+from sglang.kernels.quant_matmul import _sum_splits_kernel
+
+TUNING_KERNEL = "quant_gemm_il"
+# From this many rows the weight is dequantized once and multiplied densely (prefill-sized
+# products, where the dense matmul's time dwarfs writing the weight).
+DEQUANT_MIN_M = 512
+_SLAB = tl.constexpr(SLAB)  # a global the kernels read must be a constexpr
+
+
+@dataclass(frozen=True)
+class IlConfig:
+    """Launch shape: rows and output features per program, K splits, blocks per loop step
+    (one-row kernel), warps, stages."""
+
+    block_m: int = 16
+    block_n: int = 64
+    split_k: int = 1
+    unroll: int = 2
+    num_warps: int = 4
+    num_stages: int = 2
+
+    @classmethod
+    def for_shape(cls, m: int, n: int, k: int, bits: int, sms: int) -> IlConfig:
+        """Untuned starting point: split K until about 4 programs per SM, keeping >= 4 blocks
+        of K per split so the fp32 partials stay small next to the weight."""
+        block_m = 1 if m == 1 else min(64, max(16, triton.next_power_of_2(m)))
+        block_n = 64 if m <= 64 else 128
+        tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+        blocks = k // interleave_block(bits)
+        split = 1
+        while tiles * split < 4 * sms and blocks // (split * 2) >= 4:
+            split *= 2
+        return cls(block_m=block_m, block_n=block_n, split_k=split,
+                   num_warps=4 if m <= 64 else 8)
+
+
+_FIELDS = frozenset(IlConfig.__dataclass_fields__)
+
+
+def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
+    return f"N{n}_K{k}_b{bits}_g{group_size}"
+
+
+def il_config(m: int, n: int, k: int, bits: int, group_size: int,
+              device: torch.device) -> IlConfig:
+    device_key = tuning.device_key(device) if device.type == "cuda" else "cpu"
+    entry = tuning.lookup(TUNING_KERNEL, tuning_key(n, k, bits, group_size), m, device_key)
+    if entry is not None:
+        return IlConfig(**{f: v for f, v in entry.items() if f in _FIELDS})
+    return IlConfig.for_shape(m, n, k, bits, num_sms(device))
+
+
+@triton.jit
+def _field_as_float(words, J: tl.constexpr, BITS: tl.constexpr):
+    """Bit field J of each word as 1 + q / 2**BITS: q moved to the top of the fp32 mantissa
+    (bits 23 - BITS .. 22) under the exponent of 1.0."""
+    SHIFT: tl.constexpr = 23 - BITS - BITS * J
+    if SHIFT >= 0:
+        moved = words << SHIFT
+    else:
+        moved = words >> (-SHIFT)
+    mant = moved & (((1 << BITS) - 1) << (23 - BITS))
+    return (mant | 0x3F800000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _gemv_kernel(
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    N, K, blocks_per_split,
+    stride_qn, stride_sg, stride_zg, stride_os,
+    BITS: tl.constexpr, GROUP: tl.constexpr, FIELDS_PER_GROUP: tl.constexpr,
+    BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+):
+    PER: tl.constexpr = 32 // BITS
+    IB: tl.constexpr = _SLAB * PER
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = rn < N
+    rn64 = rn.to(tl.int64)
+    lane = tl.arange(0, _SLAB)
+    q_rows = q_ptr + rn64[:, None] * stride_qn + lane[None, :]
+    b_start = pid_k * blocks_per_split
+    b_end = tl.minimum(b_start + blocks_per_split, K // IB)
+    acc = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
+    corr = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for b0 in range(b_start, b_end, UNROLL):
+        for u in tl.static_range(UNROLL):
+            b = b0 + u
+            # Masks as vectors: the interpreter rejects a tensor & a Python bool.
+            k_ok = (lane * 0 + b) < b_end
+            rows_ok = n_ok & ((rn * 0 + b) < b_end)
+            words = tl.load(q_rows + b * _SLAB, mask=rows_ok[:, None] & k_ok[None, :],
+                            other=0,
+                            eviction_policy="evict_first")
+            p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
+            xs = tl.zeros((_SLAB,), dtype=tl.float32)
+            for j in tl.static_range(PER):
+                xj = tl.load(x_ptr + b * IB + j * _SLAB + lane, mask=k_ok,
+                             other=0.0).to(tl.float32)
+                p += _field_as_float(words, j, BITS) * xj[None, :]
+                xs += xj
+                if (j + 1) % FIELDS_PER_GROUP == 0:
+                    g = (b * IB + j * _SLAB) // GROUP
+                    s = tl.load(s_ptr + g * stride_sg + rn64, mask=rows_ok,
+                                other=0.0).to(tl.float32)
+                    z = tl.load(z_ptr + g * stride_zg + rn64, mask=rows_ok,
+                                other=0.0).to(tl.float32)
+                    a = s * (1 << BITS)
+                    acc += a[:, None] * p
+                    corr += (a + z * s) * tl.sum(xs, axis=0)
+                    p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
+                    xs = tl.zeros((_SLAB,), dtype=tl.float32)
+    y = tl.sum(acc, axis=1) - corr
+    tl.store(out_ptr + pid_k.to(tl.int64) * stride_os + rn64,
+             y.to(out_ptr.dtype.element_ty), mask=n_ok)
+
+
+@triton.jit
+def _gemm_kernel(
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    M, N, K, blocks_per_split,
+    stride_xm, stride_qn, stride_sg, stride_zg, stride_os, stride_om,
+    BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    PER: tl.constexpr = 32 // BITS
+    IB: tl.constexpr = _SLAB * PER
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = rm < M
+    n_ok = rn < N
+    rn64 = rn.to(tl.int64)
+    lane = tl.arange(0, _SLAB)
+    q_rows = q_ptr + rn64[:, None] * stride_qn + lane[None, :]
+    x_rows = x_ptr + rm.to(tl.int64)[:, None] * stride_xm + lane[None, :]
+    b_start = pid_k * blocks_per_split
+    b_end = tl.minimum(b_start + blocks_per_split, K // IB)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for b in range(b_start, b_end):
+        words = tl.load(q_rows + b * _SLAB, mask=n_ok[:, None], other=0,
+                        eviction_policy="evict_first")
+        for j in tl.static_range(PER):
+            g = (b * IB + j * _SLAB) // GROUP
+            s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+            a = s * (1 << BITS)
+            w = _field_as_float(words, j, BITS) * a[:, None] - (a + z * s)[:, None]
+            xj = tl.load(x_rows + b * IB + j * _SLAB, mask=m_ok[:, None], other=0.0)
+            acc = tl.dot(xj, tl.trans(w.to(x_ptr.dtype.element_ty)), acc,
+                         input_precision=PRECISION)
+    out = (out_ptr + pid_k.to(tl.int64) * stride_os + rm.to(tl.int64)[:, None] * stride_om
+           + rn64[None, :])
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _dequant_kernel(
+    q_ptr, s_ptr, z_ptr, w_ptr, N, K,
+    stride_qn, stride_sg, stride_zg, stride_wn,
+    BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """w [N, K] = a * f - c for one block of K and BLOCK_N rows (many-row products go
+    through this and a dense matmul: writing the weight once costs little next to them)."""
+    PER: tl.constexpr = 32 // BITS
+    IB: tl.constexpr = _SLAB * PER
+    b = tl.program_id(1)
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = rn < N
+    rn64 = rn.to(tl.int64)
+    lane = tl.arange(0, _SLAB)
+    words = tl.load(q_ptr + rn64[:, None] * stride_qn + b * _SLAB + lane[None, :],
+                    mask=n_ok[:, None], other=0)
+    for j in tl.static_range(PER):
+        g = (b * IB + j * _SLAB) // GROUP
+        s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+        a = s * (1 << BITS)
+        w = _field_as_float(words, j, BITS) * a[:, None] - (a + z * s)[:, None]
+        tl.store(w_ptr + rn64[:, None] * stride_wn + b * IB + j * _SLAB + lane[None, :],
+                 w.to(w_ptr.dtype.element_ty), mask=n_ok[:, None])
+
+
+def dequantize_interleaved(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                           bits: int, group_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """The dense weight [N, K] (nn.Linear's orientation) of an interleaved qweight."""
+    n, k = qweight.shape[0], qweight.shape[1] * (32 // bits)
+    w = torch.empty((n, k), dtype=dtype, device=qweight.device)
+    block_n = 32
+    _dequant_kernel[(triton.cdiv(n, block_n), k // interleave_block(bits))](
+        qweight, scales, zeros, w, n, k, qweight.stride(0), scales.stride(0), zeros.stride(0),
+        w.stride(0), BITS=bits, GROUP=group_size, BLOCK_N=block_n)
+    return w
+
+
+def _fields_per_scale(bits: int, group_size: int) -> int:
+    """Bit fields between scale applications of the one-row kernel: one group's fields when
+    a block holds several groups, else the whole block."""
+    return min(group_size, interleave_block(bits)) // SLAB
+
+
+def _check_args(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                zeros: torch.Tensor, bits: int, group_size: int) -> tuple[int, int, int]:
+    check_bits(bits)
+    if x.dim() != 2 or x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"quant_gemm_interleaved: x must be a 2-D fp16/bf16/fp32 tensor, got "
+                         f"{x.dtype} of shape {tuple(x.shape)}")
+    if qweight.dtype != torch.int32 or qweight.dim() != 2 or qweight.stride(1) != 1:
+        raise ValueError("quant_gemm_interleaved: qweight must be a contiguous 2-D int32 "
+                         f"[N, K * bits // 32] tensor, got {qweight.dtype} {tuple(qweight.shape)}")
+    m, k = x.shape
+    n = qweight.shape[0]
+    if qweight.shape[1] * (32 // bits) != k:
+        raise ValueError(f"quant_gemm_interleaved: qweight holds K={qweight.shape[1] * 32 // bits}"
+                         f" values per row, x has K={k}")
+    if k % interleave_block(bits):
+        raise ValueError(f"quant_gemm_interleaved: K={k} is not a multiple of "
+                         f"{interleave_block(bits)} (the {bits}-bit block)")
+    check_group_size(group_size, k)
+    for name, t in (("scales", scales), ("zeros", zeros)):
+        if tuple(t.shape) != (k // group_size, n) or t.stride(1) != 1:
+            raise ValueError(f"quant_gemm_interleaved: {name} must be [K // group_size, N] = "
+                             f"{(k // group_size, n)} contiguous along N, got {tuple(t.shape)}")
+    return m, n, k
+
+
+def quant_gemm_interleaved(
+    x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+    bits: int, group_size: int, *, config: IlConfig | None = None,
+) -> torch.Tensor:
+    """``x @ w`` for x ``[M, K]`` and an interleaved ``qweight`` int32 ``[N, K * bits // 32]``
+    (`quant_layout.interleave_quant_weight`); scales and zeros ``[K // group_size, N]`` as in
+    `quant_gemm`. Returns ``[M, N]`` in x's dtype, accumulated in fp32."""
+    m, n, k = _check_args(x, qweight, scales, zeros, bits, group_size)
+    check_device(x, qweight, scales, zeros)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    if m == 0:
+        return x.new_zeros(0, n)
+    if m >= DEQUANT_MIN_M and config is None:
+        w = dequantize_interleaved(qweight, scales, zeros, bits, group_size, x.dtype)
+        return torch.nn.functional.linear(x, w)
+    cfg = config or il_config(m, n, k, bits, group_size, x.device)
+    blocks = k // interleave_block(bits)
+    per_split = triton.cdiv(blocks, min(max(cfg.split_k, 1), blocks))
+    split = triton.cdiv(blocks, per_split)
+    out = (torch.empty((m, n), dtype=x.dtype, device=x.device) if split == 1
+           else torch.empty((split, m, n), dtype=torch.float32, device=x.device))
+    extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    stride_os = out.stride(0) if split > 1 else 0
+    if m == 1 and cfg.block_m == 1:
+        _gemv_kernel[(triton.cdiv(n, cfg.block_n), split)](
+            x, qweight, scales, zeros, out, n, k, per_split,
+            qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
+            BITS=bits, GROUP=group_size, FIELDS_PER_GROUP=_fields_per_scale(bits, group_size),
+            BLOCK_N=cfg.block_n, UNROLL=cfg.unroll, **extra)
+    else:
+        block_m = max(16, cfg.block_m)
+        grid = (triton.cdiv(m, block_m), triton.cdiv(n, cfg.block_n), split)
+        _gemm_kernel[grid](
+            x, qweight, scales, zeros, out, m, n, k, per_split,
+            x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
+            out.stride(-2), BITS=bits, GROUP=group_size, BLOCK_M=block_m, BLOCK_N=cfg.block_n,
+            PRECISION=dot_precision(x.dtype), **extra)
+    if split == 1:
+        return out
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    _sum_splits_kernel[(triton.cdiv(m * n, 1024),)](out, y, split, m * n, BLOCK=1024)
+    return y

@@ -1,0 +1,108 @@
+"""The interleaved-layout quantized GEMM (one-row FMA kernel and tl.dot kernel) against the
+torch reference on the canonical layout, the layout round trip, and the errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_cases import DEVICE, DTYPES
+from test_quant_gemm import TOL, activations, make_weight
+
+from sglang.kernels.quant_interleaved import IlConfig, quant_gemm_interleaved
+from sglang.kernels.quant_layout import (
+    can_interleave,
+    deinterleave_quant_weight,
+    interleave_block,
+    interleave_quant_weight,
+    unpack_quant_weight,
+)
+from sglang.kernels.reference import quant_gemm_ref
+
+
+def check(m: int, n: int, k: int, bits: int, group_size: int, dtype: torch.dtype,
+          config: IlConfig | None) -> None:
+    _, qweight, scales, zeros = make_weight(k, n, bits, group_size, dtype)
+    x = activations(m, k, dtype)
+    got = quant_gemm_interleaved(x, interleave_quant_weight(qweight, bits), scales, zeros,
+                                 bits, group_size, config=config)
+    want = quant_gemm_ref(x, qweight, scales, zeros, bits, group_size)
+    assert got.shape == (m, n) and got.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_layout_round_trip_and_field_order(bits):
+    k, n = 2 * interleave_block(bits), 5
+    q = torch.randint(0, 1 << bits, (k, n))
+    _, qweight, _, _ = make_weight(k, n, bits, k, torch.float32)
+    il = interleave_quant_weight(qweight, bits)
+    assert il.shape == (n, k * bits // 32)
+    assert torch.equal(deinterleave_quant_weight(il, bits), qweight)
+    # Bit field j of word w in block b holds k = b * block + j * 16 + w.
+    values = unpack_quant_weight(qweight, bits)
+    b, j, w = 1, (32 // bits) - 1, 3
+    word = int(il[2, b * 16 + w]) & 0xFFFFFFFF
+    assert (word >> (bits * j)) & ((1 << bits) - 1) == int(values[b * interleave_block(bits)
+                                                                  + j * 16 + w, 2])
+    del q
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("group_size", [16, 32, 64, 128, "K"])
+def test_one_row_kernel_per_group_size(dtype, bits, group_size):
+    # K = 256 spans two or four blocks; N = 40 is not a multiple of block_n; split-K 2 with
+    # unroll 2 leaves a masked tail step in one split.
+    k = 384 if bits == 4 else 192
+    group = k if group_size == "K" else group_size
+    if k % group:
+        group = 64
+    check(1, 40, k, bits, group, dtype, IlConfig(block_m=1, block_n=16, split_k=2, unroll=2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m", [1, 2, 5, 17])
+def test_dot_kernel_per_row_count(dtype, bits, m):
+    # The tl.dot kernel for every row count (block_m=16 forces it at one row too), rows
+    # spanning two row blocks at 17, split-K partials summed.
+    check(m, 24, 256, bits, 64, dtype, IlConfig(block_m=16, block_n=16, split_k=2))
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_default_launch_shape(m):
+    check(m, 48, 512, 4, 128, torch.float32, None)
+
+
+def test_can_interleave():
+    assert can_interleave(4096, 4, 128) and can_interleave(14336, 4, 128)
+    assert not can_interleave(96, 4, 96)  # K not a whole number of 128-value blocks
+    assert can_interleave(64, 8, 64) and not can_interleave(96, 8, 32)
+
+
+def test_errors_name_the_problem():
+    _, qweight, scales, zeros = make_weight(256, 8, 4, 64, torch.float32)
+    il = interleave_quant_weight(qweight, 4)
+    x = activations(1, 256, torch.float32)
+    with pytest.raises(ValueError, match="K=128 values per row, x has K=256"):
+        quant_gemm_interleaved(x, il[:, :16].contiguous(), scales, zeros, 4, 64)
+    with pytest.raises(ValueError, match="scales must be"):
+        quant_gemm_interleaved(x, il, scales[:1], zeros, 4, 64)
+    with pytest.raises(ValueError, match="not a multiple of 128"):
+        interleave_quant_weight(qweight[:12], 4)
+    assert DEVICE is not None
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_dequantize_and_many_rows(bits, monkeypatch):
+    from sglang.kernels import quant_interleaved
+    from sglang.kernels.quant_interleaved import dequantize_interleaved
+    from sglang.kernels.quant_layout import dequantize_weight
+
+    _, qweight, scales, zeros = make_weight(256, 40, bits, 64, torch.float32)
+    il = interleave_quant_weight(qweight, bits)
+    dense = dequantize_interleaved(il, scales, zeros, bits, 64, torch.float32)
+    torch.testing.assert_close(dense, dequantize_weight(qweight, scales, zeros, bits, 64).T)
+    # Past DEQUANT_MIN_M rows the product goes through that dense weight.
+    monkeypatch.setattr(quant_interleaved, "DEQUANT_MIN_M", 4)
+    check(6, 40, 256, bits, 64, torch.float32, None)
