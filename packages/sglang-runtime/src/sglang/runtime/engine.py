@@ -97,9 +97,11 @@ class Engine:
         image_data: MediaField,
         video_data: MediaField,
         embed: bool = False,
+        stream: bool = False,
     ) -> tuple[list[Req], bool]:
         """Through the front door shared with the server (runtime/inputs.py); InvalidRequest
-        (a ValueError naming the field) for a bad request."""
+        (a ValueError naming the field) for a bad request. Unless `stream`, the scheduler sends
+        each request one output, when it finishes (`TokenizedGenerateReq.stream`)."""
         if (prompt is None) == (input_ids is None):
             raise InvalidRequest("give exactly one of prompt or input_ids", "prompt")
         obj = GenerateReqInput(
@@ -112,6 +114,7 @@ class Engine:
         reqs = [make_req(p.msg, self._device) for p in prepared.reqs]
         for req in reqs:
             req.embed = embed
+            req.stream = stream
         return reqs, prepared.single
 
     def _input_processor(self) -> InputProcessor:
@@ -166,7 +169,7 @@ class Engine:
     ) -> dict | list[dict] | Iterator[dict]:
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num, image_data, video_data,
+            top_logprobs_num, image_data, video_data, stream=stream,
         )
         inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
         results = self._submit(
@@ -216,7 +219,7 @@ class Engine:
     ) -> dict | list[dict] | AsyncIterator[dict]:
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num, image_data, video_data,
+            top_logprobs_num, image_data, video_data, stream=stream,
         )
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, TokenOutput]] = asyncio.Queue()

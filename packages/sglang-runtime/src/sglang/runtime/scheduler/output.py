@@ -134,7 +134,15 @@ class OutputProcessor:
         return None
 
     # ---- messages -------------------------------------------------------------------------
-    def emit(self, req: Req, new_ids: list[int]) -> TokenOutput:
+    def emit(self, req: Req, new_ids: list[int]) -> TokenOutput | None:
+        """The message carrying `new_ids`; None when it is held back: a request that is not
+        streamed needs only its final message, so until then its tokens wait on the request
+        (logprobs too: they go out from `sent_output_logprobs` on)."""
+        if not req.stream and not req.finished:
+            req.held_ids.extend(new_ids)
+            return None
+        if req.held_ids:
+            new_ids, req.held_ids = req.held_ids + new_ids, []
         out = TokenOutput(
             rid=req.rid,
             new_token_ids=new_ids,
