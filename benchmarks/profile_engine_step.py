@@ -111,6 +111,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10, help="rounds over the prompts per mode")
     p.add_argument("--keep-backoff", action="store_true",
                    help="leave the drafting back-off on (default: draft at every step)")
+    p.add_argument("--stream-interval", type=int, default=1,
+                   help="the engine's stream_interval (streamed outputs every N tokens)")
     p.add_argument("--cprofile", choices=["direct", "engine", "stream"], default=None)
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args()
@@ -127,7 +129,8 @@ def main() -> None:
     engine = sgl.Engine(model_path=folder, tokenizer_path=default_model_path(),
                         load_format="dummy", dtype="float32", device="cpu",
                         log_level="warning", speculative_algorithm="ngram",
-                        speculative_num_draft_tokens=args.num_draft_tokens)
+                        speculative_num_draft_tokens=args.num_draft_tokens,
+                        stream_interval=args.stream_interval)
     params = {"temperature": 0, "max_new_tokens": args.max_new_tokens, "ignore_eos": True}
     prompts = [engine.tokenizer.encode(t) for t in PROMPTS]
     clock = engine._call(StepClock)
@@ -178,7 +181,7 @@ def main() -> None:
         "machine": platform.node(), "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "max_new_tokens": args.max_new_tokens, "num_draft_tokens": args.num_draft_tokens,
-        "backoff": args.keep_backoff, "decode_steps": stats.decode_steps,
+        "backoff": args.keep_backoff, "stream_interval": args.stream_interval, "decode_steps": stats.decode_steps,
         # Over the rounds: a shared machine's load comes and goes; the minimum is the least disturbed.
         "ms_per_step": {n: {"wall_min": round(min(r["wall"]), 3),
                             "wall_median": round(statistics.median(r["wall"]), 3),

@@ -114,3 +114,23 @@ def test_async_generate_coalesces_too(spec_engine: Any, fold_count: list[int]) -
     # One output for the unstreamed request, one per step for the streamed one.
     assert fold_count[0] == 1 + len(chunks)
     assert _key(whole) == _joined(chunks)
+
+
+def test_stream_interval_sends_every_n_tokens(spec_engine: Any) -> None:
+    from sglang.runtime.config import RuntimeArgs
+
+    with pytest.raises(ValueError, match="stream_interval=0"):
+        RuntimeArgs(stream_interval=0)
+    params = {"temperature": 0, "max_new_tokens": 40}
+    spec_engine.flush_cache()
+    want = spec_engine.generate(COPY, params)
+    eng = make_engine(speculative_algorithm="ngram", stream_interval=3)
+    try:
+        chunks = list(eng.generate(COPY, params, stream=True))
+        eng.check_integrity()
+    finally:
+        eng.shutdown()
+    sizes = [len(c["output_ids"]) for c in chunks]
+    assert len(chunks) > 1 and all(n >= 3 for n in sizes[:-1]) and sizes[-1] >= 1
+    assert sum(sizes) == want["meta_info"]["completion_tokens"]
+    assert _joined(chunks) == _key(want)

@@ -171,7 +171,7 @@ class Engine:
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
             top_logprobs_num, image_data, video_data, stream=stream,
         )
-        inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
+        inbox: queue.SimpleQueue[tuple[int, TokenOutput]] = queue.SimpleQueue()
         results = self._submit(
             reqs, lambda i: lambda out: inbox.put((i, out)), return_text_in_logprobs
         )
@@ -259,7 +259,7 @@ class Engine:
             prompt, {"max_new_tokens": 0}, input_ids, False, -1, 0, image_data, None,
             embed=True,
         )
-        inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
+        inbox: queue.SimpleQueue[tuple[int, TokenOutput]] = queue.SimpleQueue()
         results = self._submit(reqs, lambda i: lambda out: inbox.put((i, out)), False)
         pending = len(results)
         while pending:
