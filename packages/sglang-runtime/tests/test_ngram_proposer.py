@@ -14,7 +14,7 @@ from sglang.runtime.plugins import SPECULATIVE_ALGORITHMS, UnknownPluginError
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.scheduler.speculative import accepted_length, can_speculate
 from sglang.runtime.speculative import SpecCounters, make_proposer
-from sglang.runtime.speculative.base import MAX_BACKOFF_STEPS
+from sglang.runtime.speculative.base import MAX_BACKOFF_STEPS, MIN_RUN_ACCEPTED
 from sglang.runtime.speculative.ngram import NgramIndex, NgramProposer
 
 
@@ -100,13 +100,28 @@ def test_drafting_backs_off_after_verify_steps_that_accept_nothing() -> None:
 
     assert skipped() == 0
     gaps = []
-    for _ in range(6):
+    for _ in range(9):
         spec.record(drafted=4, accepted=0)
         gaps.append(skipped())
-    assert gaps == [1, 2, 4, 8, MAX_BACKOFF_STEPS, MAX_BACKOFF_STEPS]
-    spec.record(drafted=4, accepted=2)  # an accepted draft ends the back-off at once
+    assert gaps == [1, 2, 4, 8, 16, 32, 64, 64, 64]
+    assert MAX_BACKOFF_STEPS == 64
+    # One token accepted by chance keeps the back-off where it was.
+    spec.record(drafted=4, accepted=MIN_RUN_ACCEPTED - 1)
+    assert skipped() == MAX_BACKOFF_STEPS
+    spec.record(drafted=4, accepted=MIN_RUN_ACCEPTED)  # a run accepted: ends it at once
     assert skipped() == 0
-    assert (spec.verify_ct, spec.draft_tokens, spec.accepted_tokens) == (7, 28, 2)
+    assert (spec.verify_ct, spec.draft_tokens) == (11, 44)
+    assert spec.accepted_tokens == 2 * MIN_RUN_ACCEPTED - 1
+
+
+def test_chance_acceptances_do_not_end_the_back_off() -> None:
+    spec = SpecCounters()
+    spec.record(drafted=4, accepted=0)
+    spec.record(drafted=4, accepted=0)
+    spec.record(drafted=4, accepted=1)
+    assert spec.skip == 2  # still two misses deep
+    spec.record(drafted=4, accepted=0)
+    assert spec.skip == 4
 
 
 def test_which_requests_speculate() -> None:

@@ -61,9 +61,12 @@ def test_copying_prompts_match_and_accept_drafts(engine: Any, spec_engine: Any) 
     for out in got:
         meta = out["meta_info"]
         assert meta["spec_verify_ct"] > 0
-        assert 0 < meta["spec_accepted_tokens"] <= meta["spec_draft_tokens"]
+        assert meta["spec_accepted_tokens"] <= meta["spec_draft_tokens"]
         # Accepted drafts are tokens emitted without a step of their own.
         assert meta["completion_tokens"] > meta["spec_verify_ct"]
+    # The copy is accepted; SmolLM2 answers the edit with prose of its own (no copying), whose
+    # drafts are accepted only by chance.
+    assert got[0]["meta_info"]["spec_accepted_tokens"] > 0
     assert "reading garden" in got[0]["text"]
 
 

@@ -16,7 +16,7 @@ from sglang.runtime.config import DTYPES, LOAD_FORMATS, RuntimeArgs
 from sglang.server.args import ServerArgs, build_parser, flag_of, parse_args, server_fields
 
 SERVER_ONLY = {"host", "port", "chat_template", "api_key", "served_model_name",
-               "stream_interval", "graceful_shutdown_timeout", "log_requests", "max_request_bytes",
+               "graceful_shutdown_timeout", "log_requests", "max_request_bytes",
                "tool_call_parser", "reasoning_parser"}
 
 
@@ -87,7 +87,7 @@ def test_values_are_parsed_by_field_type() -> None:
     assert (rt.tp_size, rt.mem_fraction_static, rt.max_total_tokens) == (2, 0.5, 4096)
     assert rt.dist_timeout == 7.5 and rt.disable_radix_cache is True
     assert (rt.schedule_policy, rt.attention_backend, rt.model_path) == ("fcfs", "torch", "/m")
-    assert (args.port, args.stream_interval, rt.log_level) == (31000, 3, "debug")
+    assert (args.port, rt.stream_interval, rt.log_level) == (31000, 3, "debug")
     assert parse_args(["--tp-size", "3"]).runtime.tp_size == 3
     assert parse_args([]).runtime.disable_radix_cache is False
 

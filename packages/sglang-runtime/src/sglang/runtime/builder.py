@@ -154,7 +154,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
     vocab = cfg.vocab_size
     output_cls = TPOutputProcessor if args.tp_size > 1 else OutputProcessor
     eos_ids = _eos_ids(cfg, loaded.tokenizer)
-    output = output_cls(loaded.tokenizer, eos_ids, vocab)
+    output = output_cls(loaded.tokenizer, eos_ids, vocab, args.stream_interval)
     grammar = GrammarManager(
         args.grammar_backend, loaded.tokenizer, vocab, eos_ids,
         # Jump-forward re-prefills through the radix cache; without it every jump would

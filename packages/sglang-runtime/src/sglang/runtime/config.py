@@ -166,6 +166,10 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "decode text a grammar forces token by token instead of appending it without model "
         "steps (jump-forward needs the radix cache)"
     )] = False
+    stream_interval: Annotated[int, doc(
+        "send a streamed request's new tokens every N generated tokens (and when it finishes); "
+        "a request that is not streamed gets one output, when it finishes"
+    )] = 1
     speculative_algorithm: Annotated[str | None, doc(
         "speculative decoding: ngram drafts tokens by prompt lookup (the request's own earlier "
         "tokens) and verifies them in one forward pass; greedy requests only, any case",
@@ -224,8 +228,9 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise bad(name, value, "a positive integer")
-        if self.max_prefill_tokens < 1:
-            raise bad("max_prefill_tokens", self.max_prefill_tokens, "a positive integer")
+        for name in ("max_prefill_tokens", "stream_interval"):
+            if getattr(self, name) < 1:
+                raise bad(name, getattr(self, name), "a positive integer")
         if not 0 <= self.gemv_max_batch <= 8:
             raise bad("gemv_max_batch", self.gemv_max_batch, "an integer in [0, 8]")
         self._validate_parallel(bad)

@@ -97,9 +97,11 @@ class Engine:
         image_data: MediaField,
         video_data: MediaField,
         embed: bool = False,
+        stream: bool = False,
     ) -> tuple[list[Req], bool]:
         """Through the front door shared with the server (runtime/inputs.py); InvalidRequest
-        (a ValueError naming the field) for a bad request."""
+        (a ValueError naming the field) for a bad request. Unless `stream`, the scheduler sends
+        each request one output, when it finishes (`TokenizedGenerateReq.stream`)."""
         if (prompt is None) == (input_ids is None):
             raise InvalidRequest("give exactly one of prompt or input_ids", "prompt")
         obj = GenerateReqInput(
@@ -112,6 +114,7 @@ class Engine:
         reqs = [make_req(p.msg, self._device) for p in prepared.reqs]
         for req in reqs:
             req.embed = embed
+            req.stream = stream
         return reqs, prepared.single
 
     def _input_processor(self) -> InputProcessor:
@@ -166,9 +169,9 @@ class Engine:
     ) -> dict | list[dict] | Iterator[dict]:
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num, image_data, video_data,
+            top_logprobs_num, image_data, video_data, stream=stream,
         )
-        inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
+        inbox: queue.SimpleQueue[tuple[int, TokenOutput]] = queue.SimpleQueue()
         results = self._submit(
             reqs, lambda i: lambda out: inbox.put((i, out)), return_text_in_logprobs
         )
@@ -216,7 +219,7 @@ class Engine:
     ) -> dict | list[dict] | AsyncIterator[dict]:
         reqs, single = self._build_reqs(
             prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
-            top_logprobs_num, image_data, video_data,
+            top_logprobs_num, image_data, video_data, stream=stream,
         )
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple[int, TokenOutput]] = asyncio.Queue()
@@ -256,7 +259,7 @@ class Engine:
             prompt, {"max_new_tokens": 0}, input_ids, False, -1, 0, image_data, None,
             embed=True,
         )
-        inbox: queue.Queue[tuple[int, TokenOutput]] = queue.Queue()
+        inbox: queue.SimpleQueue[tuple[int, TokenOutput]] = queue.SimpleQueue()
         results = self._submit(reqs, lambda i: lambda out: inbox.put((i, out)), False)
         pending = len(results)
         while pending:

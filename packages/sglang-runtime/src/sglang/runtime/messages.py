@@ -95,6 +95,11 @@ class TokenizedGenerateReq(msgspec.Struct, kw_only=True, tag=True):
     # An embedding request (the runtime serves an embedding model): prefill only, and the
     # pooled hidden state comes back in TokenOutput.embedding.
     embed: bool = False
+    # Whether the receiver reads outputs as they come (every `stream_interval` tokens). False:
+    # it reads only the final one, so the scheduler holds the request's tokens back and sends
+    # them all when it finishes (one message per request instead of one per step; see
+    # OutputProcessor.emit).
+    stream: bool = True
 
 
 class AbortReq(msgspec.Struct, kw_only=True, tag=True):

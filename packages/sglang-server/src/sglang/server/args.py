@@ -48,7 +48,6 @@ class ServerArgs(msgspec.Struct, kw_only=True):
         "model id reported by the API (/v1/models, responses' model)",
         unset="the model folder or file name, or the hub id",
     )] = None
-    stream_interval: Annotated[int, doc("send a streaming chunk every N generated tokens")] = 1
     log_requests: Annotated[bool, doc(
         "log one line per finished request: id, finish reason, prompt and completion tokens, "
         "seconds (the HTTP access log stays off)"
@@ -64,8 +63,6 @@ class ServerArgs(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise ValueError(f"invalid port={self.port}: expected 0..65535")
-        if self.stream_interval < 1:
-            raise ValueError(f"invalid stream_interval={self.stream_interval}: expected >= 1")
         if self.max_request_bytes < 1:
             raise ValueError(f"invalid max_request_bytes={self.max_request_bytes}: expected >= 1")
         if self.tool_call_parser is not None and self.tool_call_parser not in tool_parser_names():

@@ -92,7 +92,7 @@ class TokenizerManager:
         self.served_model_name = server_args.model_name(model_path)
         self.chat_template = _resolve_chat_template(server_args.chat_template, tokenizer)
         self.metrics = ServerMetrics(self.served_model_name)
-        self.stream_interval = server_args.stream_interval
+        self.stream_interval = server_args.runtime.stream_interval
         # Keyed by the rid the scheduler sees (`<rid>#<seq>`); meta_info reports `<rid>`.
         self.states: dict[str, RequestState] = {}
         self._rids_in_use: set[str] = set()

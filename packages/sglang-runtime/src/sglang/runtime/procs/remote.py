@@ -133,6 +133,7 @@ class RemoteScheduler:
             rid=req.rid, input_ids=req.prompt_ids, sampling_params=req.params,
             return_logprob=req.return_logprob, logprob_start_len=req.logprob_start_len,
             top_logprobs_num=req.top_logprobs_num, mm_items=req.mm_items, embed=req.embed,
+            stream=req.stream,
         ))
 
     def abort(self, rid: str) -> None:

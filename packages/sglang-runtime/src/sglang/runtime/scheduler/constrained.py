@@ -36,6 +36,9 @@ class ConstrainedSteps:
     def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
         raise NotImplementedError
 
+    def _emit(self, req: Req, new_ids: list[int], outputs: list[TokenOutput]) -> None:
+        raise NotImplementedError
+
     def _queue_compiled(self, outputs: list[TokenOutput]) -> None:
         """Queue the requests whose grammar has compiled (after any text it forces at the start);
         answer those whose spec did not compile. Waits briefly when there is nothing else to do."""
@@ -53,7 +56,7 @@ class ConstrainedSteps:
                 outputs.append(self.finish_request(req, jumped or []))
                 continue
             if jumped:
-                outputs.append(self.out.emit(req, jumped))
+                self._emit(req, jumped, outputs)
             self.waiting.append(req)
 
     def _jump_forward(self, req: Req, last: int | None) -> list[int] | None:

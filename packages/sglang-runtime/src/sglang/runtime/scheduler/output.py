@@ -15,10 +15,13 @@ from sglang.runtime.transfer import host_list
 
 
 class OutputProcessor:
-    def __init__(self, tokenizer: Any, eos_ids: set[int], vocab_size: int) -> None:
+    def __init__(self, tokenizer: Any, eos_ids: set[int], vocab_size: int,
+                 stream_interval: int = 1) -> None:
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
         self.vocab_size = vocab_size
+        # A streamed request's output goes out once it has this many new tokens (RuntimeArgs).
+        self.stream_interval = stream_interval
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(
@@ -134,7 +137,17 @@ class OutputProcessor:
         return None
 
     # ---- messages -------------------------------------------------------------------------
-    def emit(self, req: Req, new_ids: list[int]) -> TokenOutput:
+    def emit(self, req: Req, new_ids: list[int]) -> TokenOutput | None:
+        """The message carrying `new_ids`; None when it is held back: a request that is not
+        streamed needs only its final message, and a streamed one an output every
+        `stream_interval` tokens. Held tokens wait on the request (`held_ids`; logprobs go out
+        from `sent_output_logprobs` on). Every message is a cross-thread or cross-process hand-off,
+        which costs the scheduler's step more than building it does."""
+        if self._hold(req, len(new_ids)):
+            req.held_ids.extend(new_ids)
+            return None
+        if req.held_ids:
+            new_ids, req.held_ids = req.held_ids + new_ids, []
         out = TokenOutput(
             rid=req.rid,
             new_token_ids=new_ids,
@@ -160,3 +173,10 @@ class OutputProcessor:
                 out.input_top_logprobs = rec.input_top
                 req.sent_input_logprobs = True
         return out
+
+    def _hold(self, req: Req, new: int) -> bool:
+        if req.finished:
+            return False
+        if not req.stream:
+            return True
+        return self.stream_interval > 1 and len(req.held_ids) + new < self.stream_interval

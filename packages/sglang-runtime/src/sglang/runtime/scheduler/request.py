@@ -74,6 +74,10 @@ class Req:
     # counters meta_info reports; None when the runtime does not speculate.
     draft_state: Any = None
     spec: SpecCounters | None = None
+    # False: outputs are held back until the request finishes (TokenizedGenerateReq.stream);
+    # `held_ids` are the tokens generated since the last output sent.
+    stream: bool = True
+    held_ids: list[int] = field(default_factory=list)
 
     @property
     def fill_ids(self) -> list[int]:
@@ -128,5 +132,5 @@ def make_req(msg: TokenizedGenerateReq, device: torch.device) -> Req:
         rid=msg.rid, prompt_ids=list(msg.input_ids), params=p,
         return_logprob=msg.return_logprob, logprob_start_len=msg.logprob_start_len,
         top_logprobs_num=msg.top_logprobs_num, generator=gen, mm_items=msg.mm_items,
-        embed=msg.embed,
+        embed=msg.embed, stream=msg.stream,
     )

@@ -329,13 +329,15 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
                 outputs.append(self._grammar_dead_end(req, tok))
                 continue
             self.out.check_finish(req, self.context_len)
-            if req.finished:
-                outputs.append(self.finish_request(req, [tok]))
-            elif (jumped := self._jump_forward(req, tok)) is not None:
-                outputs.append(self.finish_request(req, jumped) if req.finished
-                               else self.out.emit(req, jumped))
-            else:
-                outputs.append(self.out.emit(req, [tok]))
+            jumped = None if req.finished else self._jump_forward(req, tok)
+            self._emit(req, [tok] if jumped is None else jumped, outputs)
+
+    def _emit(self, req: Req, new_ids: list[int], outputs: list[TokenOutput]) -> None:
+        """Send `new_ids` (finishing the request if it has finished); a request that is not
+        streamed sends nothing until then (`OutputProcessor.emit`)."""
+        out = self.finish_request(req, new_ids) if req.finished else self.out.emit(req, new_ids)
+        if out is not None:
+            outputs.append(out)
 
     def finish_request(self, req: Req, new_ids: list[int]) -> TokenOutput:
         if req in self.running:
@@ -346,4 +348,6 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
             self.waiting.remove(req)
         self.kv.release(req)
         req.state = ReqState.FINISHED
-        return self.out.emit(req, new_ids)
+        out = self.out.emit(req, new_ids)
+        assert out is not None  # a finished request's output is never held
+        return out

@@ -140,6 +140,4 @@ class SpeculativeSteps:
             if req.finished:
                 break
         self.generated_tokens += emitted
-        new_ids = run[:emitted]
-        outputs.append(self.finish_request(req, new_ids) if req.finished
-                       else self.out.emit(req, new_ids))
+        self._emit(req, run[:emitted], outputs)

@@ -28,11 +28,17 @@ class DraftProposer(Protocol):
         ...
 
 
-# After k verify steps in a row that accepted nothing, a request skips drafting for
-# min(2 ** (k - 1), MAX_BACKOFF_STEPS) steps: where nothing gets copied, a verify step costs more
-# than the decode step it replaces (more rows, and on CUDA a synchronous step: drafting needs
-# the last token on the host, so it cannot overlap with the next step).
-MAX_BACKOFF_STEPS = 8
+# After k verify steps that accepted nothing (with none since that accepted a run), a request
+# skips drafting for min(2 ** (k - 1), MAX_BACKOFF_STEPS) steps: where nothing gets copied, a
+# verify step costs more than the decode step it replaces (more rows, and on CUDA a synchronous
+# step: drafting needs the last token on the host, so it cannot overlap with the next step).
+# Measured on SmolLM2-135M, 4 open questions x 128 tokens (docs/benchmarks.md): a cap of 8
+# left 13% of the steps verifying (61 of 472) for 8 accepted tokens; 64 leaves 7% (31).
+MAX_BACKOFF_STEPS = 64
+# Accepting fewer drafts than this neither ends the back-off nor deepens it: on text with
+# nothing to copy, a single draft token is now and then accepted by chance, and one token does
+# not pay for a synchronous step.
+MIN_RUN_ACCEPTED = 2
 
 
 @dataclass
@@ -43,7 +49,7 @@ class SpecCounters:
     verify_ct: int = 0
     draft_tokens: int = 0
     accepted_tokens: int = 0
-    misses: int = 0  # verify steps in a row that accepted no draft
+    misses: int = 0  # verify steps that accepted nothing since one accepted a run
     skip: int = 0  # decode steps left before the next draft
 
     @property
@@ -62,7 +68,10 @@ class SpecCounters:
         self.verify_ct += 1
         self.draft_tokens += drafted
         self.accepted_tokens += accepted
-        self.misses = 0 if accepted else self.misses + 1
+        if accepted >= MIN_RUN_ACCEPTED:
+            self.misses = 0
+        elif accepted == 0:
+            self.misses += 1
         self.skip = min(2 ** (self.misses - 1), MAX_BACKOFF_STEPS) if self.misses else 0
 
 
