@@ -66,20 +66,24 @@ def workloads(tokenizer: Any) -> dict[str, list[str]]:
 
 def timed(engine: Any, prompt: str, params: dict[str, Any]
           ) -> tuple[float, float, dict[str, Any]]:
-    """(seconds in all, seconds after the first token, the result): streamed, so the prefill
-    and first token can be told apart from the decode that follows."""
+    """(seconds in all, seconds after the first output, the result with `first_tokens`, the
+    tokens of that first output): streamed, so the prefill and first output can be told apart
+    from the decode that follows."""
     engine.flush_cache()
     start = time.perf_counter()
     first = None
+    first_tokens = 0
     ids: list[int] = []
     meta: dict[str, Any] = {}
     for chunk in engine.generate(prompt, params, stream=True):
         if first is None and chunk["output_ids"]:
             first = time.perf_counter()
+            first_tokens = len(chunk["output_ids"])
         ids += chunk["output_ids"]
         meta = chunk["meta_info"]
     end = time.perf_counter()
-    return end - start, end - (first or end), {"output_ids": ids, "meta_info": meta}
+    return end - start, end - (first or end), {"output_ids": ids, "meta_info": meta,
+                                                "first_tokens": first_tokens}
 
 
 def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, Any]
@@ -87,6 +91,7 @@ def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, 
     wall = {name: 0.0 for name in engines}
     decode = {name: 0.0 for name in engines}
     tokens = {name: 0 for name in engines}
+    later_tokens = {name: 0 for name in engines}
     drafted = accepted = verify = 0
     identical = 0
     for i, prompt in enumerate(prompts):
@@ -97,14 +102,16 @@ def run_workload(engines: dict[str, Any], prompts: list[str], params: dict[str, 
             wall[name] += seconds
             decode[name] += after_first
             tokens[name] += outs[name]["meta_info"]["completion_tokens"]
+            later_tokens[name] += (outs[name]["meta_info"]["completion_tokens"]
+                                   - outs[name]["first_tokens"])
         meta = outs["ngram"]["meta_info"]
         drafted += meta["spec_draft_tokens"]
         accepted += meta["spec_accepted_tokens"]
         verify += meta["spec_verify_ct"]
         identical += outs["ngram"]["output_ids"] == outs["plain"]["output_ids"]
     rate = {name: tokens[name] / wall[name] for name in engines}
-    # Decode only: the tokens after each request's first, over the time after it.
-    later = {name: (tokens[name] - len(prompts)) / decode[name] for name in engines}
+    # Decode only: the tokens after each request's first output, over the time after it.
+    later = {name: later_tokens[name] / decode[name] for name in engines}
     return {
         "prompts": len(prompts),
         "output_tokens": tokens["ngram"],
@@ -134,6 +141,8 @@ def main() -> None:
     p.add_argument("--min-window", type=int, default=1)
     p.add_argument("--max-window", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--stream-interval", type=int, default=1,
+                   help="both engines: a streamed output every N tokens")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     args = p.parse_args()
 
@@ -142,7 +151,8 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     common = dict(model_path=args.model_path, device=args.device, dtype=args.dtype,
                   attention_backend=args.attention_backend,
-                  mem_fraction_static=args.mem_fraction_static, log_level="warning")
+                  mem_fraction_static=args.mem_fraction_static, log_level="warning",
+                  stream_interval=args.stream_interval)
     plain = sgl.Engine(**common)
     if str(plain._device).startswith("cuda"):
         # On a GPU the fraction bounds all memory in use, the first engine's included.
@@ -168,7 +178,8 @@ def main() -> None:
         "device": args.device, "machine": platform.node(), "cpus": os.cpu_count(),
         "load_average_before_after": [load_before, [round(x, 2) for x in os.getloadavg()]],
         "num_draft_tokens": args.num_draft_tokens, "windows": [args.min_window, args.max_window],
-        "max_new_tokens": args.max_new_tokens, "results": results,
+        "max_new_tokens": args.max_new_tokens, "stream_interval": args.stream_interval,
+        "results": results,
     }
     print(json.dumps(report, indent=2))
     if args.out:
