@@ -37,7 +37,7 @@ from sglang.kernels.quant_layout import (
     check_group_size,
     interleave_block,
 )
-from sglang.kernels.quant_matmul import _sum_splits_kernel
+from sglang.kernels.quant_matmul import _sum_splits_kernel, tuning_key
 
 TUNING_KERNEL = "quant_gemm_il"
 # From this many rows the weight is dequantized once and multiplied densely (prefill-sized
@@ -73,20 +73,12 @@ class IlConfig:
                    num_warps=4 if m <= 64 else 8)
 
 
-_FIELDS = frozenset(IlConfig.__dataclass_fields__)
-
-
-def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
-    return f"N{n}_K{k}_b{bits}_g{group_size}"
-
-
 def il_config(m: int, n: int, k: int, bits: int, group_size: int,
               device: torch.device) -> IlConfig:
-    device_key = tuning.device_key(device) if device.type == "cuda" else "cpu"
-    entry = tuning.lookup(TUNING_KERNEL, tuning_key(n, k, bits, group_size), m, device_key)
-    if entry is not None:
-        return IlConfig(**{f: v for f, v in entry.items() if f in _FIELDS})
-    return IlConfig.for_shape(m, n, k, bits, num_sms(device))
+    """The measured launch shape for this device and weight shape, else the heuristic."""
+    key = tuning_key(n, k, bits, group_size)
+    return (tuning.measured_config(IlConfig, TUNING_KERNEL, key, m, device)
+            or IlConfig.for_shape(m, n, k, bits, num_sms(device)))
 
 
 @triton.jit
@@ -100,6 +92,17 @@ def _field_as_float(words, J: tl.constexpr, BITS: tl.constexpr):
         moved = words >> (-SHIFT)
     mant = moved & (((1 << BITS) - 1) << (23 - BITS))
     return (mant | 0x3F800000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
+                  J: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr):
+    """The fp32 weights a * f - c of bit field J of a [rows, SLAB] tile of block b."""
+    g = (b * _SLAB * (32 // BITS) + J * _SLAB) // GROUP
+    s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+    z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
+    a = s * (1 << BITS)
+    return _field_as_float(words, J, BITS) * a[:, None] - (a + z * s)[:, None]
 
 
 @triton.jit
@@ -183,11 +186,8 @@ def _gemm_kernel(
         words = tl.load(q_rows + b * _SLAB, mask=n_ok[:, None], other=0,
                         eviction_policy="evict_first")
         for j in tl.static_range(PER):
-            g = (b * IB + j * _SLAB) // GROUP
-            s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-            z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-            a = s * (1 << BITS)
-            w = _field_as_float(words, j, BITS) * a[:, None] - (a + z * s)[:, None]
+            w = _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
+                              j, BITS, GROUP)
             xj = tl.load(x_rows + b * IB + j * _SLAB, mask=m_ok[:, None], other=0.0)
             acc = tl.dot(xj, tl.trans(w.to(x_ptr.dtype.element_ty)), acc,
                          input_precision=PRECISION)
@@ -214,11 +214,8 @@ def _dequant_kernel(
     words = tl.load(q_ptr + rn64[:, None] * stride_qn + b * _SLAB + lane[None, :],
                     mask=n_ok[:, None], other=0)
     for j in tl.static_range(PER):
-        g = (b * IB + j * _SLAB) // GROUP
-        s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-        z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-        a = s * (1 << BITS)
-        w = _field_as_float(words, j, BITS) * a[:, None] - (a + z * s)[:, None]
+        w = _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
+                          j, BITS, GROUP)
         tl.store(w_ptr + rn64[:, None] * stride_wn + b * IB + j * _SLAB + lane[None, :],
                  w.to(w_ptr.dtype.element_ty), mask=n_ok[:, None])
 

@@ -92,9 +92,6 @@ class QuantGemmConfig:
         return cls(block_k=block_k, split_k=split, **shape)
 
 
-_CONFIG_FIELDS = frozenset(QuantGemmConfig.__dataclass_fields__)
-
-
 def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
     return f"N{n}_K{k}_b{bits}_g{group_size}"
 
@@ -102,13 +99,10 @@ def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
 def gemm_config(
     m: int, n: int, k: int, bits: int, group_size: int, device: torch.device
 ) -> QuantGemmConfig:
-    """The measured launch shape for this device and weight shape, else the heuristic (the
-    interpreter reads tables of the device key "cpu", which only tests write)."""
-    device_key = tuning.device_key(device) if device.type == "cuda" else "cpu"
-    entry = tuning.lookup(TUNING_KERNEL, tuning_key(n, k, bits, group_size), m, device_key)
-    if entry is not None:
-        return QuantGemmConfig(**{f: v for f, v in entry.items() if f in _CONFIG_FIELDS})
-    return QuantGemmConfig.for_shape(m, n, k, group_size, num_sms(device))
+    """The measured launch shape for this device and weight shape, else the heuristic."""
+    key = tuning_key(n, k, bits, group_size)
+    return (tuning.measured_config(QuantGemmConfig, TUNING_KERNEL, key, m, device)
+            or QuantGemmConfig.for_shape(m, n, k, group_size, num_sms(device)))
 
 
 @triton.jit

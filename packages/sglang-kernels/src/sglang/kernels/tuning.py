@@ -68,3 +68,16 @@ def lookup(kernel: str, shape_key: str, rows: int, device: str | None = None) ->
         return None
     nearest = min(buckets, key=lambda b: abs(math.log(max(int(b), 1) / max(rows, 1))))
     return buckets[nearest]
+
+
+def measured_config(cls: Any, kernel: str, shape_key: str, rows: int,
+                    device: torch.device) -> Any | None:
+    """`cls` (a config dataclass) from the measured entry for `rows` on `device`, keeping only
+    its fields (entries also record times); None when none was measured. The interpreter
+    (tensors on the CPU) reads tables of the device key "cpu", which only tests write."""
+    key = device_key(device) if device.type == "cuda" else "cpu"
+    entry = lookup(kernel, shape_key, rows, key)
+    if entry is None:
+        return None
+    fields = cls.__dataclass_fields__
+    return cls(**{f: v for f, v in entry.items() if f in fields})
