@@ -4,9 +4,10 @@ loading, and the matmul.
 
 Every method here ends in the canonical layout of `sglang.kernels.quant_gemm`: qweight int32
 [K * bits // 32, N], scales and float zero points [K // group_size, N], and for GPTQ act-order
-a permutation of the K rows applied to x first. The checkpoint layouts differ only in how the
-tensors are packed, so a method describes each checkpoint tensor by how its two axes relate to
-the layer's (K, N) (`PackedParam`), and the sharding below is shared.
+a permutation of the K rows applied to x first; on a GPU the qweight is then repacked into the
+interleaved layout of `quant_gemm_interleaved` where K allows. The checkpoint layouts differ
+only in how the tensors are packed, so a method describes each checkpoint tensor by how its two
+axes relate to the layer's (K, N) (`PackedParam`), and the sharding below is shared.
 """
 
 from __future__ import annotations
