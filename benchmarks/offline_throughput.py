@@ -364,6 +364,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--llama-server", default=None, metavar="PATH",
                    help="also run llama.cpp's llama-server binary on the same GGUF and prompts "
                         "(benchmarks/llama_server_side.py)")
+    p.add_argument("--gguf", default=None, metavar="PATH",
+                   help="another GGUF of the same model (e.g. a Q8_0 from gguf_requantize.py); "
+                        "default: the embedded Q4_1")
     p.add_argument("--llama-parallel", default="8,64",
                    help="llama-server slot counts to try; the best is compared")
     return p.parse_args()
@@ -389,7 +392,7 @@ def main() -> None:
 
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     batch_sizes = [int(b) for b in args.hf_batch_sizes.split(",") if b.strip()]
-    folder, gguf = gguf_location()
+    folder, gguf = os.path.split(os.path.abspath(args.gguf)) if args.gguf else gguf_location()
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     workloads = build_workloads(tok, names, args.num_prompts)
 
@@ -413,7 +416,8 @@ def main() -> None:
         gc.collect()
         reset_peak_rss()
         t0 = time.perf_counter()
-        llm = sgl.Engine(**WEIGHT_FORMS[form])
+        source = {"model_path": os.path.join(folder, gguf)} if args.gguf else {}
+        llm = sgl.Engine(**source, **WEIGHT_FORMS[form])
         load_s = time.perf_counter() - t0
         print(f"[ours/{form}] engine load {load_s:.1f}s", flush=True)
         llm.generate(input_ids=[[1, 2, 3]],
