@@ -103,6 +103,9 @@ def test_dequantize_and_many_rows(bits, monkeypatch):
     il = interleave_quant_weight(qweight, bits)
     dense = dequantize_interleaved(il, scales, zeros, bits, 64, torch.float32)
     torch.testing.assert_close(dense, dequantize_weight(qweight, scales, zeros, bits, 64).T)
-    # Past DEQUANT_MIN_M rows the product goes through that dense weight.
+    # The dequant launch goes through that dense weight; the heuristic picks it from
+    # DEQUANT_MIN_M rows.
+    check(6, 40, 256, bits, 64, torch.float32, IlConfig(dequant=True))
     monkeypatch.setattr(quant_interleaved, "DEQUANT_MIN_M", 4)
-    check(6, 40, 256, bits, 64, torch.float32, None)
+    assert IlConfig.for_shape(6, 40, 256, bits, 132).dequant
+    assert not IlConfig.for_shape(3, 40, 256, bits, 132).dequant

@@ -72,19 +72,24 @@ def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
 
 
 def interleaved_launches(m: int) -> Iterator[IlConfig]:
-    """One row: the FMA kernel's rows per program, warps, blocks per step and split-K; more
-    rows: the dot kernel's tiles and split-K."""
+    """One row: the FMA kernel's rows per program, warps, blocks per step and split-K; up to
+    SMALL_M rows: the dot kernel's streaming shapes; more: its tiles, and dense weight +
+    cuBLAS."""
     if m == 1:
         for bn, warps, unroll, split in itertools.product(
             (32, 64, 128, 256), (4, 8), (1, 2), (1, 2, 4, 8, 16)
         ):
             yield IlConfig(1, bn, split, unroll, warps, 2)
         return
-    for bm, bn, split, warps, stages in itertools.product(
-        (16, 32, 64, 128), (32, 64, 128), (1, 2, 4, 8), (4, 8), (2, 3)
-    ):
+    if m <= SMALL_M:
+        shapes = itertools.product((16,), (32, 64, 128), (1, 2, 4, 8), (4, 8), (2, 3))
+    else:
+        shapes = itertools.product((16, 64, 128), (64, 128), (1, 4), (4, 8), (3,))
+    for bm, bn, split, warps, stages in shapes:
         if bm <= max(16, 2 * m):
             yield IlConfig(bm, bn, split, 1, warps, stages)
+    if m > SMALL_M:
+        yield IlConfig(dequant=True)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ conversion). With a = s * 2**bits and c = s * (2**bits + z), the weight is a * f
   are loaded per loop step so that each row's words arrive as whole 128-byte lines.
 - More rows (`_gemm_kernel`): each field's tile becomes a * f - c in x's dtype and goes to
   `tl.dot` (K = SLAB per dot), so the dequantized tile is reused by the BLOCK_M rows.
-- From `DEQUANT_MIN_M` rows: the weight is dequantized into a dense [N, K] (`_dequant_kernel`)
-  and multiplied by cuBLAS.
+- `IlConfig.dequant` (the heuristic's choice from `DEQUANT_MIN_M` rows; the measured table's
+  where it was faster): the weight is dequantized into a dense [N, K] (`_dequant_kernel`) and
+  multiplied by cuBLAS.
 
 Split-K partials land in an fp32 [split, M, N] buffer summed in split order (deterministic).
 Launch shapes come from measured tables (kernel "quant_gemm_il", written by
@@ -40,8 +41,8 @@ from sglang.kernels.quant_layout import (
 from sglang.kernels.quant_matmul import _sum_splits_kernel, tuning_key
 
 TUNING_KERNEL = "quant_gemm_il"
-# From this many rows the weight is dequantized once and multiplied densely (prefill-sized
-# products, where the dense matmul's time dwarfs writing the weight).
+# From this many rows the heuristic dequantizes the weight once and multiplies densely
+# (prefill-sized products, where the dense matmul's time dwarfs writing the weight).
 DEQUANT_MIN_M = 512
 _SLAB = tl.constexpr(SLAB)  # a global the kernels read must be a constexpr
 
@@ -49,7 +50,7 @@ _SLAB = tl.constexpr(SLAB)  # a global the kernels read must be a constexpr
 @dataclass(frozen=True)
 class IlConfig:
     """Launch shape: rows and output features per program, K splits, blocks per loop step
-    (one-row kernel), warps, stages."""
+    (one-row kernel), warps, stages; or `dequant`: dense weight + cuBLAS instead."""
 
     block_m: int = 16
     block_n: int = 64
@@ -57,6 +58,7 @@ class IlConfig:
     unroll: int = 2
     num_warps: int = 4
     num_stages: int = 2
+    dequant: bool = False
 
     @classmethod
     def for_shape(cls, m: int, n: int, k: int, bits: int, sms: int) -> IlConfig:
@@ -70,7 +72,7 @@ class IlConfig:
         while tiles * split < 4 * sms and blocks // (split * 2) >= 4:
             split *= 2
         return cls(block_m=block_m, block_n=block_n, split_k=split,
-                   num_warps=4 if m <= 64 else 8)
+                   num_warps=4 if m <= 64 else 8, dequant=m >= DEQUANT_MIN_M)
 
 
 def il_config(m: int, n: int, k: int, bits: int, group_size: int,
@@ -276,10 +278,10 @@ def quant_gemm_interleaved(
         x = x.contiguous()
     if m == 0:
         return x.new_zeros(0, n)
-    if m >= DEQUANT_MIN_M and config is None:
+    cfg = config or il_config(m, n, k, bits, group_size, x.device)
+    if cfg.dequant:
         w = dequantize_interleaved(qweight, scales, zeros, bits, group_size, x.dtype)
         return torch.nn.functional.linear(x, w)
-    cfg = config or il_config(m, n, k, bits, group_size, x.device)
     blocks = k // interleave_block(bits)
     per_split = triton.cdiv(blocks, min(max(cfg.split_k, 1), blocks))
     split = triton.cdiv(blocks, per_split)
