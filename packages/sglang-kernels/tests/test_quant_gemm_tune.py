@@ -31,6 +31,10 @@ def test_sweep_writes_the_table_gemm_config_reads(override, monkeypatch):
     buckets = table[tuning_key(32, 64, 4, 32)]
     assert set(buckets) == {"1", "20"}
     assert buckets["1"]["us"] > 0 and buckets["1"]["weight_gbps"] > 0
+    # A later sweep of other row counts keeps these buckets.
+    tune.sweep([(32, 64)], [4], [32], [4], torch.float32, override, device="cpu")
+    merged = json.loads(path.read_text())[tuning_key(32, 64, 4, 32)]
+    assert set(merged) == {"1", "4", "20"} and merged["1"] == buckets["1"]
     cpu = torch.device("cpu")
     # One row: the FMA kernel's block of 1 row ranks first on the stand-in clock.
     assert gemm_config(1, 32, 64, 4, 32, cpu) == QuantGemmConfig(1, 32, 64, 1, 4, 3, False)

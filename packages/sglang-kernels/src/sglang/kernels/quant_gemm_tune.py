@@ -211,7 +211,8 @@ def sweep(
             print(json.dumps({"n": n, "k": k, "bits": bits, "group_size": group_size, "m": m,
                               **entry, "tune_s": round(time.perf_counter() - start, 1)}),
                   flush=True)
-        table[tuning_key(n, k, bits, group_size)] = buckets
+        # Merged: a sweep of some row counts keeps the buckets measured before for others.
+        table.setdefault(tuning_key(n, k, bits, group_size), {}).update(buckets)
         path.write_text(json.dumps(table, indent=1, sort_keys=True))
     return path
 
