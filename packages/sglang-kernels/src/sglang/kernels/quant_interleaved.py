@@ -6,10 +6,11 @@ of SLAB k values, so every tensor stays 2-D: one shift and one mask-and-or per f
 value q into the mantissa of 1.0, read as the float f = 1 + q / 2**bits (no integer-to-float
 conversion). With a = s * 2**bits and c = s * (2**bits + z), the weight is a * f - c.
 
-- One row (batch-1 decode, `_gemv_kernel`): three instructions per weight. The kernel adds
-  P = sum x * f and X = sum x per group and applies y += a * P - c * X once per group, keeping
-  the per-weight work to the shift, the mask-and-or and one fused multiply-add. `UNROLL` blocks
-  are loaded per loop step so that each row's words arrive as whole 128-byte lines.
+- One row (batch-1 decode, `_gemv_kernel`): the kernel adds P = sum x * f and X = sum x per
+  group and applies y += a * P - c * X once per group, keeping the per-weight work to the shift,
+  the mask-and-or and one fused multiply-add (the sm90 build runs ~5 instructions per weight:
+  ptxas rematerializes the mask constant and x is widened from bf16). `UNROLL` blocks are
+  loaded per loop step (a launch choice; the H200 sweep kept 1).
 - More rows (`_gemm_kernel`): each field's tile becomes a * f - c in x's dtype and goes to
   `tl.dot` (K = SLAB per dot), so the dequantized tile is reused by the BLOCK_M rows.
 - `IlConfig.dequant` (the heuristic's choice from `DEQUANT_MIN_M` rows; the measured table's
