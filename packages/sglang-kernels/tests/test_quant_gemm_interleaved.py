@@ -14,6 +14,7 @@ from sglang.kernels.quant_layout import (
     deinterleave_quant_weight,
     interleave_block,
     interleave_quant_weight,
+    interleave_values,
     unpack_quant_weight,
 )
 from sglang.kernels.reference import quant_gemm_ref
@@ -38,6 +39,8 @@ def test_layout_round_trip_and_field_order(bits):
     il = interleave_quant_weight(qweight, bits)
     assert il.shape == (n, k * bits // 32)
     assert torch.equal(deinterleave_quant_weight(il, bits), qweight)
+    # Straight from the integers (the runtime's load path) gives the same words.
+    assert torch.equal(interleave_values(unpack_quant_weight(qweight, bits), bits), il)
     # Bit field j of word w in block b holds k = b * block + j * 16 + w.
     values = unpack_quant_weight(qweight, bits)
     b, j, w = 1, (32 // bits) - 1, 3

@@ -39,7 +39,7 @@ from sglang.kernels.quant_layout import (
     check_group_size,
     interleave_block,
 )
-from sglang.kernels.quant_matmul import _sum_splits_kernel, tuning_key
+from sglang.kernels.quant_matmul import heuristic_split, split_output, sum_splits, tuning_key
 
 TUNING_KERNEL = "quant_gemm_il"
 # From this many rows the heuristic dequantizes the weight once and multiplies densely
@@ -68,10 +68,7 @@ class IlConfig:
         block_m = 1 if m == 1 else min(64, max(16, triton.next_power_of_2(m)))
         block_n = 64 if m <= 64 else 128
         tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-        blocks = k // interleave_block(bits)
-        split = 1
-        while tiles * split < 4 * sms and blocks // (split * 2) >= 4:
-            split *= 2
+        split = heuristic_split(tiles, k // interleave_block(bits), 4 * sms)
         return cls(block_m=block_m, block_n=block_n, split_k=split,
                    num_warps=4 if m <= 64 else 8, dequant=m >= DEQUANT_MIN_M)
 
@@ -98,14 +95,23 @@ def _field_as_float(words, J: tl.constexpr, BITS: tl.constexpr):
 
 
 @triton.jit
+def _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, rows_ok,
+                 J: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr):
+    """(a, c) = (s * 2**BITS, s * (2**BITS + z)) per row, for the group of bit field J of
+    block b: the weight is a * f - c."""
+    g = (b * _SLAB * (32 // BITS) + J * _SLAB) // GROUP
+    s = tl.load(s_ptr + g * stride_sg + rn64, mask=rows_ok, other=0.0).to(tl.float32)
+    z = tl.load(z_ptr + g * stride_zg + rn64, mask=rows_ok, other=0.0).to(tl.float32)
+    a = s * (1 << BITS)
+    return a, a + z * s
+
+
+@triton.jit
 def _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
                   J: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr):
     """The fp32 weights a * f - c of bit field J of a [rows, SLAB] tile of block b."""
-    g = (b * _SLAB * (32 // BITS) + J * _SLAB) // GROUP
-    s = tl.load(s_ptr + g * stride_sg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-    z = tl.load(z_ptr + g * stride_zg + rn64, mask=n_ok, other=0.0).to(tl.float32)
-    a = s * (1 << BITS)
-    return _field_as_float(words, J, BITS) * a[:, None] - (a + z * s)[:, None]
+    a, c = _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok, J, BITS, GROUP)
+    return _field_as_float(words, J, BITS) * a[:, None] - c[:, None]
 
 
 @triton.jit
@@ -146,14 +152,10 @@ def _gemv_kernel(
                 p += _field_as_float(words, j, BITS) * xj[None, :]
                 xs += xj
                 if (j + 1) % FIELDS_PER_GROUP == 0:
-                    g = (b * IB + j * _SLAB) // GROUP
-                    s = tl.load(s_ptr + g * stride_sg + rn64, mask=rows_ok,
-                                other=0.0).to(tl.float32)
-                    z = tl.load(z_ptr + g * stride_zg + rn64, mask=rows_ok,
-                                other=0.0).to(tl.float32)
-                    a = s * (1 << BITS)
+                    a, c = _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, rows_ok,
+                                        j, BITS, GROUP)
                     acc += a[:, None] * p
-                    corr += (a + z * s) * tl.sum(xs, axis=0)
+                    corr += c * tl.sum(xs, axis=0)
                     p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
                     xs = tl.zeros((_SLAB,), dtype=tl.float32)
     y = tl.sum(acc, axis=1) - corr
@@ -283,11 +285,7 @@ def quant_gemm_interleaved(
     if cfg.dequant:
         w = dequantize_interleaved(qweight, scales, zeros, bits, group_size, x.dtype)
         return torch.nn.functional.linear(x, w)
-    blocks = k // interleave_block(bits)
-    per_split = triton.cdiv(blocks, min(max(cfg.split_k, 1), blocks))
-    split = triton.cdiv(blocks, per_split)
-    out = (torch.empty((m, n), dtype=x.dtype, device=x.device) if split == 1
-           else torch.empty((split, m, n), dtype=torch.float32, device=x.device))
+    per_split, split, out = split_output(k // interleave_block(bits), cfg.split_k, m, n, x)
     extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     stride_os = out.stride(0) if split > 1 else 0
     if m == 1 and cfg.block_m == 1:
@@ -304,8 +302,4 @@ def quant_gemm_interleaved(
             x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
             out.stride(-2), BITS=bits, GROUP=group_size, BLOCK_M=block_m, BLOCK_N=cfg.block_n,
             PRECISION=dot_precision(x.dtype), **extra)
-    if split == 1:
-        return out
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    _sum_splits_kernel[(triton.cdiv(m * n, 1024),)](out, y, split, m * n, BLOCK=1024)
-    return y
+    return sum_splits(out, x.dtype)

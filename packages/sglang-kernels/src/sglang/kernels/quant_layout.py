@@ -154,14 +154,19 @@ def can_interleave(k: int, bits: int, group_size: int) -> bool:
 
 def interleave_quant_weight(qweight: torch.Tensor, bits: int) -> torch.Tensor:
     """Canonical int32 [K * bits // 32, N] -> interleaved int32 [N, K * bits // 32]."""
+    return interleave_values(unpack_quant_weight(qweight, bits), bits)
+
+
+def interleave_values(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integers [K, N] in [0, 2**bits) -> interleaved int32 [N, K * bits // 32] (what
+    `interleave_quant_weight` gives for their canonical packing, without packing them first)."""
     per = pack_factor(bits)
-    k, n = qweight.shape[0] * per, qweight.shape[1]
+    k, n = values.shape
     if k % interleave_block(bits):
         raise ValueError(f"interleave_quant_weight: K={k} is not a multiple of "
                          f"{interleave_block(bits)} at {bits} bits")
-    values = unpack_quant_weight(qweight, bits).T.to(torch.int64)  # [N, K]
-    fields = values.reshape(n, k // (per * SLAB), per, SLAB)
-    shifts = (torch.arange(per, device=qweight.device, dtype=torch.int64) * bits)[:, None]
+    fields = values.T.to(torch.int64).reshape(n, k // (per * SLAB), per, SLAB)
+    shifts = (torch.arange(per, device=values.device, dtype=torch.int64) * bits)[:, None]
     words = (fields << shifts).sum(dim=2)  # [N, blocks, SLAB]
     words = torch.where(words >= 1 << 31, words - (1 << 32), words)
     return words.reshape(n, -1).to(torch.int32).contiguous()

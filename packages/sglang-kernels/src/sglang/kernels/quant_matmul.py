@@ -85,11 +85,40 @@ class QuantGemmConfig:
                          num_stages=3)
             block_k, per_sm = min(block_k, 64), 1
         tiles = triton.cdiv(m, shape["block_m"]) * triton.cdiv(n, shape["block_n"])
-        chunks = triton.cdiv(k, block_k)
-        split = 1
-        while tiles * split < per_sm * sms and chunks // (split * 2) >= 4:
-            split *= 2
+        split = heuristic_split(tiles, triton.cdiv(k, block_k), per_sm * sms)
         return cls(block_k=block_k, split_k=split, **shape)
+
+
+def heuristic_split(tiles: int, chunks: int, programs: int) -> int:
+    """Split-K doubling until `tiles` x split reaches `programs`, keeping >= 4 of the K
+    `chunks` a split (shared by the quantized kernels' heuristics)."""
+    split = 1
+    while tiles * split < programs and chunks // (split * 2) >= 4:
+        split *= 2
+    return split
+
+
+def split_output(chunks: int, split_k: int, m: int, n: int,
+                 x: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+    """(chunks per split, splits, output): no empty split; one split writes [M, N] in x's
+    dtype, more write fp32 partials [split, M, N] for `sum_splits`."""
+    per_split = triton.cdiv(chunks, min(max(split_k, 1), chunks))
+    split = triton.cdiv(chunks, per_split)
+    if split == 1:
+        return per_split, split, torch.empty((m, n), dtype=x.dtype, device=x.device)
+    return per_split, split, torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+
+
+def sum_splits(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`split_output`'s result: as it is for one split, else the partials summed in split
+    order (deterministic) and cast, in one launch."""
+    if out.dim() == 2:
+        return out
+    split, m, n = out.shape
+    y = torch.empty((m, n), dtype=dtype, device=out.device)
+    block = 1024
+    _sum_splits_kernel[(triton.cdiv(m * n, block),)](out, y, split, m * n, BLOCK=block)
+    return y
 
 
 def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
@@ -271,14 +300,7 @@ def quant_gemm(
         return x.new_zeros(0, n)
     cfg = config or gemm_config(m, n, k, bits, group_size, x.device)
     _check_config(cfg, bits)
-    chunks = triton.cdiv(k, cfg.block_k)
-    split = min(cfg.split_k, chunks)
-    per_split = triton.cdiv(chunks, split)
-    split = triton.cdiv(chunks, per_split)  # no empty split
-    if split == 1:
-        out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    else:
-        out = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    per_split, split, out = split_output(triton.cdiv(k, cfg.block_k), cfg.split_k, m, n, x)
     one_group = group_size % cfg.block_k == 0 or group_size >= k
     extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     args = (x, qweight, scales, zeros, out, m, n, k, group_size, per_split,
@@ -296,9 +318,4 @@ def quant_gemm(
         _quant_gemm_kernel[grid](
             *args, BITS=bits, ONE_GROUP_PER_TILE=one_group, BLOCK_M=block_m,
             BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, PRECISION=dot_precision(x.dtype), **extra)
-    if split == 1:
-        return out
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    block = 1024
-    _sum_splits_kernel[(triton.cdiv(m * n, block),)](out, y, split, m * n, BLOCK=block)
-    return y
+    return sum_splits(out, x.dtype)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sglang.kernels.quant_layout import can_interleave, interleave_quant_weight, pack_quant_weight
+from sglang.kernels.quant_layout import can_interleave, interleave_values, pack_quant_weight
 from sglang.runtime.layers.quantization.matmul import quant_matmul
 from sglang.runtime.layers.sharding import ShardSpec
 from sglang.runtime.loading.source import LazyWeight, read_shard
@@ -183,14 +183,11 @@ class QuantLinearMethod(ABC):
             return nn.Parameter(t.contiguous(), requires_grad=False)
 
         self.group = self.k_local if self.group_size == -1 else self.group_size
-        qweight = pack_quant_weight(values, self.bits)
         # On the GPU, rows of words per output feature (`quant_gemm_interleaved`) where K
         # splits into whole blocks; the canonical layout elsewhere (CPU kernels, odd K).
-        self.interleaved = qweight.is_cuda and can_interleave(self.k_local, self.bits,
-                                                             self.group)
-        if self.interleaved:
-            qweight = interleave_quant_weight(qweight, self.bits)
-        layer.qweight = keep(qweight)
+        self.interleaved = values.is_cuda and can_interleave(self.k_local, self.bits, self.group)
+        pack = interleave_values if self.interleaved else pack_quant_weight
+        layer.qweight = keep(pack(values, self.bits))
         layer.scales = keep(scales.data.to(dtype))
         layer.zeros = keep(zeros.to(dtype))
         layer.register_buffer("perm", perm, persistent=False)
