@@ -6,12 +6,15 @@ token and the top kernels. GPU time close to wall time means the kernels are the
 means host overhead the GPU waits on.
 
     python3 benchmarks/profile_decode.py [--model benchmarks/llama3_8b] [--batch 1]
+    python3 benchmarks/profile_decode.py --quant awq   # quantized dummy weights (quant_engine's)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,8 +39,30 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--no-profile", action="store_true", help="time only")
+    p.add_argument("--quant", default=None,
+                   help="a quantized variant of benchmarks/quant_engine.py (awq, gptq, fp8)")
     args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model, quant_args = args.model, {}
+        if args.quant:
+            model, quant_args = quantized_model(args.model, args.quant, Path(tmp))
+        run(args, model, quant_args)
 
+
+def quantized_model(base: str, name: str, folder: Path) -> tuple[str, dict]:
+    """A copy of `base`'s config with `quant_engine`'s quantization_config for `name`, and its
+    engine overrides (dummy weights are drawn in the checkpoint's layout)."""
+    from quant_engine import VARIANTS as QUANT_VARIANTS
+
+    quant, overrides = QUANT_VARIANTS[name]
+    config = json.loads((Path(base) / "config.json").read_text())
+    if quant is not None:
+        config["quantization_config"] = quant
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder), overrides
+
+
+def run(args: argparse.Namespace, model: str, quant_args: dict) -> None:
     import sglang as sgl
 
     g = torch.Generator().manual_seed(0)
@@ -49,8 +74,9 @@ def main() -> None:
             os.environ.pop(key, None)
         os.environ.update(env)  # read at every kernel launch, so before the graphs are captured
         engine = sgl.Engine(
-            model_path=args.model, load_format="dummy", dtype="bfloat16", context_length=4096,
+            model_path=model, load_format="dummy", dtype="bfloat16", context_length=4096,
             mem_fraction_static=0.6, cuda_graph_max_bs=max(8, args.batch), **engine_args,
+            **quant_args,
         )
         engine.generate(input_ids=prompts, sampling_params=params)  # warm-up
         start = time.perf_counter()

@@ -53,14 +53,35 @@ def test_layout_round_trip_and_field_order(bits):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("group_size", [16, 32, 64, 128, "K"])
-def test_one_row_kernel_per_group_size(dtype, bits, group_size):
-    # K = 256 spans two or four blocks; N = 40 is not a multiple of block_n; split-K 2 with
-    # unroll 2 leaves a masked tail step in one split.
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_one_row_kernel_per_group_size(dtype, bits, group_size, prefetch):
+    # K spans three blocks, so split-K 2 gives splits of two and one (the prefetch past a
+    # split's last block is masked); N = 40 is not a multiple of block_n.
     k = 384 if bits == 4 else 192
     group = k if group_size == "K" else group_size
     if k % group:
         group = 64
-    check(1, 40, k, bits, group, dtype, IlConfig(block_m=1, block_n=16, split_k=2, unroll=2))
+    check(1, 40, k, bits, group, dtype,
+          IlConfig(block_m=1, block_n=16, split_k=2, prefetch=prefetch))
+
+
+@pytest.mark.parametrize("m", [1, 5])
+def test_split_sum_in_kernel_equals_second_launch(m, monkeypatch):
+    # The last program of a tile adds the partials in split order, as the second launch
+    # does: the same bits; the counters are left zero for the next launch.
+    from sglang.kernels import quant_interleaved
+
+    _, qweight, scales, zeros = make_weight(512, 40, 4, 64, torch.float32)
+    il = interleave_quant_weight(qweight, 4)
+    config = IlConfig(block_m=1 if m == 1 else 16, block_n=16, split_k=4)
+    x = activations(m, 512, torch.float32)
+    fused = quant_gemm_interleaved(x, il, scales, zeros, 4, 64, config=config)
+    counters = quant_interleaved.split_counters(x.device, 1)
+    assert counters is not None and not counters.any()
+    monkeypatch.setattr(quant_interleaved, "split_counters", lambda device, tiles: None)
+    two_launches = quant_interleaved.quant_gemm_interleaved(x, il, scales, zeros, 4, 64,
+                                                            config=config)
+    assert torch.equal(fused, two_launches)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

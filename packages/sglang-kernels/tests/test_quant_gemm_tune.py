@@ -59,7 +59,7 @@ def test_interleaved_sweep_writes_the_table_il_config_reads(override, monkeypatc
     def il_clock(calls) -> float:  # noqa: ANN001
         config: IlConfig = calls[0].__defaults__[0]
         calls[0]()
-        return config.block_n / 32 + config.split_k + config.unroll + config.num_warps / 8 + (
+        return config.block_n / 32 + config.split_k + config.prefetch + config.num_warps / 8 + (
             config.block_m / 16 + config.num_stages / 10)
 
     monkeypatch.setattr(tune, "_time_us", il_clock)
@@ -71,5 +71,5 @@ def test_interleaved_sweep_writes_the_table_il_config_reads(override, monkeypatc
     buckets = json.loads(path.read_text())[il_key(32, 256, 4, 128)]
     assert set(buckets) == {"1", "3"}
     cpu = torch.device("cpu")
-    assert il_config(1, 32, 256, 4, 128, cpu) == IlConfig(1, 32, 1, 1, 4, 2)
-    assert il_config(3, 32, 256, 4, 128, cpu) == IlConfig(16, 32, 1, 1, 4, 2)
+    assert il_config(1, 32, 256, 4, 128, cpu) == IlConfig(1, 32, 1, False, 4, 2)
+    assert il_config(3, 32, 256, 4, 128, cpu) == IlConfig(16, 32, 1, num_warps=4, num_stages=2)

@@ -72,14 +72,14 @@ def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
 
 
 def interleaved_launches(m: int) -> Iterator[IlConfig]:
-    """One row: the FMA kernel's rows per program, warps, blocks per step and split-K; up to
+    """One row: the FMA kernel's rows per program, warps, prefetch and split-K; up to
     SMALL_M rows: the dot kernel's streaming shapes; more: its tiles, and dense weight +
     cuBLAS."""
     if m == 1:
-        for bn, warps, unroll, split in itertools.product(
-            (32, 64, 128, 256), (4, 8), (1, 2), (1, 2, 4, 8, 16)
+        for bn, warps, prefetch, split in itertools.product(
+            (32, 64, 128, 256), (4, 8), (False, True), (1, 2, 4, 8, 16, 32)
         ):
-            yield IlConfig(1, bn, split, unroll, warps, 2)
+            yield IlConfig(1, bn, split, prefetch, warps, 2)
         return
     if m <= SMALL_M:
         shapes = itertools.product((16,), (32, 64, 128), (1, 2, 4, 8), (4, 8), (2, 3))
@@ -87,7 +87,7 @@ def interleaved_launches(m: int) -> Iterator[IlConfig]:
         shapes = itertools.product((16, 64, 128), (64, 128), (1, 4), (4, 8), (3,))
     for bm, bn, split, warps, stages in shapes:
         if bm <= max(16, 2 * m):
-            yield IlConfig(bm, bn, split, 1, warps, stages)
+            yield IlConfig(bm, bn, split, num_warps=warps, num_stages=stages)
     if m > SMALL_M:
         yield IlConfig(dequant=True)
 

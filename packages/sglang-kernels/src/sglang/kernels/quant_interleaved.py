@@ -9,15 +9,17 @@ conversion). With a = s * 2**bits and c = s * (2**bits + z), the weight is a * f
 - One row (batch-1 decode, `_gemv_kernel`): the kernel adds P = sum x * f and X = sum x per
   group and applies y += a * P - c * X once per group, keeping the per-weight work to the shift,
   the mask-and-or and one fused multiply-add (the sm90 build runs ~5 instructions per weight:
-  ptxas rematerializes the mask constant and x is widened from bf16). `UNROLL` blocks are
-  loaded per loop step (a launch choice; the H200 sweep kept 1).
+  ptxas rematerializes the mask constant and x is widened from bf16). With `PREFETCH` the
+  next block's words are requested before this block is multiplied, and under programmatic
+  dependent launch the first block is requested while the previous kernel still runs.
 - More rows (`_gemm_kernel`): each field's tile becomes a * f - c in x's dtype and goes to
   `tl.dot` (K = SLAB per dot), so the dequantized tile is reused by the BLOCK_M rows.
 - `IlConfig.dequant` (the heuristic's choice from `DEQUANT_MIN_M` rows; the measured table's
   where it was faster): the weight is dequantized into a dense [N, K] (`_dequant_kernel`) and
   multiplied by cuBLAS.
 
-Split-K partials land in an fp32 [split, M, N] buffer summed in split order (deterministic).
+Split-K partials land in an fp32 [split, M, N] buffer summed in split order (deterministic):
+by the last program of each tile to finish (`split_counters`), else by a second launch.
 Launch shapes come from measured tables (kernel "quant_gemm_il", written by
 `quant_gemm_tune --layout interleaved`), else from `IlConfig.for_shape`.
 """
@@ -31,7 +33,14 @@ import triton
 import triton.language as tl
 
 from sglang.kernels import tuning
-from sglang.kernels._triton import check_device, dot_precision, interpreting, num_sms
+from sglang.kernels._triton import (
+    check_device,
+    dot_precision,
+    interpreting,
+    num_sms,
+    pdl_args,
+    pdl_enter,
+)
 from sglang.kernels.quant_layout import (
     FLOAT_DTYPES,
     SLAB,
@@ -50,13 +59,14 @@ _SLAB = tl.constexpr(SLAB)  # a global the kernels read must be a constexpr
 
 @dataclass(frozen=True)
 class IlConfig:
-    """Launch shape: rows and output features per program, K splits, blocks per loop step
-    (one-row kernel), warps, stages; or `dequant`: dense weight + cuBLAS instead."""
+    """Launch shape: rows and output features per program, K splits, whether the one-row
+    kernel requests the next block before multiplying this one, warps, stages; or `dequant`:
+    dense weight + cuBLAS instead."""
 
     block_m: int = 16
     block_n: int = 64
     split_k: int = 1
-    unroll: int = 2
+    prefetch: bool = True
     num_warps: int = 4
     num_stages: int = 2
     dequant: bool = False
@@ -115,12 +125,36 @@ def _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
 
 
 @triton.jit
+def _store_or_sum(y, out_ptr, part_ptr, cnt_ptr, offs, ok, tile, pid_k, split, stride_os,
+                  SUM_IN_KERNEL: tl.constexpr):
+    """One split's result y at `offs`. Without SUM_IN_KERNEL: stored (in out's dtype) at
+    split pid_k of out. With it: stored as an fp32 partial; the last of the tile's `split`
+    programs to arrive (an acq_rel counter per tile) adds the partials in split order,
+    writes out and clears the counter for the next launch (no second launch)."""
+    if SUM_IN_KERNEL:
+        tl.store(part_ptr + pid_k * stride_os + offs, y, mask=ok)
+        tl.debug_barrier()  # every thread's partial is stored before the release below
+        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == split - 1:
+            # .cg: read through the L2, not an L1 line this SM may hold from a past launch.
+            total = tl.load(part_ptr + offs, mask=ok, other=0.0, cache_modifier=".cg")
+            for s in range(1, split):
+                total += tl.load(part_ptr + s * stride_os + offs, mask=ok, other=0.0,
+                                 cache_modifier=".cg")
+            tl.store(out_ptr + offs, total.to(out_ptr.dtype.element_ty), mask=ok)
+            tl.atomic_xchg(cnt_ptr + tile, 0)
+    else:
+        tl.store(out_ptr + pid_k * stride_os + offs, y.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
 def _gemv_kernel(
-    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr, part_ptr, cnt_ptr,
     N, K, blocks_per_split,
     stride_qn, stride_sg, stride_zg, stride_os,
     BITS: tl.constexpr, GROUP: tl.constexpr, FIELDS_PER_GROUP: tl.constexpr,
-    BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    BLOCK_N: tl.constexpr, PREFETCH: tl.constexpr, SUM_IN_KERNEL: tl.constexpr,
+    USE_PDL: tl.constexpr,
 ):
     PER: tl.constexpr = 32 // BITS
     IB: tl.constexpr = _SLAB * PER
@@ -133,44 +167,53 @@ def _gemv_kernel(
     q_rows = q_ptr + rn64[:, None] * stride_qn + lane[None, :]
     b_start = pid_k * blocks_per_split
     b_end = tl.minimum(b_start + blocks_per_split, K // IB)
+    # (Masks as vectors: the interpreter rejects a tensor & a Python bool.)
+    # PREFETCH: block b + 1's words are requested before block b is multiplied, so a
+    # program keeps a load in flight while it computes (the loop is not pipelined for it).
+    if PREFETCH:
+        words = tl.load(q_rows + b_start * _SLAB,
+                        mask=(n_ok & ((rn * 0 + b_start) < b_end))[:, None], other=0,
+                        eviction_policy="evict_first")
+    # No kernel writes the weights: the first block is requested before waiting for the
+    # previous kernel, whose output x may be.
+    pdl_enter(USE_PDL)
     acc = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
     corr = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for b0 in range(b_start, b_end, UNROLL):
-        for u in tl.static_range(UNROLL):
-            b = b0 + u
-            # Masks as vectors: the interpreter rejects a tensor & a Python bool.
-            k_ok = (lane * 0 + b) < b_end
-            rows_ok = n_ok & ((rn * 0 + b) < b_end)
-            words = tl.load(q_rows + b * _SLAB, mask=rows_ok[:, None] & k_ok[None, :],
-                            other=0,
+    for b in range(b_start, b_end):
+        if PREFETCH:
+            cur = words
+            words = tl.load(q_rows + (b + 1) * _SLAB,
+                            mask=(n_ok & ((rn * 0 + b + 1) < b_end))[:, None], other=0,
                             eviction_policy="evict_first")
-            p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
-            xs = tl.zeros((_SLAB,), dtype=tl.float32)
-            for j in tl.static_range(PER):
-                xj = tl.load(x_ptr + b * IB + j * _SLAB + lane, mask=k_ok,
-                             other=0.0).to(tl.float32)
-                p += _field_as_float(words, j, BITS) * xj[None, :]
-                xs += xj
-                if (j + 1) % FIELDS_PER_GROUP == 0:
-                    a, c = _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, rows_ok,
-                                        j, BITS, GROUP)
-                    acc += a[:, None] * p
-                    corr += c * tl.sum(xs, axis=0)
-                    p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
-                    xs = tl.zeros((_SLAB,), dtype=tl.float32)
-    y = tl.sum(acc, axis=1) - corr
-    tl.store(out_ptr + pid_k.to(tl.int64) * stride_os + rn64,
-             y.to(out_ptr.dtype.element_ty), mask=n_ok)
+        else:
+            cur = tl.load(q_rows + b * _SLAB, mask=n_ok[:, None], other=0,
+                          eviction_policy="evict_first")
+        p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
+        xs = tl.zeros((_SLAB,), dtype=tl.float32)
+        for j in tl.static_range(PER):
+            xj = tl.load(x_ptr + b * IB + j * _SLAB + lane).to(tl.float32)
+            p += _field_as_float(cur, j, BITS) * xj[None, :]
+            xs += xj
+            if (j + 1) % FIELDS_PER_GROUP == 0:
+                a, c = _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
+                                    j, BITS, GROUP)
+                acc += a[:, None] * p
+                corr += c * tl.sum(xs, axis=0)
+                p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
+                xs = tl.zeros((_SLAB,), dtype=tl.float32)
+    _store_or_sum(tl.sum(acc, axis=1) - corr, out_ptr, part_ptr, cnt_ptr, rn64, n_ok, pid_n,
+                  pid_k, tl.num_programs(1), stride_os, SUM_IN_KERNEL)
 
 
 @triton.jit
 def _gemm_kernel(
-    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr,
+    x_ptr, q_ptr, s_ptr, z_ptr, out_ptr, part_ptr, cnt_ptr,
     M, N, K, blocks_per_split,
     stride_xm, stride_qn, stride_sg, stride_zg, stride_os, stride_om,
     BITS: tl.constexpr, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, SUM_IN_KERNEL: tl.constexpr, USE_PDL: tl.constexpr,
 ):
+    pdl_enter(USE_PDL)
     PER: tl.constexpr = 32 // BITS
     IB: tl.constexpr = _SLAB * PER
     pid_m = tl.program_id(0)
@@ -196,9 +239,10 @@ def _gemm_kernel(
             xj = tl.load(x_rows + b * IB + j * _SLAB, mask=m_ok[:, None], other=0.0)
             acc = tl.dot(xj, tl.trans(w.to(x_ptr.dtype.element_ty)), acc,
                          input_precision=PRECISION)
-    out = (out_ptr + pid_k.to(tl.int64) * stride_os + rm.to(tl.int64)[:, None] * stride_om
-           + rn64[None, :])
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+    _store_or_sum(acc, out_ptr, part_ptr, cnt_ptr,
+                  rm.to(tl.int64)[:, None] * stride_om + rn64[None, :],
+                  m_ok[:, None] & n_ok[None, :], pid_m * tl.num_programs(1) + pid_n, pid_k,
+                  tl.num_programs(2), stride_os, SUM_IN_KERNEL)
 
 
 @triton.jit
@@ -235,6 +279,25 @@ def dequantize_interleaved(qweight: torch.Tensor, scales: torch.Tensor, zeros: t
         qweight, scales, zeros, w, n, k, qweight.stride(0), scales.stride(0), zeros.stride(0),
         w.stride(0), BITS=bits, GROUP=group_size, BLOCK_N=block_n)
     return w
+
+
+# Arrival counters for split-K sums in the kernel, per device: zero between launches (the
+# last program of each tile clears its own), so one buffer serves every launch in stream order.
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+COUNTER_SLOTS = 1 << 16
+
+
+def split_counters(device: torch.device, tiles: int) -> torch.Tensor | None:
+    """The device's zeroed int32 tile counters, or None (the partials are then summed by a
+    second launch): more tiles than slots, or first needed while a CUDA graph is captured,
+    where an allocation would come from the graph's private pool and not outlive it."""
+    counters = _COUNTERS.get(device)
+    if counters is None:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return None
+        counters = _COUNTERS[device] = torch.zeros(COUNTER_SLOTS, dtype=torch.int32,
+                                                   device=device)
+    return counters if tiles <= counters.numel() else None
 
 
 def _fields_per_scale(bits: int, group_size: int) -> int:
@@ -285,21 +348,28 @@ def quant_gemm_interleaved(
     if cfg.dequant:
         w = dequantize_interleaved(qweight, scales, zeros, bits, group_size, x.dtype)
         return torch.nn.functional.linear(x, w)
-    per_split, split, out = split_output(k // interleave_block(bits), cfg.split_k, m, n, x)
+    per_split, split, part = split_output(k // interleave_block(bits), cfg.split_k, m, n, x)
     extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    stride_os = out.stride(0) if split > 1 else 0
-    if m == 1 and cfg.block_m == 1:
-        _gemv_kernel[(triton.cdiv(n, cfg.block_n), split)](
-            x, qweight, scales, zeros, out, n, k, per_split,
-            qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
-            BITS=bits, GROUP=group_size, FIELDS_PER_GROUP=_fields_per_scale(bits, group_size),
-            BLOCK_N=cfg.block_n, UNROLL=cfg.unroll, **extra)
+    stride_os = part.stride(0) if split > 1 else 0
+    one_row = m == 1 and cfg.block_m == 1
+    block_m = 1 if one_row else max(16, cfg.block_m)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, cfg.block_n)
+    counters = split_counters(x.device, tiles) if split > 1 else None
+    # Summed in the kernel: the partials and the result are separate buffers.
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device) if counters is not None else part
+    args = (x, qweight, scales, zeros, out, part, counters if counters is not None else part)
+    if one_row:
+        _gemv_kernel[(tiles, split)](
+            *args, n, k, per_split, qweight.stride(0), scales.stride(0), zeros.stride(0),
+            stride_os, BITS=bits, GROUP=group_size,
+            FIELDS_PER_GROUP=_fields_per_scale(bits, group_size), BLOCK_N=cfg.block_n,
+            PREFETCH=cfg.prefetch, SUM_IN_KERNEL=counters is not None, **extra, **pdl_args(x))
     else:
-        block_m = max(16, cfg.block_m)
         grid = (triton.cdiv(m, block_m), triton.cdiv(n, cfg.block_n), split)
         _gemm_kernel[grid](
-            x, qweight, scales, zeros, out, m, n, k, per_split,
+            *args, m, n, k, per_split,
             x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
-            out.stride(-2), BITS=bits, GROUP=group_size, BLOCK_M=block_m, BLOCK_N=cfg.block_n,
-            PRECISION=dot_precision(x.dtype), **extra)
-    return sum_splits(out, x.dtype)
+            part.stride(-2), BITS=bits, GROUP=group_size, BLOCK_M=block_m, BLOCK_N=cfg.block_n,
+            PRECISION=dot_precision(x.dtype), SUM_IN_KERNEL=counters is not None, **extra,
+            **pdl_args(x))
+    return out if counters is not None else sum_splits(part, x.dtype)
