@@ -1,4 +1,4 @@
-"""Builds `quant_gemm`'s kernel for Hopper (sm90) without a GPU, with the ptxas that the triton
+"""Builds `quant_gemm`'s kernel (and the interleaved tensor-core kernel) for Hopper (sm90) without a GPU, with the ptxas that the triton
 wheel ships, and reports each build's local-memory stack (spills). Runs in a child process:
 Triton's interpreter (TRITON_INTERPRET=1, set for the CPU tests) cannot compile.
 
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import triton
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -50,6 +51,40 @@ def build(config: list[int], bits: int, one_group: bool, dtype: str) -> bytes:
     return compiled.asm["cubin"]
 
 
+def build_mma(block_n: int, num_warps: int, num_stages: int, dtype: str) -> bytes:
+    """`quant_interleaved_mma`'s kernel (groups of 128, split-K summed in the kernel, PDL)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from sglang.kernels.quant_interleaved_mma import MAGIC, _mma_kernel
+
+    magic, base = MAGIC[getattr(torch, dtype)]
+    constants = dict(GROUP=128, MAGIC_BITS=magic, BASE=base, BLOCK_M=16, BLOCK_N=block_n,
+                     SUM_IN_KERNEL=True, USE_PDL=True)
+    short = {"bfloat16": "bf16", "float16": "fp16"}[dtype]
+    signature, attrs = {}, {}
+    for i, name in enumerate(_mma_kernel.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+            continue
+        signature[name] = {"q_ptr": "*i32", "cnt_ptr": "*i32", "part_ptr": "*fp32"}.get(
+            name, f"*{short}" if name.endswith("_ptr") else "i32")
+        if name.endswith("_ptr") or name.startswith("stride") or name in ("N", "K"):
+            attrs[(i,)] = [["tt.divisibility", 16]]  # as the launcher specializes them
+    compiled = triton.compile(
+        ASTSource(_mma_kernel, signature, constants, attrs), target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages))
+    return compiled.asm["cubin"]
+
+
+def sass(cubin: bytes) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.cubin"
+        path.write_bytes(cubin)
+        return subprocess.run([str(BIN / "cuobjdump"), "-sass", str(path)],
+                              capture_output=True, text=True, check=True).stdout
+
+
 def stack_bytes(cubin: bytes) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "k.cubin"
@@ -63,6 +98,11 @@ def stack_bytes(cubin: bytes) -> int:
 def main() -> None:
     results = []
     for job in json.loads(sys.argv[1]):
+        if job.get("kernel") == "mma":
+            cubin = build_mma(job["block_n"], job["num_warps"], job["num_stages"], job["dtype"])
+            results.append({"elf": cubin[:4] == b"\x7fELF", "stack": stack_bytes(cubin),
+                            "wgmma": "HGMMA" in sass(cubin)})
+            continue
         cubin = build(job["config"], job["bits"], job["one_group"], job["dtype"])
         results.append({"elf": cubin[:4] == b"\x7fELF", "stack": stack_bytes(cubin)})
     print(json.dumps(results))

@@ -52,3 +52,16 @@ def test_default_launches_build_for_sm90_without_spills():
     jobs.append(dict(config=list(astuple(configs[-1])), bits=8, dtype="fp16", one_group=True))
     for config, result in zip(configs, _build(jobs), strict=True):
         assert result == {"elf": True, "stack": 0}, config
+
+
+def test_tensor_core_launches_build_for_sm90_on_wgmma_without_spills():
+    # The tuner's candidates of the interleaved tensor-core kernel: the inline PTX assembles,
+    # the weight tile stays the register operand of wgmma, nothing spills.
+    from sglang.kernels.quant_gemm_tune import interleaved_launches
+
+    shapes = sorted({(c.block_n, c.num_warps) for c in interleaved_launches(4) if c.mma})
+    jobs = [{"kernel": "mma", "block_n": bn, "num_warps": w, "num_stages": 4, "dtype": dtype}
+            for bn, w in shapes for dtype in ("bfloat16", "float16")]
+    results = _build(jobs)
+    assert shapes and all(r["elf"] and r["wgmma"] for r in results), results
+    assert all(r["stack"] == 0 for r in results), list(zip(jobs, results))

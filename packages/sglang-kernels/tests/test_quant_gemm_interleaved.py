@@ -133,3 +133,34 @@ def test_dequantize_and_many_rows(bits, monkeypatch):
     monkeypatch.setattr(quant_interleaved, "DEQUANT_MIN_M", 4)
     assert IlConfig.for_shape(6, 40, 256, bits, 132).dequant
     assert not IlConfig.for_shape(3, 40, 256, bits, 132).dequant
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m", [1, 3, 16, 21])
+@pytest.mark.parametrize("group_size", [128, 256, "K"])
+@pytest.mark.parametrize("split_k", [1, 3])
+@pytest.mark.gpu
+def test_tensor_core_kernel(dtype, m, group_size, split_k):
+    # The inline-PTX dequantization (CUDA only): row blocks past 16 rows, N = 200 not a
+    # multiple of block_n, groups of one, two and all blocks, split K over 5 blocks.
+    from sglang.kernels.quant_interleaved_mma import mma_applies
+
+    k = 640
+    group = k if group_size == "K" else group_size
+    if k % group:
+        group = 128
+    x = activations(m, k, dtype)
+    assert mma_applies(x, 4, group)
+    check(m, 200, k, 4, group, dtype, IlConfig(block_m=16, block_n=64, split_k=split_k, mma=True))
+
+
+def test_tensor_core_config_falls_back_where_it_does_not_apply():
+    # Interpreter, 8 bits or groups smaller than a block: the mma launch runs the dot kernel.
+    from sglang.kernels.quant_interleaved_mma import mma_applies
+
+    x = activations(2, 256, torch.float32)
+    assert not mma_applies(x, 4, 128) and not mma_applies(x.half(), 4, 64)
+    assert not mma_applies(x.half(), 8, 128)
+    config = IlConfig(block_m=16, block_n=16, split_k=2, mma=True)
+    check(2, 40, 256, 4, 128, torch.float32, config)
+    check(1, 40, 256, 8, 64, torch.float32, config)

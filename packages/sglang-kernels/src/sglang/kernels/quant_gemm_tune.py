@@ -74,7 +74,14 @@ def tiled_launches(m: int) -> Iterator[QuantGemmConfig]:
 def interleaved_launches(m: int) -> Iterator[IlConfig]:
     """One row: the FMA kernel's rows per program, warps, prefetch and split-K; up to
     SMALL_M rows: the dot kernel's streaming shapes; more: its tiles, and dense weight +
-    cuBLAS."""
+    cuBLAS. Up to SMALL_M rows also the tensor-core kernel's (`mma`; where it does not apply,
+    its launches run the dot kernel)."""
+    if m <= SMALL_M:
+        for bn, warps, stages, split in itertools.product(
+            (64, 128, 256), (4, 8), (2, 4), (1, 2, 4, 8, 16)
+        ):
+            if 16 * warps <= bn <= 32 * warps:  # whole warp groups; 256 rows on 4 spill
+                yield IlConfig(16, bn, split, num_warps=warps, num_stages=stages, mma=True)
     if m == 1:
         for bn, warps, prefetch, split in itertools.product(
             (32, 64, 128, 256), (4, 8), (False, True), (1, 2, 4, 8, 16, 32)

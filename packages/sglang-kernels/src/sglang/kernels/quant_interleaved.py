@@ -12,6 +12,7 @@ conversion). With a = s * 2**bits and c = s * (2**bits + z), the weight is a * f
   ptxas rematerializes the mask constant and x is widened from bf16). With `PREFETCH` the
   next block's words are requested before this block is multiplied, and under programmatic
   dependent launch the first block is requested while the previous kernel still runs.
+- 2-16 rows on CUDA (`IlConfig.mma`): the tensor-core kernel of `quant_interleaved_mma`.
 - More rows (`_gemm_kernel`): each field's tile becomes a * f - c in x's dtype and goes to
   `tl.dot` (K = SLAB per dot), so the dequantized tile is reused by the BLOCK_M rows.
 - `IlConfig.dequant` (the heuristic's choice from `DEQUANT_MIN_M` rows; the measured table's
@@ -41,6 +42,7 @@ from sglang.kernels._triton import (
     pdl_args,
     pdl_enter,
 )
+from sglang.kernels.quant_interleaved_mma import MAGIC, MMA_BLOCK_M, _mma_kernel, mma_applies
 from sglang.kernels.quant_layout import (
     FLOAT_DTYPES,
     SLAB,
@@ -48,7 +50,14 @@ from sglang.kernels.quant_layout import (
     check_group_size,
     interleave_block,
 )
-from sglang.kernels.quant_matmul import heuristic_split, split_output, sum_splits, tuning_key
+from sglang.kernels.quant_matmul import tuning_key
+from sglang.kernels.split_k import (
+    heuristic_split,
+    split_counters,
+    split_output,
+    store_or_sum,
+    sum_splits,
+)
 
 TUNING_KERNEL = "quant_gemm_il"
 # From this many rows the heuristic dequantizes the weight once and multiplies densely
@@ -70,6 +79,7 @@ class IlConfig:
     num_warps: int = 4
     num_stages: int = 2
     dequant: bool = False
+    mma: bool = False  # the tensor-core kernel (`quant_interleaved_mma`) where it applies
 
     @classmethod
     def for_shape(cls, m: int, n: int, k: int, bits: int, sms: int) -> IlConfig:
@@ -122,29 +132,6 @@ def _field_weight(words, b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok,
     """The fp32 weights a * f - c of bit field J of a [rows, SLAB] tile of block b."""
     a, c = _scale_terms(b, s_ptr, z_ptr, stride_sg, stride_zg, rn64, n_ok, J, BITS, GROUP)
     return _field_as_float(words, J, BITS) * a[:, None] - c[:, None]
-
-
-@triton.jit
-def _store_or_sum(y, out_ptr, part_ptr, cnt_ptr, offs, ok, tile, pid_k, split, stride_os,
-                  SUM_IN_KERNEL: tl.constexpr):
-    """One split's result y at `offs`. Without SUM_IN_KERNEL: stored (in out's dtype) at
-    split pid_k of out. With it: stored as an fp32 partial; the last of the tile's `split`
-    programs to arrive (an acq_rel counter per tile) adds the partials in split order,
-    writes out and clears the counter for the next launch (no second launch)."""
-    if SUM_IN_KERNEL:
-        tl.store(part_ptr + pid_k * stride_os + offs, y, mask=ok)
-        tl.debug_barrier()  # every thread's partial is stored before the release below
-        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == split - 1:
-            # .cg: read through the L2, not an L1 line this SM may hold from a past launch.
-            total = tl.load(part_ptr + offs, mask=ok, other=0.0, cache_modifier=".cg")
-            for s in range(1, split):
-                total += tl.load(part_ptr + s * stride_os + offs, mask=ok, other=0.0,
-                                 cache_modifier=".cg")
-            tl.store(out_ptr + offs, total.to(out_ptr.dtype.element_ty), mask=ok)
-            tl.atomic_xchg(cnt_ptr + tile, 0)
-    else:
-        tl.store(out_ptr + pid_k * stride_os + offs, y.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -201,7 +188,7 @@ def _gemv_kernel(
                 corr += c * tl.sum(xs, axis=0)
                 p = tl.zeros((BLOCK_N, _SLAB), dtype=tl.float32)
                 xs = tl.zeros((_SLAB,), dtype=tl.float32)
-    _store_or_sum(tl.sum(acc, axis=1) - corr, out_ptr, part_ptr, cnt_ptr, rn64, n_ok, pid_n,
+    store_or_sum(tl.sum(acc, axis=1) - corr, out_ptr, part_ptr, cnt_ptr, rn64, n_ok, pid_n,
                   pid_k, tl.num_programs(1), stride_os, SUM_IN_KERNEL)
 
 
@@ -239,7 +226,7 @@ def _gemm_kernel(
             xj = tl.load(x_rows + b * IB + j * _SLAB, mask=m_ok[:, None], other=0.0)
             acc = tl.dot(xj, tl.trans(w.to(x_ptr.dtype.element_ty)), acc,
                          input_precision=PRECISION)
-    _store_or_sum(acc, out_ptr, part_ptr, cnt_ptr,
+    store_or_sum(acc, out_ptr, part_ptr, cnt_ptr,
                   rm.to(tl.int64)[:, None] * stride_om + rn64[None, :],
                   m_ok[:, None] & n_ok[None, :], pid_m * tl.num_programs(1) + pid_n, pid_k,
                   tl.num_programs(2), stride_os, SUM_IN_KERNEL)
@@ -279,25 +266,6 @@ def dequantize_interleaved(qweight: torch.Tensor, scales: torch.Tensor, zeros: t
         qweight, scales, zeros, w, n, k, qweight.stride(0), scales.stride(0), zeros.stride(0),
         w.stride(0), BITS=bits, GROUP=group_size, BLOCK_N=block_n)
     return w
-
-
-# Arrival counters for split-K sums in the kernel, per device: zero between launches (the
-# last program of each tile clears its own), so one buffer serves every launch in stream order.
-_COUNTERS: dict[torch.device, torch.Tensor] = {}
-COUNTER_SLOTS = 1 << 16
-
-
-def split_counters(device: torch.device, tiles: int) -> torch.Tensor | None:
-    """The device's zeroed int32 tile counters, or None (the partials are then summed by a
-    second launch): more tiles than slots, or first needed while a CUDA graph is captured,
-    where an allocation would come from the graph's private pool and not outlive it."""
-    counters = _COUNTERS.get(device)
-    if counters is None:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
-        counters = _COUNTERS[device] = torch.zeros(COUNTER_SLOTS, dtype=torch.int32,
-                                                   device=device)
-    return counters if tiles <= counters.numel() else None
 
 
 def _fields_per_scale(bits: int, group_size: int) -> int:
@@ -351,14 +319,22 @@ def quant_gemm_interleaved(
     per_split, split, part = split_output(k // interleave_block(bits), cfg.split_k, m, n, x)
     extra = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     stride_os = part.stride(0) if split > 1 else 0
-    one_row = m == 1 and cfg.block_m == 1
-    block_m = 1 if one_row else max(16, cfg.block_m)
+    mma = cfg.mma and mma_applies(x, bits, group_size)
+    one_row = m == 1 and cfg.block_m == 1 and not mma
+    block_m = MMA_BLOCK_M if mma else 1 if one_row else max(16, cfg.block_m)
     tiles = triton.cdiv(m, block_m) * triton.cdiv(n, cfg.block_n)
     counters = split_counters(x.device, tiles) if split > 1 else None
     # Summed in the kernel: the partials and the result are separate buffers.
     out = torch.empty((m, n), dtype=x.dtype, device=x.device) if counters is not None else part
     args = (x, qweight, scales, zeros, out, part, counters if counters is not None else part)
-    if one_row:
+    if mma:
+        magic, base = MAGIC[x.dtype]
+        _mma_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, cfg.block_n), split)](
+            *args, m, n, k, per_split,
+            x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
+            part.stride(-2), GROUP=group_size, MAGIC_BITS=magic, BASE=base, BLOCK_M=block_m,
+            BLOCK_N=cfg.block_n, SUM_IN_KERNEL=counters is not None, **extra, **pdl_args(x))
+    elif one_row:
         _gemv_kernel[(tiles, split)](
             *args, n, k, per_split, qweight.stride(0), scales.stride(0), zeros.stride(0),
             stride_os, BITS=bits, GROUP=group_size,

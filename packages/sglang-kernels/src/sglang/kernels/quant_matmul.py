@@ -38,6 +38,7 @@ import triton.language as tl
 from sglang.kernels import tuning
 from sglang.kernels._triton import check_device, dot_precision, interpreting, num_sms
 from sglang.kernels.quant_layout import check_quant_args
+from sglang.kernels.split_k import heuristic_split, split_output, sum_splits
 
 TUNING_KERNEL = "quant_gemm"
 SMALL_M = 16
@@ -87,38 +88,6 @@ class QuantGemmConfig:
         tiles = triton.cdiv(m, shape["block_m"]) * triton.cdiv(n, shape["block_n"])
         split = heuristic_split(tiles, triton.cdiv(k, block_k), per_sm * sms)
         return cls(block_k=block_k, split_k=split, **shape)
-
-
-def heuristic_split(tiles: int, chunks: int, programs: int) -> int:
-    """Split-K doubling until `tiles` x split reaches `programs`, keeping >= 4 of the K
-    `chunks` a split (shared by the quantized kernels' heuristics)."""
-    split = 1
-    while tiles * split < programs and chunks // (split * 2) >= 4:
-        split *= 2
-    return split
-
-
-def split_output(chunks: int, split_k: int, m: int, n: int,
-                 x: torch.Tensor) -> tuple[int, int, torch.Tensor]:
-    """(chunks per split, splits, output): no empty split; one split writes [M, N] in x's
-    dtype, more write fp32 partials [split, M, N] for `sum_splits`."""
-    per_split = triton.cdiv(chunks, min(max(split_k, 1), chunks))
-    split = triton.cdiv(chunks, per_split)
-    if split == 1:
-        return per_split, split, torch.empty((m, n), dtype=x.dtype, device=x.device)
-    return per_split, split, torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-
-
-def sum_splits(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`split_output`'s result: as it is for one split, else the partials summed in split
-    order (deterministic) and cast, in one launch."""
-    if out.dim() == 2:
-        return out
-    split, m, n = out.shape
-    y = torch.empty((m, n), dtype=dtype, device=out.device)
-    block = 1024
-    _sum_splits_kernel[(triton.cdiv(m * n, block),)](out, y, split, m * n, BLOCK=block)
-    return y
 
 
 def tuning_key(n: int, k: int, bits: int, group_size: int) -> str:
@@ -235,20 +204,6 @@ def _quant_gemv_kernel(
     y = tl.sum(tl.sum(acc, 2), 1)
     out = out_ptr + pid_k.to(tl.int64) * stride_os + rm.to(tl.int64)[:, None] * stride_om + rn64[None, :]
     tl.store(out, y.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
-
-
-@triton.jit
-def _sum_splits_kernel(part_ptr, y_ptr, SPLIT, MN, BLOCK: tl.constexpr):
-    """y = sum over splits of the fp32 partials, in split order (deterministic), cast to y's
-    dtype: one launch instead of torch's sum and cast."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < MN
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    part = part_ptr + offs  # advanced as a pointer: split x M x N may pass 2**31
-    for _ in range(SPLIT):
-        acc += tl.load(part, mask=ok, other=0.0)
-        part += MN
-    tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 def _check_config(config: QuantGemmConfig, bits: int) -> None:
