@@ -52,6 +52,7 @@ from sglang.kernels.quant_layout import (
 )
 from sglang.kernels.quant_matmul import tuning_key
 from sglang.kernels.split_k import (
+    gemm_tile,
     heuristic_split,
     split_counters,
     split_output,
@@ -203,13 +204,7 @@ def _gemm_kernel(
     pdl_enter(USE_PDL)
     PER: tl.constexpr = 32 // BITS
     IB: tl.constexpr = _SLAB * PER
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < N
+    rm, rn, m_ok, n_ok, tile, pid_k = gemm_tile(M, N, BLOCK_M, BLOCK_N)
     rn64 = rn.to(tl.int64)
     lane = tl.arange(0, _SLAB)
     q_rows = q_ptr + rn64[:, None] * stride_qn + lane[None, :]
@@ -228,7 +223,7 @@ def _gemm_kernel(
                          input_precision=PRECISION)
     store_or_sum(acc, out_ptr, part_ptr, cnt_ptr,
                   rm.to(tl.int64)[:, None] * stride_om + rn64[None, :],
-                  m_ok[:, None] & n_ok[None, :], pid_m * tl.num_programs(1) + pid_n, pid_k,
+                  m_ok[:, None] & n_ok[None, :], tile, pid_k,
                   tl.num_programs(2), stride_os, SUM_IN_KERNEL)
 
 

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from sglang.kernels._triton import interpreting, pdl_enter
-from sglang.kernels.split_k import store_or_sum
+from sglang.kernels.split_k import gemm_tile, store_or_sum
 
 MMA_BLOCK_M = 16  # rows per program: the smallest MMA tile (x^T is the N operand)
 # x dtype -> (two magic 16-bit floats with q's 4 bits free at the bottom, their value)
@@ -70,13 +70,7 @@ def _mma_kernel(
     pdl_enter(USE_PDL)
     IB: tl.constexpr = 128  # k values per block of 16 words at 4 bits
     OUT: tl.constexpr = x_ptr.dtype.element_ty
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < N
+    rm, rn, m_ok, n_ok, tile, pid_k = gemm_tile(M, N, BLOCK_M, BLOCK_N)
     rn64 = rn.to(tl.int64)
     lane = tl.arange(0, 16)
     q_rows = q_ptr + rn64[:, None] * stride_qn + lane[None, :]
@@ -104,5 +98,5 @@ def _mma_kernel(
         acc += s[:, None] * (p - (BASE + z)[:, None] * xs)
     store_or_sum(acc, out_ptr, part_ptr, cnt_ptr,
                  rm.to(tl.int64)[None, :] * stride_om + rn64[:, None],
-                 n_ok[:, None] & m_ok[None, :], pid_m * tl.num_programs(1) + pid_n, pid_k,
+                 n_ok[:, None] & m_ok[None, :], tile, pid_k,
                  tl.num_programs(2), stride_os, SUM_IN_KERNEL)

@@ -38,7 +38,7 @@ import triton.language as tl
 from sglang.kernels import tuning
 from sglang.kernels._triton import check_device, dot_precision, interpreting, num_sms
 from sglang.kernels.quant_layout import check_quant_args
-from sglang.kernels.split_k import heuristic_split, split_output, sum_splits
+from sglang.kernels.split_k import gemm_tile, heuristic_split, split_output, sum_splits
 
 TUNING_KERNEL = "quant_gemm"
 SMALL_M = 16
@@ -114,13 +114,7 @@ def _quant_gemm_kernel(
 ):
     PER_INT: tl.constexpr = 32 // BITS
     WORDS: tl.constexpr = BLOCK_K // PER_INT
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < N
+    rm, rn, m_ok, n_ok, _, pid_k = gemm_tile(M, N, BLOCK_M, BLOCK_N)
     rn64 = rn.to(tl.int64)
     shifts = tl.arange(0, PER_INT) * BITS
     x_rows = x_ptr + rm.to(tl.int64)[:, None] * stride_xm

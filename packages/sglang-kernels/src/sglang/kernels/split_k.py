@@ -100,3 +100,13 @@ def store_or_sum(y, out_ptr, part_ptr, cnt_ptr, offs, ok, tile, pid_k, split, st
             tl.atomic_xchg(cnt_ptr + tile, 0)
     else:
         tl.store(out_ptr + pid_k * stride_os + offs, y.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def gemm_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """A program's rows and output features, their masks, its output tile's index and its
+    split, in the split-K grid (row block, column block, split) of the quantized GEMMs."""
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    return rm, rn, rm < M, rn < N, tile, tl.program_id(2)
