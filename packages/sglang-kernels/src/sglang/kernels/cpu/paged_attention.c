@@ -18,33 +18,14 @@
  * GEMM into one library by sglang.kernels.cpu.loader (-O3 -march=native -fopenmp).
  */
 
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#define VW 16     /* floats per vector */
-#define BLK 32    /* keys per softmax block */
-#define MAX_D 256 /* head_dim bound (stack accumulators) */
-#define MAX_G 16  /* query heads per KV head bound */
+#include "attention_common.h"
+
 #define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
-
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-
-static inline v16f vload(const float *p) {
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void vstore(float *p, v16f v) { memcpy(p, &v, sizeof v); }
-
-static inline v16f vsplat(float x) {
-    return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
-}
 
 static inline float hsum(v16f v) {
     const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
@@ -56,27 +37,6 @@ static inline float hsum(v16f v) {
     v = v + __builtin_shuffle(v, h2);
     v = v + __builtin_shuffle(v, h1);
     return v[0];
-}
-
-/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
- * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 give ~0. */
-static inline v16f vexp(v16f x) {
-    const v16f lo = vsplat(-87.33654f);
-    v16i small = x < lo;
-    x = (v16f)(((v16i)x & ~small) | ((v16i)lo & small));
-    const v16f magic = vsplat(12582912.0f); /* 1.5 * 2^23: round to nearest */
-    v16f n = (x * vsplat(1.44269504088896341f) + magic) - magic;
-    v16f r = x - n * vsplat(0.693359375f) - n * vsplat(-2.12194440e-4f);
-    v16f p = vsplat(1.9875691500e-4f);
-    p = p * r + vsplat(1.3981999507e-3f);
-    p = p * r + vsplat(8.3334519073e-3f);
-    p = p * r + vsplat(4.1665795894e-2f);
-    p = p * r + vsplat(1.6666665459e-1f);
-    p = p * r + vsplat(5.0000001201e-1f);
-    p = p * r * r + r + vsplat(1.0f);
-    v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
-    v16f out = p * (v16f)bits;
-    return (v16f)((v16i)out & ~small);
 }
 
 /* Lane i of the result is the sum of the lanes of a[BITREV[i]]... that is, given the sixteen
@@ -106,70 +66,96 @@ static inline v16f reduce16(const v16f *a) {
     return __builtin_shuffle(d[0], d[1], lo4) + __builtin_shuffle(d[0], d[1], hi4);
 }
 
-/* One (query token, KV head): G query heads of D features against keys [start, end) of `slots`.
- * D and G are compile-time constants in the specialised copies below. Each block first takes
- * the scores of every head (one head's query in registers against the block's keys, which stay
- * in L1), then folds them into the running softmax, then adds the weighted values (one
- * accumulator vector in a register against the block's values). */
+/* What a token takes over from its shared-prefix tile: keys [lo, hi) are already folded into
+ * rows row0 .. row0 + G - 1 of `st`. */
+typedef struct {
+    const tile_state *st;
+    int64_t lo, hi;
+    int row0;
+} carry_in;
+
+/* One (query token, KV head): G query heads of D features against keys [start, end) of `slots`
+ * (less [lo, hi) when a tile has done those). D and G are compile-time constants in the
+ * specialised copies below. Each block first takes the scores of every head (one head's query
+ * in registers against the block's keys, which stay in L1), then folds them into the running
+ * softmax, then adds the weighted values (one accumulator vector in a register against the
+ * block's values). */
 static inline __attribute__((always_inline)) void attend_one(
     const float *q, const float *kb, const float *vb, int64_t kv_stride, const int64_t *slots,
-    int64_t start, int64_t end, const int D, const int G, float scale, float cap, float *out) {
+    int64_t start, int64_t end, const carry_in *carry, const int D, const int G, float scale,
+    float cap, float *out) {
     const int nv = D / VW;
     float acc[MAX_G * MAX_D] __attribute__((aligned(64)));
     float s[MAX_G][BLK] __attribute__((aligned(64)));
     float m[MAX_G], l[MAX_G];
     const float *kp[BLK], *vp[BLK];
-    memset(acc, 0, sizeof(float) * (size_t)(G * D));
-    for (int g = 0; g < G; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0.0f;
-    }
-    for (int64_t j0 = start; j0 < end; j0 += BLK) {
-        const int nb = end - j0 < BLK ? (int)(end - j0) : BLK;
-        for (int j = 0; j < BLK; j++) { /* past nb: any valid row, masked out below */
-            const int64_t slot = slots[j0 + (j < nb ? j : 0)];
-            kp[j] = kb + slot * kv_stride;
-            vp[j] = vb + slot * kv_stride;
-        }
+    int64_t ranges[2][2] = {{start, end}, {end, end}}; /* [start, lo) and [hi, end) */
+    if (carry) {
+        const tile_state *st = carry->st;
         for (int g = 0; g < G; g++) {
-            v16f qg[MAX_D / VW];
-            for (int c = 0; c < nv; c++) qg[c] = vload(q + g * D + c * VW);
-            for (int jb = 0; jb < nb; jb += VW) {
-                v16f a[VW];
-                for (int i = 0; i < VW; i++) {
-                    const float *k = kp[jb + BITREV[i]];
-                    v16f d = qg[0] * vload(k);
-                    for (int c = 1; c < nv; c++) d += qg[c] * vload(k + c * VW);
-                    a[i] = d;
-                }
-                vstore(&s[g][jb], reduce16(a) * vsplat(scale));
-            }
-            if (cap > 0.0f)
-                for (int j = 0; j < nb; j++) s[g][j] = cap * tanhf(s[g][j] / cap);
-            float bm = s[g][0];
-            for (int j = 1; j < nb; j++) bm = s[g][j] > bm ? s[g][j] : bm;
-            if (bm > m[g]) { /* the running max grows: rescale what is accumulated */
-                const float alpha = m[g] == -INFINITY ? 0.0f : expf(m[g] - bm);
-                l[g] *= alpha;
-                for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
-                m[g] = bm;
-            }
-            const v16f mv = vsplat(m[g]);
-            v16f sum = vsplat(0.0f);
-            for (int jb = 0; jb < BLK; jb += VW) {
-                v16f p = vexp(vload(&s[g][jb]) - mv);
-                vstore(&s[g][jb], p);
-            }
-            for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
-            for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
-            l[g] += hsum(sum);
+            const int r = carry->row0 + g;
+            m[g] = st->m[r];
+            l[g] = st->l[r];
+            for (int c = 0; c < D; c++) acc[g * D + c] = st->acc[c * VW + r];
         }
-        for (int g = 0; g < G; g++)
-            for (int c = 0; c < nv; c++) {
-                v16f a = vload(&acc[g * D + c * VW]);
-                for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
-                vstore(&acc[g * D + c * VW], a);
+        ranges[0][1] = carry->lo;
+        ranges[1][0] = carry->hi;
+    } else {
+        memset(acc, 0, sizeof(float) * (size_t)(G * D));
+        for (int g = 0; g < G; g++) {
+            m[g] = -INFINITY;
+            l[g] = 0.0f;
+        }
+    }
+    for (int part = 0; part < 2; part++) {
+        const int64_t stop = ranges[part][1];
+        for (int64_t j0 = ranges[part][0]; j0 < stop; j0 += BLK) {
+            const int nb = stop - j0 < BLK ? (int)(stop - j0) : BLK;
+            for (int j = 0; j < BLK; j++) { /* past nb: any valid row, masked out below */
+                const int64_t slot = slots[j0 + (j < nb ? j : 0)];
+                kp[j] = kb + slot * kv_stride;
+                vp[j] = vb + slot * kv_stride;
             }
+            for (int g = 0; g < G; g++) {
+                v16f qg[MAX_D / VW];
+                for (int c = 0; c < nv; c++) qg[c] = vload(q + g * D + c * VW);
+                for (int jb = 0; jb < nb; jb += VW) {
+                    v16f a[VW];
+                    for (int i = 0; i < VW; i++) {
+                        const float *k = kp[jb + BITREV[i]];
+                        v16f d = qg[0] * vload(k);
+                        for (int c = 1; c < nv; c++) d += qg[c] * vload(k + c * VW);
+                        a[i] = d;
+                    }
+                    vstore(&s[g][jb], reduce16(a) * vsplat(scale));
+                }
+                if (cap > 0.0f)
+                    for (int j = 0; j < nb; j++) s[g][j] = cap * tanhf(s[g][j] / cap);
+                float bm = s[g][0];
+                for (int j = 1; j < nb; j++) bm = s[g][j] > bm ? s[g][j] : bm;
+                if (bm > m[g]) { /* the running max grows: rescale what is accumulated */
+                    const float alpha = m[g] == -INFINITY ? 0.0f : expf(m[g] - bm);
+                    l[g] *= alpha;
+                    for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
+                    m[g] = bm;
+                }
+                const v16f mv = vsplat(m[g]);
+                v16f sum = vsplat(0.0f);
+                for (int jb = 0; jb < BLK; jb += VW) {
+                    v16f p = vexp(vload(&s[g][jb]) - mv);
+                    vstore(&s[g][jb], p);
+                }
+                for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
+                for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
+                l[g] += hsum(sum);
+            }
+            for (int g = 0; g < G; g++)
+                for (int c = 0; c < nv; c++) {
+                    v16f a = vload(&acc[g * D + c * VW]);
+                    for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
+                    vstore(&acc[g * D + c * VW], a);
+                }
+        }
     }
     for (int g = 0; g < G; g++) {
         const v16f inv = vsplat(l[g] > 0.0f ? 1.0f / l[g] : 0.0f);
@@ -179,13 +165,15 @@ static inline __attribute__((always_inline)) void attend_one(
 }
 
 typedef void (*attend_fn)(const float *, const float *, const float *, int64_t,
-                          const int64_t *, int64_t, int64_t, float, float, float *);
+                          const int64_t *, int64_t, int64_t, const carry_in *, float, float,
+                          float *);
 
 #define ATTEND(DD, GG)                                                                        \
     static void attend_##DD##_##GG(const float *q, const float *kb, const float *vb,           \
                                    int64_t kvs, const int64_t *slots, int64_t start,           \
-                                   int64_t end, float scale, float cap, float *out) {          \
-        attend_one(q, kb, vb, kvs, slots, start, end, DD, GG, scale, cap, out);               \
+                                   int64_t end, const carry_in *carry, float scale, float cap, \
+                                   float *out) {                                              \
+        attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, scale, cap, out);        \
     }
 /* Specialised for the common shapes: head_dim 64/128 with 1-8 query heads per KV head. */
 ATTEND(64, 1) ATTEND(64, 2) ATTEND(64, 3) ATTEND(64, 4) ATTEND(64, 5) ATTEND(64, 6)
@@ -204,7 +192,9 @@ static int threads_for(int requested, int64_t work_items) {
 
 /* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
  * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
- * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments. */
+ * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments.
+ * A work item is (tile, KV head): the tile's shared keys once for all its tokens
+ * (paged_attention_shared.c), then each token's own keys; a lone token is just the latter. */
 int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf,
                         const float *v_buf, const int64_t *req_to_token, int64_t table_stride,
                         const int64_t *rows, const int64_t *kv_lens, int64_t T, int H, int KVH,
@@ -218,23 +208,42 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
     attend_fn fn = NULL;
     if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
     if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
-    const int64_t items = T * KVH;
+    /* Without memory for the plan, every token is a tile of its own. */
+    attn_tile *tiles = T > 0 ? malloc(sizeof(attn_tile) * (size_t)T) : NULL;
+    const int64_t ntiles = tiles ? sgl_attn_plan_tiles(req_to_token, table_stride, rows,
+                                                       kv_lens, T, G, window, tiles)
+                                 : T;
+    const int64_t items = ntiles * KVH;
     const int nt = threads_for(num_threads, items);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t it = 0; it < items; it++) {
-        const int64_t t = it / KVH;
+        const attn_tile tile = tiles ? tiles[it / KVH] : (attn_tile){it / KVH, 0, 0, 1};
         const int h = (int)(it % KVH);
-        const int64_t end = kv_lens[t];
-        const int64_t start = window > 0 && end > window ? end - window : 0;
-        const int64_t *slots = req_to_token + rows[t] * table_stride;
-        const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
-        float *ot = out + (t * H + (int64_t)h * G) * D;
         const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
-        if (fn)
-            fn(qt, kb, vb, kv_stride, slots, start, end, scale, cap, ot);
-        else
-            attend_one(qt, kb, vb, kv_stride, slots, start, end, D, G, scale, cap, ot);
+        tile_state st;
+        carry_in carry = {&st, tile.lo, tile.hi, 0};
+        if (tile.n > 1)
+            sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D, q_tok_stride,
+                                 tile.n, G, D, kb, vb, kv_stride,
+                                 req_to_token + rows[tile.t0] * table_stride, tile.lo, tile.hi,
+                                 scale, cap, &st);
+        for (int i = 0; i < tile.n; i++) {
+            const int64_t t = tile.t0 + i;
+            const int64_t end = kv_lens[t];
+            const int64_t start = window > 0 && end > window ? end - window : 0;
+            const int64_t *slots = req_to_token + rows[t] * table_stride;
+            const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
+            float *ot = out + (t * H + (int64_t)h * G) * D;
+            const carry_in *from = tile.n > 1 ? &carry : NULL;
+            carry.row0 = i * G;
+            if (fn)
+                fn(qt, kb, vb, kv_stride, slots, start, end, from, scale, cap, ot);
+            else
+                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, scale, cap,
+                           ot);
+        }
     }
+    free(tiles);
     return 0;
 }
 
