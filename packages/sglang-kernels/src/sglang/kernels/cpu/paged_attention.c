@@ -26,6 +26,7 @@
 #include "attention_common.h"
 
 #define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
+#define LOCAL_TILES 256         /* paged_attention: tile plans of up to this many tokens */
 
 static inline float hsum(v16f v) {
     const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
@@ -173,7 +174,10 @@ typedef void (*attend_fn)(const float *, const float *, const float *, int64_t,
                                    int64_t kvs, const int64_t *slots, int64_t start,           \
                                    int64_t end, const carry_in *carry, float scale, float cap, \
                                    float *out) {                                              \
-        attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, scale, cap, out);        \
+        if (carry) /* a copy without the carry for tokens on their own */                    \
+            attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, scale, cap, out);    \
+        else                                                                                  \
+            attend_one(q, kb, vb, kvs, slots, start, end, NULL, DD, GG, scale, cap, out);     \
     }
 /* Specialised for the common shapes: head_dim 64/128 with 1-8 query heads per KV head. */
 ATTEND(64, 1) ATTEND(64, 2) ATTEND(64, 3) ATTEND(64, 4) ATTEND(64, 5) ATTEND(64, 6)
@@ -190,6 +194,46 @@ static int threads_for(int requested, int64_t work_items) {
     return t;
 }
 
+/* What every work item of one sgl_paged_attention call shares (its arguments). */
+typedef struct {
+    const float *q, *k_buf, *v_buf;
+    const int64_t *req_to_token, *rows, *kv_lens;
+    int64_t q_tok_stride, table_stride, kv_stride, window;
+    int H, G, D;
+    float scale, cap;
+    float *out;
+    attend_fn fn; /* NULL: the generic copy */
+} attn_call;
+
+static void attend_token(const attn_call *a, int64_t t, int h, const carry_in *carry) {
+    const int64_t end = a->kv_lens[t];
+    const int64_t start = a->window > 0 && end > a->window ? end - a->window : 0;
+    const int64_t *slots = a->req_to_token + a->rows[t] * a->table_stride;
+    const int G = a->G, D = a->D;
+    const float *qt = a->q + t * a->q_tok_stride + (int64_t)h * G * D;
+    const float *kb = a->k_buf + (int64_t)h * D, *vb = a->v_buf + (int64_t)h * D;
+    float *ot = a->out + (t * a->H + (int64_t)h * G) * D;
+    if (a->fn)
+        a->fn(qt, kb, vb, a->kv_stride, slots, start, end, carry, a->scale, a->cap, ot);
+    else
+        attend_one(qt, kb, vb, a->kv_stride, slots, start, end, carry, D, G, a->scale, a->cap,
+                   ot);
+}
+
+/* Not inlined: the tile state stays off the stack of the tokens that have no tile. */
+static __attribute__((noinline)) void attend_tile(const attn_call *a, attn_tile tile, int h) {
+    tile_state st;
+    const int G = a->G, D = a->D;
+    sgl_attn_shared_keys(a->q + tile.t0 * a->q_tok_stride + (int64_t)h * G * D, a->q_tok_stride,
+                         tile.n, G, D, a->k_buf + (int64_t)h * D, a->v_buf + (int64_t)h * D,
+                         a->kv_stride, a->req_to_token + a->rows[tile.t0] * a->table_stride,
+                         tile.lo, tile.hi, a->scale, a->cap, &st);
+    for (int i = 0; i < tile.n; i++) {
+        const carry_in carry = {&st, tile.lo, tile.hi, i * G};
+        attend_token(a, tile.t0 + i, h, &carry);
+    }
+}
+
 /* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
  * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
  * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments.
@@ -204,12 +248,15 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
         H / KVH > MAX_G)
         return -1;
     const int G = H / KVH;
-    const int64_t kv_stride = (int64_t)KVH * D;
     attend_fn fn = NULL;
     if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
     if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
-    /* Without memory for the plan, every token is a tile of its own. */
-    attn_tile *tiles = T > 0 ? malloc(sizeof(attn_tile) * (size_t)T) : NULL;
+    const attn_call call = {q, k_buf, v_buf, req_to_token, rows, kv_lens, q_tok_stride,
+                            table_stride, (int64_t)KVH * D, window, H, G, D, scale, cap, out,
+                            fn};
+    /* Decode-sized plans on the stack; without memory for a plan every token is on its own. */
+    attn_tile local[LOCAL_TILES];
+    attn_tile *tiles = T <= LOCAL_TILES ? local : malloc(sizeof(attn_tile) * (size_t)T);
     const int64_t ntiles = tiles ? sgl_attn_plan_tiles(req_to_token, table_stride, rows,
                                                        kv_lens, T, G, window, tiles)
                                  : T;
@@ -219,31 +266,12 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
     for (int64_t it = 0; it < items; it++) {
         const attn_tile tile = tiles ? tiles[it / KVH] : (attn_tile){it / KVH, 0, 0, 1};
         const int h = (int)(it % KVH);
-        const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
-        tile_state st;
-        carry_in carry = {&st, tile.lo, tile.hi, 0};
         if (tile.n > 1)
-            sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D, q_tok_stride,
-                                 tile.n, G, D, kb, vb, kv_stride,
-                                 req_to_token + rows[tile.t0] * table_stride, tile.lo, tile.hi,
-                                 scale, cap, &st);
-        for (int i = 0; i < tile.n; i++) {
-            const int64_t t = tile.t0 + i;
-            const int64_t end = kv_lens[t];
-            const int64_t start = window > 0 && end > window ? end - window : 0;
-            const int64_t *slots = req_to_token + rows[t] * table_stride;
-            const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
-            float *ot = out + (t * H + (int64_t)h * G) * D;
-            const carry_in *from = tile.n > 1 ? &carry : NULL;
-            carry.row0 = i * G;
-            if (fn)
-                fn(qt, kb, vb, kv_stride, slots, start, end, from, scale, cap, ot);
-            else
-                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, scale, cap,
-                           ot);
-        }
+            attend_tile(&call, tile, h);
+        else
+            attend_token(&call, tile.t0, h, NULL);
     }
-    free(tiles);
+    if (tiles != local) free(tiles);
     return 0;
 }
 

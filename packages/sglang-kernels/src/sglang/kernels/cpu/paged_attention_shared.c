@@ -22,6 +22,7 @@
 
 /* First index in [from, to) where the two rows of slots differ, else `to`. */
 static int64_t same_until(const int64_t *a, const int64_t *b, int64_t from, int64_t to) {
+    if (a[from] != b[from]) return from; /* rows of their own: no call */
     if (a == b || memcmp(a + from, b + from, sizeof(int64_t) * (size_t)(to - from)) == 0)
         return to;
     while (a[from] == b[from]) from++;
@@ -91,6 +92,7 @@ static inline __attribute__((always_inline)) void shared_keys(
             for (int c = 0; c < D; c += VW) {
                 v16f part[QK_KEYS];
                 for (int i = 0; i < QK_KEYS; i++) part[i] = vsplat(0.0f);
+#pragma GCC unroll 16
                 for (int d = c; d < c + VW; d++) {
                     const v16f qd = vload(qt + d * VW);
                     for (int i = 0; i < QK_KEYS; i++) part[i] += vsplat(kp[jg + i][d]) * qd;
@@ -114,6 +116,8 @@ static inline __attribute__((always_inline)) void shared_keys(
         }
         for (int j = nb; j < nbr; j++) vstore(p + j * VW, vsplat(0.0f));
         l = l * alpha + sum;
+        /* Unrolled so that a value's features are constant offsets from its row pointer. */
+#pragma GCC unroll 16
         for (int c = 0; c < D; c += VW) { /* VW features of every row in registers */
             v16f o[VW];
             for (int u = 0; u < VW; u++) o[u] = vload(st->acc + (c + u) * VW) * alpha;
