@@ -214,12 +214,13 @@ def test_shared_prefix_matches_reference(sharing, heads, kv_heads, head_dim):
     torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("heads, kv_heads, head_dim", [(9, 3, 64), (8, 1, 48), (32, 2, 64)])
+@pytest.mark.parametrize("heads, kv_heads, head_dim", [(9, 3, 64), (8, 1, 48), (4, 2, 256),
+                                                      (32, 2, 64)])
 @pytest.mark.parametrize("window, cap", [(None, 5.0), (100, 0.0), (250, 0.0), (400, 8.0),
                                          (64, 30.0)])
 def test_shared_prefix_window_and_soft_cap(heads, kv_heads, head_dim, window, cap):
     # A window that starts inside the shared prefix for some tokens and past it for others.
-    # head_dim 48 takes the generic path; 16 query heads per KV head allow no tiles at all.
+    # head_dims 48 and 256 take the generic path; 16 query heads per KV head allow no tiles.
     prefixes, lens = SHARING["partial"]
     q, k_buf, v_buf, table, rows, lens = make_shared_case(heads, kv_heads, head_dim, prefixes,
                                                           lens, seed=6)

@@ -2,11 +2,17 @@
  *
  * sgl_paged_attention: every query token t attends to keys [start_t, kv_len_t) of its request's
  * row of req_to_token (start_t = max(0, kv_len_t - window) with a sliding window), read from the
- * pool in place: no gather, no padding, no mask. One work item is (token, KV head); the G query
- * heads sharing that KV head are computed together, so each key and value row is loaded once
- * for all of them. Softmax is online over blocks of BLK keys (running max and sum, the
- * accumulator rescaled when the max grows), so no buffer grows with the sequence. Decode is
- * one query per request; an extend token at position p has kv_len p + 1 (causal).
+ * pool in place: no gather, no padding, no mask. The G query heads sharing a KV head are
+ * computed together, so each key and value row is loaded once for all of them. Softmax is
+ * online over blocks of BLK keys (running max and sum, the accumulator rescaled when the max
+ * grows), so no buffer grows with the sequence. Decode is one query per request; an extend
+ * token at position p has kv_len p + 1 (causal).
+ *
+ * Consecutive tokens whose rows hold the same slots over a range of keys (a prompt prefix the
+ * radix cache shares, or the earlier tokens of one extend) form a tile: that range is computed
+ * once for all the tile's query rows (paged_attention_shared.c), and each token then goes on
+ * alone over the rest of its keys from the softmax state the tile leaves. One work item is
+ * (tile, KV head); a token that shares nothing is a tile of one and runs as before tiles.
  *
  * sgl_rope_store_kv: rotates q in place and writes the rotated k and the v of every new token
  * into its pool slot (neox halves or GPT-J pairs, the first rot_dim features), with the same
@@ -14,8 +20,9 @@
  * bit for bit the torch path's.
  *
  * fp32 only; head_dim a multiple of 16 and at most MAX_D. Vectors are GCC/clang vector
- * extensions of 16 lanes (one zmm with AVX-512, two ymm with AVX2). Built with the quantized
- * GEMM into one library by sglang.kernels.cpu.loader (-O3 -march=native -fopenmp).
+ * extensions of 16 lanes (one zmm with AVX-512, two ymm with AVX2; attention_common.h). Built
+ * with the other CPU kernels into one library by sglang.kernels.cpu.loader
+ * (-O3 -march=native -fopenmp).
  */
 
 #include <stdlib.h>

@@ -1,11 +1,14 @@
 /* Shared-prefix tiles for sgl_paged_attention (paged_attention.c).
  *
  * Requests that share a cached prompt prefix (the radix cache hands them the same pool slots)
- * attend to the same keys: decoded one token per (token, KV head), every token streams those
- * keys again for only G query rows. Here consecutive query tokens whose req_to_token rows hold
- * the same slots over a range of keys form one tile of up to VW / G tokens, and that range is
- * computed once for all their R * G <= 16 query rows; each token then goes on alone over its
- * other keys from the state left here (the online softmax does not care about key order).
+ * attend to the same keys, but a work item per (token, KV head) streams those keys again for
+ * every token, for only G query rows. Here consecutive query tokens whose req_to_token rows
+ * hold the same slots over a range of keys form one tile of n <= VW / G tokens, and that range
+ * is computed once for all n * G <= 16 query rows; each token then goes on alone over its other
+ * keys from the state left here (the online softmax does not care about key order). The range
+ * lies in every token's visible keys: it ends at the tile's shortest kv_len (so the causal
+ * tokens of one extend share their request's row up to the earliest of them) and, with a
+ * sliding window, starts at the latest window start.
  *
  * The tile keeps its query rows in the lanes of a vector (the transpose of the per-token
  * kernel's layout): a score is a broadcast key feature times a vector of the rows' features,
