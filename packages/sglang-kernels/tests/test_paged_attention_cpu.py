@@ -230,13 +230,20 @@ def test_shared_prefix_window_and_soft_cap(heads, kv_heads, head_dim, window, ca
     torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
 
 
+EXTENDS = {  # cached tokens, new tokens, slots shared with the previous request
+    "mixed": ([260, 300, 300, 5, 140, 300], [14, 3, 9, 40, 1, 17], [0, 250, 300, 5, 100, 140]),
+    # More tokens than the plan the kernel keeps on its stack (256).
+    "long": ([200, 200, 90, 200, 200, 200], [60, 55, 50, 45, 40, 64], [0, 200, 90, 80, 200, 0]),
+}
+
+
 @pytest.mark.parametrize("window", [None, 200])
-def test_shared_prefix_extend(window):
+@pytest.mark.parametrize("extend", list(EXTENDS))
+def test_shared_prefix_extend(window, extend):
     # Extend steps: several causal tokens per request (the same row, kv_len p + 1, p + 2, ...)
     # after prefixes of different lengths, some of them shared with the previous request.
     g = torch.Generator().manual_seed(7)
-    cached, new = [260, 300, 300, 5, 140, 300], [14, 3, 9, 40, 1, 17]
-    prefixes = [0, 250, 300, 5, 100, 140]
+    cached, new, prefixes = EXTENDS[extend]
     _, k_buf, v_buf, table, _, _ = make_shared_case(9, 3, 64, prefixes,
                                                     [c + e for c, e in zip(cached, new)])
     rows = torch.repeat_interleave(torch.arange(len(new)), torch.tensor(new))
