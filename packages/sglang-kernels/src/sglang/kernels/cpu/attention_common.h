@@ -58,28 +58,29 @@ static inline v16f vexp(v16f x) {
     return (v16f)((v16i)out & ~small);
 }
 
-/* Consecutive query tokens [t0, t0 + n) whose keys [lo, hi) are the same pool slots and lie
- * in every one's visible range; n == 1 (lo == hi) is a token on its own. */
+/* Consecutive query tokens [t0, t0 + n), n >= 2, whose keys [lo, hi) are the same pool slots
+ * and lie in every one's visible range. */
 typedef struct {
     int64_t t0, lo, hi;
     int n;
 } attn_tile;
 
-/* A tile's softmax state after its shared keys, one lane per query row (row i * G + g is head
- * g of token t0 + i): acc feature d of every row in one vector, the running max and sum. */
-typedef struct {
-    float acc[MAX_D * VW] __attribute__((aligned(64)));
-    float m[VW] __attribute__((aligned(64)));
-    float l[VW] __attribute__((aligned(64)));
-} tile_state;
+/* A tile's softmax state after its shared keys, per KV head: STATE_FLOATS(D) floats, one lane
+ * per query row (row i * G + g is head g of token t0 + i): the accumulators, feature d of every
+ * row at acc[d * VW], then the running max and the running sum of every row. */
+#define STATE_FLOATS(D) ((D) * VW + 2 * VW)
+#define STATE_M(st, D) ((st) + (D) * VW)
+#define STATE_L(st, D) ((st) + (D) * VW + VW)
 
+/* Fills tiles (room for T / 2 + 1) and tile_of[t] (the tile of token t, or -1); returns the
+ * number of tiles. */
 HIDDEN int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
                                    const int64_t *rows, const int64_t *kv_lens, int64_t T, int G,
-                                   int64_t window, attn_tile *tiles);
+                                   int64_t window, attn_tile *tiles, int32_t *tile_of);
 
 HIDDEN void sgl_attn_shared_keys(const float *q, int64_t q_tok_stride, int n, int G, int D,
                                  const float *kb, const float *vb, int64_t kv_stride,
                                  const int64_t *slots, int64_t lo, int64_t hi, float scale,
-                                 float cap, tile_state *st);
+                                 float cap, float *st);
 
 #endif

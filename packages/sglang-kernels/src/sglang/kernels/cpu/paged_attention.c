@@ -75,9 +75,9 @@ static inline v16f reduce16(const v16f *a) {
 }
 
 /* What a token takes over from its shared-prefix tile: keys [lo, hi) are already folded into
- * rows row0 .. row0 + G - 1 of `st`. */
+ * rows row0 .. row0 + G - 1 of the tile state `st`. */
 typedef struct {
-    const tile_state *st;
+    const float *st;
     int64_t lo, hi;
     int row0;
 } carry_in;
@@ -99,12 +99,12 @@ static inline __attribute__((always_inline)) void attend_one(
     const float *kp[BLK], *vp[BLK];
     int64_t ranges[2][2] = {{start, end}, {end, end}}; /* [start, lo) and [hi, end) */
     if (carry) {
-        const tile_state *st = carry->st;
+        const float *st = carry->st;
         for (int g = 0; g < G; g++) {
             const int r = carry->row0 + g;
-            m[g] = st->m[r];
-            l[g] = st->l[r];
-            for (int c = 0; c < D; c++) acc[g * D + c] = st->acc[c * VW + r];
+            m[g] = STATE_M(st, D)[r];
+            l[g] = STATE_L(st, D)[r];
+            for (int c = 0; c < D; c++) acc[g * D + c] = st[c * VW + r];
         }
         ranges[0][1] = carry->lo;
         ranges[1][0] = carry->hi;
@@ -201,51 +201,35 @@ static int threads_for(int requested, int64_t work_items) {
     return t;
 }
 
-/* What every work item of one sgl_paged_attention call shares (its arguments). */
-typedef struct {
-    const float *q, *k_buf, *v_buf;
-    const int64_t *req_to_token, *rows, *kv_lens;
-    int64_t q_tok_stride, table_stride, kv_stride, window;
-    int H, G, D;
-    float scale, cap;
-    float *out;
-    attend_fn fn; /* NULL: the generic copy */
-} attn_call;
-
-static void attend_token(const attn_call *a, int64_t t, int h, const carry_in *carry) {
-    const int64_t end = a->kv_lens[t];
-    const int64_t start = a->window > 0 && end > a->window ? end - a->window : 0;
-    const int64_t *slots = a->req_to_token + a->rows[t] * a->table_stride;
-    const int G = a->G, D = a->D;
-    const float *qt = a->q + t * a->q_tok_stride + (int64_t)h * G * D;
-    const float *kb = a->k_buf + (int64_t)h * D, *vb = a->v_buf + (int64_t)h * D;
-    float *ot = a->out + (t * a->H + (int64_t)h * G) * D;
-    if (a->fn)
-        a->fn(qt, kb, vb, a->kv_stride, slots, start, end, carry, a->scale, a->cap, ot);
+/* One query token and KV head (the heads sharing it), from the tile state `carry` if any. */
+static inline void attend_token(const float *q, int64_t q_tok_stride, const float *k_buf,
+                                const float *v_buf, const int64_t *req_to_token,
+                                int64_t table_stride, const int64_t *rows,
+                                const int64_t *kv_lens, int64_t t, int h, int H, int KVH, int D,
+                                int64_t window, float scale, float cap, const carry_in *carry,
+                                float *out, attend_fn fn) {
+    const int G = H / KVH;
+    const int64_t kv_stride = (int64_t)KVH * D;
+    const int64_t end = kv_lens[t];
+    const int64_t start = window > 0 && end > window ? end - window : 0;
+    const int64_t *slots = req_to_token + rows[t] * table_stride;
+    const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
+    const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
+    float *ot = out + (t * H + (int64_t)h * G) * D;
+    if (fn)
+        fn(qt, kb, vb, kv_stride, slots, start, end, carry, scale, cap, ot);
     else
-        attend_one(qt, kb, vb, a->kv_stride, slots, start, end, carry, D, G, a->scale, a->cap,
-                   ot);
-}
-
-/* Not inlined: the tile state stays off the stack of the tokens that have no tile. */
-static __attribute__((noinline)) void attend_tile(const attn_call *a, attn_tile tile, int h) {
-    tile_state st;
-    const int G = a->G, D = a->D;
-    sgl_attn_shared_keys(a->q + tile.t0 * a->q_tok_stride + (int64_t)h * G * D, a->q_tok_stride,
-                         tile.n, G, D, a->k_buf + (int64_t)h * D, a->v_buf + (int64_t)h * D,
-                         a->kv_stride, a->req_to_token + a->rows[tile.t0] * a->table_stride,
-                         tile.lo, tile.hi, a->scale, a->cap, &st);
-    for (int i = 0; i < tile.n; i++) {
-        const carry_in carry = {&st, tile.lo, tile.hi, i * G};
-        attend_token(a, tile.t0 + i, h, &carry);
-    }
+        attend_one(qt, kb, vb, kv_stride, slots, start, end, carry, D, G, scale, cap, ot);
 }
 
 /* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
  * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
  * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments.
- * A work item is (tile, KV head): the tile's shared keys once for all its tokens
- * (paged_attention_shared.c), then each token's own keys; a lone token is just the latter. */
+ *
+ * Two passes over work items: (tile, KV head) computes each tile's shared keys into its state
+ * (paged_attention_shared.c), then (token, KV head) the rest of each token's keys, the order
+ * before tiles: a token's own keys for all its KV heads lie in the same pool rows, so taking
+ * them one after the other reads those rows while they are still in cache. */
 int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf,
                         const float *v_buf, const int64_t *req_to_token, int64_t table_stride,
                         const int64_t *rows, const int64_t *kv_lens, int64_t T, int H, int KVH,
@@ -258,27 +242,54 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
     attend_fn fn = NULL;
     if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
     if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
-    const attn_call call = {q, k_buf, v_buf, req_to_token, rows, kv_lens, q_tok_stride,
-                            table_stride, (int64_t)KVH * D, window, H, G, D, scale, cap, out,
-                            fn};
-    /* Decode-sized plans on the stack; without memory for a plan every token is on its own. */
-    attn_tile local[LOCAL_TILES];
-    attn_tile *tiles = T <= LOCAL_TILES ? local : malloc(sizeof(attn_tile) * (size_t)T);
-    const int64_t ntiles = tiles ? sgl_attn_plan_tiles(req_to_token, table_stride, rows,
-                                                       kv_lens, T, G, window, tiles)
-                                 : T;
-    const int64_t items = ntiles * KVH;
-    const int nt = threads_for(num_threads, items);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t it = 0; it < items; it++) {
-        const attn_tile tile = tiles ? tiles[it / KVH] : (attn_tile){it / KVH, 0, 0, 1};
-        const int h = (int)(it % KVH);
-        if (tile.n > 1)
-            attend_tile(&call, tile, h);
-        else
-            attend_token(&call, tile.t0, h, NULL);
+    /* Decode-sized plans on the stack. Without memory for a plan or the states, no tiles. */
+    attn_tile local_tiles[LOCAL_TILES / 2 + 1];
+    int32_t local_of[LOCAL_TILES];
+    const int small = T <= LOCAL_TILES;
+    attn_tile *tiles = small ? local_tiles : malloc(sizeof(attn_tile) * (size_t)(T / 2 + 1));
+    int32_t *tile_of = small ? local_of : malloc(sizeof(int32_t) * (size_t)T);
+    int64_t ntiles = tiles && tile_of ? sgl_attn_plan_tiles(req_to_token, table_stride, rows,
+                                                            kv_lens, T, G, window, tiles,
+                                                            tile_of)
+                                      : 0;
+    const int64_t state = STATE_FLOATS(D);
+    float *states = NULL;
+    if (ntiles && posix_memalign((void **)&states, 64, sizeof(float) * state * KVH * ntiles))
+        states = NULL, ntiles = 0;
+    const int nt = threads_for(num_threads, T * KVH);
+#pragma omp parallel num_threads(nt)
+    {
+        if (ntiles) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < ntiles * KVH; it++) {
+                const attn_tile tile = tiles[it / KVH];
+                const int h = (int)(it % KVH);
+                sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D,
+                                     q_tok_stride, tile.n, G, D, k_buf + (int64_t)h * D,
+                                     v_buf + (int64_t)h * D, (int64_t)KVH * D,
+                                     req_to_token + rows[tile.t0] * table_stride, tile.lo,
+                                     tile.hi, scale, cap, states + it * state);
+            }
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < T * KVH; it++) {
+            const int64_t t = it / KVH;
+            const int h = (int)(it % KVH);
+            const int32_t k = ntiles ? tile_of[t] : -1;
+            carry_in carry = {NULL, 0, 0, 0};
+            if (k >= 0)
+                carry = (carry_in){states + (k * KVH + h) * state, tiles[k].lo, tiles[k].hi,
+                                   (int)(t - tiles[k].t0) * G};
+            attend_token(q, q_tok_stride, k_buf, v_buf, req_to_token, table_stride, rows,
+                         kv_lens, t, h, H, KVH, D, window, scale, cap, k >= 0 ? &carry : NULL,
+                         out, fn);
+        }
     }
-    if (tiles != local) free(tiles);
+    free(states);
+    if (!small) {
+        free(tiles);
+        free(tile_of);
+    }
     return 0;
 }
 

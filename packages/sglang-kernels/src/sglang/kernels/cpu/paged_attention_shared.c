@@ -35,10 +35,10 @@ static int64_t same_until(const int64_t *a, const int64_t *b, int64_t from, int6
 /* Greedy over consecutive tokens: a token joins the tile while the keys the tile shares still
  * save at least as many key loads ((n - 1) * shared) as before it joined. Without a window
  * the shared range is a common prefix; with one it is the part of that prefix every token's
- * window covers. Returns the number of tiles written. */
+ * window covers. */
 int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
                             const int64_t *rows, const int64_t *kv_lens, int64_t T, int G,
-                            int64_t window, attn_tile *tiles) {
+                            int64_t window, attn_tile *tiles, int32_t *tile_of) {
     const int max_n = G <= VW ? VW / G : 1;
     int64_t count = 0;
     for (int64_t t = 0; t < T;) {
@@ -58,7 +58,8 @@ int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
             lo = new_lo;
             hi = new_hi;
         }
-        tiles[count++] = (attn_tile){t, n > 1 ? lo : 0, n > 1 ? hi : 0, n};
+        for (int i = 0; i < n; i++) tile_of[t + i] = n > 1 ? (int32_t)count : -1;
+        if (n > 1) tiles[count++] = (attn_tile){t, lo, hi, n};
         t += n;
     }
     return count;
@@ -67,7 +68,7 @@ int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
 static inline __attribute__((always_inline)) void shared_keys(
     const float *q, int64_t q_tok_stride, int n, int G, const float *kb, const float *vb,
     int64_t kv_stride, const int64_t *slots, int64_t lo, int64_t hi, const int D, float scale,
-    float cap, tile_state *st) {
+    float cap, float *st) {
     float qt[MAX_D * VW] __attribute__((aligned(64)));
     float p[BLK * VW] __attribute__((aligned(64))); /* key j's scores, then weights, at j * VW */
     const float *kp[BLK], *vp[BLK];
@@ -77,7 +78,8 @@ static inline __attribute__((always_inline)) void shared_keys(
         const float *qr = q + (r / G) * q_tok_stride + (r % G) * D;
         for (int d = 0; d < D; d++) qt[d * VW + r] = qr[d];
     }
-    memset(st->acc, 0, sizeof(float) * (size_t)(D * VW));
+    float *acc = st;
+    memset(acc, 0, sizeof(float) * (size_t)(D * VW));
     v16f m = vsplat(-INFINITY), l = vsplat(0.0f);
     for (int64_t j0 = lo; j0 < hi; j0 += BLK) {
         const int nb = hi - j0 < BLK ? (int)(hi - j0) : BLK;
@@ -123,36 +125,36 @@ static inline __attribute__((always_inline)) void shared_keys(
 #pragma GCC unroll 16
         for (int c = 0; c < D; c += VW) { /* VW features of every row in registers */
             v16f o[VW];
-            for (int u = 0; u < VW; u++) o[u] = vload(st->acc + (c + u) * VW) * alpha;
+            for (int u = 0; u < VW; u++) o[u] = vload(acc + (c + u) * VW) * alpha;
             for (int j = 0; j < nbr; j++) {
                 const v16f w = vload(p + j * VW);
                 const float *v = vp[j] + c;
                 for (int u = 0; u < VW; u++) o[u] += vsplat(v[u]) * w;
             }
-            for (int u = 0; u < VW; u++) vstore(st->acc + (c + u) * VW, o[u]);
+            for (int u = 0; u < VW; u++) vstore(acc + (c + u) * VW, o[u]);
         }
     }
-    vstore(st->m, m);
-    vstore(st->l, l);
+    vstore(STATE_M(st, D), m);
+    vstore(STATE_L(st, D), l);
 }
 
 /* head_dim 64 and 128 with the feature loops unrolled; any other multiple of 16 as it comes. */
 static void shared_64(const float *q, int64_t qs, int n, int G, const float *kb, const float *vb,
                       int64_t kvs, const int64_t *slots, int64_t lo, int64_t hi, float scale,
-                      float cap, tile_state *st) {
+                      float cap, float *st) {
     shared_keys(q, qs, n, G, kb, vb, kvs, slots, lo, hi, 64, scale, cap, st);
 }
 
 static void shared_128(const float *q, int64_t qs, int n, int G, const float *kb, const float *vb,
                        int64_t kvs, const int64_t *slots, int64_t lo, int64_t hi, float scale,
-                       float cap, tile_state *st) {
+                       float cap, float *st) {
     shared_keys(q, qs, n, G, kb, vb, kvs, slots, lo, hi, 128, scale, cap, st);
 }
 
 void sgl_attn_shared_keys(const float *q, int64_t q_tok_stride, int n, int G, int D,
                           const float *kb, const float *vb, int64_t kv_stride,
                           const int64_t *slots, int64_t lo, int64_t hi, float scale, float cap,
-                          tile_state *st) {
+                          float *st) {
     if (D == 64)
         shared_64(q, q_tok_stride, n, G, kb, vb, kv_stride, slots, lo, hi, scale, cap, st);
     else if (D == 128)
