@@ -201,27 +201,6 @@ static int threads_for(int requested, int64_t work_items) {
     return t;
 }
 
-/* One query token and KV head (the heads sharing it), from the tile state `carry` if any. */
-static inline void attend_token(const float *q, int64_t q_tok_stride, const float *k_buf,
-                                const float *v_buf, const int64_t *req_to_token,
-                                int64_t table_stride, const int64_t *rows,
-                                const int64_t *kv_lens, int64_t t, int h, int H, int KVH, int D,
-                                int64_t window, float scale, float cap, const carry_in *carry,
-                                float *out, attend_fn fn) {
-    const int G = H / KVH;
-    const int64_t kv_stride = (int64_t)KVH * D;
-    const int64_t end = kv_lens[t];
-    const int64_t start = window > 0 && end > window ? end - window : 0;
-    const int64_t *slots = req_to_token + rows[t] * table_stride;
-    const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
-    const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
-    float *ot = out + (t * H + (int64_t)h * G) * D;
-    if (fn)
-        fn(qt, kb, vb, kv_stride, slots, start, end, carry, scale, cap, ot);
-    else
-        attend_one(qt, kb, vb, kv_stride, slots, start, end, carry, D, G, scale, cap, ot);
-}
-
 /* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
  * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
  * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments.
@@ -239,6 +218,7 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
         H / KVH > MAX_G)
         return -1;
     const int G = H / KVH;
+    const int64_t kv_stride = (int64_t)KVH * D;
     attend_fn fn = NULL;
     if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
     if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
@@ -254,8 +234,10 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
                                       : 0;
     const int64_t state = STATE_FLOATS(D);
     float *states = NULL;
-    if (ntiles && posix_memalign((void **)&states, 64, sizeof(float) * state * KVH * ntiles))
-        states = NULL, ntiles = 0;
+    if (ntiles && posix_memalign((void **)&states, 64, sizeof(float) * state * KVH * ntiles)) {
+        states = NULL;
+        ntiles = 0;
+    }
     const int nt = threads_for(num_threads, T * KVH);
 #pragma omp parallel num_threads(nt)
     {
@@ -266,7 +248,7 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
                 const int h = (int)(it % KVH);
                 sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D,
                                      q_tok_stride, tile.n, G, D, k_buf + (int64_t)h * D,
-                                     v_buf + (int64_t)h * D, (int64_t)KVH * D,
+                                     v_buf + (int64_t)h * D, kv_stride,
                                      req_to_token + rows[tile.t0] * table_stride, tile.lo,
                                      tile.hi, scale, cap, states + it * state);
             }
@@ -275,14 +257,22 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
         for (int64_t it = 0; it < T * KVH; it++) {
             const int64_t t = it / KVH;
             const int h = (int)(it % KVH);
+            const int64_t end = kv_lens[t];
+            const int64_t start = window > 0 && end > window ? end - window : 0;
+            const int64_t *slots = req_to_token + rows[t] * table_stride;
+            const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
+            float *ot = out + (t * H + (int64_t)h * G) * D;
+            const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
             const int32_t k = ntiles ? tile_of[t] : -1;
             carry_in carry = {NULL, 0, 0, 0};
             if (k >= 0)
                 carry = (carry_in){states + (k * KVH + h) * state, tiles[k].lo, tiles[k].hi,
                                    (int)(t - tiles[k].t0) * G};
-            attend_token(q, q_tok_stride, k_buf, v_buf, req_to_token, table_stride, rows,
-                         kv_lens, t, h, H, KVH, D, window, scale, cap, k >= 0 ? &carry : NULL,
-                         out, fn);
+            const carry_in *from = k >= 0 ? &carry : NULL;
+            if (fn)
+                fn(qt, kb, vb, kv_stride, slots, start, end, from, scale, cap, ot);
+            else
+                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, scale, cap, ot);
         }
     }
     free(states);

@@ -65,6 +65,9 @@ int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
     return count;
 }
 
+/* Keys [lo, hi) of `slots` for the n * G query rows of a tile (q: its first token's G heads of
+ * this KV head), into the tile state `st` (STATE_FLOATS(D) floats). D is a compile-time
+ * constant in the specialised copies below. */
 static inline __attribute__((always_inline)) void shared_keys(
     const float *q, int64_t q_tok_stride, int n, int G, const float *kb, const float *vb,
     int64_t kv_stride, const int64_t *slots, int64_t lo, int64_t hi, const int D, float scale,
@@ -78,7 +81,7 @@ static inline __attribute__((always_inline)) void shared_keys(
         const float *qr = q + (r / G) * q_tok_stride + (r % G) * D;
         for (int d = 0; d < D; d++) qt[d * VW + r] = qr[d];
     }
-    float *acc = st;
+    float *acc = st; /* feature d of every row at acc[d * VW] */
     memset(acc, 0, sizeof(float) * (size_t)(D * VW));
     v16f m = vsplat(-INFINITY), l = vsplat(0.0f);
     for (int64_t j0 = lo; j0 < hi; j0 += BLK) {
