@@ -11,8 +11,8 @@
  * Consecutive tokens whose rows hold the same slots over a range of keys (a prompt prefix the
  * radix cache shares, or the earlier tokens of one extend) form a tile: that range is computed
  * once for all the tile's query rows (paged_attention_shared.c), and each token then goes on
- * alone over the rest of its keys from the softmax state the tile leaves. One work item is
- * (tile, KV head); a token that shares nothing is a tile of one and runs as before tiles.
+ * alone over the rest of its keys from the softmax state the tile leaves. Work items are
+ * (tile, KV head), then (token, KV head) as before tiles; a token in no tile starts afresh.
  *
  * sgl_rope_store_kv: rotates q in place and writes the rotated k and the v of every new token
  * into its pool slot (neox halves or GPT-J pairs, the first rot_dim features), with the same
@@ -33,7 +33,7 @@
 #include "attention_common.h"
 
 #define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
-#define LOCAL_TILES 256         /* paged_attention: tile plans of up to this many tokens */
+#define LOCAL_TILES 256         /* paged_attention: plans for up to this many tokens on the stack */
 
 static inline float hsum(v16f v) {
     const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
