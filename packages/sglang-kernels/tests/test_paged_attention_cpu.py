@@ -156,3 +156,126 @@ def test_rope_store_kv_declines_other_dtypes():
     buf = torch.zeros(5, 2, 64, dtype=torch.bfloat16)
     assert not rope_store_kv_cpu(q, k, v, torch.tensor([0, 1]), cos, sin, buf, buf,
                                  torch.tensor([0, 1]))
+
+
+# Shared prefixes: the kernel computes keys that consecutive tokens' rows hold in the same pool
+# slots once for the whole group (a tile of up to 16 // group tokens), then each token's own.
+
+
+def chain_table(prefixes, lens, slots, g):
+    """Row i holds the first prefixes[i] slots of row i - 1 (the same pool slots, as the radix
+    cache hands out), then slots no other row holds, up to lens[i] + 2 entries."""
+    width = max(lens) + 2
+    fresh = iter(torch.randperm(slots, generator=g).tolist())
+    table = torch.empty(len(lens), width, dtype=torch.int64)
+    for i in range(len(lens)):
+        keep = prefixes[i] if i else 0
+        table[i, :keep] = table[i - 1, :keep]
+        table[i, keep:] = torch.tensor([next(fresh) for _ in range(width - keep)])
+    return table
+
+
+def make_shared_case(heads, kv_heads, head_dim, prefixes, lens, seed=5, scale_q=2.0):
+    g = torch.Generator().manual_seed(seed)
+    slots = len(lens) * (max(lens) + 2) + 1
+    k_buf = torch.randn(slots, kv_heads, head_dim, generator=g)
+    v_buf = torch.randn(slots, kv_heads, head_dim, generator=g)
+    table = chain_table(prefixes, lens, slots, g)
+    q = torch.randn(len(lens), heads, head_dim, generator=g) * scale_q
+    return q, k_buf, v_buf, table, torch.arange(len(lens)), torch.tensor(lens)
+
+
+# prefixes[i]: slots row i shares with row i - 1; lens[i]: the keys decode token i sees.
+SHARING = {
+    # Every row on one 300-key prefix, then 1-80 keys of its own.
+    "full": ([300] * 20, [300 + (7 * i) % 80 + 1 for i in range(20)]),
+    # Within a tile the common prefix shrinks from token to token (and past a block boundary,
+    # and below the planner's minimum), and some neighbours share nothing.
+    "partial": ([0, 300, 257, 120, 250, 64, 65, 300, 30, 200, 200, 199, 0, 400, 33, 400, 97,
+                 96, 0, 130],
+                [330, 340, 300, 290, 310, 260, 280, 330, 220, 240, 250, 230, 420, 450, 410,
+                 430, 200, 180, 150, 160]),
+    # One 300-key prefix, but some tokens see fewer keys than it (their kv_len ends inside it).
+    "short kv_len": ([300] * 16, [350, 360, 90, 340, 64, 63, 1, 330, 300, 299, 301, 33, 320,
+                                  310, 128, 129]),
+}
+
+
+@pytest.mark.parametrize("sharing", list(SHARING))
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (9, 3), (16, 2)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_shared_prefix_matches_reference(sharing, heads, kv_heads, head_dim):
+    prefixes, lens = SHARING[sharing]
+    q, k_buf, v_buf, table, rows, lens = make_shared_case(heads, kv_heads, head_dim, prefixes,
+                                                          lens)
+    scale = head_dim**-0.5
+    got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, scale)
+    want = reference(q, k_buf, v_buf, table, rows, lens, scale)
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("heads, kv_heads, head_dim", [(9, 3, 64), (8, 1, 48), (4, 2, 256),
+                                                      (32, 2, 64)])
+@pytest.mark.parametrize("window, cap", [(None, 5.0), (100, 0.0), (250, 0.0), (400, 8.0),
+                                         (64, 30.0)])
+def test_shared_prefix_window_and_soft_cap(heads, kv_heads, head_dim, window, cap):
+    # A window that starts inside the shared prefix for some tokens and past it for others.
+    # head_dims 48 and 256 take the generic path; 16 query heads per KV head allow no tiles.
+    prefixes, lens = SHARING["partial"]
+    q, k_buf, v_buf, table, rows, lens = make_shared_case(heads, kv_heads, head_dim, prefixes,
+                                                          lens, seed=6)
+    got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, 0.125, window=window,
+                              logit_cap=cap)
+    want = reference(q, k_buf, v_buf, table, rows, lens, 0.125, window, cap)
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
+
+
+EXTENDS = {  # cached tokens, new tokens, slots shared with the previous request
+    "mixed": ([260, 300, 300, 5, 140, 300], [14, 3, 9, 40, 1, 17], [0, 250, 300, 5, 100, 140]),
+    # More tokens than the plan the kernel keeps on its stack (256).
+    "long": ([200, 200, 90, 200, 200, 200], [60, 55, 50, 45, 40, 64], [0, 200, 90, 80, 200, 0]),
+}
+
+
+@pytest.mark.parametrize("window", [None, 200])
+@pytest.mark.parametrize("extend", list(EXTENDS))
+def test_shared_prefix_extend(window, extend):
+    # Extend steps: several causal tokens per request (the same row, kv_len p + 1, p + 2, ...)
+    # after prefixes of different lengths, some of them shared with the previous request.
+    g = torch.Generator().manual_seed(7)
+    cached, new, prefixes = EXTENDS[extend]
+    _, k_buf, v_buf, table, _, _ = make_shared_case(9, 3, 64, prefixes,
+                                                    [c + e for c, e in zip(cached, new)])
+    rows = torch.repeat_interleave(torch.arange(len(new)), torch.tensor(new))
+    lens = torch.cat([torch.arange(c + 1, c + e + 1) for c, e in zip(cached, new)])
+    q = torch.randn(len(lens), 9, 64, generator=g) * 2
+    got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, 0.125, window=window)
+    want = reference(q, k_buf, v_buf, table, rows, lens, 0.125, window)
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
+
+
+def test_shared_prefix_large_scores():
+    # Scores past exp's float range, their maximum in the shared keys for some rows and in a
+    # row's own keys for others: the state a token takes over from its tile must carry the
+    # running max. (Much larger scores round beyond the tolerance in any float32 dot product.)
+    prefixes, lens = SHARING["full"]
+    q, k_buf, v_buf, table, rows, lens = make_shared_case(9, 3, 64, prefixes, lens, seed=8,
+                                                          scale_q=5.0)
+    scores = torch.einsum("thd,nhd->thn", q, k_buf[table[0, :300]].repeat_interleave(3, 1))
+    assert scores.amax() > 100
+    got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, 1.0)
+    want = reference(q, k_buf, v_buf, table, rows, lens, 1.0)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-5)
+
+
+def test_shared_prefix_is_the_unshared_result():
+    # The same attention with every row's keys in slots of its own (nothing to tile): the two
+    # differ only by float rounding.
+    prefixes, lens = SHARING["partial"]
+    q, k_buf, v_buf, table, rows, lens = make_shared_case(9, 3, 64, prefixes, lens, seed=9)
+    flat = table.flatten()
+    own = torch.arange(flat.numel()).view_as(table)
+    got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, 0.125)
+    alone = paged_attention_cpu(q, k_buf[flat], v_buf[flat], own, rows, lens, 0.125)
+    torch.testing.assert_close(got, alone, atol=2e-6, rtol=1e-5)

@@ -30,8 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 # One library.
 SOURCES = (HERE / "quant_gemm.c", HERE / "quant_gemm_int8.c", HERE / "paged_attention.c",
-           HERE / "norm_act.c")
-HEADERS = (HERE / "quant_common.h",)
+           HERE / "paged_attention_shared.c", HERE / "norm_act.c")
+HEADERS = (HERE / "quant_common.h", HERE / "attention_common.h")
 CACHE_ENV = "SGLANG_KERNEL_CACHE"
 # Tried in order; the second builds a single-threaded library where OpenMP is missing.
 FLAG_SETS = (

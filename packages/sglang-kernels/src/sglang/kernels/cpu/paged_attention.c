@@ -2,11 +2,17 @@
  *
  * sgl_paged_attention: every query token t attends to keys [start_t, kv_len_t) of its request's
  * row of req_to_token (start_t = max(0, kv_len_t - window) with a sliding window), read from the
- * pool in place: no gather, no padding, no mask. One work item is (token, KV head); the G query
- * heads sharing that KV head are computed together, so each key and value row is loaded once
- * for all of them. Softmax is online over blocks of BLK keys (running max and sum, the
- * accumulator rescaled when the max grows), so no buffer grows with the sequence. Decode is
- * one query per request; an extend token at position p has kv_len p + 1 (causal).
+ * pool in place: no gather, no padding, no mask. The G query heads sharing a KV head are
+ * computed together, so each key and value row is loaded once for all of them. Softmax is
+ * online over blocks of BLK keys (running max and sum, the accumulator rescaled when the max
+ * grows), so no buffer grows with the sequence. Decode is one query per request; an extend
+ * token at position p has kv_len p + 1 (causal).
+ *
+ * Consecutive tokens whose rows hold the same slots over a range of keys (a prompt prefix the
+ * radix cache shares, or the earlier tokens of one extend) form a tile: that range is computed
+ * once for all the tile's query rows (paged_attention_shared.c), and each token then goes on
+ * alone over the rest of its keys from the softmax state the tile leaves. Work items are
+ * (tile, KV head), then (token, KV head) as before tiles; a token in no tile starts afresh.
  *
  * sgl_rope_store_kv: rotates q in place and writes the rotated k and the v of every new token
  * into its pool slot (neox halves or GPT-J pairs, the first rot_dim features), with the same
@@ -14,37 +20,20 @@
  * bit for bit the torch path's.
  *
  * fp32 only; head_dim a multiple of 16 and at most MAX_D. Vectors are GCC/clang vector
- * extensions of 16 lanes (one zmm with AVX-512, two ymm with AVX2). Built with the quantized
- * GEMM into one library by sglang.kernels.cpu.loader (-O3 -march=native -fopenmp).
+ * extensions of 16 lanes (one zmm with AVX-512, two ymm with AVX2; attention_common.h). Built
+ * with the other CPU kernels into one library by sglang.kernels.cpu.loader
+ * (-O3 -march=native -fopenmp).
  */
 
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#define VW 16     /* floats per vector */
-#define BLK 32    /* keys per softmax block */
-#define MAX_D 256 /* head_dim bound (stack accumulators) */
-#define MAX_G 16  /* query heads per KV head bound */
+#include "attention_common.h"
+
 #define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
-
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-
-static inline v16f vload(const float *p) {
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void vstore(float *p, v16f v) { memcpy(p, &v, sizeof v); }
-
-static inline v16f vsplat(float x) {
-    return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
-}
+#define LOCAL_TILES 256         /* paged_attention: plans for up to this many tokens on the stack */
 
 static inline float hsum(v16f v) {
     const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
@@ -56,27 +45,6 @@ static inline float hsum(v16f v) {
     v = v + __builtin_shuffle(v, h2);
     v = v + __builtin_shuffle(v, h1);
     return v[0];
-}
-
-/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
- * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 give ~0. */
-static inline v16f vexp(v16f x) {
-    const v16f lo = vsplat(-87.33654f);
-    v16i small = x < lo;
-    x = (v16f)(((v16i)x & ~small) | ((v16i)lo & small));
-    const v16f magic = vsplat(12582912.0f); /* 1.5 * 2^23: round to nearest */
-    v16f n = (x * vsplat(1.44269504088896341f) + magic) - magic;
-    v16f r = x - n * vsplat(0.693359375f) - n * vsplat(-2.12194440e-4f);
-    v16f p = vsplat(1.9875691500e-4f);
-    p = p * r + vsplat(1.3981999507e-3f);
-    p = p * r + vsplat(8.3334519073e-3f);
-    p = p * r + vsplat(4.1665795894e-2f);
-    p = p * r + vsplat(1.6666665459e-1f);
-    p = p * r + vsplat(5.0000001201e-1f);
-    p = p * r * r + r + vsplat(1.0f);
-    v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
-    v16f out = p * (v16f)bits;
-    return (v16f)((v16i)out & ~small);
 }
 
 /* Lane i of the result is the sum of the lanes of a[BITREV[i]]... that is, given the sixteen
@@ -106,70 +74,96 @@ static inline v16f reduce16(const v16f *a) {
     return __builtin_shuffle(d[0], d[1], lo4) + __builtin_shuffle(d[0], d[1], hi4);
 }
 
-/* One (query token, KV head): G query heads of D features against keys [start, end) of `slots`.
- * D and G are compile-time constants in the specialised copies below. Each block first takes
- * the scores of every head (one head's query in registers against the block's keys, which stay
- * in L1), then folds them into the running softmax, then adds the weighted values (one
- * accumulator vector in a register against the block's values). */
+/* What a token takes over from its shared-prefix tile: keys [lo, hi) are already folded into
+ * rows row0 .. row0 + G - 1 of the tile state `st`. */
+typedef struct {
+    const float *st;
+    int64_t lo, hi;
+    int row0;
+} carry_in;
+
+/* One (query token, KV head): G query heads of D features against keys [start, end) of `slots`
+ * (less [lo, hi) when a tile has done those). D and G are compile-time constants in the
+ * specialised copies below. Each block first takes the scores of every head (one head's query
+ * in registers against the block's keys, which stay in L1), then folds them into the running
+ * softmax, then adds the weighted values (one accumulator vector in a register against the
+ * block's values). */
 static inline __attribute__((always_inline)) void attend_one(
     const float *q, const float *kb, const float *vb, int64_t kv_stride, const int64_t *slots,
-    int64_t start, int64_t end, const int D, const int G, float scale, float cap, float *out) {
+    int64_t start, int64_t end, const carry_in *carry, const int D, const int G, float scale,
+    float cap, float *out) {
     const int nv = D / VW;
     float acc[MAX_G * MAX_D] __attribute__((aligned(64)));
     float s[MAX_G][BLK] __attribute__((aligned(64)));
     float m[MAX_G], l[MAX_G];
     const float *kp[BLK], *vp[BLK];
-    memset(acc, 0, sizeof(float) * (size_t)(G * D));
-    for (int g = 0; g < G; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0.0f;
-    }
-    for (int64_t j0 = start; j0 < end; j0 += BLK) {
-        const int nb = end - j0 < BLK ? (int)(end - j0) : BLK;
-        for (int j = 0; j < BLK; j++) { /* past nb: any valid row, masked out below */
-            const int64_t slot = slots[j0 + (j < nb ? j : 0)];
-            kp[j] = kb + slot * kv_stride;
-            vp[j] = vb + slot * kv_stride;
-        }
+    int64_t ranges[2][2] = {{start, end}, {end, end}}; /* [start, lo) and [hi, end) */
+    if (carry) {
+        const float *st = carry->st;
         for (int g = 0; g < G; g++) {
-            v16f qg[MAX_D / VW];
-            for (int c = 0; c < nv; c++) qg[c] = vload(q + g * D + c * VW);
-            for (int jb = 0; jb < nb; jb += VW) {
-                v16f a[VW];
-                for (int i = 0; i < VW; i++) {
-                    const float *k = kp[jb + BITREV[i]];
-                    v16f d = qg[0] * vload(k);
-                    for (int c = 1; c < nv; c++) d += qg[c] * vload(k + c * VW);
-                    a[i] = d;
-                }
-                vstore(&s[g][jb], reduce16(a) * vsplat(scale));
-            }
-            if (cap > 0.0f)
-                for (int j = 0; j < nb; j++) s[g][j] = cap * tanhf(s[g][j] / cap);
-            float bm = s[g][0];
-            for (int j = 1; j < nb; j++) bm = s[g][j] > bm ? s[g][j] : bm;
-            if (bm > m[g]) { /* the running max grows: rescale what is accumulated */
-                const float alpha = m[g] == -INFINITY ? 0.0f : expf(m[g] - bm);
-                l[g] *= alpha;
-                for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
-                m[g] = bm;
-            }
-            const v16f mv = vsplat(m[g]);
-            v16f sum = vsplat(0.0f);
-            for (int jb = 0; jb < BLK; jb += VW) {
-                v16f p = vexp(vload(&s[g][jb]) - mv);
-                vstore(&s[g][jb], p);
-            }
-            for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
-            for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
-            l[g] += hsum(sum);
+            const int r = carry->row0 + g;
+            m[g] = STATE_M(st, D)[r];
+            l[g] = STATE_L(st, D)[r];
+            for (int c = 0; c < D; c++) acc[g * D + c] = st[c * VW + r];
         }
-        for (int g = 0; g < G; g++)
-            for (int c = 0; c < nv; c++) {
-                v16f a = vload(&acc[g * D + c * VW]);
-                for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
-                vstore(&acc[g * D + c * VW], a);
+        ranges[0][1] = carry->lo;
+        ranges[1][0] = carry->hi;
+    } else {
+        memset(acc, 0, sizeof(float) * (size_t)(G * D));
+        for (int g = 0; g < G; g++) {
+            m[g] = -INFINITY;
+            l[g] = 0.0f;
+        }
+    }
+    for (int part = 0; part < 2; part++) {
+        const int64_t stop = ranges[part][1];
+        for (int64_t j0 = ranges[part][0]; j0 < stop; j0 += BLK) {
+            const int nb = stop - j0 < BLK ? (int)(stop - j0) : BLK;
+            for (int j = 0; j < BLK; j++) { /* past nb: any valid row, masked out below */
+                const int64_t slot = slots[j0 + (j < nb ? j : 0)];
+                kp[j] = kb + slot * kv_stride;
+                vp[j] = vb + slot * kv_stride;
             }
+            for (int g = 0; g < G; g++) {
+                v16f qg[MAX_D / VW];
+                for (int c = 0; c < nv; c++) qg[c] = vload(q + g * D + c * VW);
+                for (int jb = 0; jb < nb; jb += VW) {
+                    v16f a[VW];
+                    for (int i = 0; i < VW; i++) {
+                        const float *k = kp[jb + BITREV[i]];
+                        v16f d = qg[0] * vload(k);
+                        for (int c = 1; c < nv; c++) d += qg[c] * vload(k + c * VW);
+                        a[i] = d;
+                    }
+                    vstore(&s[g][jb], reduce16(a) * vsplat(scale));
+                }
+                if (cap > 0.0f)
+                    for (int j = 0; j < nb; j++) s[g][j] = cap * tanhf(s[g][j] / cap);
+                float bm = s[g][0];
+                for (int j = 1; j < nb; j++) bm = s[g][j] > bm ? s[g][j] : bm;
+                if (bm > m[g]) { /* the running max grows: rescale what is accumulated */
+                    const float alpha = m[g] == -INFINITY ? 0.0f : expf(m[g] - bm);
+                    l[g] *= alpha;
+                    for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
+                    m[g] = bm;
+                }
+                const v16f mv = vsplat(m[g]);
+                v16f sum = vsplat(0.0f);
+                for (int jb = 0; jb < BLK; jb += VW) {
+                    v16f p = vexp(vload(&s[g][jb]) - mv);
+                    vstore(&s[g][jb], p);
+                }
+                for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
+                for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
+                l[g] += hsum(sum);
+            }
+            for (int g = 0; g < G; g++)
+                for (int c = 0; c < nv; c++) {
+                    v16f a = vload(&acc[g * D + c * VW]);
+                    for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
+                    vstore(&acc[g * D + c * VW], a);
+                }
+        }
     }
     for (int g = 0; g < G; g++) {
         const v16f inv = vsplat(l[g] > 0.0f ? 1.0f / l[g] : 0.0f);
@@ -179,13 +173,18 @@ static inline __attribute__((always_inline)) void attend_one(
 }
 
 typedef void (*attend_fn)(const float *, const float *, const float *, int64_t,
-                          const int64_t *, int64_t, int64_t, float, float, float *);
+                          const int64_t *, int64_t, int64_t, const carry_in *, float, float,
+                          float *);
 
 #define ATTEND(DD, GG)                                                                        \
     static void attend_##DD##_##GG(const float *q, const float *kb, const float *vb,           \
                                    int64_t kvs, const int64_t *slots, int64_t start,           \
-                                   int64_t end, float scale, float cap, float *out) {          \
-        attend_one(q, kb, vb, kvs, slots, start, end, DD, GG, scale, cap, out);               \
+                                   int64_t end, const carry_in *carry, float scale, float cap, \
+                                   float *out) {                                              \
+        if (carry) /* a copy without the carry for tokens on their own */                    \
+            attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, scale, cap, out);    \
+        else                                                                                  \
+            attend_one(q, kb, vb, kvs, slots, start, end, NULL, DD, GG, scale, cap, out);     \
     }
 /* Specialised for the common shapes: head_dim 64/128 with 1-8 query heads per KV head. */
 ATTEND(64, 1) ATTEND(64, 2) ATTEND(64, 3) ATTEND(64, 4) ATTEND(64, 5) ATTEND(64, 6)
@@ -204,7 +203,12 @@ static int threads_for(int requested, int64_t work_items) {
 
 /* q [T, H, D] (token stride q_tok_stride floats, heads contiguous), pools [slots, KVH, D]
  * contiguous, req_to_token rows of table_stride slots, rows/kv_lens [T]; out [T, H, D]
- * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments. */
+ * contiguous. window <= 0: no sliding window. Returns 0, or -1 for unsupported arguments.
+ *
+ * Two passes over work items: (tile, KV head) computes each tile's shared keys into its state
+ * (paged_attention_shared.c), then (token, KV head) the rest of each token's keys, the order
+ * before tiles: a token's own keys for all its KV heads lie in the same pool rows, so taking
+ * them one after the other reads those rows while they are still in cache. */
 int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf,
                         const float *v_buf, const int64_t *req_to_token, int64_t table_stride,
                         const int64_t *rows, const int64_t *kv_lens, int64_t T, int H, int KVH,
@@ -218,22 +222,63 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
     attend_fn fn = NULL;
     if (G <= 8 && D == 64) fn = ATTEND_64[G - 1];
     if (G <= 8 && D == 128) fn = ATTEND_128[G - 1];
-    const int64_t items = T * KVH;
-    const int nt = threads_for(num_threads, items);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t t = it / KVH;
-        const int h = (int)(it % KVH);
-        const int64_t end = kv_lens[t];
-        const int64_t start = window > 0 && end > window ? end - window : 0;
-        const int64_t *slots = req_to_token + rows[t] * table_stride;
-        const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
-        float *ot = out + (t * H + (int64_t)h * G) * D;
-        const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
-        if (fn)
-            fn(qt, kb, vb, kv_stride, slots, start, end, scale, cap, ot);
-        else
-            attend_one(qt, kb, vb, kv_stride, slots, start, end, D, G, scale, cap, ot);
+    /* Decode-sized plans on the stack. Without memory for a plan or the states, no tiles. */
+    attn_tile local_tiles[LOCAL_TILES / 2 + 1];
+    int32_t local_of[LOCAL_TILES];
+    const int small = T <= LOCAL_TILES;
+    attn_tile *tiles = small ? local_tiles : malloc(sizeof(attn_tile) * (size_t)(T / 2 + 1));
+    int32_t *tile_of = small ? local_of : malloc(sizeof(int32_t) * (size_t)T);
+    int64_t ntiles = tiles && tile_of ? sgl_attn_plan_tiles(req_to_token, table_stride, rows,
+                                                            kv_lens, T, G, window, tiles,
+                                                            tile_of)
+                                      : 0;
+    const int64_t state = STATE_FLOATS(D);
+    float *states = NULL;
+    if (ntiles && posix_memalign((void **)&states, 64, sizeof(float) * state * KVH * ntiles)) {
+        states = NULL;
+        ntiles = 0;
+    }
+    const int nt = threads_for(num_threads, T * KVH);
+#pragma omp parallel num_threads(nt)
+    {
+        if (ntiles) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < ntiles * KVH; it++) {
+                const attn_tile tile = tiles[it / KVH];
+                const int h = (int)(it % KVH);
+                sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D,
+                                     q_tok_stride, tile.n, G, D, k_buf + (int64_t)h * D,
+                                     v_buf + (int64_t)h * D, kv_stride,
+                                     req_to_token + rows[tile.t0] * table_stride, tile.lo,
+                                     tile.hi, scale, cap, states + it * state);
+            }
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < T * KVH; it++) {
+            const int64_t t = it / KVH;
+            const int h = (int)(it % KVH);
+            const int64_t end = kv_lens[t];
+            const int64_t start = window > 0 && end > window ? end - window : 0;
+            const int64_t *slots = req_to_token + rows[t] * table_stride;
+            const float *qt = q + t * q_tok_stride + (int64_t)h * G * D;
+            float *ot = out + (t * H + (int64_t)h * G) * D;
+            const float *kb = k_buf + (int64_t)h * D, *vb = v_buf + (int64_t)h * D;
+            const int32_t k = ntiles ? tile_of[t] : -1;
+            carry_in carry = {NULL, 0, 0, 0};
+            if (k >= 0)
+                carry = (carry_in){states + (k * KVH + h) * state, tiles[k].lo, tiles[k].hi,
+                                   (int)(t - tiles[k].t0) * G};
+            const carry_in *from = k >= 0 ? &carry : NULL;
+            if (fn)
+                fn(qt, kb, vb, kv_stride, slots, start, end, from, scale, cap, ot);
+            else
+                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, scale, cap, ot);
+        }
+    }
+    free(states);
+    if (!small) {
+        free(tiles);
+        free(tile_of);
     }
     return 0;
 }

@@ -3,7 +3,9 @@ ctypes.
 
 - `paged_attention_cpu`: each query token attends to its request's first `kv_lens[t]` keys
   (the last `window` of them with a sliding window), read from the pool through `req_to_token`
-  without gathering or padding; GQA heads share each key load.
+  without gathering or padding; GQA heads share each key load, and so do consecutive tokens
+  whose rows hold the same slots (a shared prompt prefix, one extend's earlier keys), up to
+  16 query rows at a time.
 - `rope_store_kv_cpu`: rotary on q (in place) and k, and the write of k and v into the pool,
   bit for bit the torch rotary's arithmetic.
 

@@ -1,0 +1,86 @@
+/* What the CPU attention C files share: 16-lane float vectors (GCC/clang vector extensions:
+ * one zmm with AVX-512, two ymm with AVX2), the vector exp of the online softmax, and the
+ * shared-prefix tiles of paged_attention_shared.c that paged_attention.c schedules. */
+
+#ifndef SGL_ATTENTION_COMMON_H
+#define SGL_ATTENTION_COMMON_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VW 16     /* floats per vector */
+#define BLK 32    /* keys per softmax block */
+#define MAX_D 256 /* head_dim bound (stack accumulators) */
+#define MAX_G 16  /* query heads per KV head bound */
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline v16f vload(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+static inline v16f vsplat(float x) {
+    return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+}
+
+static inline v16f vmax(v16f a, v16f b) {
+    const v16i a_wins = a > b;
+    return (v16f)(((v16i)a & a_wins) | ((v16i)b & ~a_wins));
+}
+
+/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
+ * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 (and -inf)
+ * give 0. */
+static inline v16f vexp(v16f x) {
+    const v16f lo = vsplat(-87.33654f);
+    v16i small = x < lo;
+    x = (v16f)(((v16i)x & ~small) | ((v16i)lo & small));
+    const v16f magic = vsplat(12582912.0f); /* 1.5 * 2^23: round to nearest */
+    v16f n = (x * vsplat(1.44269504088896341f) + magic) - magic;
+    v16f r = x - n * vsplat(0.693359375f) - n * vsplat(-2.12194440e-4f);
+    v16f p = vsplat(1.9875691500e-4f);
+    p = p * r + vsplat(1.3981999507e-3f);
+    p = p * r + vsplat(8.3334519073e-3f);
+    p = p * r + vsplat(4.1665795894e-2f);
+    p = p * r + vsplat(1.6666665459e-1f);
+    p = p * r + vsplat(5.0000001201e-1f);
+    p = p * r * r + r + vsplat(1.0f);
+    v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16f out = p * (v16f)bits;
+    return (v16f)((v16i)out & ~small);
+}
+
+/* Consecutive query tokens [t0, t0 + n), n >= 2, whose keys [lo, hi) are the same pool slots
+ * and lie in every one's visible range. */
+typedef struct {
+    int64_t t0, lo, hi;
+    int n;
+} attn_tile;
+
+/* A tile's softmax state after its shared keys, per KV head: STATE_FLOATS(D) floats, one lane
+ * per query row (row i * G + g is head g of token t0 + i): the accumulators, feature d of every
+ * row at acc[d * VW], then the running max and the running sum of every row. */
+#define STATE_FLOATS(D) ((D) * VW + 2 * VW)
+#define STATE_M(st, D) ((st) + (D) * VW)
+#define STATE_L(st, D) ((st) + (D) * VW + VW)
+
+/* Fills tiles (room for T / 2 + 1) and tile_of[t] (the tile of token t, or -1); returns the
+ * number of tiles. */
+HIDDEN int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
+                                   const int64_t *rows, const int64_t *kv_lens, int64_t T, int G,
+                                   int64_t window, attn_tile *tiles, int32_t *tile_of);
+
+HIDDEN void sgl_attn_shared_keys(const float *q, int64_t q_tok_stride, int n, int G, int D,
+                                 const float *kb, const float *vb, int64_t kv_stride,
+                                 const int64_t *slots, int64_t lo, int64_t hi, float scale,
+                                 float cap, float *st);
+
+#endif
