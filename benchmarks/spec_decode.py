@@ -137,9 +137,10 @@ def main() -> None:
     p.add_argument("--attention-backend", default="auto")
     p.add_argument("--mem-fraction-static", type=float, default=0.4,
                    help="per engine (two share the device)")
-    p.add_argument("--num-draft-tokens", type=int, default=4)
-    p.add_argument("--min-window", type=int, default=1)
-    p.add_argument("--max-window", type=int, default=3)
+    # The runtime's defaults unless given.
+    p.add_argument("--num-draft-tokens", type=int, default=None)
+    p.add_argument("--min-window", type=int, default=None)
+    p.add_argument("--max-window", type=int, default=None)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--stream-interval", type=int, default=1,
                    help="both engines: a streamed output every N tokens")
@@ -157,13 +158,13 @@ def main() -> None:
     if str(plain._device).startswith("cuda"):
         # On a GPU the fraction bounds all memory in use, the first engine's included.
         common["mem_fraction_static"] = min(0.9, 2 * args.mem_fraction_static)
-    engines = {
-        "plain": plain,
-        "ngram": sgl.Engine(**common, speculative_algorithm="ngram",
-                            speculative_num_draft_tokens=args.num_draft_tokens,
-                            speculative_ngram_min_match_window_size=args.min_window,
-                            speculative_ngram_max_match_window_size=args.max_window),
-    }
+    spec = {name: value for name, value in (
+        ("speculative_num_draft_tokens", args.num_draft_tokens),
+        ("speculative_ngram_min_match_window_size", args.min_window),
+        ("speculative_ngram_max_match_window_size", args.max_window)) if value is not None}
+    engines = {"plain": plain,
+               "ngram": sgl.Engine(**common, speculative_algorithm="ngram", **spec)}
+    ngram_args = engines["ngram"].args
     params = {"temperature": 0, "max_new_tokens": args.max_new_tokens}
     try:
         prompts = workloads(engines["plain"].tokenizer)
@@ -177,7 +178,9 @@ def main() -> None:
         "model": args.model_path or "SmolLM2-135M-Instruct (embedded)",
         "device": args.device, "machine": platform.node(), "cpus": os.cpu_count(),
         "load_average_before_after": [load_before, [round(x, 2) for x in os.getloadavg()]],
-        "num_draft_tokens": args.num_draft_tokens, "windows": [args.min_window, args.max_window],
+        "num_draft_tokens": ngram_args.speculative_num_draft_tokens,
+        "windows": [ngram_args.speculative_ngram_min_match_window_size,
+                    ngram_args.speculative_ngram_max_match_window_size],
         "max_new_tokens": args.max_new_tokens, "stream_interval": args.stream_interval,
         "results": results,
     }

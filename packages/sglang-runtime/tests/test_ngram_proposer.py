@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +15,7 @@ from sglang.runtime.plugins import SPECULATIVE_ALGORITHMS, UnknownPluginError
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.scheduler.speculative import accepted_length, can_speculate
 from sglang.runtime.speculative import SpecCounters, make_proposer
-from sglang.runtime.speculative.base import MAX_BACKOFF_STEPS, MIN_RUN_ACCEPTED
+from sglang.runtime.speculative.base import MAX_BACKOFF_STEPS, MAX_IDLE_SKIP, MIN_RUN_ACCEPTED
 from sglang.runtime.speculative.ngram import NgramIndex, NgramProposer
 
 
@@ -65,6 +66,35 @@ def test_incremental_index_equals_a_fresh_one() -> None:
         assert grown.propose(3) == _index(tokens[: i + 1], 1, 4).propose(3), i
 
 
+def test_may_match_needs_the_last_tokens_seen_before() -> None:
+    # Windows of 2 or more: the last known token must have occurred earlier.
+    assert not _index([1, 2, 3], 2, 3).may_match()
+    assert _index([1, 2, 3, 2], 2, 3).may_match()
+    assert not _index([2], 2, 3).may_match()
+    assert not _index([], 2, 3).may_match()
+    # Windows of 3 or more: the last two.
+    assert not _index([1, 2, 3, 2], 3, 3).may_match()
+    assert _index([1, 2, 3, 1, 2], 3, 4).may_match()
+    # Windows of 1: whatever token comes may have occurred.
+    assert _index([1], 1, 3).may_match()
+
+
+@pytest.mark.parametrize("min_n,max_n", [(1, 3), (2, 3), (2, 2), (3, 5)])
+def test_may_match_is_never_wrong_to_say_no(min_n: int, max_n: int) -> None:
+    """Whenever some next token gives a match, may_match said yes before it (incrementally,
+    as the scheduler asks), over random histories with many repeats."""
+    gen = random.Random(min_n * 10 + max_n)
+    for _ in range(40):
+        tokens = [gen.randrange(4) for _ in range(30)]
+        grown = NgramIndex(min_n, max_n)
+        for i in range(len(tokens) - 1):
+            grown.extend([tokens[i]])
+            may = grown.may_match()
+            for nxt in range(4):
+                if _index(tokens[: i + 1] + [nxt], min_n, max_n).propose(1):
+                    assert may, (tokens[: i + 1], nxt)
+
+
 def test_proposer_follows_the_request_history() -> None:
     proposer = NgramProposer(1, 3)
     req = Req(rid="r", prompt_ids=[10, 11, 12, 13, 14, 10], params=SamplingParams())
@@ -89,14 +119,19 @@ def test_accepted_length() -> None:
     assert accepted_length([1, 2, 3], [0, 2, 3, 4]) == 0
 
 
+def _skipped(spec: SpecCounters) -> int:
+    """Steps until the counters allow a draft again."""
+    n = 0
+    while not spec.should_draft():
+        n += 1
+    return n
+
+
 def test_drafting_backs_off_after_verify_steps_that_accept_nothing() -> None:
     spec = SpecCounters()
 
     def skipped() -> int:
-        n = 0
-        while not spec.should_draft():
-            n += 1
-        return n
+        return _skipped(spec)
 
     assert skipped() == 0
     gaps = []
@@ -112,6 +147,20 @@ def test_drafting_backs_off_after_verify_steps_that_accept_nothing() -> None:
     assert skipped() == 0
     assert (spec.verify_ct, spec.draft_tokens) == (11, 44)
     assert spec.accepted_tokens == 2 * MIN_RUN_ACCEPTED - 1
+
+
+def test_drafting_backs_off_after_waits_that_found_nothing() -> None:
+    spec = SpecCounters()
+    gaps = []
+    for _ in range(8):
+        spec.record_idle()
+        gaps.append(_skipped(spec))
+    assert gaps == [1, 2, 4, 8, 16, 32, 32, 32]
+    assert MAX_IDLE_SKIP == 32
+    spec.record(drafted=4, accepted=3)  # a verify step ends the idle back-off
+    assert (_skipped(spec), spec.idle) == (0, 0)
+    spec.record_idle()
+    assert _skipped(spec) == 1
 
 
 def test_chance_acceptances_do_not_end_the_back_off() -> None:

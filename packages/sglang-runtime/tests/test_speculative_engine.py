@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from engine_fixtures import make_engine
 
+from sglang.runtime.speculative.ngram import NgramProposer
+
 PARAGRAPH = (
     "The committee met on Tuesday to discuss the budget for the new library. After a long "
     "debate, members agreed to fund the children's section first, then the archive room, and "
@@ -148,6 +150,38 @@ def test_verify_layouts_and_overlap(engine: Any, spec_engine: Any, overlap: bool
     assert got[-1]["meta_info"]["spec_accepted_tokens"] > 0
     assert got[3]["meta_info"]["spec_verify_ct"] == 0
     assert (seen["decode_verify"] > 0) == as_decode
+
+
+def test_overlapped_steps_skip_waits_that_cannot_draft(engine: Any, spec_engine: Any) -> None:
+    """With windows of 2 or more, an overlapped step waits for a request's token only when its
+    previous token occurred before (`may_draft`); outputs stay plain decoding's and copies are
+    still drafted and accepted."""
+    calls: list[bool] = []
+
+    def configure(s: Any, on: bool) -> None:
+        if not on:
+            s.overlap, s.proposer = False, s.proposer.inner
+            return
+        inner = s.proposer
+
+        class Counting(NgramProposer):
+            def may_draft(self, req: Any) -> bool:
+                calls.append(super().may_draft(req))
+                return calls[-1]
+
+        s.overlap = True
+        s.proposer = Counting(2, 3)
+        s.proposer.inner = inner
+
+    spec_engine._call(lambda s: configure(s, True))
+    try:
+        got = _both(engine, spec_engine, [COPY, NO_COPY],
+                    {"temperature": 0, "max_new_tokens": 48})
+        got += _both(engine, spec_engine, [NO_COPY], {"temperature": 0, "max_new_tokens": 48})
+    finally:
+        spec_engine._call(lambda s: configure(s, False))
+    assert got[0]["meta_info"]["spec_accepted_tokens"] > 0
+    assert True in calls and False in calls
 
 
 def test_shared_prefix_in_the_radix_cache(engine: Any, spec_engine: Any) -> None:

@@ -177,13 +177,13 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = None
     speculative_num_draft_tokens: Annotated[int, doc(
         "most draft tokens verified per request and step (each step emits 1 to this + 1)"
-    )] = 4
+    )] = 12
     speculative_ngram_min_match_window_size: Annotated[int, doc(
         "ngram: shortest tail of the history looked up (longer ones are tried first)"
-    )] = 1
+    )] = 3
     speculative_ngram_max_match_window_size: Annotated[int, doc(
         "ngram: longest tail of the history looked up"
-    )] = 3
+    )] = 4
     tp_size: Annotated[int, doc(
         "tensor-parallel degree: one scheduler process per rank, spread evenly over nnodes"
     )] = 1

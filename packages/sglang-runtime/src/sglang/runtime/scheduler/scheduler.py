@@ -239,8 +239,9 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
         """One decode step (a verify step when there are drafts); False when retraction left
         nothing to decode."""
         if self.proposer is not None and self._drafting_due():
+            waited = self.in_flight is not None
             self._drain(outputs)  # the proposer reads every request's latest token
-            drafts = self._propose_drafts()
+            drafts = self._propose_drafts(waited)
             if any(drafts) and self._run_verify(drafts, outputs):
                 self.new_token_ratio = max(self.new_token_ratio - self.args.new_token_ratio_decay,
                                            self.args.min_new_token_ratio)

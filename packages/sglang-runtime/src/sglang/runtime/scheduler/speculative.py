@@ -55,15 +55,22 @@ class SpeculativeSteps:
 
     def _drafting_due(self: Scheduler) -> bool:
         """Whether some running request may draft at this step. If none may, the step is an
-        ordinary (overlappable) decode step, counted here against every back-off."""
-        if any(can_speculate(r) and r.spec is not None and r.spec.due for r in self.running):
+        ordinary (overlappable) decode step, counted here against every back-off. While the
+        last tokens are in flight, a request whose proposer could not match whatever token
+        arrives does not count."""
+        assert self.proposer is not None
+        in_flight = self.in_flight is not None
+        if any(can_speculate(r) and r.spec is not None and r.spec.due
+               and (not in_flight or self.proposer.may_draft(r)) for r in self.running):
             return True
         for req in self.running:
             if req.spec is not None:
                 req.spec.should_draft()
         return False
 
-    def _propose_drafts(self: Scheduler) -> list[list[int]]:
+    def _propose_drafts(self: Scheduler, waited: bool) -> list[list[int]]:
+        """Drafts per running request; `waited`: the step waited for in-flight tokens to
+        draft from (finding nothing then counts against the request's idle back-off)."""
         assert self.proposer is not None
         k_max = self.args.speculative_num_draft_tokens
         vocab = self.out.vocab_size
@@ -76,6 +83,8 @@ class SpeculativeSteps:
             if (room > 0 and can_speculate(req) and req.spec is not None
                     and req.spec.should_draft()):
                 draft = self.proposer.propose(req, room)
+                if not draft and waited:
+                    req.spec.record_idle()
             # Media placeholder ids (past the vocabulary) can never be sampled: cut there.
             cut = next((i for i, t in enumerate(draft) if not 0 <= t < vocab), len(draft))
             drafts.append(draft[:cut])

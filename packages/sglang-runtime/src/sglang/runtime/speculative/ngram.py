@@ -7,6 +7,11 @@ the tokens that followed it are the draft. This pays off when the output copies 
 
 Each request keeps an incremental index (n-gram -> where it last ended), so a step costs a few
 dict look-ups, never a scan of the history.
+
+While a request's last token is still on the GPU (an overlapped decode step), `may_draft` tells
+from the tokens before it whether any window could match once it arrives: with windows of at
+least n tokens, the last n - 1 known tokens must have occurred earlier. When they have not, the
+scheduler lets the step overlap instead of waiting for the token only to find nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ class NgramIndex:
             raise ValueError(f"n-gram window sizes need 1 <= min <= max, got {min_n}, {max_n}")
         self.min_n, self.max_n = min_n, max_n
         self.tokens: list[int] = []
+        # Also the (min_n - 1)-grams, which `may_match` looks up.
         self._ends: dict[int, dict[tuple[int, ...], int]] = {
-            n: {} for n in range(min_n, max_n + 1)
+            n: {} for n in range(max(min_n - 1, 1), max_n + 1)
         }
         self._indexed = 0  # n-grams ending at positions < this are in _ends
 
@@ -39,8 +45,9 @@ class NgramIndex:
     def _catch_up(self) -> None:
         toks, last = self.tokens, len(self.tokens) - 1
         for end in range(self._indexed, last):
-            for n in range(self.min_n, min(self.max_n, end + 1) + 1):
-                self._ends[n][tuple(toks[end - n + 1 : end + 1])] = end
+            for n, ends in self._ends.items():
+                if n <= end + 1:
+                    ends[tuple(toks[end - n + 1 : end + 1])] = end
         self._indexed = max(self._indexed, last)
 
     def propose(self, max_tokens: int) -> list[int]:
@@ -56,6 +63,15 @@ class NgramIndex:
                 return toks[end + 1 : end + 1 + max_tokens]
         return []
 
+    def may_match(self) -> bool:
+        """Whether `propose` could find a match after one more token: the history's last
+        min_n - 1 tokens occurred earlier (and so were followed by something)."""
+        n = self.min_n - 1
+        if n == 0:
+            return True
+        self._catch_up()
+        return len(self.tokens) > n and tuple(self.tokens[-n:]) in self._ends[n]
+
 
 class NgramProposer:
     """`--speculative-algorithm ngram`: prompt lookup over each request's own tokens."""
@@ -69,11 +85,17 @@ class NgramProposer:
         return cls(args.speculative_ngram_min_match_window_size,
                    args.speculative_ngram_max_match_window_size)
 
-    def propose(self, req: Any, max_tokens: int) -> list[int]:
+    def _index(self, req: Any) -> NgramIndex:
         index = req.draft_state
         if not isinstance(index, NgramIndex):
             index = req.draft_state = NgramIndex(self.min_n, self.max_n)
             index.extend(req.prompt_ids)
         # Only the tokens generated since the last call (output only ever grows).
         index.extend(req.output_ids[len(index.tokens) - len(req.prompt_ids) :])
-        return index.propose(max_tokens)
+        return index
+
+    def propose(self, req: Any, max_tokens: int) -> list[int]:
+        return self._index(req).propose(max_tokens)
+
+    def may_draft(self, req: Any) -> bool:
+        return self._index(req).may_match()
