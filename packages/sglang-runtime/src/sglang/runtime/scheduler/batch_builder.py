@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 
@@ -21,9 +22,11 @@ class LogitRows:
     count: int
 
 
-def _tensor(values: list[int], device: torch.device) -> torch.Tensor:
-    # Build on the host and copy once, without waiting for the GPU.
-    return to_device(torch.tensor(values, dtype=torch.int64), device)
+def _tensors(device: torch.device, *columns: list[int]) -> list[torch.Tensor]:
+    """int64 tensors of `columns` on `device`: one host tensor, copied once without waiting
+    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch)."""
+    flat = torch.tensor(list(chain.from_iterable(columns)), dtype=torch.int64)
+    return list(to_device(flat, device).split_with_sizes([len(c) for c in columns]))
 
 
 def build_extend(
@@ -78,11 +81,9 @@ def build_decode(
     """A DECODE batch: one new token per request, the last sampled one (whose KV is not yet
     computed, so kv_len == len(fill_ids) - 1). `input_ids` overrides the tokens with a device
     tensor when they are still in flight (overlapped decode)."""
-    device = req_to_token.device
-    ids = (input_ids if input_ids is not None
-           else _tensor([r.output_ids[-1] for r in reqs], device))
+    ids = input_ids if input_ids is not None else [r.output_ids[-1] for r in reqs]
     return _decode_batch([r.row for r in reqs], ids, [r.kv_len for r in reqs],  # type: ignore[misc]
-                         to_device(slots, device), req_to_token, kv_pool)
+                         to_device(slots, req_to_token.device), req_to_token, kv_pool)
 
 
 def build_verify(
@@ -114,33 +115,37 @@ def build_verify(
         return _extend_batch(reqs, [len(d) + 1 for d in drafts], input_ids, positions,
                              out_cache_loc, req_to_token, kv_pool, list(range(len(input_ids))))
     rows = [r.row for r, d in zip(reqs, drafts) for _ in range(len(d) + 1)]
-    return _decode_batch(rows, _tensor(input_ids, device), positions, out_cache_loc,  # type: ignore[arg-type]
+    return _decode_batch(rows, input_ids, positions, out_cache_loc,  # type: ignore[arg-type]
                          req_to_token, kv_pool)
 
 
 def _decode_batch(
-    rows: list[int], input_ids: torch.Tensor, positions: list[int], out_cache_loc: torch.Tensor,
-    req_to_token: torch.Tensor, kv_pool: KVPool,
+    rows: list[int], input_ids: torch.Tensor | list[int], positions: list[int],
+    out_cache_loc: torch.Tensor, req_to_token: torch.Tensor, kv_pool: KVPool,
 ) -> ForwardBatch:
     """A DECODE ForwardBatch: one token per row, at `positions`, attending over its table row
-    `rows[i]` up to and including itself."""
-    device = req_to_token.device
+    `rows[i]` up to and including itself. `input_ids`: a device tensor (tokens in flight) or
+    host ids, copied with the rest."""
     seq = [p + 1 for p in positions]
-    n = len(rows)
+    ext = [1] * len(rows)
+    on_host = [] if isinstance(input_ids, torch.Tensor) else input_ids
+    ids, pos, rows_t, seq_t, ext_t = _tensors(
+        req_to_token.device, on_host, positions, rows, seq, ext
+    )
     return ForwardBatch(
         mode=ForwardMode.DECODE,
-        input_ids=input_ids,
-        positions=_tensor(positions, device),
+        input_ids=input_ids if isinstance(input_ids, torch.Tensor) else ids,
+        positions=pos,
         out_cache_loc=out_cache_loc,
-        req_pool_indices=_tensor(rows, device),
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(positions, device),
-        extend_lens=_tensor([1] * n, device),
+        req_pool_indices=rows_t,
+        seq_lens=seq_t,
+        prefix_lens=pos,  # a decode row's cached tokens are those before its position
+        extend_lens=ext_t,
         req_to_token=req_to_token,
         kv_pool=kv_pool,
         seq_lens_cpu=seq,
         prefix_lens_cpu=positions,
-        extend_lens_cpu=[1] * n,
+        extend_lens_cpu=ext,
     )
 
 
@@ -150,23 +155,26 @@ def _extend_batch(
     logits_indices: list[int], mm_inputs: list[MultimodalSlice] | None = None,
 ) -> ForwardBatch:
     """An EXTEND ForwardBatch: request i computes ext[i] tokens after its kv_len prefix."""
-    device = req_to_token.device
     prefix = [r.kv_len for r in reqs]
     seq = [p + e for p, e in zip(prefix, ext)]
+    ids, pos, rows, seq_t, prefix_t, ext_t, logits_t = _tensors(
+        req_to_token.device, input_ids, positions, [r.row for r in reqs],  # type: ignore[misc]
+        seq, prefix, ext, logits_indices,
+    )
     return ForwardBatch(
         mode=ForwardMode.EXTEND,
-        input_ids=_tensor(input_ids, device),
-        positions=_tensor(positions, device),
+        input_ids=ids,
+        positions=pos,
         out_cache_loc=out_cache_loc,
-        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(prefix, device),
-        extend_lens=_tensor(ext, device),
+        req_pool_indices=rows,
+        seq_lens=seq_t,
+        prefix_lens=prefix_t,
+        extend_lens=ext_t,
         req_to_token=req_to_token,
         kv_pool=kv_pool,
         seq_lens_cpu=seq,
         prefix_lens_cpu=prefix,
         extend_lens_cpu=ext,
-        logits_indices=_tensor(logits_indices, device),
+        logits_indices=logits_t,
         mm_inputs=mm_inputs or [],
     )

@@ -103,8 +103,8 @@ class SpeculativeSteps:
         self.decode_steps += 1
         self.decode_batch_tokens += len(reqs)
         row_reqs = [r for r, n in zip(reqs, sizes) for _ in range(n)]
-        histories = [r.output_ids + d[:i] for r, d in zip(reqs, drafts) for i in range(len(d) + 1)]
-        tokens = self.out.sample(row_reqs, logits, histories)
+        tokens = self.out.sample(row_reqs, logits, lambda: [
+            r.output_ids + d[:i] for r, d in zip(reqs, drafts) for i in range(len(d) + 1)])
         plain_reqs: list[Req] = []
         plain_ids: list[int] = []
         start = 0
