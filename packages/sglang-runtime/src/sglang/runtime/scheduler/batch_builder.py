@@ -97,7 +97,7 @@ def build_verify(
     """A speculative verify step: each request computes its last sampled token and its drafts
     [last, d1..dk] on top of its cached kv_len tokens, and gets logits for all k + 1 positions
     (k = 0 is an ordinary decode). `slots` holds the new tokens' KV slots, request after
-    request, already written to req_to_token.
+    request, already written to req_to_token (on its device, or the host's to copy).
 
     As an EXTEND batch by default. `as_decode` lays the same work out as a DECODE batch of one
     row per token instead: row i of a request reads its table row up to kv_len + i + 1, which
