@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from itertools import chain
 
@@ -24,9 +25,11 @@ class LogitRows:
 
 def _tensors(device: torch.device, *columns: list[int]) -> list[torch.Tensor]:
     """int64 tensors of `columns` on `device`: one host tensor, copied once without waiting
-    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch)."""
-    flat = torch.tensor(list(chain.from_iterable(columns)), dtype=torch.int64)
-    return list(to_device(flat, device).split_with_sizes([len(c) for c in columns]))
+    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch).
+    Built through an array: torch.tensor converts a list's ints one by one, at twice the cost."""
+    flat = array("q", chain.from_iterable(columns))
+    host = torch.frombuffer(flat, dtype=torch.int64) if flat else torch.empty(0, dtype=torch.int64)
+    return list(to_device(host, device).split_with_sizes([len(c) for c in columns]))
 
 
 def build_extend(
@@ -79,8 +82,9 @@ def build_decode(
     input_ids: torch.Tensor | None = None,
 ) -> ForwardBatch:
     """A DECODE batch: one new token per request, the last sampled one (whose KV is not yet
-    computed, so kv_len == len(fill_ids) - 1). `input_ids` overrides the tokens with a device
-    tensor when they are still in flight (overlapped decode)."""
+    computed, so kv_len == len(fill_ids) - 1), into `slots` (on the table's device, or the
+    host's to copy). `input_ids` overrides the tokens with a device tensor when they are still
+    in flight (overlapped decode)."""
     ids = input_ids if input_ids is not None else [r.output_ids[-1] for r in reqs]
     return _decode_batch([r.row for r in reqs], ids, [r.kv_len for r in reqs],  # type: ignore[misc]
                          to_device(slots, req_to_token.device), req_to_token, kv_pool)
