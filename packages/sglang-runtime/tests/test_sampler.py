@@ -9,12 +9,15 @@ from sglang.protocol.sampling_params import SamplingParams
 from sglang.runtime.layers.sampler import (
     SamplingBatch,
     apply_penalties,
+    argmax_only,
     compute_logprobs,
     gather_token_logprobs,
     normalized_logprob,
     sample,
     top_logprobs,
 )
+from sglang.runtime.scheduler.output import OutputProcessor
+from sglang.runtime.scheduler.request import Req
 
 V = 32
 
@@ -255,6 +258,82 @@ def test_bf16_logits_accepted() -> None:
     logits = _logits(2).bfloat16()
     out = sample(logits, _batch([SamplingParams(top_p=0.9), SamplingParams(temperature=0)]))
     assert out.shape == (2,) and int(out[1]) == int(logits[1].float().argmax())
+
+
+def _req(i: int, params: SamplingParams, output_ids: list[int]) -> Req:
+    return Req(rid=f"r{i}", prompt_ids=[5, 6, 7], params=params, output_ids=list(output_ids))
+
+
+def _general(out: OutputProcessor, reqs: list[Req], logits: torch.Tensor,
+             histories: list[list[int]] | None = None) -> torch.Tensor:
+    """What `sample_on_device` does without its argmax shortcut."""
+    batch = SamplingBatch.build(
+        [r.params for r in reqs], [None] * len(reqs),
+        histories or [r.output_ids for r in reqs], [r.prompt_ids for r in reqs], V, "cpu",
+        [out._stop_ids(r) for r in reqs],
+    )
+    return sample(logits[:, :V], batch)
+
+
+def test_argmax_only_rows() -> None:
+    assert argmax_only(SamplingParams(temperature=0.0), 0)
+    assert argmax_only(SamplingParams(top_k=1, temperature=0.7), 0)
+    assert argmax_only(SamplingParams(temperature=0.0, min_new_tokens=2), 2)
+    assert not argmax_only(SamplingParams(temperature=0.0, min_new_tokens=2), 1)
+    assert not argmax_only(SamplingParams(), 0)
+    for bad in ({"repetition_penalty": 1.1}, {"frequency_penalty": 0.5},
+                {"presence_penalty": -0.5}, {"logit_bias": {"3": 2.0}}):
+        assert not argmax_only(SamplingParams(temperature=0.0, **bad), 5), bad
+
+
+def test_greedy_fast_path_equals_general_path() -> None:
+    eos = 4
+    out = OutputProcessor(None, {eos}, V)
+    logits = _logits(6, vocab=V + 8)  # a padded head: columns past the vocabulary
+    logits[:, V:] = 100.0
+    # Row 2's top token is EOS, by a margin every rule below overturns.
+    logits[2, eos] = logits[2, :V].max() + 1.0
+    greedy = [_req(i, SamplingParams(temperature=0.0), [1] * i) for i in range(6)]
+    fast = out.sample_on_device(greedy, logits)
+    assert torch.equal(fast, _general(out, greedy, logits))
+    assert torch.equal(fast, logits[:, :V].argmax(-1))
+    # Penalties, a bias, a pending min_new_tokens or sampling on another row: the general path,
+    # and the plain greedy rows keep their tokens.
+    others = [
+        SamplingParams(temperature=0.0, frequency_penalty=1.5),
+        SamplingParams(temperature=0.0, repetition_penalty=3.0),
+        SamplingParams(temperature=0.0, min_new_tokens=5),
+        SamplingParams(temperature=0.0, logit_bias={"0": 90.0}),
+        SamplingParams(temperature=0.9),
+    ]
+    for other in others:
+        mixed = list(greedy)
+        mixed[2] = _req(2, other, [int(fast[2])] * 2)
+        got = out.sample_on_device(mixed, logits)
+        assert torch.equal(got[[0, 1, 3, 4, 5]], fast[[0, 1, 3, 4, 5]]), other
+        if other.is_greedy:
+            assert torch.equal(got, _general(out, mixed, logits)), other
+            assert int(got[2]) != int(fast[2]), other  # the penalty did change that row
+
+
+def test_histories_built_only_when_read() -> None:
+    eos = 4
+    out = OutputProcessor(None, {eos}, V)
+    logits = torch.zeros(3, V)
+    logits[:, eos] = 10.0
+    calls = []
+
+    def histories() -> list[list[int]]:
+        calls.append(1)
+        return [[1], [1, 9], [1, 9, 9]]  # a verify step: one request, two drafts
+
+    plain = _req(0, SamplingParams(temperature=0.0), [1])
+    assert out.sample([plain] * 3, logits, histories) == [eos] * 3
+    assert not calls
+    # min_new_tokens=3 blocks EOS until the row's history holds 3 tokens.
+    pending = _req(0, SamplingParams(temperature=0.0, min_new_tokens=3), [1])
+    got = out.sample([pending] * 3, logits, histories)
+    assert calls and got[:2] != [eos, eos] and eos not in got[:2] and got[2] == eos
 
 
 @pytest.mark.gpu

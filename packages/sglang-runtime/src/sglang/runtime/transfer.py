@@ -9,9 +9,10 @@ import torch
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host tensor `t` on `device` (itself when `device` is the CPU). The copy is queued on the
-    current stream, so kernels launched after it see the values without a host sync."""
-    if device.type == "cpu":
+    """Host tensor `t` on `device` (itself when `device` is the CPU or `t` is there already).
+    The copy is queued on the current stream, so kernels launched after it see the values
+    without a host sync."""
+    if device.type == "cpu" or t.device == device:
         return t
     return t.pin_memory().to(device, non_blocking=True)
 

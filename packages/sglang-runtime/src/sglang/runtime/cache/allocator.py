@@ -46,7 +46,7 @@ class SlotAllocator:
         # Clone because the buffer region is overwritten by later frees.
         out = self._buf[self._head : self._head + n].clone()
         self._head += n
-        self._is_free[out] = False
+        self._is_free.index_fill_(0, out, False)
         return out
 
     def free(self, slots: torch.Tensor) -> None:
@@ -55,9 +55,11 @@ class SlotAllocator:
         k = slots.numel()
         if k == 0:
             return
-        if int(slots.min()) < 0 or int(slots.max()) >= self._num_slots:
+        # Every verify step frees its rejected drafts' slots: one op per check, not two.
+        low, high = torch.aminmax(slots)
+        if int(low) < 0 or int(high) >= self._num_slots:
             raise ValueError(f"slot out of range [0, {self._num_slots}) in free()")
-        if bool(self._is_free[slots].any()):
+        if bool(self._is_free.index_select(0, slots).any()):
             bad = slots[self._is_free[slots]][:8].tolist()
             raise ValueError(f"double free of slots {bad}")
         if self.debug and torch.unique(slots).numel() != k:
@@ -67,7 +69,7 @@ class SlotAllocator:
             raise ValueError("free() would exceed num_slots; duplicate slots in the call?")
         self._head -= k
         self._buf[self._head : self._head + k] = slots
-        self._is_free[slots] = True
+        self._is_free.index_fill_(0, slots, True)
 
     def is_free(self, slots: torch.Tensor) -> torch.Tensor:
         """Bool mask: which of ``slots`` are currently in the free list (debug checks)."""

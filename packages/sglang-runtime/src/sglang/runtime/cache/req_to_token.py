@@ -60,19 +60,21 @@ class ReqToTokenPool:
             self.host[row, start : start + n] = values
         self.table[row, start : start + n] = to_device(values, self.device)
 
-    def write_one_each(self, rows: list[int], positions: list[int], slots: torch.Tensor) -> None:
-        """table[rows[i], positions[i]] = slots[i]: a decode step's new slots in one launch
-        instead of one tiny copy per request."""
+    def write_one_each(
+        self, rows: list[int], positions: list[int], slots: torch.Tensor
+    ) -> torch.Tensor:
+        """table[rows[i], positions[i]] = slots[i] (host slots, the allocator's): a step's new
+        slots in one launch and one host-to-device copy instead of one of each per request.
+        Returns the slots on the table's device (a step's out_cache_loc, copied already)."""
         for row, pos in zip(rows, positions):
             if not self._in_use[row] or not 0 <= pos < self.max_context:
                 raise ValueError(f"bad decode write at row {row}, position {pos}")
-        index = torch.tensor(rows, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64)
-        values = slots.to(dtype=torch.int64)
+        packed = torch.tensor([rows, positions, slots.tolist()], dtype=torch.int64)
         if self.host is not self.table:
-            values = values.cpu()
-            self.host.index_put_(index, values)
-        rows_d, positions_d = (to_device(t, self.device) for t in index)
-        self.table.index_put_((rows_d, positions_d), to_device(values, self.device))
+            self.host.index_put_((packed[0], packed[1]), packed[2])
+        packed = to_device(packed, self.device)
+        self.table.index_put_((packed[0], packed[1]), packed[2])
+        return packed[2]
 
     def read_host(self, row: int, start: int, end: int) -> torch.Tensor:
         """Slots of positions [start, end) of `row`, from the host copy (no device sync)."""

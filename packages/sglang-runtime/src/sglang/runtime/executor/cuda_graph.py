@@ -63,6 +63,9 @@ class CudaGraphRunner:
         self.seq_lens = buf(1)
         self.prefix_lens = buf(0)
         self.extend_lens = buf(1)
+        # Rows [0, _dirty) may hold an earlier batch's values; every row past it holds the
+        # padding the buffers were made with (capture only reads them).
+        self._dirty = 0
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: torch.Tensor | None = None  # [max_bs, vocab], shared by every graph
         self._capture_all()
@@ -124,14 +127,7 @@ class CudaGraphRunner:
     def replay(self, batch: ForwardBatch) -> torch.Tensor:
         bs = batch.batch_size
         gbs = self.sizes[bisect.bisect_left(self.sizes, bs)]
-        if gbs > bs:
-            # Padding rows: token 0 at position 0 of row 0, K/V written to the scratch slot.
-            self.input_ids[bs:gbs].zero_()
-            self.positions[bs:gbs].zero_()
-            self.out_cache_loc[bs:gbs].fill_(self.kv_pool.scratch_slot)
-            self.req_pool_indices[bs:gbs].zero_()
-            self.seq_lens[bs:gbs].fill_(1)
-            self.prefix_lens[bs:gbs].zero_()
+        self._pad(bs, gbs)
         self.input_ids[:bs].copy_(batch.input_ids, non_blocking=True)
         self.positions[:bs].copy_(batch.positions, non_blocking=True)
         self.out_cache_loc[:bs].copy_(batch.out_cache_loc, non_blocking=True)
@@ -141,3 +137,18 @@ class CudaGraphRunner:
         self.graphs[gbs].replay()
         assert self.logits is not None
         return self.logits[:bs]
+
+    def _pad(self, bs: int, gbs: int) -> None:
+        """Padding in rows [bs, gbs): token 0 at position 0 of row 0, K/V written to the scratch
+        slot. Only rows a larger batch has written since are reset (a launch per buffer, and
+        a verify step's row count is seldom a captured size)."""
+        stale = min(self._dirty, gbs)
+        if stale > bs:
+            self.input_ids[bs:stale].zero_()
+            self.positions[bs:stale].zero_()
+            self.out_cache_loc[bs:stale].fill_(self.kv_pool.scratch_slot)
+            self.req_pool_indices[bs:stale].zero_()
+            self.seq_lens[bs:stale].fill_(1)
+            self.prefix_lens[bs:stale].zero_()
+        # Rows past gbs keep whatever they held.
+        self._dirty = bs if self._dirty <= gbs else self._dirty

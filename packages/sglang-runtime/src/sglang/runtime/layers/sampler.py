@@ -136,6 +136,20 @@ class SamplingBatch:
         return batch
 
 
+def argmax_only(params: SamplingParams, generated: int) -> bool:
+    """Whether `sample` gives this row the argmax of its raw logits: greedy, and no logit_bias,
+    penalty or still-pending min_new_tokens (`generated`: output tokens so far) changes them.
+    A batch of such rows needs no `SamplingBatch` at all."""
+    return (
+        params.is_greedy
+        and not params.logit_bias
+        and params.repetition_penalty == 1.0
+        and params.frequency_penalty == 0.0
+        and params.presence_penalty == 0.0
+        and generated >= params.min_new_tokens
+    )
+
+
 def _bias_triples(
     params: Sequence[SamplingParams], vocab_size: int, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -285,6 +299,7 @@ __all__ = [
     "SAMPLING_EPS",
     "SamplingBatch",
     "apply_penalties",
+    "argmax_only",
     "compute_logprobs",
     "gather_token_logprobs",
     "normalized_logprob",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 
@@ -21,9 +23,13 @@ class LogitRows:
     count: int
 
 
-def _tensor(values: list[int], device: torch.device) -> torch.Tensor:
-    # Build on the host and copy once, without waiting for the GPU.
-    return to_device(torch.tensor(values, dtype=torch.int64), device)
+def _tensors(device: torch.device, *columns: list[int]) -> list[torch.Tensor]:
+    """int64 tensors of `columns` on `device`: one host tensor, copied once without waiting
+    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch).
+    Built through an array: torch.tensor converts a list's ints one by one, at twice the cost."""
+    flat = array("q", chain.from_iterable(columns))
+    host = torch.frombuffer(flat, dtype=torch.int64) if flat else torch.empty(0, dtype=torch.int64)
+    return list(to_device(host, device).split_with_sizes([len(c) for c in columns]))
 
 
 def build_extend(
@@ -76,13 +82,12 @@ def build_decode(
     input_ids: torch.Tensor | None = None,
 ) -> ForwardBatch:
     """A DECODE batch: one new token per request, the last sampled one (whose KV is not yet
-    computed, so kv_len == len(fill_ids) - 1). `input_ids` overrides the tokens with a device
-    tensor when they are still in flight (overlapped decode)."""
-    device = req_to_token.device
-    ids = (input_ids if input_ids is not None
-           else _tensor([r.output_ids[-1] for r in reqs], device))
+    computed, so kv_len == len(fill_ids) - 1), into `slots` (on the table's device, or the
+    host's to copy). `input_ids` overrides the tokens with a device tensor when they are still
+    in flight (overlapped decode)."""
+    ids = input_ids if input_ids is not None else [r.output_ids[-1] for r in reqs]
     return _decode_batch([r.row for r in reqs], ids, [r.kv_len for r in reqs],  # type: ignore[misc]
-                         to_device(slots, device), req_to_token, kv_pool)
+                         to_device(slots, req_to_token.device), req_to_token, kv_pool)
 
 
 def build_verify(
@@ -96,7 +101,7 @@ def build_verify(
     """A speculative verify step: each request computes its last sampled token and its drafts
     [last, d1..dk] on top of its cached kv_len tokens, and gets logits for all k + 1 positions
     (k = 0 is an ordinary decode). `slots` holds the new tokens' KV slots, request after
-    request, already written to req_to_token.
+    request, already written to req_to_token (on its device, or the host's to copy).
 
     As an EXTEND batch by default. `as_decode` lays the same work out as a DECODE batch of one
     row per token instead: row i of a request reads its table row up to kv_len + i + 1, which
@@ -114,33 +119,37 @@ def build_verify(
         return _extend_batch(reqs, [len(d) + 1 for d in drafts], input_ids, positions,
                              out_cache_loc, req_to_token, kv_pool, list(range(len(input_ids))))
     rows = [r.row for r, d in zip(reqs, drafts) for _ in range(len(d) + 1)]
-    return _decode_batch(rows, _tensor(input_ids, device), positions, out_cache_loc,  # type: ignore[arg-type]
+    return _decode_batch(rows, input_ids, positions, out_cache_loc,  # type: ignore[arg-type]
                          req_to_token, kv_pool)
 
 
 def _decode_batch(
-    rows: list[int], input_ids: torch.Tensor, positions: list[int], out_cache_loc: torch.Tensor,
-    req_to_token: torch.Tensor, kv_pool: KVPool,
+    rows: list[int], input_ids: torch.Tensor | list[int], positions: list[int],
+    out_cache_loc: torch.Tensor, req_to_token: torch.Tensor, kv_pool: KVPool,
 ) -> ForwardBatch:
     """A DECODE ForwardBatch: one token per row, at `positions`, attending over its table row
-    `rows[i]` up to and including itself."""
-    device = req_to_token.device
+    `rows[i]` up to and including itself. `input_ids`: a device tensor (tokens in flight) or
+    host ids, copied with the rest."""
     seq = [p + 1 for p in positions]
-    n = len(rows)
+    ext = [1] * len(rows)
+    on_host = [] if isinstance(input_ids, torch.Tensor) else input_ids
+    ids, pos, rows_t, seq_t, ext_t = _tensors(
+        req_to_token.device, on_host, positions, rows, seq, ext
+    )
     return ForwardBatch(
         mode=ForwardMode.DECODE,
-        input_ids=input_ids,
-        positions=_tensor(positions, device),
+        input_ids=input_ids if isinstance(input_ids, torch.Tensor) else ids,
+        positions=pos,
         out_cache_loc=out_cache_loc,
-        req_pool_indices=_tensor(rows, device),
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(positions, device),
-        extend_lens=_tensor([1] * n, device),
+        req_pool_indices=rows_t,
+        seq_lens=seq_t,
+        prefix_lens=pos,  # a decode row's cached tokens are those before its position
+        extend_lens=ext_t,
         req_to_token=req_to_token,
         kv_pool=kv_pool,
         seq_lens_cpu=seq,
         prefix_lens_cpu=positions,
-        extend_lens_cpu=[1] * n,
+        extend_lens_cpu=ext,
     )
 
 
@@ -150,23 +159,26 @@ def _extend_batch(
     logits_indices: list[int], mm_inputs: list[MultimodalSlice] | None = None,
 ) -> ForwardBatch:
     """An EXTEND ForwardBatch: request i computes ext[i] tokens after its kv_len prefix."""
-    device = req_to_token.device
     prefix = [r.kv_len for r in reqs]
     seq = [p + e for p, e in zip(prefix, ext)]
+    ids, pos, rows, seq_t, prefix_t, ext_t, logits_t = _tensors(
+        req_to_token.device, input_ids, positions, [r.row for r in reqs],  # type: ignore[misc]
+        seq, prefix, ext, logits_indices,
+    )
     return ForwardBatch(
         mode=ForwardMode.EXTEND,
-        input_ids=_tensor(input_ids, device),
-        positions=_tensor(positions, device),
+        input_ids=ids,
+        positions=pos,
         out_cache_loc=out_cache_loc,
-        req_pool_indices=_tensor([r.row for r in reqs], device),  # type: ignore[misc]
-        seq_lens=_tensor(seq, device),
-        prefix_lens=_tensor(prefix, device),
-        extend_lens=_tensor(ext, device),
+        req_pool_indices=rows,
+        seq_lens=seq_t,
+        prefix_lens=prefix_t,
+        extend_lens=ext_t,
         req_to_token=req_to_token,
         kv_pool=kv_pool,
         seq_lens_cpu=seq,
         prefix_lens_cpu=prefix,
         extend_lens_cpu=ext,
-        logits_indices=_tensor(logits_indices, device),
+        logits_indices=logits_t,
         mm_inputs=mm_inputs or [],
     )

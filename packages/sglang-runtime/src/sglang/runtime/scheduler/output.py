@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from sglang.runtime.grammar.bitmask import mask_logits
-from sglang.runtime.layers.sampler import SamplingBatch, compute_logprobs, sample, top_logprobs
+from sglang.runtime.layers.sampler import (
+    SamplingBatch,
+    argmax_only,
+    compute_logprobs,
+    sample,
+    top_logprobs,
+)
 from sglang.runtime.messages import FinishReason, TokenOutput
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.stop_regex import matched_stop_regex
 from sglang.runtime.transfer import host_list
+
+# Each sampled row's history (see `OutputProcessor.sample_on_device`), built on demand.
+Histories = Callable[[], list[list[int]]]
 
 
 class OutputProcessor:
@@ -25,7 +35,7 @@ class OutputProcessor:
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(
-        self, reqs: list[Req], logits: torch.Tensor, histories: list[list[int]] | None = None
+        self, reqs: list[Req], logits: torch.Tensor, histories: Histories | None = None
     ) -> list[int]:
         next_ids = self.sample_on_device(reqs, logits, histories)
         if any(r.return_logprob for r in reqs):
@@ -33,18 +43,22 @@ class OutputProcessor:
         return host_list(next_ids)
 
     def sample_on_device(
-        self, reqs: list[Req], logits: torch.Tensor, histories: list[list[int]] | None = None
+        self, reqs: list[Req], logits: torch.Tensor, histories: Histories | None = None
     ) -> torch.Tensor:
         """Next token ids [B] on the logits' device; no host sync. Row i belongs to reqs[i];
-        `histories[i]` (default: its output_ids) is the output that row continues, which
-        penalties and min_new_tokens read (a verify step's rows continue draft prefixes)."""
+        `histories()[i]` (default: its output_ids) is the output that row continues, which
+        penalties and min_new_tokens read (a verify step's rows continue draft prefixes, at
+        least as long as the output: called only when some row needs more than an argmax)."""
         logits = logits[:, : self.vocab_size]
+        if all(r.grammar is None and argmax_only(r.params, len(r.output_ids)) for r in reqs):
+            # Most steps: no parameter tensors to build and copy to the device.
+            return logits.argmax(dim=-1)
         # Grammar masks go on a copy: reported logprobs stay those of the raw logits.
         logits = mask_logits(logits, [r.grammar for r in reqs])
         batch = SamplingBatch.build(
             [r.params for r in reqs],
             [r.generator for r in reqs],
-            [r.output_ids for r in reqs] if histories is None else histories,
+            [r.output_ids for r in reqs] if histories is None else histories(),
             [r.prompt_ids for r in reqs],
             self.vocab_size,
             logits.device,

@@ -263,7 +263,7 @@ class Scheduler(Admission, ConstrainedSteps, SpeculativeSteps):
             if not self.running:
                 return False
         assert slots is not None
-        self.kv.req_pool.write_one_each(
+        slots = self.kv.req_pool.write_one_each(
             [r.row for r in self.running], [r.kv_len for r in self.running], slots  # type: ignore[misc]
         )
         batch = build_decode(

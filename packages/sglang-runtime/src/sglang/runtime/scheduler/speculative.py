@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from sglang.runtime.grammar.base import constraint_of
 from sglang.runtime.messages import TokenOutput
 from sglang.runtime.scheduler.batch_builder import build_verify
@@ -99,26 +97,29 @@ class SpeculativeSteps:
         slots = self.kv.alloc_slots(sum(sizes))
         if slots is None:
             return False
-        per_req = list(torch.split(slots, sizes))
-        for req, mine in zip(reqs, per_req):
-            self.kv.req_pool.write(req.row, req.kv_len, mine)  # type: ignore[arg-type]
+        # Slot j of a request goes at position kv_len + j of its row.
+        on_device = self.kv.req_pool.write_one_each(
+            [r.row for r, n in zip(reqs, sizes) for _ in range(n)],  # type: ignore[misc]
+            [r.kv_len + j for r, n in zip(reqs, sizes) for j in range(n)], slots,
+        )
         as_decode = self.verify_as_decode
         if as_decode is None:
             as_decode = self.runner.graph_fits(len(slots))
-        batch = build_verify(reqs, drafts, slots, self.kv.req_pool.table, self.kv.kv_pool,
+        batch = build_verify(reqs, drafts, on_device, self.kv.req_pool.table, self.kv.kv_pool,
                              as_decode=as_decode)
         logits = self.runner.forward(batch)
         self.forward_steps += 1
         self.decode_steps += 1
         self.decode_batch_tokens += len(reqs)
         row_reqs = [r for r, n in zip(reqs, sizes) for _ in range(n)]
-        histories = [r.output_ids + d[:i] for r, d in zip(reqs, drafts) for i in range(len(d) + 1)]
-        tokens = self.out.sample(row_reqs, logits, histories)
+        tokens = self.out.sample(row_reqs, logits, lambda: [
+            r.output_ids + d[:i] for r, d in zip(reqs, drafts) for i in range(len(d) + 1)])
         plain_reqs: list[Req] = []
         plain_ids: list[int] = []
         start = 0
-        for req, draft, mine in zip(reqs, drafts, per_req):
+        for req, draft in zip(reqs, drafts):
             row_ids = tokens[start : start + len(draft) + 1]
+            mine = slots[start : start + len(draft) + 1]
             start += len(draft) + 1
             if not draft:
                 # An ordinary decode step: the usual path (grammars, jump-forward, logprobs).
