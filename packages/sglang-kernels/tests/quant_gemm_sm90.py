@@ -51,7 +51,8 @@ def build(config: list[int], bits: int, one_group: bool, dtype: str) -> bytes:
     return compiled.asm["cubin"]
 
 
-def build_mma(block_n: int, num_warps: int, num_stages: int, dtype: str) -> bytes:
+def build_mma(block_n: int, num_warps: int, num_stages: int, dtype: str,
+              integer_zeros: bool = True) -> bytes:
     """`quant_interleaved_mma`'s kernel (groups of 128, split-K summed in the kernel, PDL)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -60,7 +61,7 @@ def build_mma(block_n: int, num_warps: int, num_stages: int, dtype: str) -> byte
 
     magic, base = MAGIC[getattr(torch, dtype)]
     constants = dict(GROUP=128, MAGIC_BITS=magic, BASE=base, BLOCK_M=16, BLOCK_N=block_n,
-                     SUM_IN_KERNEL=True, USE_PDL=True)
+                     INTEGER_ZEROS=integer_zeros, SUM_IN_KERNEL=True, USE_PDL=True)
     short = {"bfloat16": "bf16", "float16": "fp16"}[dtype]
     signature, attrs = {}, {}
     for i, name in enumerate(_mma_kernel.arg_names):
@@ -99,9 +100,11 @@ def main() -> None:
     results = []
     for job in json.loads(sys.argv[1]):
         if job.get("kernel") == "mma":
-            cubin = build_mma(job["block_n"], job["num_warps"], job["num_stages"], job["dtype"])
+            cubin = build_mma(job["block_n"], job["num_warps"], job["num_stages"], job["dtype"],
+                              job["integer_zeros"])
+            code = sass(cubin)
             results.append({"elf": cubin[:4] == b"\x7fELF", "stack": stack_bytes(cubin),
-                            "wgmma": "HGMMA" in sass(cubin)})
+                            "wgmma": "HGMMA" in code, "mma_sync": "HMMA" in code})
             continue
         cubin = build(job["config"], job["bits"], job["one_group"], job["dtype"])
         results.append({"elf": cubin[:4] == b"\x7fELF", "stack": stack_bytes(cubin)})

@@ -54,14 +54,23 @@ def test_default_launches_build_for_sm90_without_spills():
         assert result == {"elf": True, "stack": 0}, config
 
 
-def test_tensor_core_launches_build_for_sm90_on_wgmma_without_spills():
-    # The tuner's candidates of the interleaved tensor-core kernel: the inline PTX assembles,
-    # the weight tile stays the register operand of wgmma, nothing spills.
+def test_tensor_core_launches_build_for_sm90_without_spills():
+    # The tuner's candidates of the interleaved tensor-core kernel (each shape at its most
+    # pipeline stages, the most registers): the inline PTX assembles, the weight tile stays the
+    # register operand of wgmma (4 or more warps) or of mma.sync (fewer), nothing spills.
     from sglang.kernels.quant_gemm_tune import interleaved_launches
 
-    shapes = sorted({(c.block_n, c.num_warps) for c in interleaved_launches(4) if c.mma})
-    jobs = [{"kernel": "mma", "block_n": bn, "num_warps": w, "num_stages": 4, "dtype": dtype}
-            for bn, w in shapes for dtype in ("bfloat16", "float16")]
+    stages: dict[tuple[int, int], int] = {}
+    for c in interleaved_launches(4):
+        if c.mma:
+            key = (c.block_n, c.num_warps)
+            stages[key] = max(stages.get(key, 0), c.num_stages)
+    jobs = [{"kernel": "mma", "block_n": bn, "num_warps": w, "num_stages": st, "dtype": dtype,
+             "integer_zeros": whole}
+            for (bn, w), st in sorted(stages.items())
+            for dtype, whole in (("bfloat16", True), ("float16", True), ("bfloat16", False))]
     results = _build(jobs)
-    assert shapes and all(r["elf"] and r["wgmma"] for r in results), results
-    assert all(r["stack"] == 0 for r in results), list(zip(jobs, results))
+    assert stages and all(r["elf"] for r in results), results
+    for job, r in zip(jobs, results, strict=True):
+        assert (r["wgmma"], r["mma_sync"]) == (job["num_warps"] >= 4, job["num_warps"] < 4), job
+        assert r["stack"] == 0, (job, r)

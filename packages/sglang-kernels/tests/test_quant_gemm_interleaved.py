@@ -21,11 +21,13 @@ from sglang.kernels.reference import quant_gemm_ref
 
 
 def check(m: int, n: int, k: int, bits: int, group_size: int, dtype: torch.dtype,
-          config: IlConfig | None) -> None:
+          config: IlConfig | None, integer_zeros: bool = False) -> None:
     _, qweight, scales, zeros = make_weight(k, n, bits, group_size, dtype)
+    if not integer_zeros:
+        zeros = zeros + 0.25  # a GGUF-style offset: no whole zero points to rely on
     x = activations(m, k, dtype)
     got = quant_gemm_interleaved(x, interleave_quant_weight(qweight, bits), scales, zeros,
-                                 bits, group_size, config=config)
+                                 bits, group_size, config=config, integer_zeros=integer_zeros)
     want = quant_gemm_ref(x, qweight, scales, zeros, bits, group_size)
     assert got.shape == (m, n) and got.dtype == dtype
     torch.testing.assert_close(got.float(), want.float(), **TOL[dtype])
@@ -139,10 +141,12 @@ def test_dequantize_and_many_rows(bits, monkeypatch):
 @pytest.mark.parametrize("m", [1, 3, 16, 21])
 @pytest.mark.parametrize("group_size", [128, 256, "K"])
 @pytest.mark.parametrize("split_k", [1, 3])
+@pytest.mark.parametrize("integer_zeros", [False, True], ids=["float-zeros", "integer-zeros"])
 @pytest.mark.gpu
-def test_tensor_core_kernel(dtype, m, group_size, split_k):
+def test_tensor_core_kernel(dtype, m, group_size, split_k, integer_zeros):
     # The inline-PTX dequantization (CUDA only): row blocks past 16 rows, N = 200 not a
-    # multiple of block_n, groups of one, two and all blocks, split K over 5 blocks.
+    # multiple of block_n, groups of one, two and all blocks, split K over 5 blocks; zero
+    # points subtracted from the weights (whole ones) or corrected per block.
     from sglang.kernels.quant_interleaved_mma import mma_applies
 
     k = 640
@@ -151,7 +155,17 @@ def test_tensor_core_kernel(dtype, m, group_size, split_k):
         group = 128
     x = activations(m, k, dtype)
     assert mma_applies(x, 4, group)
-    check(m, 200, k, 4, group, dtype, IlConfig(block_m=16, block_n=64, split_k=split_k, mma=True))
+    check(m, 200, k, 4, group, dtype, IlConfig(block_m=16, block_n=64, split_k=split_k, mma=True),
+          integer_zeros)
+
+
+@pytest.mark.parametrize("block_n,warps", [(32, 1), (64, 1), (64, 2), (128, 2)])
+@pytest.mark.parametrize("m", [1, 5])
+@pytest.mark.gpu
+def test_tensor_core_kernel_on_one_or_two_warps(block_n, warps, m):
+    # Fewer than 4 warps: Triton's mma.sync path instead of wgmma.
+    check(m, 200, 640, 4, 128, torch.bfloat16,
+          IlConfig(block_m=16, block_n=block_n, split_k=2, num_warps=warps, mma=True), True)
 
 
 def test_tensor_core_config_falls_back_where_it_does_not_apply():
@@ -164,3 +178,4 @@ def test_tensor_core_config_falls_back_where_it_does_not_apply():
     config = IlConfig(block_m=16, block_n=16, split_k=2, mma=True)
     check(2, 40, 256, 4, 128, torch.float32, config)
     check(1, 40, 256, 8, 64, torch.float32, config)
+    check(1, 40, 256, 4, 128, torch.float32, config, integer_zeros=True)

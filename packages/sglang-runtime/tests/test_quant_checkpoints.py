@@ -51,6 +51,8 @@ def test_quantized_matches_dequantized_float(folders: tuple[Path, Path]) -> None
     layer = quant.model.model.layers[0]
     assert layer.self_attn.qkv_proj.weight is None  # really the packed path
     assert layer.mlp.down_proj.qweight.dtype == torch.int32
+    # AWQ's and GPTQ's zero points are whole numbers (the GPU's tensor-core kernel relies on it).
+    assert layer.mlp.down_proj.quant_method.integer_zeros
     assert quant.weight_bytes < deq.weight_bytes
     assert_same_outputs(quant, deq, ATOL)
 

@@ -17,6 +17,7 @@ streaming regime); larger M sweeps tiled GEMM shapes.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -78,9 +79,11 @@ def interleaved_launches(m: int) -> Iterator[IlConfig]:
     its launches run the dot kernel)."""
     if m <= SMALL_M:
         for bn, warps, stages, split in itertools.product(
-            (64, 128, 256), (4, 8), (2, 4), (1, 2, 4, 8, 16)
+            (32, 64, 128, 256), (1, 2, 4, 8), (2, 3, 4), (1, 2, 4, 8, 16)
         ):
-            if 16 * warps <= bn <= 32 * warps:  # whole warp groups; 256 rows on 4 spill
+            # Whole warp groups (wgmma; 256 rows on 4 spill), or one or two warps of
+            # 32 or 64 rows each (mma.sync: no warp-group fences, more programs per SM).
+            if 16 * warps <= bn <= 32 * warps if warps >= 4 else bn in (32 * warps, 64 * warps):
                 yield IlConfig(16, bn, split, num_warps=warps, num_stages=stages, mma=True)
     if m == 1:
         for bn, warps, prefetch, split in itertools.product(
@@ -112,8 +115,10 @@ class Layout:
 LAYOUTS = {
     "canonical": Layout(TUNING_KERNEL, lambda m, g: _launches(m, g), quant_gemm,
                         lambda q, bits: q),
+    # Timed as AWQ/GPTQ layers run it: whole zero points (`random_weight`'s are).
     "interleaved": Layout(quant_interleaved.TUNING_KERNEL,
-                          lambda m, g: interleaved_launches(m), quant_gemm_interleaved,
+                          lambda m, g: interleaved_launches(m),
+                          functools.partial(quant_gemm_interleaved, integer_zeros=True),
                           interleave_quant_weight),
 }
 

@@ -297,10 +297,13 @@ def _check_args(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
 def quant_gemm_interleaved(
     x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
     bits: int, group_size: int, *, config: IlConfig | None = None,
+    integer_zeros: bool = False,
 ) -> torch.Tensor:
     """``x @ w`` for x ``[M, K]`` and an interleaved ``qweight`` int32 ``[N, K * bits // 32]``
     (`quant_layout.interleave_quant_weight`); scales and zeros ``[K // group_size, N]`` as in
-    `quant_gemm`. Returns ``[M, N]`` in x's dtype, accumulated in fp32."""
+    `quant_gemm`. Returns ``[M, N]`` in x's dtype, accumulated in fp32. `integer_zeros`: the
+    caller's promise that every zero is a whole number in [0, 2**bits] (AWQ, GPTQ), which lets
+    the tensor-core kernel subtract it from each weight exactly instead of correcting per block."""
     m, n, k = _check_args(x, qweight, scales, zeros, bits, group_size)
     check_device(x, qweight, scales, zeros)
     if x.stride(1) != 1:
@@ -328,7 +331,8 @@ def quant_gemm_interleaved(
             *args, m, n, k, per_split,
             x.stride(0), qweight.stride(0), scales.stride(0), zeros.stride(0), stride_os,
             part.stride(-2), GROUP=group_size, MAGIC_BITS=magic, BASE=base, BLOCK_M=block_m,
-            BLOCK_N=cfg.block_n, SUM_IN_KERNEL=counters is not None, **extra, **pdl_args(x))
+            BLOCK_N=cfg.block_n, INTEGER_ZEROS=integer_zeros, SUM_IN_KERNEL=counters is not None,
+            **extra, **pdl_args(x))
     elif one_row:
         _gemv_kernel[(tiles, split)](
             *args, n, k, per_split, qweight.stride(0), scales.stride(0), zeros.stride(0),

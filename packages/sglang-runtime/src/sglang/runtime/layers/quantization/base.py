@@ -86,6 +86,8 @@ class QuantLinearMethod(ABC):
     cpu_int8: bool = False
     # qweight in `quant_layout`'s interleaved layout (set when loading finishes on a GPU).
     interleaved: bool = False
+    # Every zero point a whole number in [0, 2**bits] (checked when loading finishes).
+    integer_zeros: bool = False
 
     @abstractmethod
     def params(self) -> dict[str, PackedParam]: ...
@@ -190,6 +192,9 @@ class QuantLinearMethod(ABC):
         layer.qweight = keep(pack(values, self.bits))
         layer.scales = keep(scales.data.to(dtype))
         layer.zeros = keep(zeros.to(dtype))
+        z = layer.zeros.float()
+        self.integer_zeros = bool(torch.equal(z, z.round()) and z.min() >= 0
+                                  and z.max() <= 1 << self.bits)
         layer.register_buffer("perm", perm, persistent=False)
 
     def apply(self, layer: Any, x: torch.Tensor) -> torch.Tensor:
@@ -198,7 +203,8 @@ class QuantLinearMethod(ABC):
         if layer.perm is not None:
             x2 = x2[:, layer.perm]
         y = quant_matmul(x2, layer.qweight, layer.scales, layer.zeros, self.bits, self.group,
-                         cpu_int8=self.cpu_int8, interleaved=self.interleaved)
+                         cpu_int8=self.cpu_int8, interleaved=self.interleaved,
+                         integer_zeros=self.integer_zeros)
         bias = getattr(layer, "bias", None)  # a packed embedding used as LM head has none
         if bias is not None:
             y = y + bias

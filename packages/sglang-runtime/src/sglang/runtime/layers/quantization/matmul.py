@@ -10,14 +10,16 @@ import torch
 
 def quant_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                  zeros: torch.Tensor, bits: int, group_size: int, cpu_int8: bool = False,
-                 interleaved: bool = False) -> torch.Tensor:
+                 interleaved: bool = False, integer_zeros: bool = False) -> torch.Tensor:
     """x [M, K] @ w [K, N] in the canonical layout of `sglang.kernels.quant_layout` (or its
     interleaved layout when `interleaved`, CUDA only); `cpu_int8`: on the CPU, large batches
-    with int8 activations (`quant_gemm_cpu`'s `int8`)."""
+    with int8 activations (`quant_gemm_cpu`'s `int8`); `integer_zeros`: every zero is a whole
+    number in [0, 2**bits] (`quant_gemm_interleaved`'s)."""
     if interleaved:
         from sglang.kernels.quant_interleaved import quant_gemm_interleaved
 
-        return quant_gemm_interleaved(x, qweight, scales, zeros, bits, group_size)
+        return quant_gemm_interleaved(x, qweight, scales, zeros, bits, group_size,
+                                      integer_zeros=integer_zeros)
     if x.is_cuda:
         from sglang.kernels import quant_gemm
 
