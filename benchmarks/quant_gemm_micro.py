@@ -20,6 +20,7 @@ case, then the per-M totals over one decoder layer's four GEMMs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from typing import Any
@@ -78,7 +79,8 @@ def _case(name: str, n: int, k: int, m: int, args: Any, device: str, dtype: Any,
     want = quant_gemm_ref(x, qweight, scales, zeros, bits, group)
     if args.layout == "interleaved":
         weight = (interleave_quant_weight(qweight, bits), scales, zeros)
-        kernel = quant_gemm_interleaved
+        # The zeros here are whole numbers, as AWQ's and GPTQ's: timed as those layers run.
+        kernel = functools.partial(quant_gemm_interleaved, integer_zeros=True)
     else:
         weight, kernel = (qweight, scales, zeros), quant_gemm
     got = kernel(x, *weight, bits, group)
