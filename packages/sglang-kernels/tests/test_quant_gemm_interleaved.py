@@ -114,6 +114,10 @@ def test_errors_name_the_problem():
         quant_gemm_interleaved(x, il[:, :16].contiguous(), scales, zeros, 4, 64)
     with pytest.raises(ValueError, match="scales must be"):
         quant_gemm_interleaved(x, il, scales[:1], zeros, 4, 64)
+    with pytest.raises(ValueError, match="scales must be in x's dtype"):
+        quant_gemm_interleaved(x, il, scales.bfloat16(), zeros.bfloat16(), 4, 64)
+    with pytest.raises(ValueError, match="zeros .* must have scales' dtype"):
+        quant_gemm_interleaved(x, il, scales, zeros.half(), 4, 64)
     with pytest.raises(ValueError, match="not a multiple of 128"):
         interleave_quant_weight(qweight[:12], 4)
     assert DEVICE is not None

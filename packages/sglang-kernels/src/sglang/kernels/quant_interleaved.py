@@ -44,10 +44,11 @@ from sglang.kernels._triton import (
 )
 from sglang.kernels.quant_interleaved_mma import MAGIC, MMA_BLOCK_M, _mma_kernel, mma_applies
 from sglang.kernels.quant_layout import (
-    FLOAT_DTYPES,
     SLAB,
+    check_activations,
     check_bits,
     check_group_size,
+    check_group_terms,
     interleave_block,
 )
 from sglang.kernels.quant_matmul import tuning_key
@@ -271,26 +272,21 @@ def _fields_per_scale(bits: int, group_size: int) -> int:
 
 def _check_args(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                 zeros: torch.Tensor, bits: int, group_size: int) -> tuple[int, int, int]:
+    op = "quant_gemm_interleaved"
     check_bits(bits)
-    if x.dim() != 2 or x.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"quant_gemm_interleaved: x must be a 2-D fp16/bf16/fp32 tensor, got "
-                         f"{x.dtype} of shape {tuple(x.shape)}")
+    m, k = check_activations(op, x)
     if qweight.dtype != torch.int32 or qweight.dim() != 2 or qweight.stride(1) != 1:
-        raise ValueError("quant_gemm_interleaved: qweight must be a contiguous 2-D int32 "
-                         f"[N, K * bits // 32] tensor, got {qweight.dtype} {tuple(qweight.shape)}")
-    m, k = x.shape
+        raise ValueError(f"{op}: qweight must be a contiguous 2-D int32 [N, K * bits // 32] "
+                         f"tensor, got {qweight.dtype} {tuple(qweight.shape)}")
     n = qweight.shape[0]
     if qweight.shape[1] * (32 // bits) != k:
-        raise ValueError(f"quant_gemm_interleaved: qweight holds K={qweight.shape[1] * 32 // bits}"
-                         f" values per row, x has K={k}")
+        raise ValueError(f"{op}: qweight holds K={qweight.shape[1] * 32 // bits} values per row, "
+                         f"x has K={k}")
     if k % interleave_block(bits):
-        raise ValueError(f"quant_gemm_interleaved: K={k} is not a multiple of "
-                         f"{interleave_block(bits)} (the {bits}-bit block)")
+        raise ValueError(f"{op}: K={k} is not a multiple of {interleave_block(bits)} (the "
+                         f"{bits}-bit block)")
     check_group_size(group_size, k)
-    for name, t in (("scales", scales), ("zeros", zeros)):
-        if tuple(t.shape) != (k // group_size, n) or t.stride(1) != 1:
-            raise ValueError(f"quant_gemm_interleaved: {name} must be [K // group_size, N] = "
-                             f"{(k // group_size, n)} contiguous along N, got {tuple(t.shape)}")
+    check_group_terms(op, x, scales, zeros, (k // group_size, n), along_n=True)
     return m, n, k
 
 

@@ -48,17 +48,39 @@ def check_group_size(group_size: int, k: int) -> None:
         raise ValueError(f"quant_gemm: K={k} is not a multiple of group_size={group_size}")
 
 
+def check_activations(op: str, x: torch.Tensor) -> tuple[int, int]:
+    """x of a quantized matmul `op`: [M, K] in fp16/bf16/fp32; returns (M, K)."""
+    if x.dim() != 2:
+        raise ValueError(f"{op}: x must be [M, K], got shape {tuple(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{op}: x must be fp16/bf16/fp32, got {x.dtype}")
+    return x.shape[0], x.shape[1]
+
+
+def check_group_terms(op: str, x: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                      groups: tuple[int, int], along_n: bool = False) -> None:
+    """Scales and zeros [K // group_size, N] (`along_n`: contiguous along N too), in x's dtype
+    or fp16, both of one dtype."""
+    for name, t in (("scales", scales), ("zeros", zeros)):
+        if tuple(t.shape) != groups or (along_n and t.stride(1) != 1):
+            where = " contiguous along N" if along_n else ""
+            raise ValueError(f"{op}: {name} must be [K // group_size, N] = {groups}{where}, "
+                             f"got {tuple(t.shape)}")
+    if scales.dtype not in (x.dtype, torch.float16):
+        raise ValueError(f"{op}: scales must be in x's dtype ({x.dtype}) or fp16, "
+                         f"got {scales.dtype}")
+    if zeros.dtype != scales.dtype:
+        raise ValueError(f"{op}: zeros ({zeros.dtype}) must have scales' dtype "
+                         f"({scales.dtype})")
+
+
 def check_quant_args(
     x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
     bits: int, group_size: int,
 ) -> tuple[int, int, int]:
     """Validate a `quant_gemm` call against the layout; returns (M, N, K)."""
     check_bits(bits)
-    if x.dim() != 2:
-        raise ValueError(f"quant_gemm: x must be [M, K], got shape {tuple(x.shape)}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"quant_gemm: x must be fp16/bf16/fp32, got {x.dtype}")
-    m, k = x.shape
+    m, k = check_activations("quant_gemm", x)
     per_int = 32 // bits
     if k % per_int:
         raise ValueError(f"quant_gemm: K={k} is not a multiple of {per_int} ({bits}-bit values "
@@ -71,17 +93,7 @@ def check_quant_args(
     if qweight.shape[0] != k // per_int:
         raise ValueError(f"quant_gemm: qweight has {qweight.shape[0]} packed rows; K={k} at "
                          f"{bits} bits needs {k // per_int}")
-    groups = (k // group_size, n)
-    for name, t in (("scales", scales), ("zeros", zeros)):
-        if tuple(t.shape) != groups:
-            raise ValueError(f"quant_gemm: {name} must be [K // group_size, N] = {groups}, "
-                             f"got {tuple(t.shape)}")
-    if scales.dtype not in (x.dtype, torch.float16):
-        raise ValueError(f"quant_gemm: scales must be in x's dtype ({x.dtype}) or fp16, "
-                         f"got {scales.dtype}")
-    if zeros.dtype != scales.dtype:
-        raise ValueError(f"quant_gemm: zeros ({zeros.dtype}) must have scales' dtype "
-                         f"({scales.dtype})")
+    check_group_terms("quant_gemm", x, scales, zeros, (k // group_size, n))
     return m, n, k
 
 
