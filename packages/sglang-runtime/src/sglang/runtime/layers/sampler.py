@@ -136,18 +136,22 @@ class SamplingBatch:
         return batch
 
 
-def argmax_only(params: SamplingParams, generated: int) -> bool:
-    """Whether `sample` gives this row the argmax of its raw logits: greedy, and no logit_bias,
-    penalty or still-pending min_new_tokens (`generated`: output tokens so far) changes them.
-    A batch of such rows needs no `SamplingBatch` at all."""
+def reads_no_history(params: SamplingParams, generated: int) -> bool:
+    """Whether sampling this row ignores its output so far: no repetition, frequency or
+    presence penalty, and min_new_tokens (`generated`: output tokens so far) already reached."""
     return (
-        params.is_greedy
-        and not params.logit_bias
-        and params.repetition_penalty == 1.0
+        params.repetition_penalty == 1.0
         and params.frequency_penalty == 0.0
         and params.presence_penalty == 0.0
         and generated >= params.min_new_tokens
     )
+
+
+def argmax_only(params: SamplingParams, generated: int) -> bool:
+    """Whether `sample` gives this row the argmax of its raw logits: greedy, and no logit_bias,
+    penalty or still-pending min_new_tokens changes them. A batch of such rows needs no
+    `SamplingBatch` at all."""
+    return params.is_greedy and not params.logit_bias and reads_no_history(params, generated)
 
 
 def _bias_triples(
@@ -300,6 +304,7 @@ __all__ = [
     "SamplingBatch",
     "apply_penalties",
     "argmax_only",
+    "reads_no_history",
     "compute_logprobs",
     "gather_token_logprobs",
     "normalized_logprob",

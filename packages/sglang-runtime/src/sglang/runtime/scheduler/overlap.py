@@ -18,21 +18,19 @@ from dataclasses import dataclass
 
 import torch
 
+from sglang.runtime.layers.sampler import reads_no_history
 from sglang.runtime.scheduler.request import Req
 from sglang.runtime.transfer import copy_to_host, to_device
 
 
 def overlap_safe(req: Req) -> bool:
     """Whether `req` can be sampled before its previous token is appended on the host."""
-    p = req.params
+    # Penalties read the output, and the sampler blocks EOS while len(output_ids) <
+    # min_new_tokens; with the in-flight token missing the output is one short, which only
+    # matters while either applies.
     return (
         not req.return_logprob
-        and p.repetition_penalty == 1.0
-        and p.frequency_penalty == 0.0
-        and p.presence_penalty == 0.0
-        # The sampler blocks EOS while len(output_ids) < min_new_tokens; with the in-flight
-        # token missing that count is one short, which only matters before this point.
-        and len(req.output_ids) >= p.min_new_tokens
+        and reads_no_history(req.params, len(req.output_ids))
         and req.grammar is None
     )
 

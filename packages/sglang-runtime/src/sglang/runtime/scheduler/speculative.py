@@ -97,9 +97,10 @@ class SpeculativeSteps:
         slots = self.kv.alloc_slots(sum(sizes))
         if slots is None:
             return False
+        row_reqs = [r for r, n in zip(reqs, sizes) for _ in range(n)]
         # Slot j of a request goes at position kv_len + j of its row.
         on_device = self.kv.req_pool.write_one_each(
-            [r.row for r, n in zip(reqs, sizes) for _ in range(n)],  # type: ignore[misc]
+            [r.row for r in row_reqs],  # type: ignore[misc]
             [r.kv_len + j for r, n in zip(reqs, sizes) for j in range(n)], slots,
         )
         as_decode = self.verify_as_decode
@@ -111,7 +112,6 @@ class SpeculativeSteps:
         self.forward_steps += 1
         self.decode_steps += 1
         self.decode_batch_tokens += len(reqs)
-        row_reqs = [r for r, n in zip(reqs, sizes) for _ in range(n)]
         tokens = self.out.sample(row_reqs, logits, lambda: [
             r.output_ids + d[:i] for r, d in zip(reqs, drafts) for i in range(len(d) + 1)])
         plain_reqs: list[Req] = []
