@@ -62,7 +62,7 @@ def kernel_order(xq: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.cat([x8[..., 0::2], x8[..., 1::2]], dim=-1).reshape(m, k)
 
 
-@needs_vnni
+# The quantizer needs no VNNI (only the GEMM does): these run on every CPU.
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("group", [16, 32, 128, "K"])
 def test_activation_quantization_is_the_reference(bits, group):
@@ -78,6 +78,27 @@ def test_activation_quantization_is_the_reference(bits, group):
     block = cpu_gemm.activation_block(group)
     sums = want_q.double().reshape(9, k // block, block).sum(-1) * want_d.double()
     want_z = sums.reshape(9, k // group, group // block).sum(-1)
+    torch.testing.assert_close(xz.double(), want_z, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("bits", "k"), [(8, 36), (8, 24), (4, 24), (8, 40), (4, 40), (4, 56)])
+def test_activation_quantization_of_odd_blocks_and_ties(bits, k):
+    # One block per row (group = K): 36 takes the scalar loop (not a multiple of 8), 24 and 40
+    # the vector loop with an 8-value tail. Halves land exactly on rounding ties of
+    # x * (127 / max|x|) (e.g. -72 in a block whose max is 144: -63.5, to -64), where a fused
+    # multiply-add in place of the rounded product would round the other way.
+    g = torch.Generator().manual_seed(k + bits)
+    x = torch.randint(-300, 301, (12, k), generator=g).float() / 2
+    x[0] = x[0].clamp(-144.0, 144.0)
+    x[0, :2] = torch.tensor([144.0, -72.0])
+    x[1] = 0.0
+    x[2] = -x[2].abs()  # the block's maximum magnitude on a negative value
+    xq, d, xz = cpu_gemm.quantize_activations_cpu(x, bits, k)
+    want_q, want_d = quantize_ref(x, k)
+    assert xq[0, 1 if bits == 8 else 4] == -64  # 4-bit order: k = 1 is the fifth code of its 8
+    assert torch.equal(xq, kernel_order(want_q, bits))
+    assert torch.equal(d, want_d)
+    want_z = want_q.double().sum(-1, keepdim=True) * want_d.double()
     torch.testing.assert_close(xz.double(), want_z, rtol=1e-6, atol=1e-6)
 
 
