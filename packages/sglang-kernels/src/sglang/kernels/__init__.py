@@ -24,6 +24,8 @@ _EXPORTS = {
     "can_launch": "_triton",
     "extend_attention": "attention.extend",
     "decode_attention": "attention.decode",
+    "flash_attention": "attention.flash",
+    "flash_measured_faster": "attention.flash",
     "varlen_extend_attention": "attention.varlen",
     "flash_varlen_supported": "attention.varlen",
     "cumulative_lengths": "attention.varlen",

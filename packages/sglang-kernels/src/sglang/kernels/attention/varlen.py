@@ -1,12 +1,16 @@
-"""Extend attention through torch's own FlashAttention-2 kernel (varlen), for prefill on CUDA.
+"""Extend attention over contiguous per-request K/V (varlen), for prefill on CUDA: our Triton
+flash kernel (`flash.py`) where this device's table says it beat torch's FlashAttention-2 on
+the shape, torch's kernel otherwise.
 
 torch ships FlashAttention-2 inside every CUDA build (the kernel behind
 ``scaled_dot_product_attention``'s flash backend) and exposes its variable-length entry as
-``aten._flash_attention_forward`` with cumulative sequence offsets. It is a well-kept library
-kernel that needs no extra wheel. On the H200 it runs a 4 x 2048 prefill (Llama-3-8B heads) in
-0.49 ms against 0.73 ms for our Triton `extend_attention` (SDPA's dense cuDNN kernel: 0.27 ms;
-docs/benchmarks.md). So the Triton backend hands it the extend batches it can take: fp16/bf16 queries and pools, no soft-capping, no sliding window, head dims
-up to 256 in multiples of 8, compute capability 8.0 or newer.
+``aten._flash_attention_forward`` with cumulative sequence offsets: a well-kept library kernel
+that needs no extra wheel, and the fallback wherever our kernel has not been measured. On the
+H200 our Triton kernel (TMA loads, grouped heads per program) runs a 4 x 2048 prefill of
+Llama-3-8B heads in ~0.31 ms against torch's 0.49 ms (docs/benchmarks.md). The Triton
+backend hands this entry the extend batches either kernel can take: fp16/bf16 queries and
+pools, no soft-capping, no sliding window, head dims up to 256 in multiples of 8, compute
+capability 8.0 or newer.
 
 Keys are contiguous per request here, not paged: a plain prefill passes the new tokens' K/V as
 they are, and a batch over a cached prefix first gathers each request's keys out of the pool
@@ -19,6 +23,8 @@ from __future__ import annotations
 import functools
 
 import torch
+
+from sglang.kernels.attention.flash import flash_attention, flash_measured_faster
 
 FLASH_DTYPES = (torch.float16, torch.bfloat16)
 MAX_HEAD_DIM = 256
@@ -97,6 +103,8 @@ def varlen_extend_attention(
             f"head_dim a multiple of 8 up to {MAX_HEAD_DIM} on compute capability >= 8.0 "
             f"(got q {q.dtype} on {q.device}, K/V {k.dtype}, head_dim {q.shape[-1]})"
         )
+    if flash_measured_faster(q, k.shape[1]):
+        return flash_attention(q, k, v, cu_seq_q, cu_seq_k, max_q, sm_scale=sm_scale)
     out = torch.ops.aten._flash_attention_forward(
         q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, 0.0, True, False, scale=sm_scale
     )
