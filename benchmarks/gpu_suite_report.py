@@ -203,8 +203,8 @@ def table(ctx: Context, phases: dict[str, Any], derived: dict[str, Any]) -> list
         extra = g["masked"]["ms_per_step"] - g["free"]["ms_per_step"]
         add("grammar masks, cost per decode step", f"{extra:+.2f} ms",
             f"free {g['free']['ms_per_step']:.2f} ms/step; mask fill+apply alone: "
-            + ", ".join(f"{b} {ms:.2f} ms" for b, ms in
-                        phases["grammar"]["result"]["mask_only_ms"].items()))
+            + ", ".join(f"{b} {ms:.2f} ms" if ms is not None else f"{b} not installed"
+                        for b, ms in phases["grammar"]["result"]["mask_only_ms"].items()))
     if not missing("kernels", "kernel micro-benchmarks"):
         for bench, row in phases["kernels"]["result"].items():
             add(f"kernel: {bench}", "", _kernel_cell(row))

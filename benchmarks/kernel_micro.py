@@ -202,7 +202,8 @@ def _extend_case(dev: torch.device, requests: int, prefix: int, new: int) -> dic
         q, k, v, table, rows, pre, ext, start, out, sm_scale=HEAD_DIM**-0.5, max_extend_len=new))
     got_triton = out.clone()
 
-    # What the runtime runs in bf16: torch's FlashAttention-2 varlen, after gathering each
+    # What the runtime runs in bf16: varlen attention (our Triton flash kernel where this
+    # device's table says it beats torch's FlashAttention-2, else torch's), after gathering each
     # request's keys out of the pool when a prefix is cached (timed: the runtime does it per
     # layer); a plain prefill hands over the new tokens' K/V as they are.
     seqs = torch.full((requests,), seq, dtype=torch.int64, device=dev)
@@ -210,13 +211,22 @@ def _extend_case(dev: torch.device, requests: int, prefix: int, new: int) -> dic
     slots = K.gather_kv_slots(table, rows, seqs, cu_k, requests * seq) if prefix else None
     new_k, new_v = k[-requests * new:], v[-requests * new:]
 
-    def flash_call() -> torch.Tensor:
-        kk, vv = (k.index_select(0, slots), v.index_select(0, slots)) if slots is not None \
+    def gathered() -> tuple[torch.Tensor, torch.Tensor]:
+        return (k.index_select(0, slots), v.index_select(0, slots)) if slots is not None \
             else (new_k, new_v)
-        return K.varlen_extend_attention(q, kk, vv, cu_q, cu_k, new, seq,
+
+    def flash_call() -> torch.Tensor:
+        return K.varlen_extend_attention(q, *gathered(), cu_q, cu_k, new, seq,
                                          sm_scale=HEAD_DIM**-0.5)
 
     flash_ms = _time_ms(flash_call) if K.flash_varlen_supported(k, q.dtype) else float("nan")
+    # The two kernels flash_call chooses between, each on its own (K/V gather included).
+    kernels_ms = {}
+    if flash_ms == flash_ms:
+        kernels_ms["torch_flash_ms"] = _time_ms(lambda: torch.ops.aten._flash_attention_forward(
+            q, *gathered(), cu_q, cu_k, new, seq, 0.0, True, False, scale=HEAD_DIM**-0.5))
+        kernels_ms["triton_flash_ms"] = _time_ms(lambda: K.flash_attention(
+            q, *gathered(), cu_q, cu_k, new, sm_scale=HEAD_DIM**-0.5))
 
     # SDPA on the same work, K/V already contiguous per request and expanded to every query
     # head (so the flash kernel applies); preparing them is not timed.
@@ -244,13 +254,15 @@ def _extend_case(dev: torch.device, requests: int, prefix: int, new: int) -> dic
     flops = _causal_flops(requests, prefix, new)
     use_flash = flash_ms == flash_ms  # not NaN: the runtime's path for this dtype
     ours = flash_ms if use_flash else triton_ms
-    row = {"ours_path": "flash_varlen" if use_flash else "triton", "ours_ms": ours,
+    path = ("triton_flash" if K.flash_measured_faster(q, KV_HEADS) else "torch_flash") \
+        if use_flash else "triton_extend"
+    row = {"ours_path": path, "ours_ms": ours,
            "sdpa_ms": sdpa, "ours_TFLOPs": flops / ours / 1e9, "sdpa_TFLOPs": flops / sdpa / 1e9,
            "ours_over_sdpa_time": ours / sdpa, "triton_ms": triton_ms,
            "triton_over_sdpa_time": triton_ms / sdpa, "max_abs_diff_vs_sdpa": diff(got_triton)}
     if use_flash:
         row.update(flash_ms=flash_ms, flash_over_sdpa_time=flash_ms / sdpa,
-                   flash_max_abs_diff_vs_sdpa=diff(flash_call()))
+                   flash_max_abs_diff_vs_sdpa=diff(flash_call()), **kernels_ms)
     return row
 
 
