@@ -83,6 +83,12 @@ def test_refuses_mismatched_inputs() -> None:
         K.flash_attention(q, k.half(), v.half(), cu_q, cu_k, 4, sm_scale=0.1)
     with pytest.raises(ValueError, match="head_dim"):
         K.flash_attention(q, k[..., :16], v[..., :16], cu_q, cu_k, 4, sm_scale=0.1)
+    with pytest.raises(ValueError, match="contiguous"):
+        K.flash_attention(q, k, v, cu_q, cu_k, 4, sm_scale=0.1, out=torch.empty_like(q)[:, ::2])
+    q6, k6, v6, cu_q, cu_k = make([4], [4], 6, 2, 32, torch.float32)
+    with pytest.raises(ValueError, match="packs 3 heads"):
+        K.flash_attention(q6, k6, v6, cu_q, cu_k, 4, sm_scale=0.1,
+                          launch=FlashLaunch(16, 16, 1, 1, pack=3))
 
 
 LAUNCHES = [FlashLaunch(128, 64, 8, 3), FlashLaunch(64, 128, 4, 2),

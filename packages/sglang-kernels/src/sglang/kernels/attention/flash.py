@@ -244,6 +244,9 @@ def flash_attention(
     check_device(q, k, v, cu_seq_q, cu_seq_k)
     if out is None:
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    elif out.shape != q.shape or out.stride(2) != 1 or out.stride(1) != head_dim:
+        raise ValueError(f"flash_attention: out {tuple(out.shape)} must be q's shape with each "
+                         "token's heads contiguous")
     batch = cu_seq_q.numel() - 1
     if total_q == 0 or batch == 0 or max_q <= 0:
         return out
@@ -251,6 +254,8 @@ def flash_attention(
     q2, k2, v2, o2 = (_rows_2d(t) for t in (q, k, v, out))
     tma = cfg.tma and not interpreting() and tma_applies(head_dim, k2, v2)
     pack = math.gcd(cfg.pack, num_heads // num_kv_heads)
+    if cfg.block_m % pack:
+        raise ValueError(f"flash_attention: {cfg} packs {pack} heads into {cfg.block_m} rows")
     grid = (batch * (num_heads // pack), triton.cdiv(max_q, cfg.block_m // pack))
     _flash_kernel[grid](
         q2, _operand(k2, cfg.block_n, head_dim, tma),
