@@ -46,51 +46,27 @@ def mma_applies(x: torch.Tensor, bits: int, group_size: int) -> bool:
 def _field_pairs(words, words_hi, magic, like, J: tl.constexpr):
     """Bit field J (4 bits) of each pair of adjacent words as two 16-bit floats B + q, in
     the dtype of `like` (x)."""
-    if J % 2 == 0:
-        src = words
-    else:
-        src = words_hi  # the odd fields' nibbles moved to the bottom of their byte
-    # prmt takes byte J // 2 of both words into bytes 0 and 2; lop3 keeps their low nibbles
-    # and ORs in the magic: (t & 0x000F000F) | magic.
-    if J // 2 == 0:
-        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0400; lop3.b32 $0, t, 0x000F000F, $3, 0xEA;}"
-    elif J // 2 == 1:
-        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0501; lop3.b32 $0, t, 0x000F000F, $3, 0xEA;}"
-    elif J // 2 == 2:
-        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0602; lop3.b32 $0, t, 0x000F000F, $3, 0xEA;}"
-    else:
-        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0703; lop3.b32 $0, t, 0x000F000F, $3, 0xEA;}"
-    return tl.inline_asm_elementwise(asm, "=r,r,r,r,r", [src, magic], dtype=like.dtype,
-                                     is_pure=True, pack=2)
+    # prmt takes byte J // 2 of both words into bytes 0 and 2 (selector 0x0400 + 0x0101 * byte;
+    # a constant operand, which ptxas folds into the instruction); lop3 keeps their low nibbles
+    # and ORs in the magic: (t & 0x000F000F) | magic. Odd fields read the words shifted by 4.
+    src = words if J % 2 == 0 else words_hi
+    select = tl.full(words.shape, 0x0400 + 0x0101 * (J // 2), tl.int32)
+    return tl.inline_asm_elementwise(
+        "{.reg .b32 t; prmt.b32 t, $1, $2, $5; lop3.b32 $0, t, 0x000F000F, $3, 0xEA;}",
+        "=r,r,r,r,r,r,r", [src, magic, select], dtype=like.dtype, is_pure=True, pack=2)
 
 
 @triton.jit
 def _field_pairs_less_zero(words, words_hi, magic, zz, like, J: tl.constexpr):
     """`_field_pairs` minus the pair (B + z, B + z) in `zz`: q - z, exact for whole z."""
-    if J % 2 == 0:
-        src = words
-    else:
-        src = words_hi
+    src = words if J % 2 == 0 else words_hi
+    select = tl.full(words.shape, 0x0400 + 0x0101 * (J // 2), tl.int32)
     if like.dtype == tl.bfloat16:
-        if J // 2 == 0:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0400; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.bf16x2 $0, t, $5;}"
-        elif J // 2 == 1:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0501; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.bf16x2 $0, t, $5;}"
-        elif J // 2 == 2:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0602; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.bf16x2 $0, t, $5;}"
-        else:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0703; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.bf16x2 $0, t, $5;}"
+        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, $7; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.bf16x2 $0, t, $5;}"
     else:
-        if J // 2 == 0:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0400; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.f16x2 $0, t, $5;}"
-        elif J // 2 == 1:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0501; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.f16x2 $0, t, $5;}"
-        elif J // 2 == 2:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0602; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.f16x2 $0, t, $5;}"
-        else:
-            asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, 0x0703; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.f16x2 $0, t, $5;}"
-    return tl.inline_asm_elementwise(asm, "=r,r,r,r,r,r,r", [src, magic, zz], dtype=like.dtype,
-                                     is_pure=True, pack=2)
+        asm: tl.constexpr = "{.reg .b32 t; prmt.b32 t, $1, $2, $7; lop3.b32 t, t, 0x000F000F, $3, 0xEA; sub.rn.f16x2 $0, t, $5;}"
+    return tl.inline_asm_elementwise(asm, "=r,r,r,r,r,r,r,r,r", [src, magic, zz, select],
+                                     dtype=like.dtype, is_pure=True, pack=2)
 
 
 @triton.jit
