@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from sglang.runtime.transfer import to_device
+from sglang.runtime.transfer import host_int64, to_device
 
 
 class ReqToTokenPool:
@@ -69,7 +69,7 @@ class ReqToTokenPool:
         for row, pos in zip(rows, positions):
             if not self._in_use[row] or not 0 <= pos < self.max_context:
                 raise ValueError(f"bad decode write at row {row}, position {pos}")
-        packed = torch.tensor([rows, positions, slots.tolist()], dtype=torch.int64)
+        packed = host_int64(rows, positions, slots.tolist()).view(3, len(rows))
         if self.host is not self.table:
             self.host.index_put_((packed[0], packed[1]), packed[2])
         packed = to_device(packed, self.device)

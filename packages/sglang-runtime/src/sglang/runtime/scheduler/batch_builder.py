@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
-from itertools import chain
 
 import torch
 
@@ -12,7 +10,7 @@ from sglang.runtime.cache.kv_pool import KVPool
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode, MultimodalSlice
 from sglang.runtime.multimodal.items import overlapping
 from sglang.runtime.scheduler.request import Req
-from sglang.runtime.transfer import to_device
+from sglang.runtime.transfer import host_int64, to_device
 
 
 @dataclass
@@ -25,10 +23,8 @@ class LogitRows:
 
 def _tensors(device: torch.device, *columns: list[int]) -> list[torch.Tensor]:
     """int64 tensors of `columns` on `device`: one host tensor, copied once without waiting
-    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch).
-    Built through an array: torch.tensor converts a list's ints one by one, at twice the cost."""
-    flat = array("q", chain.from_iterable(columns))
-    host = torch.frombuffer(flat, dtype=torch.int64) if flat else torch.empty(0, dtype=torch.int64)
+    for the GPU, and sliced (every copy costs the host a pinned staging buffer and a launch)."""
+    host = host_int64(*columns)
     return list(to_device(host, device).split_with_sizes([len(c) for c in columns]))
 
 
