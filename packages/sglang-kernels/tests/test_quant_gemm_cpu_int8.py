@@ -1,8 +1,12 @@
-"""The int8 (AVX-512 VNNI) path of `quant_gemm_cpu`: its activation quantization against a torch
-re-implementation, its product against exact integer arithmetic in fp64, against the float
-product within the int8 activations' tolerance, and the dispatch with and without VNNI."""
+"""The int8 path of `quant_gemm_cpu` (AVX-512 VNNI or AVX2 kernels): its activation quantization
+against a torch re-implementation, its product against exact integer arithmetic in fp64 and bit
+for bit against an emulation of the kernel's fp32 epilogue (which both ISAs follow, so they agree
+exactly), against the float product within the int8 activations' tolerance, and the dispatch with
+and without an int8 kernel."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -10,10 +14,10 @@ import torch
 import sglang.kernels.cpu.quant_gemm as cpu_gemm
 from sglang.kernels import quant_gemm_cpu
 from sglang.kernels.cpu import loader
-from sglang.kernels.quant_layout import dequantize_weight, pack_quant_weight
+from sglang.kernels.quant_layout import dequantize_weight, pack_quant_weight, unpack_quant_weight
 
-needs_vnni = pytest.mark.skipif(not cpu_gemm.int8_supported(),
-                                reason="this CPU (or build) has no AVX-512 VNNI")
+needs_int8 = pytest.mark.skipif(not cpu_gemm.int8_supported(),
+                                reason="this CPU (or build) has neither AVX-512 VNNI nor AVX2")
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +68,7 @@ def kernel_order(xq: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.cat([x8[..., 0::2], x8[..., 1::2]], dim=-1).reshape(m, k)
 
 
-# The quantizer needs no VNNI (only the GEMM does): these run on every CPU.
+# The quantizer needs no VNNI or AVX2 (only the GEMM does): these run on every CPU.
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("group", [16, 32, 128, "K"])
 def test_activation_quantization_is_the_reference(bits, group):
@@ -104,7 +108,7 @@ def test_activation_quantization_of_odd_blocks_and_ties(bits, k):
     torch.testing.assert_close(xz.double(), want_z, rtol=1e-6, atol=1e-6)
 
 
-@needs_vnni
+@needs_int8
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("group", [16, 32, 128])
 @pytest.mark.parametrize("m", [1, 17, 64, 100])
@@ -120,7 +124,7 @@ def test_int8_path_is_exact_integer_arithmetic(bits, group, m):
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
 
 
-@needs_vnni
+@needs_int8
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("group", [16, 32, 128, "K"])
 def test_int8_path_within_its_tolerance_of_the_float_product(bits, group):
@@ -136,7 +140,7 @@ def test_int8_path_within_its_tolerance_of_the_float_product(bits, group):
     assert (got - want).abs().max() < 0.1 * want.abs().max()
 
 
-@needs_vnni
+@needs_int8
 @pytest.mark.parametrize("m", [1, 3, 5, 8, 13, 64])
 def test_every_register_tile_gives_the_same_result(monkeypatch, m):
     # Each (rows, vectors, groups per pass) runs different C tile instances and pass orders;
@@ -154,7 +158,106 @@ def test_every_register_tile_gives_the_same_result(monkeypatch, m):
                                            msg=lambda s, t=(rows, vectors, chunk): f"{t}: {s}")
 
 
-@needs_vnni
+def fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """fp32 `a * b + c` rounded once, as vfmadd: the product of two fp32 values is exact in fp64;
+    the sum is rounded to odd in fp64 (an inexact, even result moves to its odd neighbour on the
+    side of TwoSum's error), which then rounds to fp32 as the exact sum would (53 >= 24 + 2)."""
+    p, c = a.double() * b.double(), c.double()
+    s = p + c
+    bv = s - p
+    err = (p - (s - bv)) + (c - bv)
+    toward = torch.where(err > 0, math.inf, -math.inf).double()
+    s = torch.where((err != 0) & ((s.view(torch.int64) & 1) == 0), torch.nextafter(s, toward), s)
+    return s.float()
+
+
+def int8_emulated(x, qweight, scales, zeros, bits, group) -> torch.Tensor:
+    """The int8 kernel's fp32 result bit for bit: the C quantizer's xq, d, xz; exact integer block
+    sums; then per output, in group and block order, acc = fma(s * d, float(sum), acc) for each
+    block and acc = fma(-(s * z), xz, acc) for each group. Both ISAs' tiles do exactly this."""
+    m, k = x.shape
+    n = qweight.shape[1]
+    block = cpu_gemm.activation_block(group)
+    xq, d, xz = cpu_gemm.quantize_activations_cpu(x.float(), bits, group)
+    if bits == 4:  # back to natural k order
+        x8 = xq.reshape(m, k // 8, 2, 4)
+        xq = x8.transpose(-1, -2).reshape(m, k)
+    codes = unpack_quant_weight(qweight, bits).double().reshape(k // block, block, n)
+    # Integers below 2^53 throughout: exact in fp64.
+    sums = torch.einsum("mbj,bjn->mbn", xq.double().reshape(m, k // block, block), codes)
+    s, z = scales.float(), zeros.float()
+    acc = torch.zeros(m, n)
+    for g in range(k // group):
+        for b in range(g * group // block, (g + 1) * group // block):
+            acc = fma32(s[g] * d[:, b, None], sums[:, b].float(), acc)
+        acc = fma32(-(s[g] * z[g]).expand(m, n), xz[:, g, None].expand(m, n), acc)
+    return acc
+
+
+@needs_int8
+@pytest.mark.parametrize(("bits", "k", "group"), [
+    *((bits, 256, group) for bits in (4, 8) for group in (16, 32, 128, 256)),
+    (4, 40, 40), (4, 72, 72), (8, 36, 36), (8, 40, 40)])
+def test_int8_path_is_the_emulated_kernel_bit_for_bit(bits, k, group):
+    # Every ISA's tiles give exactly int8_emulated's bits. Blocks of 40 and 72 k (group = K)
+    # are 5 and 9 words of 4-bit codes: AVX2 sums those in runs of 4 words in int16 and a
+    # shorter last run. Rows 1-35 end in partial row tiles; N = 7 (only the zero-padded tail),
+    # 33 (2 vectors and a tail), 161 (a partial panel of 4 vectors, and a tail).
+    for m in (1, 5, 17, 35):
+        x = torch.randn(m, k, generator=torch.Generator().manual_seed(m + k)) * 2
+        for n in (7, 33, 161):
+            qweight, scales, zeros = make(k, n, bits, group, seed=n)
+            got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="int8")
+            assert torch.equal(got, int8_emulated(x, qweight, scales, zeros, bits, group)), (m, n)
+
+
+@needs_int8
+@pytest.mark.parametrize("bits", [4, 8])
+def test_every_register_tile_gives_the_same_bits(monkeypatch, bits):
+    # Tiles and passes change which outputs are in flight, never the order of one output's
+    # operations: every choice gives the same bits.
+    k, n, group, m = 128, 16 * 9 + 3, 32, 13
+    qweight, scales, zeros = make(k, n, bits, group, dtype=torch.float16)  # 8-lane halves too
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(4))
+    want = int8_emulated(x, qweight, scales, zeros, bits, group)
+    for rows in (1, 3, 4, 8):
+        for vectors in (1, 2, 4):
+            for chunk in (1, 3, k // group):
+                monkeypatch.setattr(cpu_gemm, "int8_tile", lambda *a, t=(rows, vectors, chunk): t)
+                got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="int8")
+                assert torch.equal(got.float(), want), (rows, vectors, chunk)
+
+
+@needs_int8
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("group", [32, "K"])
+def test_int8_sums_at_the_extremes(bits, group):
+    # The largest products either ISA forms: activations of +-1 quantize to codes of exactly
+    # +-127, against weight codes at the ends of their range (8-bit: 0, whose q ^ 0x80 is -128,
+    # and 255) in whole columns, rows and at random. AVX2's int16 pair sums peak here (4-bit:
+    # 4 words of 2 * 2 * 15 * 127 = 30480; 8-bit: 2 * 128 * 127 = 32512) and must neither
+    # saturate nor wrap.
+    k, n, m = 256, 48, 12
+    group = k if group == "K" else group
+    top = (1 << bits) - 1
+    g = torch.Generator().manual_seed(bits)
+    ends = torch.tensor([0, 1, top - 1, top, 127 & top, 128 & top])
+    q = ends[torch.randint(0, len(ends), (k, n), generator=g)]
+    q[:, 0], q[:, 1] = 0, top
+    q[:, 2] = torch.where(torch.arange(k) % 2 == 0, 0, top)
+    qweight = pack_quant_weight(q, bits)
+    scales = torch.rand(k // group, n, generator=g) + 0.5
+    zeros = torch.rand(k // group, n, generator=g) * (1 << bits)
+    x = torch.where(torch.rand(m, k, generator=g) < 0.5, -1.0, 1.0)
+    x[0], x[1] = 1.0, -1.0
+    x[2] = torch.where(torch.arange(k) % 2 == 0, -1.0, 1.0)  # against column 2: all -127 * 0
+    got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="int8")
+    torch.testing.assert_close(got.double(), int8_exact(x, qweight, scales, zeros, bits, group),
+                               rtol=1e-5, atol=1e-3)
+    assert torch.equal(got, int8_emulated(x, qweight, scales, zeros, bits, group))
+
+
+@needs_int8
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_int8_path_reads_half_scales(dtype):
     k, n, bits, group = 128, 72, 8, 32
@@ -177,7 +280,7 @@ def test_int8_path_reads_half_scales(dtype):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
 
 
-@needs_vnni
+@needs_int8
 def test_auto_takes_int8_from_its_threshold_only_when_asked(monkeypatch):
     k, n, bits, group = 128, 50, 4, 32
     qweight, scales, zeros = make(k, n, bits, group)
@@ -201,18 +304,18 @@ def test_auto_takes_int8_from_its_threshold_only_when_asked(monkeypatch):
 
 
 @pytest.mark.parametrize("m", [3, 40])
-def test_without_vnni_the_fp32_paths_run(monkeypatch, m):
-    # A CPU without VNNI (the feature check patched): "auto" keeps the exact fp32 paths, and
-    # asking for int8 says why it cannot.
+def test_without_an_int8_kernel_the_fp32_paths_run(monkeypatch, m):
+    # A CPU with neither VNNI nor AVX2 (the feature check patched): "auto" keeps the exact fp32
+    # paths, and asking for int8 says why it cannot.
     monkeypatch.setattr(cpu_gemm, "int8_supported", lambda: False)
     k, n, bits, group = 128, 50, 8, 16
     qweight, scales, zeros = make(k, n, bits, group)
-    x = torch.randn(m, k, generator=torch.Generator().manual_seed(m))
+    x = torch.randn(m, k)
     assert cpu_gemm.choose_path(m, int8=True) == ("fused" if m <= cpu_gemm.SMALL_M else "mm")
     got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, int8=True)
     torch.testing.assert_close(got.double(), float_exact(x, qweight, scales, zeros, bits, group),
                                rtol=1e-5, atol=2e-5)
-    with pytest.raises(ValueError, match="VNNI"):
+    with pytest.raises(ValueError, match="AVX2 or AVX-512 VNNI"):
         quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="int8")
 
 

@@ -1,9 +1,10 @@
 """`quant_gemm` on the CPU: the C kernels of ``quant_gemm.c`` / ``quant_gemm_int8.c`` called
 through ctypes. Three paths (`PATHS`), chosen per call by the row count M:
 
-- ``int8`` (opt-in, from `INT8_MIN_M` rows, where the CPU has AVX-512 VNNI): x is quantized per
-  block of 32 k (or per group, when groups are smaller) to int8 with an fp32 scale and
-  multiplied with integer dot products; the result differs from the float product by the
+- ``int8`` (opt-in, from `INT8_MIN_M` rows, where the CPU has AVX-512 VNNI or AVX2): x is
+  quantized per block of 32 k (or per group, when groups are smaller) to int8 with an fp32 scale
+  and multiplied with integer dot products (VNNI's vpdpbusd, else AVX2's vpmaddubsw/vpmaddwd:
+  the same integers and fp32 operations, so the same bits on either); the result differs from the float product by the
   activations' rounding (docs/quant_kernels.md gives the tolerance), and so depends on how many
   rows share the call. ``int8=True`` (or ``SGLANG_CPU_INT8_GEMM=1``) turns it on; by default
   the exact fp32 paths below run at every M.
@@ -37,6 +38,7 @@ INT8_MIN_M = 17
 INT8_ENV = "SGLANG_CPU_INT8_GEMM"  # "1": the int8 path where `int8` is not given
 INT8_BLOCK = 32  # k per activation scale inside larger groups
 _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_INT8_ISAS = {2: "avx512_vnni", 1: "avx2"}  # sgl_int8_gemm_available()
 _scratch = threading.local()
 
 
@@ -107,11 +109,17 @@ def activation_block(group_size: int) -> int:
     return INT8_BLOCK if group_size % INT8_BLOCK == 0 else group_size
 
 
-def int8_supported() -> bool:
-    """Whether the int8 path runs here: the C kernels built, with AVX-512 VNNI (the library is
-    compiled with -march=native, so its build says what this CPU has)."""
+def int8_isa() -> str | None:
+    """The int8 kernel this build has: "avx512_vnni", "avx2", or None (no C kernels, or a CPU
+    with neither). The library is compiled with -march=native, so its build says what this CPU
+    has."""
     lib = load_library()
-    return lib is not None and bool(lib.sgl_int8_gemm_available())
+    return None if lib is None else _INT8_ISAS.get(lib.sgl_int8_gemm_available())
+
+
+def int8_supported() -> bool:
+    """Whether the int8 path runs here: the C kernels built, with AVX-512 VNNI or AVX2."""
+    return int8_isa() is not None
 
 
 def int8_enabled(int8: bool | None = None) -> bool:
@@ -130,12 +138,18 @@ def choose_path(m: int, int8: bool | None = None) -> str:
 
 def int8_tile(m: int, k: int, group_size: int) -> tuple[int, int, int]:
     """(rows, 16-column vectors, groups per pass over the columns) of the int8 kernel for m
-    rows. Register tiles: 1-2 rows x 4 vectors, 4 x 2, 8 x 1 (at most 16 int32 and 16 fp32
-    accumulators of the 32 zmm registers). Up to 4 rows the kernel passes over one group at a
-    time, streaming the weight along its rows (the LM head at M = 1: 2.2x faster than one pass
-    with the weights cold); above, one pass, reusing each panel of weights for every row tile.
-    Measured with benchmarks/quant_gemm_cpu_micro.py (docs/quant_kernels.md)."""
-    rows, vectors = (m, 4) if m <= 2 else (4, 2) if m < 8 else (8, 1)
+    rows. VNNI register tiles: 1-2 rows x 4 vectors, 4 x 2, 8 x 1 (at most 16 int32 and 16 fp32
+    accumulators of the 32 zmm registers). AVX2 (Zen 2, one thread): 1 x 2 at m = 1, 4 x 1
+    below 8 rows, else 8 x 4 (1.1-1.2x faster than 8 x 1 from 17 rows, though its int32 sums
+    spill from the 16 ymm registers: each weight row is unpacked once for 8 rows). Up to 4 rows
+    the kernel passes over one group at a time, streaming the weight along its rows (the LM head
+    at M = 1: 2.2x faster than one pass with the weights cold); above, one pass, reusing each
+    panel of weights for every row tile. Measured with benchmarks/quant_gemm_cpu_micro.py
+    (docs/quant_kernels.md). Every choice gives the same bits."""
+    if int8_isa() == "avx2":
+        rows, vectors = (1, 2) if m == 1 else (4, 1) if m < 8 else (8, 4)
+    else:
+        rows, vectors = (m, 4) if m <= 2 else (4, 2) if m < 8 else (8, 1)
     return rows, vectors, 1 if m <= 4 else k // group_size
 
 
@@ -178,8 +192,8 @@ def quant_gemm_cpu(
     if path not in PATHS:
         raise ValueError(f"quant_gemm_cpu: path must be one of {PATHS}, got {path!r}")
     if path == "int8" and not int8_supported():
-        raise ValueError("quant_gemm_cpu: the int8 path needs the C kernels built with AVX-512 "
-                         "VNNI, which this CPU or build lacks")
+        raise ValueError("quant_gemm_cpu: the int8 path needs the C kernels built with AVX2 or "
+                         "AVX-512 VNNI, which this CPU or build lacks")
     if m == 0:
         return x.new_zeros(0, n)
     lib = load_library()

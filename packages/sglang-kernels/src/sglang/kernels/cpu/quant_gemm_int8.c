@@ -1,9 +1,10 @@
 /* The int8 path of the CPU quantized GEMM: activations quantized per block to int8, integer dot
- * products with AVX-512 VNNI (vpdpbusd: u8 x s8 -> s32, 64 multiply-adds per instruction).
+ * products with AVX-512 VNNI (vpdpbusd: u8 x s8 -> s32, 64 multiply-adds per instruction) or,
+ * without it, AVX2 (vpmaddubsw u8 x s8 -> s16 pairs, then vpmaddwd -> s32; see I8_SUMS below).
  *
  * Weights stay in the canonical layout (quant_layout.py): qweight int32 [K * bits / 32, N],
  * scales and zeros [K / group, N]. That layout already is what vpdpbusd wants: a row of 16 words
- * is one zmm of 16 columns, and
+ * is one zmm of 16 columns (two ymm with AVX2), and
  * - 8-bit: each word holds k, k+1, k+2, k+3 as its four bytes, lowest first: the unsigned operand
  *   as it is;
  * - 4-bit: each word holds k..k+7 as nibbles; `w & 0x0f0f0f0f` gives the bytes (k, k+2, k+4, k+6)
@@ -23,24 +24,37 @@
  * of them, walks every row tile (the panel's weights stay in L1/L2 across row tiles). Columns past
  * the last whole vector are copied, zero-padded, into a 16-column scratch and run through the
  * same tiles.
+ *
+ * Both ISAs share the tile skeleton (DEFINE_I8_TILE) and differ only in how a block's integer
+ * sums are formed (I8_SUMS). Those sums are exact in both, and the fp32 epilogue is the same
+ * sequence of IEEE operations per output (one multiply, one fused multiply-add per block, one
+ * fused multiply-subtract per group, in group and block order; tiles and passes only change which
+ * outputs are in flight, never that order), so an AVX2 build gives the VNNI build's results bit
+ * for bit.
  */
 
 #include "quant_common.h"
 
 #ifdef __AVX__
-#include <immintrin.h> /* the quantizer's vmaxps / vroundps; the GEMM's VNNI below */
+#include <immintrin.h> /* the quantizer's vmaxps / vroundps; the GEMM's VNNI or AVX2 below */
 #endif
 
+/* The GEMM's instruction set, fixed at compile time (the loader builds with -march=native, so
+ * this is what the CPU has): 2 AVX-512 VNNI, 1 AVX2 with FMA (the epilogue's fused operations
+ * must be single-rounding, as VNNI's), 0 none (sgl_quant_gemm_i8 returns -2). */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#define HAVE_VNNI 1
+#define I8_ISA 2
+#elif defined(__AVX2__) && defined(__FMA__)
+#define I8_ISA 1
 #else
-#define HAVE_VNNI 0
+#define I8_ISA 0
 #endif
 
 #define I8_MAX_ROWS 8
 
-/* 1 if this build has the VNNI kernel (built with -march=native: this CPU has the instructions). */
-int sgl_int8_gemm_available(void) { return HAVE_VNNI; }
+/* Which GEMM kernel this build has (built with -march=native: this CPU has the instructions):
+ * 2 AVX-512 VNNI, 1 AVX2, 0 none. */
+int sgl_int8_gemm_available(void) { return I8_ISA; }
 
 /* Position of k % 8 inside its 8 bytes of xq for 4-bit weights: even k first, then odd k. */
 static inline int nibble_order(int j) { return (j & 1) ? 4 + (j >> 1) : j >> 1; }
@@ -155,14 +169,16 @@ static float quantize_block8(const float *xb, int64_t block, int bits, int8_t *q
     return amax / 127.0f;
 }
 
+/* bs (may be NULL): each block's integer sum of codes, which the AVX2 8-bit tiles need exactly. */
 static void quantize_row(const float *x, int64_t K, int64_t block, int64_t group, int bits,
-                         int8_t *xq, float *d, float *xz) {
+                         int8_t *xq, float *d, float *xz, int32_t *bs) {
     const int64_t bpg = group / block;
     for (int64_t b = 0; b < K / block; b++) {
         int32_t sum;
         d[b] = block % 8 == 0
                    ? quantize_block8(x + b * block, block, bits, xq + b * block, &sum)
                    : quantize_block_scalar(x + b * block, block, bits, xq + b * block, &sum);
+        if (bs) bs[b] = sum;
         if (b % bpg == 0) xz[b / bpg] = 0.0f;
         xz[b / bpg] += d[b] * (float)sum;
     }
@@ -173,96 +189,230 @@ static int bad_args(int64_t K, int bits, int64_t group, int64_t block) {
            (block * bits) % 32;
 }
 
-/* Returns 0, or -1 for unsupported arguments. */
-int sgl_quantize_rows(const float *x, int64_t M, int64_t K, int64_t block, int64_t group,
-                      int bits, int8_t *xq, float *d, float *xz, int num_threads) {
+static int quantize_rows(const float *x, int64_t M, int64_t K, int64_t block, int64_t group,
+                         int bits, int8_t *xq, float *d, float *xz, int32_t *bs,
+                         int num_threads) {
     if (M < 0 || bad_args(K, bits, group, block)) return -1;
     const int64_t B = K / block, G = K / group;
     const int nt = threads_for(num_threads, M);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t m = 0; m < M; m++)
-        quantize_row(x + m * K, K, block, group, bits, xq + m * K, d + m * B, xz + m * G);
+        quantize_row(x + m * K, K, block, group, bits, xq + m * K, d + m * B, xz + m * G,
+                     bs ? bs + m * B : NULL);
     return 0;
 }
 
-#if HAVE_VNNI
+/* Returns 0, or -1 for unsupported arguments. */
+int sgl_quantize_rows(const float *x, int64_t M, int64_t K, int64_t block, int64_t group,
+                      int bits, int8_t *xq, float *d, float *xz, int num_threads) {
+    return quantize_rows(x, M, K, block, group, bits, xq, d, xz, NULL, num_threads);
+}
 
-typedef void (*i8_tile_fn)(const int8_t *, int64_t, const float *, int64_t, const float *,
-                           int64_t, int64_t, int64_t, const int32_t *, int64_t, const void *,
-                           const void *, int, int64_t, int64_t, int64_t, int, float *, int64_t);
+#if I8_ISA
 
-/* MT rows x NV vectors from column n0, over groups [g0, g1): out = (add ? out : 0) + the sum.
- * xq/d/xz/out point at the tile's first row; bpg blocks per group, wpb words per block. */
-#define DEFINE_I8_TILE(MT, NV, BITS)                                                           \
-    static void i8tile_##MT##_##NV##_##BITS(                                                   \
-        const int8_t *xq, int64_t K, const float *d, int64_t B, const float *xz, int64_t G,    \
-        int64_t bpg, int64_t wpb, const int32_t *qw, int64_t N, const void *sc,                \
-        const void *zr, int dt, int64_t n0, int64_t g0, int64_t g1, int add, float *out,       \
-        int64_t ldo) {                                                                         \
-        enum { PER = 32 / BITS };                                                              \
-        const __m512i nib = _mm512_set1_epi32(0x0f0f0f0f);                                     \
-        __m512 acc[MT][NV];                                                                    \
+/* The skeleton's vector types and fp32 operations. A 16-column vector is RV registers of RL
+ * lanes; the tiles index registers u (columns n0 + u * RL). The fused operations are the
+ * intrinsics, never left to contraction, so both ISAs round identically. */
+#if I8_ISA == 2
+typedef __m512 vf;
+typedef __m512i vi;
+#define RL 16
+#define f_load _mm512_loadu_ps
+#define f_store _mm512_storeu_ps
+#define f_zero _mm512_setzero_ps
+#define f_set1 _mm512_set1_ps
+#define f_mul _mm512_mul_ps
+#define f_fmadd _mm512_fmadd_ps
+#define f_fnmadd _mm512_fnmadd_ps
+#define f_cvt _mm512_cvtepi32_ps
+#else
+typedef __m256 vf;
+typedef __m256i vi;
+#define RL 8
+#define f_load _mm256_loadu_ps
+#define f_store _mm256_storeu_ps
+#define f_zero _mm256_setzero_ps
+#define f_set1 _mm256_set1_ps
+#define f_mul _mm256_mul_ps
+#define f_fmadd _mm256_fmadd_ps
+#define f_fnmadd _mm256_fnmadd_ps
+#define f_cvt _mm256_cvtepi32_ps
+#endif
+#define RV (VW / RL)
+
+/* The 16 parameters (scales or zeros) from i, in fp32, as RV registers. */
+static inline void f_params(vf *out, const void *base, int dt, int64_t i) {
+    const v16f p = load_param(base, dt, i);
+    memcpy(out, &p, sizeof p);
+}
+
+/* I8_SUMS(MT, U, BITS): ia[m][u] = the exact int32 sums over block b of q[k, n] * xq[m, k], for
+ * the tile's MT rows and U registers of columns (it reads the tile's xq, K, qw, N, n0, b, wpb, and
+ * for AVX2 8-bit bs, B). */
+#if I8_ISA == 2
+/* vpdpbusd: 4 u8 x s8 products added into each int32 lane, exact (a block of k values sums to at
+ * most k * 255 * 127 in magnitude). */
+#define I8_SUMS(MT, U, BITS)                                                                   \
+    const __m512i nib = _mm512_set1_epi32(0x0f0f0f0f);                                         \
+    for (int m = 0; m < MT; m++)                                                               \
+        for (int u = 0; u < U; u++) ia[m][u] = _mm512_setzero_si512();                         \
+    for (int64_t r = b * wpb; r < (b + 1) * wpb; r++) {                                        \
+        const int8_t *xr = xq + r * PER;                                                       \
+        const int32_t *wr = qw + r * N + n0;                                                   \
+        if (BITS == 4) {                                                                       \
+            __m512i lo[U], hi[U];                                                              \
+            for (int u = 0; u < U; u++) {                                                      \
+                const __m512i w = _mm512_loadu_si512(wr + u * RL);                             \
+                lo[u] = _mm512_and_si512(w, nib);                                              \
+                hi[u] = _mm512_and_si512(_mm512_srli_epi32(w, 4), nib);                        \
+            }                                                                                  \
+            for (int m = 0; m < MT; m++) {                                                     \
+                int32_t e, o;                                                                  \
+                memcpy(&e, xr + m * K, 4);                                                     \
+                memcpy(&o, xr + m * K + 4, 4);                                                 \
+                const __m512i xe = _mm512_set1_epi32(e), xo = _mm512_set1_epi32(o);            \
+                for (int u = 0; u < U; u++) {                                                  \
+                    ia[m][u] = _mm512_dpbusd_epi32(ia[m][u], lo[u], xe);                       \
+                    ia[m][u] = _mm512_dpbusd_epi32(ia[m][u], hi[u], xo);                       \
+                }                                                                              \
+            }                                                                                  \
+        } else {                                                                               \
+            __m512i w[U];                                                                      \
+            for (int u = 0; u < U; u++) w[u] = _mm512_loadu_si512(wr + u * RL);                \
+            for (int m = 0; m < MT; m++) {                                                     \
+                int32_t e;                                                                     \
+                memcpy(&e, xr + m * K, 4);                                                     \
+                const __m512i xe = _mm512_set1_epi32(e);                                       \
+                for (int u = 0; u < U; u++) ia[m][u] = _mm512_dpbusd_epi32(ia[m][u], w[u], xe); \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#else
+/* AVX2 has no u8 x s8 -> s32 dot product. vpmaddubsw multiplies unsigned by signed bytes and
+ * adds adjacent pairs into int16 with signed saturation; vpmaddwd by ones adds adjacent int16
+ * pairs into int32. Both are exact while no int16 saturates (or, for vpaddw, wraps):
+ * - 4-bit: codes 0..15, activations -127..127 (the quantizer clamps; never -128). A pair is at
+ *   most 2 * 15 * 127 = 3810 in magnitude, a word's even and odd nibbles together 7620 per int16
+ *   lane, and I4_RUN = 4 words 30480 < 32767: so up to 4 words (32 k, a whole block of 32) are
+ *   summed in int16 and widened once.
+ * - 8-bit: codes 0..255, where a pair reaches 2 * 255 * 127 = 64770 and would saturate. With
+ *   w = q - 128 (q ^ 0x80 read as signed, -128..127): q * a = w * a + 128 * a, and
+ *   w * a = |w| * (a * sign(w)). vpabsb(w) is |w| in 0..128 as an unsigned byte (|-128| is 0x80,
+ *   128 read unsigned); vpsignb(a, w) is a * sign(w) in -127..127 (negating a never overflows as
+ *   a != -128; w = 0 gives 0, and w * a = 0 there). Pairs are then at most 2 * 128 * 127 = 32512:
+ *   exact, widened per word. The 128 * a terms sum to 128 * (the block's sum of codes), which the
+ *   quantizer hands over exactly (bs) and which starts the int32 sum: the block's total is
+ *   sum q * a, the same integer vpdpbusd gives. (Signing the weights and taking |a| instead
+ *   would fail: vpsignb leaves -128 negated as -128.) */
+#define I4_RUN 4
+#define I8_SUMS(MT, U, BITS)                                                                   \
+    const __m256i ones = _mm256_set1_epi16(1);                                                 \
+    if (BITS == 4) {                                                                           \
+        const __m256i nib = _mm256_set1_epi32(0x0f0f0f0f);                                     \
         for (int m = 0; m < MT; m++)                                                           \
-            for (int v = 0; v < NV; v++)                                                       \
-                acc[m][v] = add ? _mm512_loadu_ps(out + m * ldo + n0 + v * VW)                 \
-                                : _mm512_setzero_ps();                                         \
-        for (int64_t g = g0; g < g1; g++) {                                                    \
-            __m512 s[NV];                                                                      \
-            for (int v = 0; v < NV; v++)                                                       \
-                s[v] = (__m512)load_param(sc, dt, g * N + n0 + v * VW);                        \
-            for (int64_t b = g * bpg; b < (g + 1) * bpg; b++) {                                \
-                __m512i ia[MT][NV];                                                            \
-                for (int m = 0; m < MT; m++)                                                   \
-                    for (int v = 0; v < NV; v++) ia[m][v] = _mm512_setzero_si512();            \
-                for (int64_t r = b * wpb; r < (b + 1) * wpb; r++) {                            \
-                    const int8_t *xr = xq + r * PER;                                           \
-                    const int32_t *wr = qw + r * N + n0;                                       \
-                    if (BITS == 4) {                                                           \
-                        __m512i lo[NV], hi[NV];                                                \
-                        for (int v = 0; v < NV; v++) {                                         \
-                            const __m512i w = _mm512_loadu_si512(wr + v * VW);                 \
-                            lo[v] = _mm512_and_si512(w, nib);                                  \
-                            hi[v] = _mm512_and_si512(_mm512_srli_epi32(w, 4), nib);            \
-                        }                                                                      \
-                        for (int m = 0; m < MT; m++) {                                         \
-                            int32_t e, o;                                                      \
-                            memcpy(&e, xr + m * K, 4);                                         \
-                            memcpy(&o, xr + m * K + 4, 4);                                     \
-                            const __m512i xe = _mm512_set1_epi32(e), xo = _mm512_set1_epi32(o); \
-                            for (int v = 0; v < NV; v++) {                                     \
-                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], lo[v], xe);           \
-                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], hi[v], xo);           \
-                            }                                                                  \
-                        }                                                                      \
-                    } else {                                                                   \
-                        __m512i w[NV];                                                         \
-                        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_si512(wr + v * VW);   \
-                        for (int m = 0; m < MT; m++) {                                         \
-                            int32_t e;                                                         \
-                            memcpy(&e, xr + m * K, 4);                                         \
-                            const __m512i xe = _mm512_set1_epi32(e);                           \
-                            for (int v = 0; v < NV; v++)                                       \
-                                ia[m][v] = _mm512_dpbusd_epi32(ia[m][v], w[v], xe);            \
-                        }                                                                      \
-                    }                                                                          \
+            for (int u = 0; u < U; u++) ia[m][u] = _mm256_setzero_si256();                     \
+        for (int64_t r0 = b * wpb; r0 < (b + 1) * wpb; r0 += I4_RUN) {                         \
+            const int64_t r1 = r0 + I4_RUN < (b + 1) * wpb ? r0 + I4_RUN : (b + 1) * wpb;      \
+            __m256i p[MT][U];                                                                  \
+            for (int m = 0; m < MT; m++)                                                       \
+                for (int u = 0; u < U; u++) p[m][u] = _mm256_setzero_si256();                  \
+            for (int64_t r = r0; r < r1; r++) {                                                \
+                const int8_t *xr = xq + r * PER;                                               \
+                const int32_t *wr = qw + r * N + n0;                                           \
+                __m256i lo[U], hi[U];                                                          \
+                for (int u = 0; u < U; u++) {                                                  \
+                    const __m256i w = _mm256_loadu_si256((const __m256i *)(wr + u * RL));      \
+                    lo[u] = _mm256_and_si256(w, nib);                                          \
+                    hi[u] = _mm256_and_si256(_mm256_srli_epi32(w, 4), nib);                    \
                 }                                                                              \
                 for (int m = 0; m < MT; m++) {                                                 \
-                    const __m512 dm = _mm512_set1_ps(d[m * B + b]);                            \
-                    for (int v = 0; v < NV; v++)                                               \
-                        acc[m][v] = _mm512_fmadd_ps(_mm512_mul_ps(s[v], dm),                   \
-                                                    _mm512_cvtepi32_ps(ia[m][v]), acc[m][v]);  \
+                    int32_t e, o;                                                              \
+                    memcpy(&e, xr + m * K, 4);                                                 \
+                    memcpy(&o, xr + m * K + 4, 4);                                             \
+                    const __m256i xe = _mm256_set1_epi32(e), xo = _mm256_set1_epi32(o);        \
+                    for (int u = 0; u < U; u++)                                                \
+                        p[m][u] = _mm256_add_epi16(                                            \
+                            p[m][u], _mm256_add_epi16(_mm256_maddubs_epi16(lo[u], xe),         \
+                                                      _mm256_maddubs_epi16(hi[u], xo)));       \
+                }                                                                              \
+            }                                                                                  \
+            for (int m = 0; m < MT; m++)                                                       \
+                for (int u = 0; u < U; u++)                                                    \
+                    ia[m][u] = _mm256_add_epi32(ia[m][u], _mm256_madd_epi16(p[m][u], ones));   \
+        }                                                                                      \
+    } else {                                                                                   \
+        const __m256i flip = _mm256_set1_epi8((char)0x80);                                     \
+        for (int m = 0; m < MT; m++) {                                                         \
+            const __m256i c = _mm256_set1_epi32(128 * bs[m * B + b]);                          \
+            for (int u = 0; u < U; u++) ia[m][u] = c;                                          \
+        }                                                                                      \
+        for (int64_t r = b * wpb; r < (b + 1) * wpb; r++) {                                    \
+            const int8_t *xr = xq + r * PER;                                                   \
+            const int32_t *wr = qw + r * N + n0;                                               \
+            __m256i wa[U], ws[U];                                                              \
+            for (int u = 0; u < U; u++) {                                                      \
+                ws[u] = _mm256_xor_si256(                                                      \
+                    _mm256_loadu_si256((const __m256i *)(wr + u * RL)), flip);                 \
+                wa[u] = _mm256_abs_epi8(ws[u]);                                                \
+            }                                                                                  \
+            for (int m = 0; m < MT; m++) {                                                     \
+                int32_t e;                                                                     \
+                memcpy(&e, xr + m * K, 4);                                                     \
+                const __m256i xe = _mm256_set1_epi32(e);                                       \
+                for (int u = 0; u < U; u++)                                                    \
+                    ia[m][u] = _mm256_add_epi32(                                               \
+                        ia[m][u], _mm256_madd_epi16(                                           \
+                                      _mm256_maddubs_epi16(wa[u], _mm256_sign_epi8(xe, ws[u])), \
+                                      ones));                                                  \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#endif
+
+typedef void (*i8_tile_fn)(const int8_t *, int64_t, const float *, const int32_t *, int64_t,
+                           const float *, int64_t, int64_t, int64_t, const int32_t *, int64_t,
+                           const void *, const void *, int, int64_t, int64_t, int64_t, int,
+                           float *, int64_t);
+
+/* MT rows x NV vectors from column n0, over groups [g0, g1): out = (add ? out : 0) + the sum.
+ * xq/d/bs/xz/out point at the tile's first row; bpg blocks per group, wpb words per block. */
+#define DEFINE_I8_TILE(MT, NV, BITS)                                                           \
+    static void i8tile_##MT##_##NV##_##BITS(                                                   \
+        const int8_t *xq, int64_t K, const float *d, const int32_t *bs, int64_t B,             \
+        const float *xz, int64_t G, int64_t bpg, int64_t wpb, const int32_t *qw, int64_t N,    \
+        const void *sc, const void *zr, int dt, int64_t n0, int64_t g0, int64_t g1, int add,   \
+        float *out, int64_t ldo) {                                                             \
+        enum { PER = 32 / BITS, U = NV * RV };                                                 \
+        (void)bs;                                                                              \
+        vf acc[MT][U];                                                                         \
+        for (int m = 0; m < MT; m++)                                                           \
+            for (int u = 0; u < U; u++)                                                        \
+                acc[m][u] = add ? f_load(out + m * ldo + n0 + u * RL) : f_zero();              \
+        for (int64_t g = g0; g < g1; g++) {                                                    \
+            vf s[U];                                                                           \
+            for (int v = 0; v < NV; v++) f_params(s + v * RV, sc, dt, g * N + n0 + v * VW);    \
+            for (int64_t b = g * bpg; b < (g + 1) * bpg; b++) {                                \
+                vi ia[MT][U];                                                                  \
+                I8_SUMS(MT, U, BITS)                                                           \
+                for (int m = 0; m < MT; m++) {                                                 \
+                    const vf dm = f_set1(d[m * B + b]);                                        \
+                    for (int u = 0; u < U; u++)                                                \
+                        acc[m][u] = f_fmadd(f_mul(s[u], dm), f_cvt(ia[m][u]), acc[m][u]);      \
                 }                                                                              \
             }                                                                                  \
             for (int v = 0; v < NV; v++) {                                                     \
-                const __m512 sz = _mm512_mul_ps(                                               \
-                    s[v], (__m512)load_param(zr, dt, g * N + n0 + v * VW));                    \
-                for (int m = 0; m < MT; m++)                                                   \
-                    acc[m][v] = _mm512_fnmadd_ps(sz, _mm512_set1_ps(xz[m * G + g]), acc[m][v]); \
+                vf z[RV];                                                                      \
+                f_params(z, zr, dt, g * N + n0 + v * VW);                                      \
+                for (int h = 0; h < RV; h++) {                                                 \
+                    const vf sz = f_mul(s[v * RV + h], z[h]);                                  \
+                    for (int m = 0; m < MT; m++)                                               \
+                        acc[m][v * RV + h] =                                                   \
+                            f_fnmadd(sz, f_set1(xz[m * G + g]), acc[m][v * RV + h]);           \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
         for (int m = 0; m < MT; m++)                                                           \
-            for (int v = 0; v < NV; v++)                                                       \
-                _mm512_storeu_ps(out + m * ldo + n0 + v * VW, acc[m][v]);                      \
+            for (int u = 0; u < U; u++) f_store(out + m * ldo + n0 + u * RL, acc[m][u]);       \
     }
 
 #define DEFINE_I8_ROWS(MT)                                                                     \
@@ -283,6 +433,7 @@ static const i8_tile_fn I8_TILES[I8_MAX_ROWS][2][4] = {
 typedef struct {
     const int8_t *xq;
     const float *d, *xz;
+    const int32_t *bs; /* the blocks' sums of codes (AVX2 8-bit only, else NULL) */
     int64_t M, K, B, G, bpg, wpb;
     int bits8, tile_rows, panel;
     int64_t chunk; /* groups per pass over the columns */
@@ -303,13 +454,14 @@ static void i8_columns(const i8_problem *p, const int32_t *qw, int64_t N, const 
                 const i8_tile_fn one = I8_TILES[rows - 1][p->bits8][0];
                 const int8_t *xq = p->xq + m0 * p->K;
                 const float *d = p->d + m0 * p->B, *xz = p->xz + m0 * p->G;
+                const int32_t *bs = p->bs ? p->bs + m0 * p->B : NULL;
                 float *o = out + m0 * ldo;
                 if (nv == p->panel) {
-                    wide(xq, p->K, d, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt, v * VW,
+                    wide(xq, p->K, d, bs, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt, v * VW,
                          g0, g1, g0 > 0, o, ldo);
                 } else {
                     for (int64_t u = v; u < v + nv; u++)
-                        one(xq, p->K, d, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt,
+                        one(xq, p->K, d, bs, p->B, xz, p->G, p->bpg, p->wpb, qw, N, sc, zr, dt,
                             u * VW, g0, g1, g0 > 0, o, ldo);
                 }
             }
@@ -342,15 +494,16 @@ static int i8_tail(const i8_problem *p, const int32_t *qw, int64_t N, const void
     return ok ? 0 : -1;
 }
 
-#endif /* HAVE_VNNI */
+#endif /* I8_ISA */
 
 /* y[M, N] = x[M, K] @ w through int8 activations. tile_rows (1-8) rows and panel (1, 2 or 4)
- * vectors per register tile, `chunk` groups per pass over the columns. Returns 0; -1 for unsupported arguments or no memory; -2 when this
- * build has no VNNI kernel. */
+ * vectors per register tile, `chunk` groups per pass over the columns. Returns 0; -1 for
+ * unsupported arguments or no memory; -2 when this build has no int8 kernel (neither VNNI nor
+ * AVX2). */
 int sgl_quant_gemm_i8(const float *x, int64_t M, int64_t K, const int32_t *qw, const void *sc,
                       const void *zr, int dt, int64_t N, int bits, int64_t group, int64_t block,
                       float *out, int tile_rows, int panel, int64_t chunk, int num_threads) {
-#if !HAVE_VNNI
+#if !I8_ISA
     (void)x; (void)M; (void)K; (void)qw; (void)sc; (void)zr; (void)dt; (void)N; (void)bits;
     (void)group; (void)block; (void)out; (void)tile_rows; (void)panel; (void)chunk;
     (void)num_threads;
@@ -362,9 +515,13 @@ int sgl_quant_gemm_i8(const float *x, int64_t M, int64_t K, const int32_t *qw, c
     const int64_t B = K / block, G = K / group;
     int8_t *xq = malloc((size_t)(M * K));
     float *d = malloc(sizeof(float) * (size_t)(M * B)), *xz = malloc(sizeof(float) * (size_t)(M * G));
+    /* Only AVX2's 8-bit sums need the blocks' integer sums of codes (I8_SUMS). */
+    const int need_bs = I8_ISA == 1 && bits == 8;
+    int32_t *bs = need_bs ? malloc(sizeof(int32_t) * (size_t)(M * B)) : NULL;
     int rc = -1;
-    if (xq && d && xz && !sgl_quantize_rows(x, M, K, block, group, bits, xq, d, xz, num_threads)) {
-        const i8_problem p = {xq, d, xz, M, K, B, G, group / block, block * bits / 32,
+    if (xq && d && xz && (bs || !need_bs) &&
+        !quantize_rows(x, M, K, block, group, bits, xq, d, xz, bs, num_threads)) {
+        const i8_problem p = {xq, d, xz, bs, M, K, B, G, group / block, block * bits / 32,
                               bits == 8, tile_rows, panel, chunk};
         const int64_t nvec = N / VW;
         rc = 0;
@@ -389,6 +546,7 @@ int sgl_quant_gemm_i8(const float *x, int64_t M, int64_t K, const int32_t *qw, c
     free(xq);
     free(d);
     free(xz);
+    free(bs);
     return rc;
 #endif
 }
