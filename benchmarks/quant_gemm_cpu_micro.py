@@ -4,7 +4,8 @@ For each (K, N) and row count M, microseconds per call (the fastest of repeated 
 - ``b4_fused`` / ``b8_fused``: the fused fp32 dequantize-in-the-dot kernel (bits 4 / 8, group
   32; in blocks of 8 rows, each streaming the weight), whatever the default thresholds;
 - ``b4_mm`` / ``b8_mm``: the chunked dequantize + torch.mm path, at every M;
-- ``b4_int8`` / ``b8_int8``: int8 activations with AVX-512 VNNI dot products (where supported);
+- ``b4_int8`` / ``b8_int8``: int8 activations with integer dot products (AVX-512 VNNI or AVX2,
+  where supported: `int8_isa`);
 - ``b4`` / ``b8``: what `quant_gemm_cpu` runs by default (`choose_path`);
 - ``fp32``: F.linear on the dense fp32 weight [N, K];
 - ``ref``: `quant_gemm_ref` (dequantizes the whole weight every call; bits 4).
@@ -105,8 +106,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if load_library() is None:
         raise SystemExit("the C kernel did not build; nothing to measure")
+    import sglang.kernels.cpu.quant_gemm as cpu_gemm
+
     print(json.dumps({"threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
-                      "torch": torch.__version__}), flush=True)
+                      "torch": torch.__version__, "int8_isa": cpu_gemm.int8_isa()}), flush=True)
     rows = []
     for k, n in SMOLLM2_135M:
         for m in args.rows:

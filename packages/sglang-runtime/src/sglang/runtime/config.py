@@ -77,9 +77,10 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )] = False
     cpu_int8_activations: Annotated[bool, doc(
         "CPU: packed layers (GGUF, AWQ, GPTQ) multiply batches of 17 rows or more with "
-        "activations quantized to int8 (AVX-512 VNNI): about 1.5x faster prefill and large "
-        "decode batches, but logits move by the activations' rounding and depend on the batch "
-        "(off: exact fp32 activations)"
+        "activations quantized to int8 (AVX-512 VNNI, else AVX2; the same results on either): "
+        "about 1.5x faster prefill and large decode batches with VNNI; with AVX2 4-bit weights "
+        "1.1-2x faster products, 8-bit ones faster only up to about 64 rows. Logits move by "
+        "the activations' rounding and depend on the batch (off: exact fp32 activations)"
     )] = False
     kv_cache_dtype: Annotated[str, doc(
         "KV cache storage: auto (the model's dtype), fp8_e4m3 or fp8_e5m2 (one byte per "
