@@ -124,9 +124,10 @@ def _pack_bytes(values: torch.Tensor, bits: int) -> torch.Tensor:
     read four at a time, the int32 words (little-endian, as on every CPU we run on). A
     transposed row-major [N, K] input (checkpoints store rows per output feature) needs one
     copy in all, the final transpose."""
-    if values.numel() and int(values.max()) >= 1 << bits:
-        raise ValueError(f"pack_quant_weight: values must lie in [0, {1 << bits})")
     by_column = values.T  # [N, K]
+    # Checked on the [N, K] view: contiguous for a transposed checkpoint, ~5x faster to scan.
+    if by_column.numel() and int(by_column.max()) >= 1 << bits:
+        raise ValueError(f"pack_quant_weight: values must lie in [0, {1 << bits})")
     if bits == 4:
         by_column = by_column[:, 0::2] | (by_column[:, 1::2] << 4)
     words = by_column.contiguous().view(torch.int32)  # [N, K * bits // 32]

@@ -127,12 +127,12 @@ def _iter_tensors(reader: Any, config: Any, arch: GGUFArch) -> NamedTensors:
 
 
 def open_gguf(model_path: str) -> ModelSource:
-    from gguf import GGUFReader
+    from sglang.runtime.loading.gguf_index import GGUFIndex
 
     path = Path(model_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
-    reader = GGUFReader(str(path))
+    reader = GGUFIndex(path)
     from sglang.runtime.loading import gguf_moe  # it imports this module's helpers
 
     if gguf_moe.is_moe_gguf(reader):  # issue 18 (moe): Mixtral-as-llama, qwen2moe, qwen3moe
