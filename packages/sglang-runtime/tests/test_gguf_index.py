@@ -73,6 +73,21 @@ def test_the_embedded_smollm2_file() -> None:
     assert_same(os.path.join(smollm2_folder(), GGUF_NAME))
 
 
+def test_nested_arrays_are_stepped_over(tmp_path: Path) -> None:
+    path = str(tmp_path / "nested.gguf")
+    w = GGUFWriter(path, "llama")
+    w.add_array("t.nested", [[1, 2], [3]])
+    w.add_uint32("t.after", 5)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    index = GGUFIndex(path)
+    assert index.fields["t.after"].contents() == 5 and len(index.fields["t.nested"].data) == 2
+    with pytest.raises(ValueError, match="ARRAY"):
+        index.fields["t.nested"].contents()
+
+
 def test_not_a_gguf_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"NOPE" + bytes(60))

@@ -72,7 +72,7 @@ class IndexField:
                 out.append(text)
             return out
         if self.item_type not in _SCALARS:
-            raise ValueError(f"GGUF arrays of {self.item_type} are not supported")
+            raise ValueError(f"GGUF arrays of {self.item_type.name} are not supported")
         dtype = np.dtype(_SCALARS[self.item_type][1]).newbyteorder("<")
         return np.frombuffer(self.buf, dtype, self.count, self.offset).tolist()
 
@@ -100,8 +100,9 @@ def _skip(buf: Any, off: int, vtype: GGUFValueType) -> tuple[IndexField, int]:
             end += 8 + unpack(buf, end)[0]
     elif item in _SCALARS:
         end += count * struct.calcsize("<" + _SCALARS[item][0])
-    else:
-        raise ValueError(f"GGUF arrays of {item} are not supported")
+    else:  # arrays of arrays: stepped over; `contents()` declines them
+        for _ in range(count):
+            end = _skip(buf, end, item)[1]
     return IndexField(buf, start, vtype, item, count), end
 
 
