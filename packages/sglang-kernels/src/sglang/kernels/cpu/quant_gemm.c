@@ -108,13 +108,15 @@ typedef void (*block_fn)(const float *, int64_t, const float *, int64_t, int64_t
 
 /* Vectors per block by rows: MT * NV accumulators stay in registers (<= 8 of 32 zmm). With
  * AVX2 a vector is two of only 16 ymm: the AVX-512 choice spilled from 2 rows (Zen 2, one
- * thread, 576 x 576: 4 rows 1534 -> 138 us with one vector). One row keeps 4 vectors: 8
- * independent FMA chains of ymm accumulators, enough to cover the FMA latency (the chain of one
- * column is sequential to keep the sums' order). From 5 rows even one vector per row spills. */
+ * thread, 576 x 576: 4 rows 1534 -> 138 us with one vector). Up to 2 rows, 2 vectors: 4-8
+ * independent FMA chains of ymm accumulators, enough to cover the FMA latency (each column's
+ * chain is sequential, to keep the sums' order); 2 rows at 576 x 3072: 237 -> 184 us against
+ * one vector, one row level with 4 vectors. 3 rows with 2 vectors were no faster (b8 slower),
+ * and from 5 rows even one vector per row spills. */
 #ifdef __AVX512F__
 #define NV_FOR(MT) ((MT) == 1 ? 4 : (MT) == 2 ? 4 : (MT) <= 4 ? 2 : 1)
 #else
-#define NV_FOR(MT) ((MT) == 1 ? 4 : 1)
+#define NV_FOR(MT) ((MT) <= 2 ? 2 : 1)
 #endif
 #define MAX_ROWS 8
 
