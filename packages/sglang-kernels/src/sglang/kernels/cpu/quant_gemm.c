@@ -19,38 +19,85 @@
 
 #include "quant_common.h"
 
-/* One group of one column block: rows MT, NV vectors of 16 columns, BITS-bit values.
- * acc[m][v] = sum over the group's k of x[m, k] * q[k, n]; then out += s * (acc - z * xsum). */
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
+/* The native vector: NL lanes, one register (a zmm with AVX-512, else a ymm). The blocks below
+ * work on these rather than on quant_common.h's 16-lane v16f: without AVX-512, GCC lowers a
+ * 64-byte vector into ymm halves poorly (a scalar times a v16f went through 16 scalar stores to
+ * the stack, and the accumulators through memory on every word row: on Zen 2 one row ran
+ * 4-5x slower than F.linear on the float weight). Each lane does the same operations in the
+ * same order as with v16f, so the results are the same bits. */
+#ifdef __AVX512F__
+#define NL 16
+#else
+#define NL 8
+#endif
+#define SUB (VW / NL) /* native vectors per 16-column vector */
+typedef float vnf __attribute__((vector_size(NL * 4)));
+typedef int32_t vni __attribute__((vector_size(NL * 4)));
+typedef uint16_t vnu16 __attribute__((vector_size(NL * 2)));
+typedef uint32_t vnu32 __attribute__((vector_size(NL * 4)));
+
+static inline vnf load_nf(const float *p) { vnf v; memcpy(&v, p, sizeof v); return v; }
+static inline void store_nf(float *p, vnf v) { memcpy(p, &v, sizeof v); }
+static inline vnu32 load_nu(const int32_t *p) { vnu32 v; memcpy(&v, p, sizeof v); return v; }
+
+/* load_param (quant_common.h) at NL lanes. */
+static inline vnf load_param_n(const void *base, int dt, int64_t i) {
+    if (dt == DT_F32) return load_nf((const float *)base + i);
+    vnu16 h;
+    memcpy(&h, (const uint16_t *)base + i, sizeof h);
+    if (dt == DT_BF16) return (vnf)(__builtin_convertvector(h, vnu32) << 16);
+#if defined(__F16C__) && NL == 8
+    /* GCC 12 converts a vector of _Float16 one lane at a time (16 vcvtph2ps and inserts per
+     * ymm: fp16 scales made one row 1.3x slower on Zen 2); F16C does the 8 lanes at once. */
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+#elif defined(__FLT16_MAX__)
+    typedef _Float16 vnh __attribute__((vector_size(NL * 2)));
+    vnh f;
+    memcpy(&f, &h, sizeof f);
+    return __builtin_convertvector(f, vnf);
+#else
+    vnf out;
+    for (int j = 0; j < NL; j++) out[j] = half_to_float(h[j]);
+    return out;
+#endif
+}
+
+/* One group of one column block: rows MT, NV vectors of 16 columns (NR native vectors), BITS-bit
+ * values. acc[m][j] = sum over the group's k of x[m, k] * q[k, n]; then out += s * (acc - z *
+ * xsum). Each native vector of a word row is unpacked whole before the next is loaded, so only
+ * one word vector is live beside the accumulators (AVX2 has 16 ymm). */
 #define DEFINE_BLOCK(MT, NV, BITS)                                                             \
     static void block_##MT##_##NV##_##BITS(                                                    \
         const float *x, int64_t K, const float *xsum, int64_t G, int64_t g,                    \
         const int32_t *qw, int64_t N, int64_t words, const void *sc, const void *zr, int dt,   \
         int64_t n0, float *out) {                                                              \
-        enum { PER = 32 / BITS, MASK = (1 << BITS) - 1 };                                      \
-        v16f acc[MT][NV];                                                                      \
+        enum { PER = 32 / BITS, MASK = (1 << BITS) - 1, NR = NV * SUB };                       \
+        vnf acc[MT][NR];                                                                       \
         for (int m = 0; m < MT; m++)                                                           \
-            for (int v = 0; v < NV; v++) acc[m][v] = (v16f){0};                                \
+            for (int j = 0; j < NR; j++) acc[m][j] = (vnf){0};                                 \
         const int64_t row0 = g * words;                                                        \
         for (int64_t r = row0; r < row0 + words; r++) {                                        \
-            v16i wv[NV];                                                                       \
-            for (int v = 0; v < NV; v++) wv[v] = load_i(qw + r * N + n0 + v * VW);             \
+            const int32_t *wr = qw + r * N + n0;                                               \
             const float *xk = x + r * PER;                                                     \
-            for (int i = 0; i < PER; i++) {                                                    \
-                v16f q[NV];                                                                    \
-                for (int v = 0; v < NV; v++)                                                   \
-                    q[v] = __builtin_convertvector((wv[v] >> (BITS * i)) & MASK, v16f);        \
-                for (int m = 0; m < MT; m++) {                                                 \
-                    const float xm = xk[m * K + i];                                            \
-                    for (int v = 0; v < NV; v++) acc[m][v] += xm * q[v];                       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < PER; i++) {                            \
+                _Pragma("GCC unroll 16") for (int j = 0; j < NR; j++) {                        \
+                    const vnu32 w = load_nu(wr + j * NL) >> (BITS * i);                        \
+                    const vnu32 u = i == PER - 1 ? w : w & MASK; /* top field: no mask */      \
+                    const vnf q = __builtin_convertvector((vni)u, vnf);                        \
+                    for (int m = 0; m < MT; m++) acc[m][j] += xk[m * K + i] * q;               \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int v = 0; v < NV; v++) {                                                         \
-            const v16f s = load_param(sc, dt, g * N + n0 + v * VW);                            \
-            const v16f z = load_param(zr, dt, g * N + n0 + v * VW);                            \
+        for (int j = 0; j < NR; j++) {                                                         \
+            const vnf s = load_param_n(sc, dt, g * N + n0 + j * NL);                           \
+            const vnf z = load_param_n(zr, dt, g * N + n0 + j * NL);                           \
             for (int m = 0; m < MT; m++) {                                                     \
-                float *o = out + m * N + n0 + v * VW;                                          \
-                store_f(o, load_f(o) + s * (acc[m][v] - z * xsum[m * G + g]));                 \
+                float *o = out + m * N + n0 + j * NL;                                          \
+                store_nf(o, load_nf(o) + s * (acc[m][j] - z * xsum[m * G + g]));               \
             }                                                                                  \
         }                                                                                      \
     }
@@ -61,12 +108,15 @@ typedef void (*block_fn)(const float *, int64_t, const float *, int64_t, int64_t
 
 /* Vectors per block by rows: MT * NV accumulators stay in registers (<= 8 of 32 zmm). With
  * AVX2 a vector is two of only 16 ymm: the AVX-512 choice spilled from 2 rows (Zen 2, one
- * thread, 576 x 576: 4 rows 1534 -> 138 us with one vector), while one row keeps 4 vectors
- * (194 us; 318 with 2). From 5 rows even one vector per row spills there. */
+ * thread, 576 x 576: 4 rows 1534 -> 138 us with one vector). Up to 2 rows, 2 vectors: 4-8
+ * independent FMA chains of ymm accumulators, enough to cover the FMA latency (each column's
+ * chain is sequential, to keep the sums' order); 2 rows at 576 x 3072: 237 -> 184 us against
+ * one vector, one row level with 4 vectors. 3 rows with 2 vectors were no faster (b8 slower),
+ * and from 5 rows even one vector per row spills. */
 #ifdef __AVX512F__
 #define NV_FOR(MT) ((MT) == 1 ? 4 : (MT) == 2 ? 4 : (MT) <= 4 ? 2 : 1)
 #else
-#define NV_FOR(MT) ((MT) == 1 ? 4 : 1)
+#define NV_FOR(MT) ((MT) <= 2 ? 2 : 1)
 #endif
 #define MAX_ROWS 8
 
