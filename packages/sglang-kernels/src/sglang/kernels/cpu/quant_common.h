@@ -1,5 +1,6 @@
 /* What the CPU kernels' C files share: 16-lane vector types (GCC/clang vector extensions: one
- * zmm with AVX-512, two ymm with AVX2), scale/zero dtype codes and their loads. */
+ * zmm with AVX-512, two ymm with AVX2), the native one-register vectors, scale/zero dtype codes
+ * and their loads. */
 
 #ifndef SGL_QUANT_COMMON_H
 #define SGL_QUANT_COMMON_H
@@ -15,8 +16,6 @@
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
-typedef uint16_t v16u16 __attribute__((vector_size(32)));
-typedef uint32_t v16u32 __attribute__((vector_size(64)));
 
 enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };
 
@@ -51,23 +50,50 @@ static inline float load_param1(const void *base, int dt, int64_t i) {
     return half_to_float(h);
 }
 
-static inline v16f load_f(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
-static inline void store_f(float *p, v16f v) { memcpy(p, &v, sizeof v); }
-static inline v16i load_i(const int32_t *p) { v16i v; memcpy(&v, p, sizeof v); return v; }
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
-static inline v16f load_param(const void *base, int dt, int64_t i) {
-    if (dt == DT_F32) return load_f((const float *)base + i);
-    v16u16 h;
-    memcpy(&h, (const uint16_t *)base + i, sizeof h);
-    if (dt == DT_BF16) return (v16f)(__builtin_convertvector(h, v16u32) << 16);
-#ifdef __FLT16_MAX__
-    typedef _Float16 v16h __attribute__((vector_size(32)));
-    v16h f;
-    memcpy(&f, &h, sizeof f);
-    return __builtin_convertvector(f, v16f);
+/* The native vector: NL lanes, one register (a zmm with AVX-512, else a ymm). The fused
+ * kernel's blocks (quant_gemm.c) work on these rather than on the 16-lane v16f: without AVX-512, GCC lowers a
+ * 64-byte vector into ymm halves poorly (a scalar times a v16f went through 16 scalar stores to
+ * the stack, and the accumulators through memory on every word row: on Zen 2 one row ran
+ * 4-5x slower than F.linear on the float weight). Each lane does the same operations in the
+ * same order as with v16f, so the results are the same bits. */
+#ifdef __AVX512F__
+#define NL 16
 #else
-    v16f out;
-    for (int j = 0; j < VW; j++) out[j] = half_to_float(h[j]);
+#define NL 8
+#endif
+#define SUB (VW / NL) /* native vectors per 16-column vector */
+typedef float vnf __attribute__((vector_size(NL * 4)));
+typedef int32_t vni __attribute__((vector_size(NL * 4)));
+typedef uint16_t vnu16 __attribute__((vector_size(NL * 2)));
+typedef uint32_t vnu32 __attribute__((vector_size(NL * 4)));
+
+static inline vnf load_nf(const float *p) { vnf v; memcpy(&v, p, sizeof v); return v; }
+static inline void store_nf(float *p, vnf v) { memcpy(p, &v, sizeof v); }
+static inline vnu32 load_nu(const int32_t *p) { vnu32 v; memcpy(&v, p, sizeof v); return v; }
+
+/* NL scales or zeros from i, in fp32 (bf16 and fp16 widen exactly: the same values either
+ * way the conversion is done). */
+static inline vnf load_param_n(const void *base, int dt, int64_t i) {
+    if (dt == DT_F32) return load_nf((const float *)base + i);
+    vnu16 h;
+    memcpy(&h, (const uint16_t *)base + i, sizeof h);
+    if (dt == DT_BF16) return (vnf)(__builtin_convertvector(h, vnu32) << 16);
+#if defined(__F16C__) && NL == 8
+    /* GCC 12 converts a vector of _Float16 one lane at a time (16 vcvtph2ps and inserts per
+     * ymm: fp16 scales made one row 1.3x slower on Zen 2); F16C does the 8 lanes at once. */
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+#elif defined(__FLT16_MAX__)
+    typedef _Float16 vnh __attribute__((vector_size(NL * 2)));
+    vnh f;
+    memcpy(&f, &h, sizeof f);
+    return __builtin_convertvector(f, vnf);
+#else
+    vnf out;
+    for (int j = 0; j < NL; j++) out[j] = half_to_float(h[j]);
     return out;
 #endif
 }

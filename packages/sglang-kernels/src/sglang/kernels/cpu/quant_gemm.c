@@ -19,53 +19,6 @@
 
 #include "quant_common.h"
 
-#ifdef __F16C__
-#include <immintrin.h>
-#endif
-
-/* The native vector: NL lanes, one register (a zmm with AVX-512, else a ymm). The blocks below
- * work on these rather than on quant_common.h's 16-lane v16f: without AVX-512, GCC lowers a
- * 64-byte vector into ymm halves poorly (a scalar times a v16f went through 16 scalar stores to
- * the stack, and the accumulators through memory on every word row: on Zen 2 one row ran
- * 4-5x slower than F.linear on the float weight). Each lane does the same operations in the
- * same order as with v16f, so the results are the same bits. */
-#ifdef __AVX512F__
-#define NL 16
-#else
-#define NL 8
-#endif
-#define SUB (VW / NL) /* native vectors per 16-column vector */
-typedef float vnf __attribute__((vector_size(NL * 4)));
-typedef int32_t vni __attribute__((vector_size(NL * 4)));
-typedef uint16_t vnu16 __attribute__((vector_size(NL * 2)));
-typedef uint32_t vnu32 __attribute__((vector_size(NL * 4)));
-
-static inline vnf load_nf(const float *p) { vnf v; memcpy(&v, p, sizeof v); return v; }
-static inline void store_nf(float *p, vnf v) { memcpy(p, &v, sizeof v); }
-static inline vnu32 load_nu(const int32_t *p) { vnu32 v; memcpy(&v, p, sizeof v); return v; }
-
-/* load_param (quant_common.h) at NL lanes. */
-static inline vnf load_param_n(const void *base, int dt, int64_t i) {
-    if (dt == DT_F32) return load_nf((const float *)base + i);
-    vnu16 h;
-    memcpy(&h, (const uint16_t *)base + i, sizeof h);
-    if (dt == DT_BF16) return (vnf)(__builtin_convertvector(h, vnu32) << 16);
-#if defined(__F16C__) && NL == 8
-    /* GCC 12 converts a vector of _Float16 one lane at a time (16 vcvtph2ps and inserts per
-     * ymm: fp16 scales made one row 1.3x slower on Zen 2); F16C does the 8 lanes at once. */
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
-#elif defined(__FLT16_MAX__)
-    typedef _Float16 vnh __attribute__((vector_size(NL * 2)));
-    vnh f;
-    memcpy(&f, &h, sizeof f);
-    return __builtin_convertvector(f, vnf);
-#else
-    vnf out;
-    for (int j = 0; j < NL; j++) out[j] = half_to_float(h[j]);
-    return out;
-#endif
-}
-
 /* One group of one column block: rows MT, NV vectors of 16 columns (NR native vectors), BITS-bit
  * values. acc[m][j] = sum over the group's k of x[m, k] * q[k, n]; then out += s * (acc - z *
  * xsum). Each native vector of a word row is unpacked whole before the next is loaded, so only

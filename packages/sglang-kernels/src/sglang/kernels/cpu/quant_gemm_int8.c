@@ -242,8 +242,10 @@ typedef __m256i vi;
 
 /* The 16 parameters (scales or zeros) from i, in fp32, as RV registers. */
 static inline void f_params(vf *out, const void *base, int dt, int64_t i) {
-    const v16f p = load_param(base, dt, i);
-    memcpy(out, &p, sizeof p);
+    for (int j = 0; j < SUB; j++) {
+        const vnf p = load_param_n(base, dt, i + j * NL);
+        memcpy((float *)out + j * NL, &p, sizeof p);
+    }
 }
 
 /* I8_SUMS(MT, U, BITS): ia[m][u] = the exact int32 sums over block b of q[k, n] * xq[m, k], for
