@@ -12,7 +12,6 @@ two on real and synthetic files.
 
 from __future__ import annotations
 
-import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +110,10 @@ class GGUFIndex:
     part of `gguf.GGUFReader`'s interface the loader uses."""
 
     def __init__(self, path: str | Path) -> None:
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        buf = self._map
+        # One read-only mapping: the tensors' views and (as a memoryview, cheap to slice) the
+        # header parsed here.
+        data = np.memmap(path, mode="r")
+        buf = memoryview(data)
         magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", buf, 0)
         if magic != MAGIC:
             raise ValueError(f"{path}: not a GGUF file (bad magic)")
@@ -137,7 +137,6 @@ class GGUFIndex:
         align = self.fields.get("general.alignment")
         alignment = int(align.contents()) if align is not None else DEFAULT_ALIGNMENT
         start = off + (-off % alignment)
-        data = np.memmap(path, mode="r")
         self.tensors = [_tensor(data, start, *info) for info in infos]
 
 
