@@ -73,8 +73,8 @@ def summarize(steps: list, shape: ModelShape, wall_s: float) -> dict[str, Any]:
             bucket[1] += ms
             bucket[2] += read
         else:
-            k["flops"] += sum(shape.prefill_flops(e, s - e) - 2.0 * shape.lm_head_params
-                              for e, s in zip(extend, seqs)) + 2.0 * shape.lm_head_params * len(seqs)
+            # Each request's new tokens over its cached ones, and its one LM-head row.
+            k["flops"] += sum(shape.prefill_flops(e, s - e) for e, s in zip(extend, seqs))
     out: dict[str, Any] = {"wall_s": wall_s, "kinds": {}, "decode_by_batch": {}}
     gpu_ms = 0.0
     for mode, k in kinds.items():
