@@ -12,12 +12,12 @@ kernel without the one-program path.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import torch
 
 from sglang.kernels.attention.decode import (
-    DecodeLaunch,
     DecodeWorkspace,
     decode_attention,
     decode_launch,
@@ -46,9 +46,9 @@ def run_case(batch: int, ctx: int, thresholds: list[int]) -> dict:
     row: dict = {"batch": batch, "ctx": ctx, "splits": splits}
     first = None
     for keys in thresholds:
-        launch = DecodeLaunch(base.block_n, base.num_warps, base.num_stages, one_split_keys=keys)
+        launch = dataclasses.replace(base, one_split_keys=keys)
 
-        def call(k: torch.Tensor, v: torch.Tensor, launch: DecodeLaunch = launch) -> torch.Tensor:
+        def call(k: torch.Tensor, v: torch.Tensor, launch=launch) -> torch.Tensor:
             return decode_attention(q, k, v, table, rows, seq, out, sm_scale=HEAD_DIM**-0.5,
                                     num_kv_splits=splits, workspace=ws, launch=launch)
 

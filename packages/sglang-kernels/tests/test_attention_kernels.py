@@ -187,16 +187,20 @@ def test_decode_merge_counters_reset_and_repeat_exactly():
         assert torch.equal(got, first)
 
 
-@pytest.mark.parametrize("one_split_keys", [20, 64])
-def test_decode_short_requests_take_one_program(one_split_keys):
+@pytest.mark.parametrize("one_split_keys,one_split_block_n,one_split_stages",
+                         [(20, 0, 0), (64, 0, 0), (64, 32, 0), (64, 32, 1)])
+def test_decode_short_requests_take_one_program(one_split_keys, one_split_block_n,
+                                                one_split_stages):
     """A request with at most `one_split_keys` keys is done by one program that writes its
-    output directly (no merge), a longer one by its splits and the merge, in one batch (with a
-    window too, where the count is of the keys in the window); the counters end at zero."""
+    output directly (no merge), in blocks and stages of its own when given, a longer one by its
+    splits and the merge, in one batch (with a window too, where the count is of the keys in
+    the window); the counters end at zero."""
     from sglang.kernels.attention.decode import DecodeLaunch
 
     dtype = torch.float32
     lens = [20, 64, 65, 200, 0, 1]
-    launch = DecodeLaunch(16, 1, 1, one_split_keys=one_split_keys)
+    launch = DecodeLaunch(16, 1, 1, one_split_keys=one_split_keys,
+                          one_split_block_n=one_split_block_n, one_split_stages=one_split_stages)
     for kw in ({}, {"sliding_window": 40}):
         ws = DecodeWorkspace.allocate(len(lens), 4, HEAD_DIM, 8, DEVICE)
         got, want = _run_decode(lens, 4, 2, dtype, num_kv_splits=8, launch=launch,
