@@ -64,3 +64,19 @@ def test_silu_and_mul_extremes() -> None:
 def test_silu_and_mul_declines_odd_widths() -> None:
     assert silu_and_mul_cpu(torch.randn(2, 7)) is None
     assert silu_and_mul_cpu(torch.randn(2, 8, dtype=torch.float16)) is None
+
+
+def test_silu_and_mul_vector_lanes_match_scalar_tail() -> None:
+    """Rows of 8k + 7 values run 8 at a time and then one at a time: the same value gives the
+    same bits either way (the vector exp is the scalar one's expressions per lane)."""
+    g = torch.Generator().manual_seed(2)
+    vals = torch.cat([torch.randn(7 * 16, generator=g) * s for s in (0.1, 3.0, 40.0)]
+                     + [torch.tensor([-90.0, -88.0, -87.0, -0.0, 0.0, 87.0, 88.0, 90.0, 1e-30])])
+    vals = vals[: vals.numel() // 7 * 7].view(-1, 7)
+    n = 15  # one vector of 8, then a tail of 7
+    gate = torch.cat([vals.repeat(1, 2)[:, :8], vals], dim=1)  # tail = the values again
+    assert gate.shape[1] == n
+    up = torch.rand(gate.shape, generator=g) + 0.5
+    up[:, 8:] = up[:, :7]
+    out = silu_and_mul_cpu(torch.cat([gate, up], dim=1))
+    assert torch.equal(out[:, :7], out[:, 8:])

@@ -81,6 +81,44 @@ def test_both_paths_at_any_row_count(monkeypatch, small_m, m):
                                atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(cpu_gemm.blas_sgemm() is None, reason="torch has no MKL sgemm to call")
+@pytest.mark.parametrize("scale_dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("m", [17, 64, 300])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_mm_path_per_thread_sgemm_is_bitwise_torch_mm(scale_dtype, bits, m, threads,
+                                                       monkeypatch):
+    # The "mm" path through sgl_quant_gemm_mm (each thread its own columns, a one-thread MKL
+    # sgemm, a few chunks each) against torch.mm on the whole dequantized weight, bit for bit.
+    # Column counts with a partial last vector, and a scratch small enough for several chunks
+    # per thread. (The torch.mm chunks it replaces gave these bits at 1 and 2 threads, not at
+    # 3 on a 2-core machine, where MKL's own split of a chunk changed them.)
+    monkeypatch.setattr(cpu_gemm, "SCRATCH_BYTES", 4 * 256 * 96)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for k, n, group in ((256, 1000, 32), (256, 7, 64), (512, 333, 128), (128, 16, 128)):
+            qweight, scales, zeros = make(k, n, bits, group, seed=n, scale_dtype=scale_dtype)
+            x = torch.randn(m, k, generator=torch.Generator().manual_seed(m + n))
+            got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="mm")
+            want = torch.mm(x, dequantize_cpu(qweight, scales, zeros, bits, group))
+            assert torch.equal(got, want), (k, n, group)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_mm_path_without_mkl_takes_torch_mm_chunks(monkeypatch):
+    # Where torch has no MKL sgemm to hand over: dequantize + torch.mm per chunk.
+    monkeypatch.setattr(cpu_gemm, "_blas", [None])
+    monkeypatch.setattr(cpu_gemm, "SCRATCH_BYTES", 4 * 256 * 96)
+    k, n, bits, group = 256, 1000, 4, 32
+    qweight, scales, zeros = make(k, n, bits, group)
+    x = torch.randn(40, k)
+    got = quant_gemm_cpu(x, qweight, scales, zeros, bits, group, path="mm")
+    torch.testing.assert_close(got.double(), exact(x, qweight, scales, zeros, bits, group),
+                               atol=2e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("m", [2, 40])
 def test_half_activations_and_scales(dtype, m):

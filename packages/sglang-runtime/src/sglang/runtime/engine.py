@@ -295,6 +295,8 @@ class Engine:
         if self._loop is not None:
             self._loop.shutdown()
             self._loop = None
+            if self.runtime is not None:  # its scheduler thread has stopped
+                self.runtime.scheduler.runner.restore_cpu_threads()
             if self.runtime is not None and self.args.distributed:
                 from sglang.runtime.distributed import destroy_distributed
 

@@ -19,6 +19,26 @@
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 
+/* The native vector: NL lanes in one register (a zmm with AVX-512, else a ymm). Without
+ * AVX-512, GCC keeps a v16f accumulator that is updated in a loop in memory, moved through xmm
+ * halves on every update (the attention's P.V loop: three quarters of a decode step's attention
+ * time on Zen 2); loops written on these keep it in registers. Each lane does the same
+ * operations either way, so the bits do not change. */
+#ifdef __AVX512F__
+#define NL 16
+#else
+#define NL 8
+#endif
+typedef float vnf __attribute__((vector_size(NL * 4)));
+
+static inline vnf load_nf(const float *p) {
+    vnf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store_nf(float *p, vnf v) { memcpy(p, &v, sizeof v); }
+
 static inline v16f vload(const float *p) {
     v16f v;
     memcpy(&v, p, sizeof v);

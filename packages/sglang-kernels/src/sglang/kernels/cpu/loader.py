@@ -99,6 +99,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sgl_quant_gemm.restype = cint
     lib.sgl_dequantize.argtypes = [ptr, ptr, ptr, cint, i64, i64, cint, i64, i64, i64, ptr, cint]
     lib.sgl_dequantize.restype = cint
+    lib.sgl_quant_gemm_mm.argtypes = [ptr, i64, i64, ptr, ptr, ptr, cint, i64, cint, i64, i64,
+                                      ptr, ptr, ptr, cint]
+    lib.sgl_quant_gemm_mm.restype = cint
     lib.sgl_int8_gemm_available.argtypes = []
     lib.sgl_int8_gemm_available.restype = cint
     lib.sgl_quantize_rows.argtypes = [ptr, i64, i64, i64, i64, cint, ptr, ptr, ptr, cint]

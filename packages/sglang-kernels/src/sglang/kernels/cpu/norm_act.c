@@ -12,16 +12,19 @@
  *
  * sgl_silu_and_mul: out = gate / (1 + exp(-gate)) * up for rows [gate | up] of width 2n. exp is
  * a range-reduced polynomial (2^k * e^f, |f| <= ln2 / 2, degree 7; within 2 ulp of expf over
- * the clamped range), so the loop stays vectorizable.
+ * the clamped range), computed 8 lanes at a time (exp_approx8) with a scalar tail that gives
+ * the same bits.
  *
- * Rows run on `threads` OpenMP threads only above PARALLEL_MIN elements: below that a fork
- * costs more than the work.
+ * Rows run on `threads` OpenMP threads only from PARALLEL_MIN elements: below that a fork
+ * costs more than the work (Zen 2, 2 threads: [64, 1536] SiLU 94 -> 59 us and [64, 576]
+ * RMSNorm 48 -> 45 us against one thread; [16, 1536], below the bound, 36 us either way).
  */
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
-#define PARALLEL_MIN (1 << 18)
+#define PARALLEL_MIN (1 << 15)
 
 #define LANES 16
 
@@ -75,6 +78,34 @@ static inline float exp_approx(float x) {
     return p * two_k.f;
 }
 
+/* exp_approx on 8 lanes: the same expressions, so the same contractions into fused
+ * multiply-adds and the same bits per lane. GCC does not vectorize the scalar loop ("control
+ * flow in loop": the clamp's branches), and one row of 1536 then cost ~5 ns per value, 5x
+ * torch's silu * up; the clamp is a select here. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f select8(v8i mask, v8f a, v8f b) { /* mask ? a : b, lane by lane */
+    return (v8f)((mask & (v8i)a) | (~mask & (v8i)b));
+}
+
+static inline v8f exp_approx8(v8f x) {
+    const v8f lo = (v8f){0} - 87.0f, hi = (v8f){0} + 88.0f;
+    x = select8(x < lo, lo, select8(x > hi, hi, x));
+    v8f k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v8f f = x - k * 0.693145751953125f;
+    f = f - k * 1.428606765330187045e-06f;
+    v8f p = (v8f){0} + 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    const v8i two_k = (__builtin_convertvector(k, v8i) + 127) << 23;
+    return p * (v8f)two_k;
+}
+
 int sgl_silu_and_mul(const float *restrict x, int64_t x_stride, int64_t rows, int64_t n,
                      float *restrict out, int threads) {
     if (rows < 0 || n <= 0) return 1;
@@ -85,7 +116,15 @@ int sgl_silu_and_mul(const float *restrict x, int64_t x_stride, int64_t rows, in
         const float *restrict g = x + r * x_stride;
         const float *restrict u = g + n;
         float *restrict o = out + r * n;
-        for (int64_t i = 0; i < n; i++) o[i] = g[i] / (1.0f + exp_approx(-g[i])) * u[i];
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            v8f gv, uv;
+            memcpy(&gv, g + i, sizeof gv);
+            memcpy(&uv, u + i, sizeof uv);
+            const v8f ov = gv / (1.0f + exp_approx8(-gv)) * uv;
+            memcpy(o + i, &ov, sizeof ov);
+        }
+        for (; i < n; i++) o[i] = g[i] / (1.0f + exp_approx(-g[i])) * u[i];
     }
     return 0;
 }

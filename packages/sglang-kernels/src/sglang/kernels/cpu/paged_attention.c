@@ -33,6 +33,7 @@
 #include "attention_common.h"
 
 #define PARALLEL_MIN_TOKENS 256 /* rope_store_kv: fewer tokens run on the calling thread */
+#define PV_VECS 8             /* paged_attention: native accumulators per P.V pass */
 #define LOCAL_TILES 256         /* paged_attention: plans for up to this many tokens on the stack */
 
 static inline float hsum(v16f v) {
@@ -90,8 +91,8 @@ typedef struct {
  * block's values). */
 static inline __attribute__((always_inline)) void attend_one(
     const float *q, const float *kb, const float *vb, int64_t kv_stride, const int64_t *slots,
-    int64_t start, int64_t end, const carry_in *carry, const int D, const int G, float scale,
-    float cap, float *out) {
+    int64_t start, int64_t end, const carry_in *carry, const int D, const int G,
+    const int native_pv, float scale, float cap, float *out) {
     const int nv = D / VW;
     float acc[MAX_G * MAX_D] __attribute__((aligned(64)));
     float s[MAX_G][BLK] __attribute__((aligned(64)));
@@ -157,11 +158,33 @@ static inline __attribute__((always_inline)) void attend_one(
                 for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
                 l[g] += hsum(sum);
             }
+            /* acc += p . v, each lane's sum in key order. The specialised copies (native_pv)
+             * keep up to PV_VECS native accumulators in registers per pass over the block's
+             * values (D = 64: a head's whole row with AVX2): Zen 2, 64 decode tokens, 9 heads,
+             * ~70 keys: 1.43 -> 0.37 ms, the same bits. The generic copy (a head_dim known
+             * only at run time) keeps its v16f loop: there the native loop gave other bits
+             * (GCC contracts that loop differently), and no common model takes it. */
+            if (!native_pv) {
+                for (int g = 0; g < G; g++)
+                    for (int c = 0; c < nv; c++) {
+                        v16f a = vload(&acc[g * D + c * VW]);
+                        for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
+                        vstore(&acc[g * D + c * VW], a);
+                    }
+                continue;
+            }
             for (int g = 0; g < G; g++)
-                for (int c = 0; c < nv; c++) {
-                    v16f a = vload(&acc[g * D + c * VW]);
-                    for (int j = 0; j < nb; j++) a += vsplat(s[g][j]) * vload(vp[j] + c * VW);
-                    vstore(&acc[g * D + c * VW], a);
+                for (int c0 = 0; c0 < D / NL; c0 += PV_VECS) {
+                    const int w = D / NL - c0 < PV_VECS ? D / NL - c0 : PV_VECS;
+                    float *ag = acc + g * D + c0 * NL;
+                    vnf a[PV_VECS];
+                    for (int u = 0; u < w; u++) a[u] = load_nf(ag + u * NL);
+                    for (int j = 0; j < nb; j++) {
+                        const vnf p = (vnf){0} + s[g][j];
+                        const float *v = vp[j] + c0 * NL;
+                        for (int u = 0; u < w; u++) a[u] += p * load_nf(v + u * NL);
+                    }
+                    for (int u = 0; u < w; u++) store_nf(ag + u * NL, a[u]);
                 }
         }
     }
@@ -182,9 +205,9 @@ typedef void (*attend_fn)(const float *, const float *, const float *, int64_t,
                                    int64_t end, const carry_in *carry, float scale, float cap, \
                                    float *out) {                                              \
         if (carry) /* a copy without the carry for tokens on their own */                    \
-            attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, scale, cap, out);    \
+            attend_one(q, kb, vb, kvs, slots, start, end, carry, DD, GG, 1, scale, cap, out);    \
         else                                                                                  \
-            attend_one(q, kb, vb, kvs, slots, start, end, NULL, DD, GG, scale, cap, out);     \
+            attend_one(q, kb, vb, kvs, slots, start, end, NULL, DD, GG, 1, scale, cap, out);     \
     }
 /* Specialised for the common shapes: head_dim 64/128 with 1-8 query heads per KV head. */
 ATTEND(64, 1) ATTEND(64, 2) ATTEND(64, 3) ATTEND(64, 4) ATTEND(64, 5) ATTEND(64, 6)
@@ -272,7 +295,8 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
             if (fn)
                 fn(qt, kb, vb, kv_stride, slots, start, end, from, scale, cap, ot);
             else
-                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, scale, cap, ot);
+                attend_one(qt, kb, vb, kv_stride, slots, start, end, from, D, G, 0, scale, cap,
+                           ot);
         }
     }
     free(states);

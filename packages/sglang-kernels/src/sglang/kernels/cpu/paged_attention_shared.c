@@ -22,6 +22,9 @@
 /* Shorter shared ranges are not worth the tile's set-up (transposing q, handing state back). */
 #define MIN_SHARED (2 * BLK)
 #define QK_KEYS 8 /* keys scored at once: one accumulator and one pointer register each */
+/* Value features per pass of the P.V loop: 8 accumulators, a weight and a value in registers
+ * (16 features, as with v16f, spilled AVX2's 16 ymm). */
+#define PV_FEATS 8
 
 /* First index in [from, to) where the two rows of slots differ, else `to`. */
 static int64_t same_until(const int64_t *a, const int64_t *b, int64_t from, int64_t to) {
@@ -76,7 +79,11 @@ static inline __attribute__((always_inline)) void shared_keys(
     float p[BLK * VW] __attribute__((aligned(64))); /* key j's scores, then weights, at j * VW */
     const float *kp[BLK], *vp[BLK];
     const int rows = n * G;
+    /* Native vectors that hold rows: lanes past them are never read back, so with AVX2 a tile
+     * of up to 8 rows skips the upper half. */
+    const int lane_vecs = (rows + NL - 1) / NL;
     memset(qt, 0, sizeof(float) * (size_t)(D * VW)); /* unused lanes: finite, never read back */
+    memset(p, 0, sizeof p); /* lanes past lane_vecs are never written: zero scores */
     for (int r = 0; r < rows; r++) {
         const float *qr = q + (r / G) * q_tok_stride + (r % G) * D;
         for (int d = 0; d < D; d++) qt[d * VW + r] = qr[d];
@@ -92,23 +99,26 @@ static inline __attribute__((always_inline)) void shared_keys(
             kp[j] = kb + slot * kv_stride;
             vp[j] = vb + slot * kv_stride;
         }
-        for (int jg = 0; jg < nbr; jg += QK_KEYS) {
-            /* Sums of VW products, then their sum: one chain over all D products would round
-             * the scores several times worse than the per-token kernel's reduction tree. */
-            v16f a[QK_KEYS];
-            for (int i = 0; i < QK_KEYS; i++) a[i] = vsplat(0.0f);
-            for (int c = 0; c < D; c += VW) {
-                v16f part[QK_KEYS];
-                for (int i = 0; i < QK_KEYS; i++) part[i] = vsplat(0.0f);
+        for (int jg = 0; jg < nbr; jg += QK_KEYS)
+            for (int h = 0; h < lane_vecs; h++) { /* the rows' lanes, one native vector each */
+                /* Sums of VW products, then their sum: one chain over all D products would
+                 * round the scores several times worse than the per-token kernel's
+                 * reduction tree. */
+                vnf a[QK_KEYS];
+                for (int i = 0; i < QK_KEYS; i++) a[i] = (vnf){0};
+                for (int c = 0; c < D; c += VW) {
+                    vnf part[QK_KEYS];
+                    for (int i = 0; i < QK_KEYS; i++) part[i] = (vnf){0};
 #pragma GCC unroll 16
-                for (int d = c; d < c + VW; d++) {
-                    const v16f qd = vload(qt + d * VW);
-                    for (int i = 0; i < QK_KEYS; i++) part[i] += vsplat(kp[jg + i][d]) * qd;
+                    for (int d = c; d < c + VW; d++) {
+                        const vnf qd = load_nf(qt + d * VW + h * NL);
+                        for (int i = 0; i < QK_KEYS; i++) part[i] += kp[jg + i][d] * qd;
+                    }
+                    for (int i = 0; i < QK_KEYS; i++) a[i] += part[i];
                 }
-                for (int i = 0; i < QK_KEYS; i++) a[i] += part[i];
+                for (int i = 0; i < QK_KEYS; i++)
+                    store_nf(p + (jg + i) * VW + h * NL, a[i] * scale);
             }
-            for (int i = 0; i < QK_KEYS; i++) vstore(p + (jg + i) * VW, a[i] * vsplat(scale));
-        }
         if (cap > 0.0f)
             for (int e = 0; e < nb * VW; e++) p[e] = cap * tanhf(p[e] / cap);
         v16f bm = vload(p);
@@ -124,17 +134,22 @@ static inline __attribute__((always_inline)) void shared_keys(
         }
         for (int j = nb; j < nbr; j++) vstore(p + j * VW, vsplat(0.0f));
         l = l * alpha + sum;
-        /* Unrolled so that a value's features are constant offsets from its row pointer. */
+        float alpha_f[VW] __attribute__((aligned(64)));
+        vstore(alpha_f, alpha);
+        for (int h = 0; h < lane_vecs; h++) {
+            const vnf ah = load_nf(alpha_f + h * NL);
+            /* Unrolled so that a value's features are constant offsets from its row pointer. */
 #pragma GCC unroll 16
-        for (int c = 0; c < D; c += VW) { /* VW features of every row in registers */
-            v16f o[VW];
-            for (int u = 0; u < VW; u++) o[u] = vload(acc + (c + u) * VW) * alpha;
-            for (int j = 0; j < nbr; j++) {
-                const v16f w = vload(p + j * VW);
-                const float *v = vp[j] + c;
-                for (int u = 0; u < VW; u++) o[u] += vsplat(v[u]) * w;
+            for (int c = 0; c < D; c += PV_FEATS) { /* PV_FEATS features, in registers */
+                vnf o[PV_FEATS];
+                for (int u = 0; u < PV_FEATS; u++) o[u] = load_nf(acc + (c + u) * VW + h * NL) * ah;
+                for (int j = 0; j < nbr; j++) {
+                    const vnf w = load_nf(p + j * VW + h * NL);
+                    const float *v = vp[j] + c;
+                    for (int u = 0; u < PV_FEATS; u++) o[u] += v[u] * w;
+                }
+                for (int u = 0; u < PV_FEATS; u++) store_nf(acc + (c + u) * VW + h * NL, o[u]);
             }
-            for (int u = 0; u < VW; u++) vstore(acc + (c + u) * VW, o[u]);
         }
     }
     vstore(STATE_M(st, D), m);

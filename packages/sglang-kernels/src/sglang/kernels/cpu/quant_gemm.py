@@ -11,13 +11,17 @@ through ctypes. Three paths (`PATHS`), chosen per call by the row count M:
 - ``fused`` (up to `SMALL_M` rows otherwise): fp32 dot products that dequantize inside the
   loop, streaming the packed weight once per block of 8 rows.
 - ``mm`` (more rows otherwise): chunks of columns dequantized into a bounded fp32 scratch
-  (`SCRATCH_BYTES`, reused per thread, never the whole weight) and multiplied with torch.mm.
+  (`SCRATCH_BYTES`, reused per thread, never the whole weight) and multiplied with torch.mm's
+  sgemm. Where torch's MKL is found (`blas_sgemm`), each thread dequantizes and multiplies its
+  own columns with a one-thread sgemm (``sgl_quant_gemm_mm``); else dequantize and torch.mm
+  chunk by chunk, on all threads. Both give the same bits.
 
 Without a working C compiler every path falls back to the torch reference (one warning).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 
@@ -40,6 +44,27 @@ INT8_BLOCK = 32  # k per activation scale inside larger groups
 _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _INT8_ISAS = {2: "avx512_vnni", 1: "avx2"}  # sgl_int8_gemm_available()
 _scratch = threading.local()
+_blas: list[tuple[int, int] | None] = []  # blas_sgemm()'s answer, once found
+
+
+def blas_sgemm() -> tuple[int, int] | None:
+    """(sgemm_, MKL_Set_Num_Threads_Local) addresses in torch's own MKL (libtorch_cpu), the
+    sgemm torch.mm runs for fp32 on the CPU; None where torch has no MKL (another BLAS: the
+    "mm" path then calls torch.mm). The second address may be 0 (not MKL: no thread setting)."""
+    if not _blas:
+        found = None
+        if torch.backends.mkl.is_available():
+            try:
+                lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
+                                               "libtorch_cpu.so"))
+                sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
+                # The C interface (by value); the lower-case name is the Fortran one here.
+                local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
+                found = (sgemm, local or 0) if sgemm else None
+            except (OSError, AttributeError):
+                found = None
+        _blas.append(found)
+    return _blas[0]
 
 
 def _check_cpu(*tensors: torch.Tensor) -> None:
@@ -228,6 +253,14 @@ def quant_gemm_cpu(
     # Chunks of whole 16-column vectors sized to SCRATCH_BYTES, but at least 64 columns wide so
     # that a deep K (4 * K * 64 bytes past the budget) still gives torch.mm a useful width.
     chunk = max(64, SCRATCH_BYTES // (4 * k) // 16 * 16)
+    blas = blas_sgemm()
+    if blas is not None:
+        rc = lib.sgl_quant_gemm_mm(xf.data_ptr(), m, k, qweight.data_ptr(), scales.data_ptr(),
+                                   zeros.data_ptr(), code, n, bits, group_size, chunk,
+                                   out.data_ptr(), blas[0], blas[1], threads)
+        if rc:
+            raise RuntimeError("quant_gemm_cpu: the C kernel rejected its arguments")
+        return _in_dtype(out, x.dtype)
     scratch = _scratch_buffer(k * min(chunk, n))
     for n0 in range(0, n, chunk):
         width = min(chunk, n - n0)

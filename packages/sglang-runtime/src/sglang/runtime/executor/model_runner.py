@@ -78,3 +78,14 @@ class ModelRunner:
         want = 1 if tokens <= CPU_SMALL_STEP_TOKENS else self._cpu_threads
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
+
+    def restore_cpu_threads(self) -> None:
+        """Back to the configured intra-op thread count (the engine's shutdown). The count is
+        process-wide: left at 1 by a last small step, it was what the next engine in this
+        process read as configured, and that engine ran on one thread (offline_throughput.py's
+        second weight form, after the first one's batch-1 decode: distinct 320 -> 193 tok/s on
+        2 cores). Set even where this thread already reads it: torch keeps the count a new
+        thread starts with apart from each thread's own (the engine calls this from its
+        thread, not the scheduler's)."""
+        if self._cpu_threads is not None:
+            torch.set_num_threads(self._cpu_threads)
