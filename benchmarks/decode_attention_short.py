@@ -2,6 +2,9 @@
 launch shape: one program per KV head (`one_split_keys` above the context) and split launches
 (`num_kv_splits` spans merged in the last program). Timed as a decode step runs it
 (`sglang.kernels.graph_timing`: a CUDA graph, each call on its own KV pool past the L2).
+Check a choice in the engine too (`gpu_suite.py --phases ceilings,decode`): on the H200 the
+fastest launch here (128-key blocks, 3 stages) made batch-1 decode slower, the same blocks with
+one stage faster (docs/benchmarks.md).
 
     python3 benchmarks/decode_attention_short.py [--contexts 64 160 288] [--json out.json]
 """

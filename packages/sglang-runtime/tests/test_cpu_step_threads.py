@@ -15,15 +15,19 @@ from sglang.runtime.executor.model_runner import CPU_SMALL_STEP_TOKENS
 from sglang.runtime.loading.loader import load_model
 
 
-def test_small_steps_run_on_one_thread(tmp_path: Path) -> None:
+def _tiny_runner(tmp_path: Path) -> tuple[object, ToyKV]:
     save_hf_model(tiny_llama_config(), tmp_path)
     save_word_tokenizer(VOCAB, tmp_path)
     loaded = load_model(str(tmp_path), dtype="float32")
     kv = ToyKV(loaded.config, dtype=torch.float32, device="cpu")
+    return make_runner(loaded.model, kv), kv
+
+
+def test_small_steps_run_on_one_thread(tmp_path: Path) -> None:
     configured = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        runner = make_runner(loaded.model, kv)
+        runner, kv = _tiny_runner(tmp_path)
         big = CPU_SMALL_STEP_TOKENS + 1
         runner.forward(kv.extend([0], [list(range(1, big + 1))]))
         assert torch.get_num_threads() == 2
@@ -50,14 +54,10 @@ def _in_new_thread(fn):
 def test_restore_reaches_threads_started_later(tmp_path: Path) -> None:
     # The engine steps on its scheduler thread and restores from its own: a small last step
     # must not leave the next engine's scheduler thread (started later) at one thread.
-    save_hf_model(tiny_llama_config(), tmp_path)
-    save_word_tokenizer(VOCAB, tmp_path)
-    loaded = load_model(str(tmp_path), dtype="float32")
-    kv = ToyKV(loaded.config, dtype=torch.float32, device="cpu")
     configured = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        runner = make_runner(loaded.model, kv)
+        runner, kv = _tiny_runner(tmp_path)
         big = CPU_SMALL_STEP_TOKENS + 1
         _in_new_thread(lambda: runner.forward(kv.extend([0], [list(range(1, big + 1))])))
         _in_new_thread(lambda: runner.forward(kv.decode([0], [5])))  # leaves 1 behind

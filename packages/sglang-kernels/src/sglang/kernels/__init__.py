@@ -30,7 +30,7 @@ _EXPORTS = {
     "flash_varlen_supported": "attention.varlen",
     "cumulative_lengths": "attention.varlen",
     "gather_kv_slots": "attention.varlen",
-    "DecodeWorkspace": "attention.decode",
+    "DecodeWorkspace": "attention.decode_workspace",
     "default_num_kv_splits": "attention.decode",
     "store_kv": "kv_store",
     "rmsnorm": "norm",

@@ -104,4 +104,22 @@ static inline int threads_for(int requested, int64_t work_items) {
     return t;
 }
 
+/* This thread's rank in its OpenMP team and the team's size (0 and 1 when built without
+ * OpenMP). */
+static inline int team_rank(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 #endif

@@ -133,11 +133,7 @@ int sgl_quant_gemm(const float *x, int64_t M, int64_t K, const int32_t *qw, cons
     const int nt = threads_for(num_threads, nvec > 0 ? nvec : 1);
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-        const int t = 0, T = 1;
-#endif
+        const int t = team_rank(), T = team_size();
         /* Contiguous vector ranges; the scalar tail goes to the last thread. */
         const int64_t v0 = nvec * t / T, v1 = nvec * (t + 1) / T;
         for (int64_t g = 0; g < G; g++) {
@@ -287,11 +283,7 @@ int sgl_quant_gemm_mm(const float *x, int64_t M, int64_t K, const int32_t *qw, c
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-        const int t = 0, T = 1;
-#endif
+        const int t = team_rank(), T = team_size();
         int64_t c0 = nvec * t / T * VW, c1 = nvec * (t + 1) / T * VW;
         c1 = c1 < N ? c1 : N;
         const int64_t width = c1 - c0 < chunk ? c1 - c0 : chunk;

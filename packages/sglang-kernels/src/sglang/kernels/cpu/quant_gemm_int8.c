@@ -531,11 +531,7 @@ int sgl_quant_gemm_i8(const float *x, int64_t M, int64_t K, const int32_t *qw, c
             const int nt = threads_for(num_threads, (nvec + panel - 1) / panel);
 #pragma omp parallel num_threads(nt)
             {
-#ifdef _OPENMP
-                const int t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-                const int t = 0, T = 1;
-#endif
+                const int t = team_rank(), T = team_size();
                 /* Whole panels per thread, so that only the last range ends in a partial one. */
                 const int64_t panels = (nvec + panel - 1) / panel;
                 int64_t v0 = panels * t / T * panel, v1 = panels * (t + 1) / T * panel;

@@ -22,7 +22,7 @@ from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 if TYPE_CHECKING:
-    from sglang.kernels.attention.decode import DecodeWorkspace
+    from sglang.kernels.attention.decode_workspace import DecodeWorkspace
     from sglang.runtime.layers.rotary import RotaryEmbedding
 
 
