@@ -109,7 +109,7 @@ def test_mm_path_per_thread_sgemm_is_bitwise_torch_mm(scale_dtype, bits, m, thre
 
 def test_mm_path_without_mkl_takes_torch_mm_chunks(monkeypatch):
     # Where torch has no MKL sgemm to hand over: dequantize + torch.mm per chunk.
-    monkeypatch.setattr(cpu_gemm, "_blas", [None])
+    monkeypatch.setattr(cpu_gemm, "blas_sgemm", lambda: None)
     monkeypatch.setattr(cpu_gemm, "SCRATCH_BYTES", 4 * 256 * 96)
     k, n, bits, group = 256, 1000, 4, 32
     qweight, scales, zeros = make(k, n, bits, group)

@@ -297,10 +297,10 @@ class Engine:
             self._loop = None
             if self.runtime is not None:  # its scheduler thread has stopped
                 self.runtime.scheduler.runner.restore_cpu_threads()
-            if self.runtime is not None and self.args.distributed:
-                from sglang.runtime.distributed import destroy_distributed
+                if self.args.distributed:
+                    from sglang.runtime.distributed import destroy_distributed
 
-                destroy_distributed()  # the one-rank group this process joined
+                    destroy_distributed()  # the one-rank group this process joined
             on_cuda = self.runtime is not None and self.runtime.device.type == "cuda"
             # Drop the model, KV pool and CUDA graphs now, not whenever the Engine object dies:
             # a second Engine in this process needs that device memory.

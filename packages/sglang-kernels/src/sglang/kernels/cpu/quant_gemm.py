@@ -22,6 +22,7 @@ Without a working C compiler every path falls back to the torch reference (one w
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 
@@ -44,27 +45,23 @@ INT8_BLOCK = 32  # k per activation scale inside larger groups
 _DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _INT8_ISAS = {2: "avx512_vnni", 1: "avx2"}  # sgl_int8_gemm_available()
 _scratch = threading.local()
-_blas: list[tuple[int, int] | None] = []  # blas_sgemm()'s answer, once found
 
 
+@functools.cache
 def blas_sgemm() -> tuple[int, int] | None:
     """(sgemm_, MKL_Set_Num_Threads_Local) addresses in torch's own MKL (libtorch_cpu), the
     sgemm torch.mm runs for fp32 on the CPU; None where torch has no MKL (another BLAS: the
     "mm" path then calls torch.mm). The second address may be 0 (not MKL: no thread setting)."""
-    if not _blas:
-        found = None
-        if torch.backends.mkl.is_available():
-            try:
-                lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
-                                               "libtorch_cpu.so"))
-                sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
-                # The C interface (by value); the lower-case name is the Fortran one here.
-                local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
-                found = (sgemm, local or 0) if sgemm else None
-            except (OSError, AttributeError):
-                found = None
-        _blas.append(found)
-    return _blas[0]
+    if not torch.backends.mkl.is_available():
+        return None
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
+        # The C interface (by value); the lower-case name is the Fortran one here.
+        local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+    return (sgemm, local or 0) if sgemm else None
 
 
 def _check_cpu(*tensors: torch.Tensor) -> None:
