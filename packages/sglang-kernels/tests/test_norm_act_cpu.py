@@ -67,8 +67,8 @@ def test_silu_and_mul_declines_odd_widths() -> None:
 
 
 def test_silu_and_mul_vector_lanes_match_scalar_tail() -> None:
-    """Rows of 8k + 7 values run 8 at a time and then one at a time: the same value gives the
-    same bits either way (the vector exp is the scalar one's expressions per lane)."""
+    """Rows of 8k + 7 values run 8 at a time and then as a zero-padded tail: the same value
+    gives the same bits either way."""
     g = torch.Generator().manual_seed(2)
     vals = torch.cat([torch.randn(7 * 16, generator=g) * s for s in (0.1, 3.0, 40.0)]
                      + [torch.tensor([-90.0, -88.0, -87.0, -0.0, 0.0, 87.0, 88.0, 90.0, 1e-30])])

@@ -12,8 +12,7 @@
  *
  * sgl_silu_and_mul: out = gate / (1 + exp(-gate)) * up for rows [gate | up] of width 2n. exp is
  * a range-reduced polynomial (2^k * e^f, |f| <= ln2 / 2, degree 7; within 2 ulp of expf over
- * the clamped range), computed 8 lanes at a time (exp_approx8) with a scalar tail that gives
- * the same bits.
+ * the clamped range), computed 8 lanes at a time (exp_approx8), a row's tail padded to 8.
  *
  * Rows run on `threads` OpenMP threads only from PARALLEL_MIN elements: below that a fork
  * costs more than the work (Zen 2, 2 threads: [64, 1536] SiLU 94 -> 59 us and [64, 576]
@@ -60,28 +59,10 @@ int sgl_rmsnorm(const float *restrict x, int64_t x_stride, const float *restrict
     return 0;
 }
 
-static inline float exp_approx(float x) {
-    /* e^x = 2^k * e^f with k = round(x / ln2) (adding and subtracting 1.5 * 2^23 rounds to the
-     * nearest integer), f = x - k * ln2 (two-part ln2), 2^k built in the exponent bits. */
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float f = x - k * 0.693145751953125f;
-    f = f - k * 1.428606765330187045e-06f;
-    float p = 1.9875691500e-4f;
-    p = p * f + 1.3981999507e-3f;
-    p = p * f + 8.3334519073e-3f;
-    p = p * f + 4.1665795894e-2f;
-    p = p * f + 1.6666665459e-1f;
-    p = p * f + 5.0000001201e-1f;
-    p = p * f * f + f + 1.0f;
-    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) << 23};
-    return p * two_k.f;
-}
-
-/* exp_approx on 8 lanes: the same expressions, so the same contractions into fused
- * multiply-adds and the same bits per lane. GCC does not vectorize the scalar loop ("control
- * flow in loop": the clamp's branches), and one row of 1536 then cost ~5 ns per value, 5x
- * torch's silu * up; the clamp is a select here. */
+/* e^x on 8 lanes: 2^k * e^f with k = round(x / ln2) (adding and subtracting 1.5 * 2^23 rounds
+ * to the nearest integer), f = x - k * ln2 (two-part ln2), 2^k built in the exponent bits. The
+ * clamp is a select: GCC does not vectorize a scalar loop with its branches ("control flow in
+ * loop"), and one row of 1536 then cost ~5 ns per value, 5x torch's silu * up. */
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
@@ -106,6 +87,16 @@ static inline v8f exp_approx8(v8f x) {
     return p * (v8f)two_k;
 }
 
+/* out[0, count) = g / (1 + exp(-g)) * u for count <= 8 values; a short tail is padded with
+ * zeros (silu(0) * 0 = 0, never stored), so every value takes the same lane arithmetic. */
+static inline void silu_mul8(const float *g, const float *u, float *o, int count) {
+    v8f gv = {0}, uv = {0};
+    memcpy(&gv, g, sizeof(float) * count);
+    memcpy(&uv, u, sizeof(float) * count);
+    const v8f ov = gv / (1.0f + exp_approx8(-gv)) * uv;
+    memcpy(o, &ov, sizeof(float) * count);
+}
+
 int sgl_silu_and_mul(const float *restrict x, int64_t x_stride, int64_t rows, int64_t n,
                      float *restrict out, int threads) {
     if (rows < 0 || n <= 0) return 1;
@@ -117,14 +108,8 @@ int sgl_silu_and_mul(const float *restrict x, int64_t x_stride, int64_t rows, in
         const float *restrict u = g + n;
         float *restrict o = out + r * n;
         int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            v8f gv, uv;
-            memcpy(&gv, g + i, sizeof gv);
-            memcpy(&uv, u + i, sizeof uv);
-            const v8f ov = gv / (1.0f + exp_approx8(-gv)) * uv;
-            memcpy(o + i, &ov, sizeof ov);
-        }
-        for (; i < n; i++) o[i] = g[i] / (1.0f + exp_approx(-g[i])) * u[i];
+        for (; i + 8 <= n; i += 8) silu_mul8(g + i, u + i, o + i, 8);
+        if (i < n) silu_mul8(g + i, u + i, o + i, (int)(n - i));
     }
     return 0;
 }
