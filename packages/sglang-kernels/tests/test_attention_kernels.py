@@ -276,3 +276,69 @@ def test_decode_launch_comes_from_the_measured_table(override):
         got, want = _run_decode([1, 16, 47, 5], heads, kv_heads, torch.float32, num_kv_splits=2,
                                 launch=DecodeLaunch(16, 1, 1))
         torch.testing.assert_close(got, want, **ATTN_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rope_kw", [
+    pytest.param(dict(is_neox=True, rotary_dim=HEAD_DIM), id="neox"),
+    pytest.param(dict(is_neox=False, rotary_dim=HEAD_DIM), id="gptj"),
+    pytest.param(dict(is_neox=True, rotary_dim=HEAD_DIM // 2), id="partial"),
+])
+@pytest.mark.parametrize("one_split_keys", [0, 64], ids=["split", "one-program"])
+def test_decode_rotates_and_stores_the_current_token(one_split_keys, rope_kw, dtype):
+    """With `rope`, the kernel rotates q and the current key and writes the key and value into
+    the pool itself: the same pool and output as the rotary + store kernel followed by decode
+    attention, from a pool whose current slots hold NaN (so the key is read back only after
+    the store). q is left unrotated; a padded entry (no keys) still stores, as the store kernel
+    does."""
+    from sglang.kernels import DecodeRope, rope_cos_sin_cache, rotary_embedding, store_kv
+    from sglang.kernels.attention.decode import DecodeLaunch
+
+    lens = [1, 16, 47, 5, 0, 70]
+    heads, kv_heads = 4, 2
+    pool = Pool(lens, kv_heads, dtype, seed=4)
+    seq = _lens(lens)
+    loc = pool.table[pool.rows, (seq - 1).clamp(min=0)]
+    pool.k[loc], pool.v[loc] = float("nan"), float("nan")
+    positions = (seq - 1).clamp(min=0) * 3  # any positions: the table is read at these
+    cache = rope_cos_sin_cache(HEAD_DIM, rope_kw["rotary_dim"], 256, 10000.0, device=DEVICE)
+    qkv = randn(len(lens), (heads + 2 * kv_heads) * HEAD_DIM, dtype=dtype, seed=9)
+    q, k, v = qkv.split([heads * HEAD_DIM, kv_heads * HEAD_DIM, kv_heads * HEAD_DIM], dim=1)
+    q, k, v = (t.view(len(lens), -1, HEAD_DIM) for t in (q, k, v))
+    launch = DecodeLaunch(16, 1, 1, one_split_keys=one_split_keys, one_split_block_n=32)
+    kw = dict(sm_scale=0.3, num_kv_splits=4, launch=launch)
+
+    want_k, want_v = pool.k.clone(), pool.v.clone()
+    want_q, rotated_k = rotary_embedding(positions, q.clone(), k.clone(), cache,
+                                         is_neox=rope_kw["is_neox"])
+    store_kv(want_k, want_v, loc, rotated_k, v)
+    want = decode_attention(want_q, want_k, want_v, pool.table, pool.rows, seq, **kw)
+
+    q_before = q.clone()
+    rope = DecodeRope(positions, cache, k, v, loc, is_neox=rope_kw["is_neox"])
+    got = decode_attention(q, pool.k, pool.v, pool.table, pool.rows, seq, rope=rope, **kw)
+    assert torch.equal(q, q_before)
+    torch.testing.assert_close(pool.k, want_k, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(pool.v, want_v, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(got, want, **ATTN_TOL[dtype])
+    assert not got.isnan().any()
+
+
+def test_decode_rope_rejects_what_it_cannot_store():
+    from sglang.kernels import DecodeRope, rope_cos_sin_cache
+
+    pool = Pool([4, 2], 1, torch.float32)
+    q = randn(2, 2, HEAD_DIM, dtype=torch.float32)
+    k = randn(2, 1, HEAD_DIM, dtype=torch.float32)
+    pos = _lens([3, 1])
+    args = (q, pool.k, pool.v, pool.table, pool.rows, _lens([4, 2]))
+    wide = rope_cos_sin_cache(2 * HEAD_DIM, 2 * HEAD_DIM, 8, 10000.0, device=DEVICE)
+    with pytest.raises(ValueError, match="rotary_dim"):
+        decode_attention(*args, sm_scale=0.2, rope=DecodeRope(pos, wide, k, k, pos))
+    cache = rope_cos_sin_cache(HEAD_DIM, HEAD_DIM, 8, 10000.0, device=DEVICE)
+    with pytest.raises(ValueError, match="one entry per request"):
+        decode_attention(*args, sm_scale=0.2, rope=DecodeRope(pos[:1], cache, k, k, pos))
+    fp8 = pool.k.to(torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match="fp8"):
+        decode_attention(q, fp8, fp8, *args[3:], sm_scale=0.2,
+                         rope=DecodeRope(pos, cache, k, k, pos))

@@ -60,22 +60,26 @@ def test_auto_is_triton_on_cuda_cpu_on_the_cpu_and_torch_elsewhere() -> None:
 
 def test_logits_equal_torch_backend(model_dir: str) -> None:
     """Prefill, then extend over the cached prefix (one request new), then decode: the same
-    fp32 logits for every token from both backends."""
+    fp32 logits for every token from both backends, and from the Triton backend whose decode
+    attention rotates and stores the current token itself."""
     loaded = load_model(model_dir, dtype="float32", device=torch.device(DEVICE))
     window = getattr(loaded.model, "sliding_window", None)
     runs = {}
-    for name in ("torch", "triton"):
+    for run, (name, fuse) in {"torch": ("torch", False), "triton": ("triton", False),
+                              "fused": ("triton", True)}.items():
         kv = ToyKV(loaded.config, max_reqs=4, max_context=64, device=DEVICE)
-        runner = ModelRunner(loaded.model, kv.pool, create_backend(name, sliding_window=window))
+        backend = create_backend(name, sliding_window=window, fuse_decode_rope=fuse)
+        runner = ModelRunner(loaded.model, kv.pool, backend)
         logits = [runner.forward(kv.extend([2, 0, 3], _ids(1, [5, 19, 2]), all_logits=True))]
         # Row 1 joins with nothing cached; the others extend past their cached prompt.
         logits.append(runner.forward(kv.extend([0, 1, 2], _ids(2, [4, 9, 1]), all_logits=True)))
         for step in range(3):
             logits.append(runner.forward(kv.decode([3, 0, 1, 2], [7 + step, 1, 2, 3])))
-        runs[name] = logits
-    for want, got in zip(runs["torch"], runs["triton"], strict=True):
+        runs[run] = logits
+    for want, got, fused in zip(runs["torch"], runs["triton"], runs["fused"], strict=True):
         assert want.abs().max() > 1.0  # the comparison is not trivially close
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        torch.testing.assert_close(fused, got, atol=ATOL, rtol=0)
 
 
 def test_decode_prepare_is_free_of_host_reads(model_dir: str, monkeypatch) -> None:
@@ -123,14 +127,15 @@ def test_decode_forward_has_no_host_syncs_on_cuda(model_dir: str) -> None:
         torch.cuda.set_sync_debug_mode("default")
 
 
-def _greedy(model_dir: str, backend: str) -> tuple[list[list[int]], list[int]]:
+def _greedy(model_dir: str, backend: str, **engine_kw: Any) -> tuple[list[list[int]], list[int]]:
     import sglang as sgl
 
     shared, tails = _ids(5, [21])[0], _ids(6, [1, 4, 2])
     prompts = _ids(7, [3, 12]) + [shared + t for t in tails]
     params = {"temperature": 0, "max_new_tokens": 6, "ignore_eos": True}
     with sgl.Engine(model_path=model_dir, device=DEVICE, dtype="float32",
-                    attention_backend=backend, debug_check_integrity=True) as engine:
+                    attention_backend=backend, debug_check_integrity=True,
+                    **engine_kw) as engine:
         out = engine.generate(input_ids=prompts[:3], sampling_params=params)
         out += engine.generate(input_ids=prompts[3:], sampling_params=params)
         engine.check_integrity()
@@ -142,6 +147,21 @@ def test_engine_greedy_equals_torch_backend(llama_dir: str) -> None:
     got, cached = _greedy(llama_dir, "triton")
     assert cached[3:] == [21, 21]  # the second batch extended over the radix-cached prefix
     assert got == want
+
+
+def test_engine_greedy_with_rope_fused_into_decode(llama_dir: str) -> None:
+    """`fuse_decode_rope`: the same greedy tokens (CUDA graphs replayed on a GPU), and the
+    flag is dropped with speculative decoding, whose verify rows read each other's keys."""
+    import sglang as sgl
+
+    want, _ = _greedy(llama_dir, "torch")
+    got, _ = _greedy(llama_dir, "triton", fuse_decode_rope=True)
+    assert got == want
+    for spec, fused in ((None, True), ("ngram", False)):
+        with sgl.Engine(model_path=llama_dir, device=DEVICE, dtype="float32",
+                        attention_backend="triton", fuse_decode_rope=True,
+                        speculative_algorithm=spec) as engine:
+            assert engine.runtime.scheduler.runner.attn_backend.fuse_decode_rope is fused
 
 
 def test_rotary_is_fused_into_the_kv_store(llama_dir: str, monkeypatch) -> None:

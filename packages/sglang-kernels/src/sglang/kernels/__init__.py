@@ -31,6 +31,7 @@ _EXPORTS = {
     "cumulative_lengths": "attention.varlen",
     "gather_kv_slots": "attention.varlen",
     "DecodeWorkspace": "attention.decode_workspace",
+    "DecodeRope": "attention.decode_rope",
     "default_num_kv_splits": "attention.decode",
     "store_kv": "kv_store",
     "rmsnorm": "norm",

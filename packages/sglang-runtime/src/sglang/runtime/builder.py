@@ -149,6 +149,7 @@ def build_runtime(args: RuntimeArgs, tp_rank: int = 0) -> Runtime:
         backend_name,
         sliding_window=spec.sliding_window,
         reduce_in_fp32=args.attention_reduce_in_fp32,
+        fuse_decode_rope=args.fuse_decode_rope and args.speculative_algorithm is None,
     )
     runner = ModelRunner(loaded.model, kv_pool, backend, args.gemv_max_batch)
     vocab = cfg.vocab_size

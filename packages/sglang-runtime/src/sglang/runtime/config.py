@@ -124,6 +124,11 @@ class RuntimeArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "attention softmax and reductions in float32 when the model runs in bf16/fp16 (torch: "
         "upcast q/k/v; Triton: split-KV decode partials in float32, extend always is)"
     )] = False
+    fuse_decode_rope: Annotated[bool, doc(
+        "CUDA (triton backend): decode attention rotates the current token's query and key and "
+        "writes its K/V itself, one kernel fewer per layer; not applied with speculative "
+        "decoding, whose verify rows read each other's new keys"
+    )] = False
     disable_cuda_graph: Annotated[bool, doc(
         "CUDA: run decode eagerly instead of replaying captured graphs"
     )] = False

@@ -33,6 +33,7 @@ from sglang.kernels._triton import (
     pdl_enter,
 )
 from sglang.kernels.attention.block import attend_block
+from sglang.kernels.attention.decode_rope import DecodeRope, no_rope_args, rope_load, store_new_kv
 from sglang.kernels.attention.decode_workspace import DEFAULT_NUM_KV_SPLITS, DecodeWorkspace
 
 MAX_NUM_KV_SPLITS = 64
@@ -60,12 +61,13 @@ def _decode_kernel(
     stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
     stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_outb, stride_outh,
     stride_ab, stride_req,
+    Pos, CosSin, KNew, VNew, Loc, stride_cs, stride_knt, stride_knh, stride_vnt, stride_vnh,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr, ONE_SPLIT_KEYS: tl.constexpr,
     ONE_BLOCK_N: tl.constexpr, ONE_STAGES: tl.constexpr,
     USE_WINDOW: tl.constexpr, USE_CAP: tl.constexpr, PRECISION: tl.constexpr,
-    KV_FP8: tl.constexpr,
+    KV_FP8: tl.constexpr, ROPE: tl.constexpr, ROT_HALF: tl.constexpr, IS_NEOX: tl.constexpr,
     USE_PDL: tl.constexpr,
 ):
     pdl_enter(USE_PDL)
@@ -94,10 +96,21 @@ def _decode_kernel(
     heads = kv_head * GROUP + offs_g
     mask_h = offs_g < GROUP
     mask_d = offs_d < HEAD_DIM
-    q = tl.load(
-        Q + req * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-        mask=mask_h[:, None] & mask_d[None, :], other=0.0,
-    )
+    mask_hd = mask_h[:, None] & mask_d[None, :]
+    q_rows = Q + req * stride_qb + heads[:, None] * stride_qh
+    if ROPE:
+        cos_sin = CosSin + tl.load(Pos + req).to(tl.int64) * stride_cs
+        q = rope_load(q_rows, offs_d[None, :], mask_hd, cos_sin, ROT_HALF, IS_NEOX)
+        q = q.to(Q.dtype.element_ty)
+        if split == active - 1:  # the span holding the current token
+            slot = tl.load(Loc + req).to(tl.int64)
+            store_new_kv(KNew + req * stride_knt + kv_head * stride_knh,
+                         VNew + req * stride_vnt + kv_head * stride_vnh,
+                         K + slot * stride_kt + kv_head * stride_kh,
+                         V + slot * stride_vt + kv_head * stride_vh,
+                         offs_d, mask_d, cos_sin, ROT_HALF, IS_NEOX)
+    else:
+        q = tl.load(q_rows + offs_d[None, :], mask=mask_hd, other=0.0)
 
     m_i = tl.full([BLOCK_H], -1e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
@@ -126,7 +139,6 @@ def _decode_kernel(
     has_keys = l_i > 0.0
     # v_scale (1.0 unless the pool is fp8) is constant over the keys, so it scales the sum once.
     out = acc * v_scale / tl.where(has_keys, l_i, 1.0)[:, None]
-    mask_hd = mask_h[:, None] & mask_d[None, :]
     if active == 1:
         tl.store(Out + req * stride_outb + heads[:, None] * stride_outh + offs_d[None, :],
                  out.to(Out.dtype.element_ty), mask=mask_hd)
@@ -275,6 +287,7 @@ def decode_attention(
     v_scale: float = 1.0,
     workspace: DecodeWorkspace | None = None,
     launch: DecodeLaunch | None = None,
+    rope: DecodeRope | None = None,
 ) -> torch.Tensor:
     """One query token per request attends to the request's first ``seq_lens[b]`` keys.
 
@@ -303,6 +316,9 @@ def decode_attention(
         workspace: preallocated scratch with room for ``batch * num_kv_splits``
             (``DecodeWorkspace.allocate``); ``None`` allocates one.
         launch: the kernel's launch shape; default `decode_launch` (the device's table).
+        rope: the current token's rotation and KV store, done here instead of beforehand:
+            ``q`` is read unrotated (and left so), and ``k_buffer``/``v_buffer`` need not hold
+            the current token yet (`DecodeRope` says when this is valid).
 
     Returns:
         ``out``: ``[batch, num_heads, head_dim]`` in ``q``'s dtype.
@@ -318,6 +334,8 @@ def decode_attention(
     if num_kv_splits < 1:
         raise ValueError(f"num_kv_splits must be >= 1, got {num_kv_splits}")
     check_device(q, k_buffer, v_buffer, req_to_token)
+    if rope is not None:
+        rope.check(q, k_buffer, v_buffer)
     kv_fp8, compute_dtype = kv_compute_dtype(q, k_buffer, v_buffer)
     window = int(sliding_window) if sliding_window else -1
     if q.stride(-1) != 1:
@@ -355,7 +373,8 @@ def decode_attention(
         ONE_SPLIT_KEYS=cfg.one_split_keys, ONE_BLOCK_N=cfg.one_split_block_n or cfg.block_n,
         ONE_STAGES=cfg.one_split_stages,
         USE_WINDOW=window > 0, USE_CAP=logit_cap > 0,
-        PRECISION=dot_precision(compute_dtype), KV_FP8=kv_fp8, **pdl_args(q),
+        PRECISION=dot_precision(compute_dtype), KV_FP8=kv_fp8,
+        **(rope.launch_args() if rope is not None else no_rope_args(q)), **pdl_args(q),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out

@@ -22,6 +22,7 @@ from sglang.runtime.attention.base import AttentionBackend
 from sglang.runtime.executor.forward_context import ForwardBatch, ForwardMode
 
 if TYPE_CHECKING:
+    from sglang.kernels.attention.decode_rope import DecodeRope
     from sglang.kernels.attention.decode_workspace import DecodeWorkspace
     from sglang.runtime.layers.rotary import RotaryEmbedding
 
@@ -51,8 +52,11 @@ class _DecodeMetadata:
 class TritonAttentionBackend(AttentionBackend):
     """`sliding_window` (Mistral semantics: the last `sliding_window` keys, this token's
     included; a layer may pass its own), `reduce_in_fp32` (decode keeps its split partial
-    outputs in fp32 instead of the model's dtype; extend always reduces in fp32) and `num_kv_splits` (fixed split count; default: by batch size, enough to
-    fill the GPU) are per-model settings."""
+    outputs in fp32 instead of the model's dtype; extend always reduces in fp32),
+    `num_kv_splits` (fixed split count; default: by batch size, enough to fill the GPU) and
+    `fuse_decode_rope` (decode attention rotates and stores the current token itself, one
+    kernel fewer per layer; only valid where no decode row reads another row's new key, so not
+    with speculative verify rows) are per-model settings."""
 
     supports_cuda_graph = True
 
@@ -62,9 +66,11 @@ class TritonAttentionBackend(AttentionBackend):
         reduce_in_fp32: bool = False,
         num_kv_splits: int | None = None,
         use_flash_extend: bool = True,
+        fuse_decode_rope: bool = False,
         **_: object,
     ) -> None:
         self.sliding_window = sliding_window
+        self.fuse_decode_rope = fuse_decode_rope
         self.use_flash_extend = use_flash_extend
         self.reduce_in_fp32 = reduce_in_fp32
         self.num_kv_splits = num_kv_splits
@@ -164,16 +170,20 @@ class TritonAttentionBackend(AttentionBackend):
         logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = batch.kv_pool.get_kv(layer_id)
-        # The fused rotate-and-store kernel writes K/V unscaled: an fp8 pool stores through
-        # store_kv, which quantizes.
+        window = self._window(sliding_window)
+        # The fused kernels write K/V unscaled: an fp8 pool stores through store_kv, which
+        # quantizes.
+        if (self.fuse_decode_rope and isinstance(batch.attn_metadata, _DecodeMetadata)
+                and not batch.kv_pool.quantized and kernels.can_launch(q)):
+            rope = kernels.DecodeRope(positions, rotary.cos_sin, k, v, batch.out_cache_loc,
+                                      rotary.is_neox)
+            return self._decode(q, k_buf, v_buf, scale, batch, window, logit_cap, layer_id, rope)
         if batch.kv_pool.quantized or not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
             return super().forward_with_rope(
                 q, k, v, positions, rotary, layer_id, scale, batch,
                 sliding_window=sliding_window, logit_cap=logit_cap,
             )
-        return self._attend(
-            q, k, v, k_buf, v_buf, scale, batch, self._window(sliding_window), logit_cap, layer_id
-        )
+        return self._attend(q, k, v, k_buf, v_buf, scale, batch, window, logit_cap, layer_id)
 
     def _attend(
         self,
@@ -189,18 +199,9 @@ class TritonAttentionBackend(AttentionBackend):
         layer_id: int,
     ) -> torch.Tensor:
         meta = batch.attn_metadata
-        k_scale, v_scale = batch.kv_pool.scales(layer_id)
         if isinstance(meta, _DecodeMetadata):
-            bs, num_heads, head_dim = q.shape
-            ws = self.reserve_decode_workspace(
-                bs, num_heads, head_dim, meta.num_kv_splits, q.device, q.dtype
-            )
-            return kernels.decode_attention(
-                q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
-                sm_scale=scale, num_kv_splits=meta.num_kv_splits,
-                reduce_in_fp32=self.reduce_in_fp32, sliding_window=window, logit_cap=logit_cap,
-                k_scale=k_scale, v_scale=v_scale, workspace=ws,
-            )
+            return self._decode(q, k_buf, v_buf, scale, batch, window, logit_cap, layer_id)
+        k_scale, v_scale = batch.kv_pool.scales(layer_id)
         flash = meta.varlen
         if flash is not None and window <= 0 and logit_cap <= 0 and q.dtype == k_buf.dtype:
             if flash.kv_slots is not None:  # a cached prefix: gather each request's keys
@@ -215,4 +216,29 @@ class TritonAttentionBackend(AttentionBackend):
             batch.extend_lens, meta.extend_start_loc, sm_scale=scale,
             max_extend_len=meta.max_extend_len, sliding_window=window, logit_cap=logit_cap,
             k_scale=k_scale, v_scale=v_scale,
+        )
+
+    def _decode(
+        self,
+        q: torch.Tensor,
+        k_buf: torch.Tensor,
+        v_buf: torch.Tensor,
+        scale: float,
+        batch: ForwardBatch,
+        window: int,
+        logit_cap: float,
+        layer_id: int,
+        rope: DecodeRope | None = None,
+    ) -> torch.Tensor:
+        meta = batch.attn_metadata
+        assert isinstance(meta, _DecodeMetadata)
+        bs, num_heads, head_dim = q.shape
+        ws = self.reserve_decode_workspace(bs, num_heads, head_dim, meta.num_kv_splits, q.device,
+                                           q.dtype)
+        k_scale, v_scale = batch.kv_pool.scales(layer_id)
+        return kernels.decode_attention(
+            q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
+            sm_scale=scale, num_kv_splits=meta.num_kv_splits, reduce_in_fp32=self.reduce_in_fp32,
+            sliding_window=window, logit_cap=logit_cap, k_scale=k_scale, v_scale=v_scale,
+            workspace=ws, rope=rope,
         )
