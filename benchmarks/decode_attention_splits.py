@@ -17,12 +17,9 @@ import json
 
 import torch
 
-from sglang.kernels.attention.decode import (
-    DecodeWorkspace,
-    decode_attention,
-    decode_launch,
-    default_num_kv_splits,
-)
+from sglang.kernels.attention.decode import decode_attention
+from sglang.kernels.attention.decode_launch import decode_launch, default_num_kv_splits
+from sglang.kernels.attention.decode_workspace import DecodeWorkspace
 from sglang.kernels.graph_timing import copies_past_l2, graph_us
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128

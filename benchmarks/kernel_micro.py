@@ -126,7 +126,7 @@ def bench_decode_attention(device: str | torch.device, copy_gbps: float | None =
 def _tune_decode_batch(dev: torch.device, bs: int, copy: float) -> dict[str, Any]:
     """The fastest decode launch at batch `bs` x `DECODE_CONTEXT` keys (default splits)."""
     import sglang.kernels as K
-    from sglang.kernels.attention.decode import DecodeLaunch
+    from sglang.kernels.attention.decode_launch import DecodeLaunch
 
     k, v, table = _pool(bs, DECODE_CONTEXT, dev, scattered=False)
     q = torch.randn(bs, HEADS, HEAD_DIM, dtype=DTYPE, device=dev)
@@ -162,7 +162,7 @@ def tune_decode(device: str | torch.device, out: Path, batches: tuple[int, ...] 
     import json
 
     from sglang.kernels import tuning
-    from sglang.kernels.attention.decode import TUNING_KERNEL, tuning_key
+    from sglang.kernels.attention.decode_launch import TUNING_KERNEL, tuning_key
 
     dev = _cuda(device)
     copy = copy_bandwidth_gbps(dev)

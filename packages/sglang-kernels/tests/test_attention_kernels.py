@@ -195,7 +195,7 @@ def test_decode_short_requests_take_one_program(one_split_keys, one_split_block_
     output directly (no merge), in blocks and stages of its own when given, a longer one by its
     splits and the merge, in one batch (with a window too, where the count is of the keys in
     the window); the counters end at zero."""
-    from sglang.kernels.attention.decode import DecodeLaunch
+    from sglang.kernels.attention.decode_launch import DecodeLaunch
 
     dtype = torch.float32
     lens = [20, 64, 65, 200, 0, 1]
@@ -255,7 +255,7 @@ def test_decode_launch_comes_from_the_measured_table(override):
     import json
 
     from sglang.kernels import tuning
-    from sglang.kernels.attention.decode import (
+    from sglang.kernels.attention.decode_launch import (
         TUNING_KERNEL,
         DecodeLaunch,
         decode_launch,
@@ -292,7 +292,7 @@ def test_decode_rotates_and_stores_the_current_token(one_split_keys, rope_kw, dt
     the store). q is left unrotated; a padded entry (no keys) still stores, as the store kernel
     does."""
     from sglang.kernels import DecodeRope, rope_cos_sin_cache, rotary_embedding, store_kv
-    from sglang.kernels.attention.decode import DecodeLaunch
+    from sglang.kernels.attention.decode_launch import DecodeLaunch
 
     lens = [1, 16, 47, 5, 0, 70]
     heads, kv_heads = 4, 2

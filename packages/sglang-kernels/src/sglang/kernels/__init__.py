@@ -32,7 +32,7 @@ _EXPORTS = {
     "gather_kv_slots": "attention.varlen",
     "DecodeWorkspace": "attention.decode_workspace",
     "DecodeRope": "attention.decode_rope",
-    "default_num_kv_splits": "attention.decode",
+    "default_num_kv_splits": "attention.decode_launch",
     "store_kv": "kv_store",
     "rmsnorm": "norm",
     "rotary_embedding": "rotary",
