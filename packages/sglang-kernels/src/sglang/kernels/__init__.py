@@ -44,6 +44,8 @@ _EXPORTS = {
     "RopeFrequencies": "rope_scaling",
     "silu_and_mul": "activation",
     "gelu_and_mul": "activation",
+    "argmax": "greedy",
+    "greedy_argmax": "greedy",
     "gemv": "skinny_gemm",
     "GemvConfig": "skinny_gemm",
     "fused_moe": "moe",

@@ -12,6 +12,7 @@ from sglang.runtime.layers.sampler import (
     SamplingBatch,
     argmax_only,
     compute_logprobs,
+    greedy_tokens,
     sample,
     top_logprobs,
 )
@@ -52,7 +53,7 @@ class OutputProcessor:
         logits = logits[:, : self.vocab_size]
         if all(r.grammar is None and argmax_only(r.params, len(r.output_ids)) for r in reqs):
             # Most steps: no parameter tensors to build and copy to the device.
-            return logits.argmax(dim=-1)
+            return greedy_tokens(logits)
         # Grammar masks go on a copy: reported logprobs stay those of the raw logits.
         logits = mask_logits(logits, [r.grammar for r in reqs])
         batch = SamplingBatch.build(
