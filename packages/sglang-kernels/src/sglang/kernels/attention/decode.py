@@ -5,7 +5,10 @@ contiguous span of the request's keys (read through ``req_to_token``) and writes
 normalised partial output and log-sum-exp into a scratch workspace. Then it counts itself in on
 a per-(request, KV head) counter; the program that arrives last merges the splits with the
 log-sum-exp rule and resets the counter. Merging in the last program instead of a second launch
-saves a kernel boundary per layer, which is most of the merge's cost at small batches.
+saves a kernel boundary per layer, which is most of the merge's cost at small batches. Given a
+`DecodeRope` (`decode_rope.py`), the programs also rotate the query and the program of the last
+span rotates and stores the current token's K/V first: the rope kernel's launch saved too.
+Launch shapes and split counts come from `decode_launch.py`.
 
 Graph capture: the grids depend only on tensor shapes and the fixed ``num_kv_splits``; sequence
 lengths are read on the device (each request cuts its own keys into ``num_kv_splits`` spans, so
