@@ -90,7 +90,13 @@ static inline __attribute__((always_inline)) void shared_keys(
     }
     float *acc = st; /* feature d of every row at acc[d * VW] */
     memset(acc, 0, sizeof(float) * (size_t)(D * VW));
-    v16f m = vsplat(-INFINITY), l = vsplat(0.0f);
+    /* Running max and sum of every row (lanes past the rows: never read back). */
+    float m[VW] __attribute__((aligned(64))), l[VW] __attribute__((aligned(64)));
+    for (int r = 0; r < VW; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    float alpha_f[VW] __attribute__((aligned(64)));
     for (int64_t j0 = lo; j0 < hi; j0 += BLK) {
         const int nb = hi - j0 < BLK ? (int)(hi - j0) : BLK;
         const int nbr = (nb + QK_KEYS - 1) / QK_KEYS * QK_KEYS;
@@ -121,21 +127,24 @@ static inline __attribute__((always_inline)) void shared_keys(
             }
         if (cap > 0.0f)
             for (int e = 0; e < nb * VW; e++) p[e] = cap * tanhf(p[e] / cap);
-        v16f bm = vload(p);
-        for (int j = 1; j < nb; j++) bm = vmax(bm, vload(p + j * VW));
-        const v16f mn = vmax(m, bm);
-        const v16f alpha = vexp(m - mn); /* 0 on the first block: m is -inf */
-        m = mn;
-        v16f sum = vsplat(0.0f);
-        for (int j = 0; j < nb; j++) {
-            const v16f w = vexp(vload(p + j * VW) - mn);
-            vstore(p + j * VW, w);
-            sum += w;
+        /* The online softmax, lane-wise on the rows' native vectors only. */
+        for (int h = 0; h < lane_vecs; h++) {
+            float *ph = p + h * NL;
+            vnf bm = load_nf(ph);
+            for (int j = 1; j < nb; j++) bm = vmax_n(bm, load_nf(ph + j * VW));
+            const vnf mo = load_nf(m + h * NL), mn = vmax_n(mo, bm);
+            const vnf alpha = vexp_n(mo - mn); /* 0 on the first block: m is -inf */
+            vnf sum = (vnf){0};
+            for (int j = 0; j < nb; j++) {
+                const vnf w = vexp_n(load_nf(ph + j * VW) - mn);
+                store_nf(ph + j * VW, w);
+                sum += w;
+            }
+            for (int j = nb; j < nbr; j++) store_nf(ph + j * VW, (vnf){0});
+            store_nf(m + h * NL, mn);
+            store_nf(l + h * NL, load_nf(l + h * NL) * alpha + sum);
+            store_nf(alpha_f + h * NL, alpha);
         }
-        for (int j = nb; j < nbr; j++) vstore(p + j * VW, vsplat(0.0f));
-        l = l * alpha + sum;
-        float alpha_f[VW] __attribute__((aligned(64)));
-        vstore(alpha_f, alpha);
         for (int h = 0; h < lane_vecs; h++) {
             const vnf ah = load_nf(alpha_f + h * NL);
             /* Unrolled so that a value's features are constant offsets from its row pointer. */
@@ -152,8 +161,8 @@ static inline __attribute__((always_inline)) void shared_keys(
             }
         }
     }
-    vstore(STATE_M(st, D), m);
-    vstore(STATE_L(st, D), l);
+    memcpy(STATE_M(st, D), m, sizeof m);
+    memcpy(STATE_L(st, D), l, sizeof l);
 }
 
 /* head_dim 64 and 128 with the feature loops unrolled; any other multiple of 16 as it comes. */
