@@ -279,3 +279,23 @@ def test_shared_prefix_is_the_unshared_result():
     got = paged_attention_cpu(q, k_buf, v_buf, table, rows, lens, 0.125)
     alone = paged_attention_cpu(q, k_buf[flat], v_buf[flat], own, rows, lens, 0.125)
     torch.testing.assert_close(got, alone, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 4), (9, 3)])
+@pytest.mark.parametrize("cap", [0.0, 5.0])
+def test_shared_prefix_bits_do_not_depend_on_the_tile_size(heads, kv_heads, cap):
+    # Each query row is one vector lane of its tile, and every lane does the same operations
+    # whichever other rows share the tile: two tokens alone (a tile of 2 * group rows: one AVX2
+    # vector) give the same bits as inside the tile of all 16 // group tokens (two vectors on
+    # AVX2, which the QK and P.V loops take together), the first two in its lower lanes and
+    # the last two in its upper ones.
+    prefixes, lens = SHARING["full"]
+    q, k_buf, v_buf, table, rows, lens = make_shared_case(heads, kv_heads, 64, prefixes, lens,
+                                                          seed=10)
+    n = 16 // (heads // kv_heads)
+    full = paged_attention_cpu(q[:n], k_buf, v_buf, table, rows[:n], lens[:n], 0.125,
+                               logit_cap=cap)
+    for pair in (slice(0, 2), slice(n - 2, n)):
+        alone = paged_attention_cpu(q[pair], k_buf, v_buf, table, rows[pair], lens[pair], 0.125,
+                                    logit_cap=cap)
+        assert torch.equal(full[pair], alone)

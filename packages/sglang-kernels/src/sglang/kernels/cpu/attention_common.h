@@ -78,6 +78,38 @@ static inline v16f vexp(v16f x) {
     return (v16f)((v16i)out & ~small);
 }
 
+/* vmax and vexp on native vectors, lane for lane the same operations (so the same bits). GCC
+ * lowers the v16f versions' integer lanes (the compare masks, the exponent bits) through xmm
+ * halves and the stack on AVX2: in the shared-prefix tiles' softmax that cost more than the
+ * QK and P.V loops together (Zen 2, perf). */
+typedef int32_t vni_a __attribute__((vector_size(NL * 4)));
+
+static inline vnf vsplat_n(float x) { return (vnf){0} + x; }
+
+static inline vnf vmax_n(vnf a, vnf b) {
+    const vni_a a_wins = a > b;
+    return (vnf)(((vni_a)a & a_wins) | ((vni_a)b & ~a_wins));
+}
+
+static inline vnf vexp_n(vnf x) {
+    const vnf lo = vsplat_n(-87.33654f);
+    vni_a small = x < lo;
+    x = (vnf)(((vni_a)x & ~small) | ((vni_a)lo & small));
+    const vnf magic = vsplat_n(12582912.0f);
+    vnf n = (x * vsplat_n(1.44269504088896341f) + magic) - magic;
+    vnf r = x - n * vsplat_n(0.693359375f) - n * vsplat_n(-2.12194440e-4f);
+    vnf p = vsplat_n(1.9875691500e-4f);
+    p = p * r + vsplat_n(1.3981999507e-3f);
+    p = p * r + vsplat_n(8.3334519073e-3f);
+    p = p * r + vsplat_n(4.1665795894e-2f);
+    p = p * r + vsplat_n(1.6666665459e-1f);
+    p = p * r + vsplat_n(5.0000001201e-1f);
+    p = p * r * r + r + vsplat_n(1.0f);
+    vni_a bits = (__builtin_convertvector(n, vni_a) + 127) << 23;
+    vnf out = p * (vnf)bits;
+    return (vnf)((vni_a)out & ~small);
+}
+
 /* Consecutive query tokens [t0, t0 + n), n >= 2, whose keys [lo, hi) are the same pool slots
  * and lie in every one's visible range. */
 typedef struct {

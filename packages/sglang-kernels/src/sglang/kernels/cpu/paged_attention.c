@@ -36,16 +36,14 @@
 #define PV_VECS 8             /* paged_attention: native accumulators per P.V pass */
 #define LOCAL_TILES 256         /* paged_attention: plans for up to this many tokens on the stack */
 
-static inline float hsum(v16f v) {
-    const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
-    const v16i h4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
-    const v16i h2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
-    const v16i h1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
-    v = v + __builtin_shuffle(v, h8);
-    v = v + __builtin_shuffle(v, h4);
-    v = v + __builtin_shuffle(v, h2);
-    v = v + __builtin_shuffle(v, h1);
-    return v[0];
+/* hsum((0 + x[0:16]) + x[16:32]) with the same additions, on scalars: lane i + lane i ^ 8,
+ * then ^ 4, ^ 2, ^ 1 (each addition commutes bit for bit, so only the tree matters). */
+static inline float sum16(const float *x) {
+    float t[VW];
+    for (int i = 0; i < VW; i++) t[i] = (0.0f + x[i]) + x[VW + i];
+    for (int w = VW / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) t[i] = t[i] + t[i + w];
+    return t[0];
 }
 
 /* Lane i of the result is the sum of the lanes of a[BITREV[i]]... that is, given the sixteen
@@ -148,15 +146,14 @@ static inline __attribute__((always_inline)) void attend_one(
                     for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
                     m[g] = bm;
                 }
-                const v16f mv = vsplat(m[g]);
-                v16f sum = vsplat(0.0f);
-                for (int jb = 0; jb < BLK; jb += VW) {
-                    v16f p = vexp(vload(&s[g][jb]) - mv);
-                    vstore(&s[g][jb], p);
-                }
+                /* exp on native vectors (vexp_n: the v16f vexp's lanes went through the stack
+                 * on AVX2), then the block's sum as before: lane i of two 16-key halves, then
+                 * hsum's tree over the 16 lanes (sum16: the same additions). */
+                const vnf mv = vsplat_n(m[g]);
+                for (int jb = 0; jb < BLK; jb += NL)
+                    store_nf(&s[g][jb], vexp_n(load_nf(&s[g][jb]) - mv));
                 for (int j = nb; j < BLK; j++) s[g][j] = 0.0f;
-                for (int jb = 0; jb < BLK; jb += VW) sum += vload(&s[g][jb]);
-                l[g] += hsum(sum);
+                l[g] += sum16(s[g]);
             }
             /* acc += p . v, each lane's sum in key order. The specialised copies (native_pv)
              * keep up to PV_VECS native accumulators in registers per pass over the block's
@@ -265,8 +262,13 @@ int sgl_paged_attention(const float *q, int64_t q_tok_stride, const float *k_buf
 #pragma omp parallel num_threads(nt)
     {
         if (ntiles) {
+            /* Head-major: the threads go through one KV head's tiles together, so the keys
+             * and values they stream are that head's (a 600-key prefix: 300 KiB, within a
+             * Zen 2 core's L2) rather than all heads' at once. Each item still writes its
+             * own state, so the order changes no result. */
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < ntiles * KVH; it++) {
+            for (int64_t item = 0; item < ntiles * KVH; item++) {
+                const int64_t it = item % ntiles * KVH + item / ntiles; /* tile * KVH + head */
                 const attn_tile tile = tiles[it / KVH];
                 const int h = (int)(it % KVH);
                 sgl_attn_shared_keys(q + tile.t0 * q_tok_stride + (int64_t)h * G * D,

@@ -68,6 +68,71 @@ int64_t sgl_attn_plan_tiles(const int64_t *req_to_token, int64_t table_stride,
     return count;
 }
 
+/* With AVX2 a tile of 9-16 rows is two native vectors. The loops below take both at once, so
+ * each key or value element loaded (a broadcast) feeds two fused multiply-adds: 6 loads per 8
+ * FMAs where one vector at a time takes 9 (Zen 2 loads two per cycle). Each lane still does
+ * the same operations in the same order as the one-vector loops, so the same bits. */
+#define QK2_KEYS 4
+#define PV2_FEATS 4
+
+/* Scores of keys [0, nbr) (nbr a multiple of QK2_KEYS) into p, rows in two native vectors. */
+static inline __attribute__((always_inline)) void qk_two(const float *qt, const float *const *kp,
+                                                         int nbr, const int D, float scale,
+                                                         float *p) {
+    for (int jg = 0; jg < nbr; jg += QK2_KEYS) {
+        vnf a0[QK2_KEYS], a1[QK2_KEYS];
+        for (int i = 0; i < QK2_KEYS; i++) a0[i] = a1[i] = (vnf){0};
+        for (int c = 0; c < D; c += VW) {
+            vnf p0[QK2_KEYS], p1[QK2_KEYS];
+            for (int i = 0; i < QK2_KEYS; i++) p0[i] = p1[i] = (vnf){0};
+#pragma GCC unroll 16
+            for (int d = c; d < c + VW; d++) {
+                const vnf q0 = load_nf(qt + d * VW), q1 = load_nf(qt + d * VW + NL);
+                for (int i = 0; i < QK2_KEYS; i++) {
+                    const float kd = kp[jg + i][d];
+                    p0[i] += kd * q0;
+                    p1[i] += kd * q1;
+                }
+            }
+            for (int i = 0; i < QK2_KEYS; i++) {
+                a0[i] += p0[i];
+                a1[i] += p1[i];
+            }
+        }
+        for (int i = 0; i < QK2_KEYS; i++) {
+            store_nf(p + (jg + i) * VW, a0[i] * scale);
+            store_nf(p + (jg + i) * VW + NL, a1[i] * scale);
+        }
+    }
+}
+
+/* acc = acc * alpha + the weights p of keys [0, nbr) times their values, two native vectors. */
+static inline __attribute__((always_inline)) void pv_two(const float *p, const float *const *vp,
+                                                         int nbr, const int D,
+                                                         const float *alpha_f, float *acc) {
+    const vnf al0 = load_nf(alpha_f), al1 = load_nf(alpha_f + NL);
+#pragma GCC unroll 16
+    for (int c = 0; c < D; c += PV2_FEATS) {
+        vnf o0[PV2_FEATS], o1[PV2_FEATS];
+        for (int u = 0; u < PV2_FEATS; u++) {
+            o0[u] = load_nf(acc + (c + u) * VW) * al0;
+            o1[u] = load_nf(acc + (c + u) * VW + NL) * al1;
+        }
+        for (int j = 0; j < nbr; j++) {
+            const vnf w0 = load_nf(p + j * VW), w1 = load_nf(p + j * VW + NL);
+            const float *v = vp[j] + c;
+            for (int u = 0; u < PV2_FEATS; u++) {
+                o0[u] += v[u] * w0;
+                o1[u] += v[u] * w1;
+            }
+        }
+        for (int u = 0; u < PV2_FEATS; u++) {
+            store_nf(acc + (c + u) * VW, o0[u]);
+            store_nf(acc + (c + u) * VW + NL, o1[u]);
+        }
+    }
+}
+
 /* Keys [lo, hi) of `slots` for the n * G query rows of a tile (q: its first token's G heads of
  * this KV head), into the tile state `st` (STATE_FLOATS(D) floats). D is a compile-time
  * constant in the specialised copies below. */
@@ -90,7 +155,13 @@ static inline __attribute__((always_inline)) void shared_keys(
     }
     float *acc = st; /* feature d of every row at acc[d * VW] */
     memset(acc, 0, sizeof(float) * (size_t)(D * VW));
-    v16f m = vsplat(-INFINITY), l = vsplat(0.0f);
+    /* Running max and sum of every row (lanes past the rows: never read back). */
+    float m[VW] __attribute__((aligned(64))), l[VW] __attribute__((aligned(64)));
+    for (int r = 0; r < VW; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    float alpha_f[VW] __attribute__((aligned(64)));
     for (int64_t j0 = lo; j0 < hi; j0 += BLK) {
         const int nb = hi - j0 < BLK ? (int)(hi - j0) : BLK;
         const int nbr = (nb + QK_KEYS - 1) / QK_KEYS * QK_KEYS;
@@ -99,7 +170,10 @@ static inline __attribute__((always_inline)) void shared_keys(
             kp[j] = kb + slot * kv_stride;
             vp[j] = vb + slot * kv_stride;
         }
-        for (int jg = 0; jg < nbr; jg += QK_KEYS)
+        if (VW / NL == 2 && lane_vecs == 2)
+            qk_two(qt, kp, nbr, D, scale, p);
+        else
+            for (int jg = 0; jg < nbr; jg += QK_KEYS)
             for (int h = 0; h < lane_vecs; h++) { /* the rows' lanes, one native vector each */
                 /* Sums of VW products, then their sum: one chain over all D products would
                  * round the scores several times worse than the per-token kernel's
@@ -121,21 +195,28 @@ static inline __attribute__((always_inline)) void shared_keys(
             }
         if (cap > 0.0f)
             for (int e = 0; e < nb * VW; e++) p[e] = cap * tanhf(p[e] / cap);
-        v16f bm = vload(p);
-        for (int j = 1; j < nb; j++) bm = vmax(bm, vload(p + j * VW));
-        const v16f mn = vmax(m, bm);
-        const v16f alpha = vexp(m - mn); /* 0 on the first block: m is -inf */
-        m = mn;
-        v16f sum = vsplat(0.0f);
-        for (int j = 0; j < nb; j++) {
-            const v16f w = vexp(vload(p + j * VW) - mn);
-            vstore(p + j * VW, w);
-            sum += w;
+        /* The online softmax, lane-wise on the rows' native vectors only. */
+        for (int h = 0; h < lane_vecs; h++) {
+            float *ph = p + h * NL;
+            vnf bm = load_nf(ph);
+            for (int j = 1; j < nb; j++) bm = vmax_n(bm, load_nf(ph + j * VW));
+            const vnf mo = load_nf(m + h * NL), mn = vmax_n(mo, bm);
+            const vnf alpha = vexp_n(mo - mn); /* 0 on the first block: m is -inf */
+            vnf sum = (vnf){0};
+            for (int j = 0; j < nb; j++) {
+                const vnf w = vexp_n(load_nf(ph + j * VW) - mn);
+                store_nf(ph + j * VW, w);
+                sum += w;
+            }
+            for (int j = nb; j < nbr; j++) store_nf(ph + j * VW, (vnf){0});
+            store_nf(m + h * NL, mn);
+            store_nf(l + h * NL, load_nf(l + h * NL) * alpha + sum);
+            store_nf(alpha_f + h * NL, alpha);
         }
-        for (int j = nb; j < nbr; j++) vstore(p + j * VW, vsplat(0.0f));
-        l = l * alpha + sum;
-        float alpha_f[VW] __attribute__((aligned(64)));
-        vstore(alpha_f, alpha);
+        if (VW / NL == 2 && lane_vecs == 2) {
+            pv_two(p, vp, nbr, D, alpha_f, acc);
+            continue;
+        }
         for (int h = 0; h < lane_vecs; h++) {
             const vnf ah = load_nf(alpha_f + h * NL);
             /* Unrolled so that a value's features are constant offsets from its row pointer. */
@@ -152,8 +233,8 @@ static inline __attribute__((always_inline)) void shared_keys(
             }
         }
     }
-    vstore(STATE_M(st, D), m);
-    vstore(STATE_L(st, D), l);
+    memcpy(STATE_M(st, D), m, sizeof m);
+    memcpy(STATE_L(st, D), l, sizeof l);
 }
 
 /* head_dim 64 and 128 with the feature loops unrolled; any other multiple of 16 as it comes. */
