@@ -51,37 +51,10 @@ static inline v16f vsplat(float x) {
     return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
 }
 
-static inline v16f vmax(v16f a, v16f b) {
-    const v16i a_wins = a > b;
-    return (v16f)(((v16i)a & a_wins) | ((v16i)b & ~a_wins));
-}
-
-/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
- * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 (and -inf)
- * give 0. */
-static inline v16f vexp(v16f x) {
-    const v16f lo = vsplat(-87.33654f);
-    v16i small = x < lo;
-    x = (v16f)(((v16i)x & ~small) | ((v16i)lo & small));
-    const v16f magic = vsplat(12582912.0f); /* 1.5 * 2^23: round to nearest */
-    v16f n = (x * vsplat(1.44269504088896341f) + magic) - magic;
-    v16f r = x - n * vsplat(0.693359375f) - n * vsplat(-2.12194440e-4f);
-    v16f p = vsplat(1.9875691500e-4f);
-    p = p * r + vsplat(1.3981999507e-3f);
-    p = p * r + vsplat(8.3334519073e-3f);
-    p = p * r + vsplat(4.1665795894e-2f);
-    p = p * r + vsplat(1.6666665459e-1f);
-    p = p * r + vsplat(5.0000001201e-1f);
-    p = p * r * r + r + vsplat(1.0f);
-    v16i bits = (__builtin_convertvector(n, v16i) + 127) << 23;
-    v16f out = p * (v16f)bits;
-    return (v16f)((v16i)out & ~small);
-}
-
-/* vmax and vexp on native vectors, lane for lane the same operations (so the same bits). GCC
- * lowers the v16f versions' integer lanes (the compare masks, the exponent bits) through xmm
- * halves and the stack on AVX2: in the shared-prefix tiles' softmax that cost more than the
- * QK and P.V loops together (Zen 2, perf). */
+/* Max and exp on native vectors (8 lanes on AVX2, 16 on AVX-512). 16-lane versions on v16f
+ * were slower on AVX2: GCC lowered their integer lanes (compare masks, exponent bits) through
+ * xmm halves and the stack, which in the shared-prefix tiles' softmax cost more than the QK
+ * and P.V loops together (Zen 2, perf). */
 typedef int32_t vni_a __attribute__((vector_size(NL * 4)));
 
 static inline vnf vsplat_n(float x) { return (vnf){0} + x; }
@@ -91,11 +64,14 @@ static inline vnf vmax_n(vnf a, vnf b) {
     return (vnf)(((vni_a)a & a_wins) | ((vni_a)b & ~a_wins));
 }
 
+/* exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial after the
+ * reduction x = n ln2 + r, |r| <= ln2 / 2; relative error ~1e-7. Lanes below -87.3 (and -inf)
+ * give 0. */
 static inline vnf vexp_n(vnf x) {
     const vnf lo = vsplat_n(-87.33654f);
     vni_a small = x < lo;
     x = (vnf)(((vni_a)x & ~small) | ((vni_a)lo & small));
-    const vnf magic = vsplat_n(12582912.0f);
+    const vnf magic = vsplat_n(12582912.0f); /* 1.5 * 2^23: round to nearest */
     vnf n = (x * vsplat_n(1.44269504088896341f) + magic) - magic;
     vnf r = x - n * vsplat_n(0.693359375f) - n * vsplat_n(-2.12194440e-4f);
     vnf p = vsplat_n(1.9875691500e-4f);

@@ -36,8 +36,9 @@
 #define PV_VECS 8             /* paged_attention: native accumulators per P.V pass */
 #define LOCAL_TILES 256         /* paged_attention: plans for up to this many tokens on the stack */
 
-/* hsum((0 + x[0:16]) + x[16:32]) with the same additions, on scalars: lane i + lane i ^ 8,
- * then ^ 4, ^ 2, ^ 1 (each addition commutes bit for bit, so only the tree matters). */
+/* The sum of 32 scores as the earlier 16-lane code added them, on scalars: lane i of the two
+ * halves ((0 + x[i]) + x[16 + i]), then lane i + lane i ^ 8, ^ 4, ^ 2, ^ 1 (each addition
+ * commutes bit for bit, so only the tree matters: it keeps the kernel's bits). */
 static inline float sum16(const float *x) {
     float t[VW];
     for (int i = 0; i < VW; i++) t[i] = (0.0f + x[i]) + x[VW + i];
@@ -146,9 +147,8 @@ static inline __attribute__((always_inline)) void attend_one(
                     for (int c = 0; c < D; c++) acc[g * D + c] *= alpha;
                     m[g] = bm;
                 }
-                /* exp on native vectors (vexp_n: the v16f vexp's lanes went through the stack
-                 * on AVX2), then the block's sum as before: lane i of two 16-key halves, then
-                 * hsum's tree over the 16 lanes (sum16: the same additions). */
+                /* exp on native vectors (vexp_n), then the block's sum: lane i of two 16-key
+                 * halves, then a tree over the 16 lanes (sum16). */
                 const vnf mv = vsplat_n(m[g]);
                 for (int jb = 0; jb < BLK; jb += NL)
                     store_nf(&s[g][jb], vexp_n(load_nf(&s[g][jb]) - mv));
