@@ -177,7 +177,8 @@ class TritonAttentionBackend(AttentionBackend):
                 and not batch.kv_pool.quantized and kernels.can_launch(q)):
             rope = kernels.DecodeRope(positions, rotary.cos_sin, k, v, batch.out_cache_loc,
                                       rotary.is_neox)
-            return self._decode(q, k_buf, v_buf, scale, batch, window, logit_cap, layer_id, rope)
+            return self._attend(q, k, v, k_buf, v_buf, scale, batch, window, logit_cap, layer_id,
+                                rope)
         if batch.kv_pool.quantized or not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
             return super().forward_with_rope(
                 q, k, v, positions, rotary, layer_id, scale, batch,
@@ -188,7 +189,7 @@ class TritonAttentionBackend(AttentionBackend):
     def _attend(
         self,
         q: torch.Tensor,
-        k: torch.Tensor,  # this batch's new K/V (rotated), already stored in the pool
+        k: torch.Tensor,  # the new K/V, rotated and in the pool already unless `rope` does it
         v: torch.Tensor,
         k_buf: torch.Tensor,
         v_buf: torch.Tensor,
@@ -197,11 +198,21 @@ class TritonAttentionBackend(AttentionBackend):
         window: int,
         logit_cap: float,
         layer_id: int,
+        rope: DecodeRope | None = None,  # decode only: rotate and store the current token here
     ) -> torch.Tensor:
         meta = batch.attn_metadata
-        if isinstance(meta, _DecodeMetadata):
-            return self._decode(q, k_buf, v_buf, scale, batch, window, logit_cap, layer_id)
         k_scale, v_scale = batch.kv_pool.scales(layer_id)
+        if isinstance(meta, _DecodeMetadata):
+            bs, num_heads, head_dim = q.shape
+            ws = self.reserve_decode_workspace(
+                bs, num_heads, head_dim, meta.num_kv_splits, q.device, q.dtype
+            )
+            return kernels.decode_attention(
+                q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
+                sm_scale=scale, num_kv_splits=meta.num_kv_splits,
+                reduce_in_fp32=self.reduce_in_fp32, sliding_window=window, logit_cap=logit_cap,
+                k_scale=k_scale, v_scale=v_scale, workspace=ws, rope=rope,
+            )
         flash = meta.varlen
         if flash is not None and window <= 0 and logit_cap <= 0 and q.dtype == k_buf.dtype:
             if flash.kv_slots is not None:  # a cached prefix: gather each request's keys
@@ -216,29 +227,4 @@ class TritonAttentionBackend(AttentionBackend):
             batch.extend_lens, meta.extend_start_loc, sm_scale=scale,
             max_extend_len=meta.max_extend_len, sliding_window=window, logit_cap=logit_cap,
             k_scale=k_scale, v_scale=v_scale,
-        )
-
-    def _decode(
-        self,
-        q: torch.Tensor,
-        k_buf: torch.Tensor,
-        v_buf: torch.Tensor,
-        scale: float,
-        batch: ForwardBatch,
-        window: int,
-        logit_cap: float,
-        layer_id: int,
-        rope: DecodeRope | None = None,
-    ) -> torch.Tensor:
-        meta = batch.attn_metadata
-        assert isinstance(meta, _DecodeMetadata)
-        bs, num_heads, head_dim = q.shape
-        ws = self.reserve_decode_workspace(bs, num_heads, head_dim, meta.num_kv_splits, q.device,
-                                           q.dtype)
-        k_scale, v_scale = batch.kv_pool.scales(layer_id)
-        return kernels.decode_attention(
-            q, k_buf, v_buf, batch.req_to_token, batch.req_pool_indices, batch.seq_lens,
-            sm_scale=scale, num_kv_splits=meta.num_kv_splits, reduce_in_fp32=self.reduce_in_fp32,
-            sliding_window=window, logit_cap=logit_cap, k_scale=k_scale, v_scale=v_scale,
-            workspace=ws, rope=rope,
         )
