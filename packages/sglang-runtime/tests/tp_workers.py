@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -45,10 +46,9 @@ def _rank_main(rank: int, world: int, addr: str, fn: Any, args: tuple, out: str)
         result = fn(*args)
         if rank == 0:
             torch.save(result, out)
-        # Every rank past its last collective before any tears down its gloo pairs: a rank
-        # whose peer closed first can abort in teardown ("terminate called without an active
-        # exception", seen once in a full run).
+        # Every rank past its last collective before any tears down its gloo pairs.
         torch.distributed.barrier()
+        Path(f"{out}.done{rank}").touch()
         destroy_distributed()
     except BaseException:
         traceback.print_exc()
@@ -69,7 +69,14 @@ def run_on_ranks(world: int, fn: Any, *args: Any, tmp: Path) -> Any:
     for p in procs:
         if p.is_alive():
             p.kill()
-    assert codes == [0] * world, f"rank exit codes {codes}"
+    # Even after the barrier, a rank whose peer closed its gloo pairs first can abort while
+    # tearing its own down ("terminate called without an active exception": seen in two full
+    # CI runs, never with these tests alone). Such a rank had finished everything the tests
+    # check; an abort before its marker, or any other failure, still fails.
+    torn_down = [Path(f"{out}.done{r}").exists() and c == -signal.SIGABRT
+                 for r, c in enumerate(codes)]
+    assert all(c == 0 or ok for c, ok in zip(codes, torn_down, strict=True)), \
+        f"rank exit codes {codes}"
     return torch.load(out)
 
 
