@@ -247,8 +247,9 @@ def _filter_probs(
 
 def greedy_tokens(logits: torch.Tensor) -> torch.Tensor:
     """Each row's argmax, first index on ties ([B] int64): on CUDA through the kernel library's
-    argmax where this GPU's table measured it faster than torch's reduction."""
-    return kernels.greedy_argmax(logits)
+    argmax where this GPU's table measured it faster than torch's reduction (off CUDA torch's,
+    without importing triton)."""
+    return kernels.greedy_argmax(logits) if logits.is_cuda else logits.argmax(dim=-1)
 
 
 def sample(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
