@@ -114,8 +114,7 @@ def measured_launch(rows: int, n: int, dtype: torch.dtype,
     """The launch this device's table found faster than torch at the nearest row count; None
     where torch won or nothing was measured (the interpreter reads "cpu" tables, which only
     tests write)."""
-    key = tuning.device_key(device) if device.type == "cuda" else "cpu"
-    entry = tuning.lookup(TUNING_KERNEL, tuning_key(n, dtype), rows, key)
+    entry = tuning.measured_entry(TUNING_KERNEL, tuning_key(n, dtype), rows, device)
     if not entry or not entry.get("launch"):
         return None
     return ArgmaxLaunch(**entry["launch"])

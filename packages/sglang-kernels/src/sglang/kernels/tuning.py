@@ -70,13 +70,17 @@ def lookup(kernel: str, shape_key: str, rows: int, device: str | None = None) ->
     return buckets[nearest]
 
 
+def measured_entry(kernel: str, shape_key: str, rows: int, device: torch.device) -> Any | None:
+    """`lookup` for tensors on `device`: the interpreter (tensors on the CPU) reads tables of
+    the device key "cpu", which only tests write."""
+    return lookup(kernel, shape_key, rows, device_key(device) if device.type == "cuda" else "cpu")
+
+
 def measured_config(cls: Any, kernel: str, shape_key: str, rows: int,
                     device: torch.device) -> Any | None:
     """`cls` (a config dataclass) from the measured entry for `rows` on `device`, keeping only
-    its fields (entries also record times); None when none was measured. The interpreter
-    (tensors on the CPU) reads tables of the device key "cpu", which only tests write."""
-    key = device_key(device) if device.type == "cuda" else "cpu"
-    entry = lookup(kernel, shape_key, rows, key)
+    its fields (entries also record times); None when none was measured."""
+    entry = measured_entry(kernel, shape_key, rows, device)
     if entry is None:
         return None
     fields = cls.__dataclass_fields__

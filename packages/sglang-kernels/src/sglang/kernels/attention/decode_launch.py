@@ -61,9 +61,9 @@ def decode_launch(batch: int, num_heads: int, num_kv_heads: int, head_dim: int,
     (`benchmarks/kernel_micro.py --tune-decode DIR`), else the default (fp32 tiles halve
     the block to stay in registers; the interpreter takes small blocks so tests cross them, and
     reads tables of the device key "cpu", which only tests write)."""
-    device_key = tuning.device_key(device) if device.type == "cuda" else "cpu"
-    entry = tuning.lookup(TUNING_KERNEL, tuning_key(num_heads, num_kv_heads, head_dim, dtype),
-                          batch, device_key)
+    entry = tuning.measured_entry(TUNING_KERNEL,
+                                  tuning_key(num_heads, num_kv_heads, head_dim, dtype), batch,
+                                  device)
     if entry is not None:
         return DecodeLaunch(**entry["launch"])
     if interpreting():

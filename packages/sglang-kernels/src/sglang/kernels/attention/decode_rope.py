@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sglang.kernels._triton import check_device
+from sglang.kernels._triton import FP8_DTYPES, check_device
 from sglang.kernels.kv_store import check_kv_shapes
 
 
@@ -55,7 +55,7 @@ class DecodeRope:
         if self.k.shape[0] != batch:
             raise ValueError(f"k has {self.k.shape[0]} rows for a batch of {batch}")
         check_kv_shapes(k_buffer, v_buffer, self.k, self.v)
-        if k_buffer.dtype.is_floating_point and k_buffer.element_size() == 1:
+        if k_buffer.dtype in FP8_DTYPES:
             raise ValueError("an fp8 KV pool stores through store_kv (it quantizes); "
                              "decode attention stores unscaled values")
         if min(self.k.stride(-1), self.v.stride(-1), self.cos_sin.stride(-1)) != 1:

@@ -147,6 +147,8 @@ static inline __attribute__((always_inline)) void shared_keys(
     /* Native vectors that hold rows: lanes past them are never read back, so with AVX2 a tile
      * of up to 8 rows skips the upper half. */
     const int lane_vecs = (rows + NL - 1) / NL;
+    /* AVX2 with 9-16 rows: both native vectors through qk_two / pv_two together. */
+    const int two_vecs = VW / NL == 2 && lane_vecs == 2;
     memset(qt, 0, sizeof(float) * (size_t)(D * VW)); /* unused lanes: finite, never read back */
     memset(p, 0, sizeof p); /* lanes past lane_vecs are never written: zero scores */
     for (int r = 0; r < rows; r++) {
@@ -170,7 +172,7 @@ static inline __attribute__((always_inline)) void shared_keys(
             kp[j] = kb + slot * kv_stride;
             vp[j] = vb + slot * kv_stride;
         }
-        if (VW / NL == 2 && lane_vecs == 2)
+        if (two_vecs)
             qk_two(qt, kp, nbr, D, scale, p);
         else
             for (int jg = 0; jg < nbr; jg += QK_KEYS)
@@ -213,7 +215,7 @@ static inline __attribute__((always_inline)) void shared_keys(
             store_nf(l + h * NL, load_nf(l + h * NL) * alpha + sum);
             store_nf(alpha_f + h * NL, alpha);
         }
-        if (VW / NL == 2 && lane_vecs == 2) {
+        if (two_vecs) {
             pv_two(p, vp, nbr, D, alpha_f, acc);
             continue;
         }

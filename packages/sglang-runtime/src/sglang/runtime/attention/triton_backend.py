@@ -173,13 +173,15 @@ class TritonAttentionBackend(AttentionBackend):
         window = self._window(sliding_window)
         # The fused kernels write K/V unscaled: an fp8 pool stores through store_kv, which
         # quantizes.
-        if (self.fuse_decode_rope and isinstance(batch.attn_metadata, _DecodeMetadata)
-                and not batch.kv_pool.quantized and kernels.can_launch(q)):
+        fusable = not batch.kv_pool.quantized
+        if (fusable and self.fuse_decode_rope and isinstance(batch.attn_metadata, _DecodeMetadata)
+                and kernels.can_launch(q)):
             rope = kernels.DecodeRope(positions, rotary.cos_sin, k, v, batch.out_cache_loc,
                                       rotary.is_neox)
             return self._attend(q, k, v, k_buf, v_buf, scale, batch, window, logit_cap, layer_id,
                                 rope)
-        if batch.kv_pool.quantized or not rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf, batch.out_cache_loc):
+        if not (fusable and rotary.rotate_and_store_kv(positions, q, k, v, k_buf, v_buf,
+                                                       batch.out_cache_loc)):
             return super().forward_with_rope(
                 q, k, v, positions, rotary, layer_id, scale, batch,
                 sliding_window=sliding_window, logit_cap=logit_cap,
